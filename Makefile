@@ -1,0 +1,42 @@
+# Mekong IOC — `make demo` runs the pipeline, `make test` runs the whole suite.
+# Both set up what they need: a .venv with the project, and Debian's mosquitto and influxdb.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: demo test lint typecheck unit integration servers venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+servers:
+	@./scripts/ensure-servers.sh
+
+demo: $(STAMP) servers
+	$(BIN)/ioc demo $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not integration"
+
+integration: $(STAMP) servers
+	$(BIN)/pytest -m integration
+
+test: $(STAMP) servers lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

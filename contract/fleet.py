@@ -1,0 +1,95 @@
+"""The fleet file: the device registry (YAML), validated once on load.
+
+The registry is the only source of a device's tags (province, district, site, crop): nothing in a
+payload can change them. Simulator hints (``km_from_sea``, ``coast``, ``faults``) live beside the
+registry facts because they describe the same physical place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contract.fields import Kind
+
+Site = Literal["river", "canal", "pond", "field", "sluice", "kitchen", "road", "market", "school"]
+Crop = Literal["rice", "durian", "fruit", "pineapple", "shrimp", "pangasius", "none"]
+Fault = Literal["drift", "stuck", "spikes", "gaps", "battery_sag", "offline"]
+SITES: Final = get_args(Site)
+CROPS: Final = get_args(Crop)
+FAULTS: Final = get_args(Fault)
+
+DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+
+
+class FleetError(ValueError):
+    """The fleet file is missing or invalid; the message names the file and the problem."""
+
+
+class Device(BaseModel):
+    """One registered device."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: DeviceId
+    kind: Kind
+    province: Slug
+    district: Slug
+    site: Site
+    crop: Crop = "none"
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    km_from_sea: float = Field(default=50.0, ge=0, le=500)
+    coast: Literal["east", "west"] = "east"
+    faults: tuple[Fault, ...] = ()
+
+
+class Fleet(BaseModel):
+    """The device registry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    devices: tuple[Device, ...]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Fleet:
+        seen: set[str] = set()
+        for d in self.devices:
+            if d.id in seen:
+                raise ValueError(f"device id {d.id!r} appears twice")
+            seen.add(d.id)
+        return self
+
+    def by_id(self) -> dict[str, Device]:
+        return {d.id: d for d in self.devices}
+
+
+def load_fleet(path: Path) -> Fleet:
+    """Read and validate a fleet file; raise :class:`FleetError` with a clear message."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FleetError(f"{path}: cannot read the fleet file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise FleetError(f"{path}: the fleet file is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        raise FleetError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return Fleet.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+        raise FleetError(f"{path}: invalid fleet file: {problems}") from exc
+
+
+def dump_fleet(fleet: Fleet, path: Path) -> None:
+    """Write ``fleet`` as YAML (one mapping per device, stable key order)."""
+    data = fleet.model_dump(mode="json")
+    for d in data["devices"]:
+        d["faults"] = list(d["faults"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120), encoding="utf-8")

@@ -1,0 +1,180 @@
+"""The columnar batch that flows from the decoder to the writer.
+
+A :class:`BatchBuilder` collects accepted readings (already encoded as line protocol, and kept
+column-wise for the rule engine), rejections, and the broker handles to acknowledge once the batch
+is stored. :meth:`BatchBuilder.seal` hands out an immutable :class:`Batch` and starts anew.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from msgspec import UNSET
+
+from contract.fields import EVENT_FIELDS, TELEMETRY_FIELDS, FieldSpec, Kind
+from contract.reasons import Reason
+from ingest.lineprotocol import LineProtocolError, format_int, format_string_field
+
+_NAN: Final = float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message or reading refused with a reason, bound for the dead-letter topic."""
+
+    topic: str
+    reason: Reason
+    detail: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Readings of one kind as columns: registry index, device time, sequence, numeric fields."""
+
+    device: npt.NDArray[np.int32]
+    ts_ms: npt.NDArray[np.int64]
+    seq: npt.NDArray[np.int64]
+    fields: dict[str, npt.NDArray[np.float64]]
+    """Numeric fields by name; NaN where a reading did not carry the field."""
+
+
+class FieldEncoder:
+    """Encodes the fields of one (kind, channel) struct as a line-protocol field set."""
+
+    def __init__(self, specs: tuple[FieldSpec, ...]) -> None:
+        self.specs = specs
+        self._keys = tuple(f"{s.name}=" for s in specs)
+        self._formats = tuple(
+            repr if s.type == "float" else (format_int if s.type == "int" else format_string_field) for s in specs
+        )
+        self.numeric = tuple(i for i, s in enumerate(specs) if s.numeric)
+
+    def encode(self, values: tuple[Any, ...]) -> str | None:
+        """``values`` in spec order (UNSET where absent) → ``a=1.0,b=2i`` ('' when all absent).
+
+        None when a string cannot be carried by line protocol (the decoder's schema refuses those
+        already; this is the last line of defence, never an exception on the hot path). Floats are
+        formatted with ``repr``: the schema's bounds keep them finite.
+        """
+        try:
+            return ",".join(
+                [k + f(v) for k, f, v in zip(self._keys, self._formats, values, strict=False) if v is not UNSET]
+            )
+        except LineProtocolError:
+            return None
+
+
+@dataclass(slots=True)
+class _KindRows:
+    specs: tuple[FieldSpec, ...]
+    device: list[int] = field(default_factory=list)
+    ts_ms: list[int] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    values: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def columns(self) -> Columns:
+        fields: dict[str, npt.NDArray[np.float64]] = {}
+        for j, spec in enumerate(self.specs):
+            if spec.numeric:
+                fields[spec.name] = np.fromiter(
+                    (_NAN if row[j] is UNSET else row[j] for row in self.values),
+                    dtype=np.float64,
+                    count=len(self.values),
+                )
+        return Columns(
+            np.asarray(self.device, dtype=np.int32),
+            np.asarray(self.ts_ms, dtype=np.int64),
+            np.asarray(self.seq, dtype=np.int64),
+            fields,
+        )
+
+
+EVENTS: Final = "camera_event"
+"""Key of camera events in :attr:`Batch.rows` (their fields differ from camera telemetry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """An immutable, sealed batch."""
+
+    lines: list[str]
+    readings: int
+    statuses: int
+    rejections: list[Rejection]
+    acks: list[Any]
+    """Opaque broker handles, in the order the messages arrived."""
+    opened_at: float
+    """``time.monotonic()`` when the first message of the batch arrived."""
+    _rows: dict[str, _KindRows]
+
+    def columns(self) -> dict[str, Columns]:
+        """The batch's readings as columns per kind (``camera_event`` for camera events)."""
+        return {k: r.columns() for k, r in self._rows.items() if r.device}
+
+    @property
+    def messages(self) -> int:
+        return len(self.acks)
+
+
+class BatchBuilder:
+    """Accumulates one batch; not thread-safe (lives on the event loop)."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, tuple[FieldSpec, ...]] = {k.value: v for k, v in TELEMETRY_FIELDS.items()}
+        self._specs[EVENTS] = EVENT_FIELDS
+        self._reset()
+
+    def _reset(self) -> None:
+        self.lines: list[str] = []
+        self.readings = 0
+        self.statuses = 0
+        self.rejections: list[Rejection] = []
+        self.acks: list[Any] = []
+        self.opened_at = 0.0
+        self._rows = {k: _KindRows(v) for k, v in self._specs.items()}
+
+    def __len__(self) -> int:
+        """Readings, statuses and rejections held."""
+        return self.readings + self.statuses + len(self.rejections)
+
+    @property
+    def empty(self) -> bool:
+        return not self.acks and not self.lines and not self.rejections
+
+    def note_message(self, ack: Any) -> None:
+        """Register a received message's broker handle (acknowledged when the batch is stored)."""
+        if not self.acks:
+            self.opened_at = time.monotonic()
+        self.acks.append(ack)
+
+    def add_reading(self, key: str, device: int, ts_ms: int, seq: int, values: tuple[Any, ...], line: str) -> None:
+        """Add one accepted reading of ``key`` (a kind, or ``camera_event``)."""
+        rows = self._rows[key]
+        rows.device.append(device)
+        rows.ts_ms.append(ts_ms)
+        rows.seq.append(seq)
+        rows.values.append(values)
+        self.lines.append(line)
+        self.readings += 1
+
+    def add_status(self, line: str) -> None:
+        self.lines.append(line)
+        self.statuses += 1
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejections.append(rejection)
+
+    def seal(self) -> Batch:
+        """Hand out what was collected and start a new batch."""
+        batch = Batch(self.lines, self.readings, self.statuses, self.rejections, self.acks, self.opened_at, self._rows)
+        self._reset()
+        return batch
+
+
+def kind_key(kind: Kind) -> str:
+    return kind.value

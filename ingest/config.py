@@ -1,0 +1,93 @@
+"""The ingest service's settings: one typed object, validated once at start-up.
+
+Every field can be set from the environment as ``IOC_<FIELD>`` (``.env.example`` lists them all)
+or from the matching ``ioc ingest`` flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract.topics import parse_mqtt_url
+
+
+class IngestSettings(BaseSettings):
+    """Settings of ``ioc ingest``."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port")
+    mqtt_client_id: str = Field(
+        "ioc-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="fixed client id (persistent session)"
+    )
+    mqtt_username: str | None = Field(None, description="broker user name")
+    mqtt_password: SecretStr | None = Field(None, description="broker password")
+    mqtt_session_expiry_s: int = Field(
+        86_400, gt=0, description="how long the broker keeps our session and queue while we are away"
+    )
+    mqtt_receive_maximum: int = Field(
+        20_000, ge=10, le=65_535, description="unacknowledged messages the broker may send us at once"
+    )
+    mqtt_shared_group: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="subscribe as $share/<group>/... (several workers)"
+    )
+
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL")
+    influx_api: Literal["v1", "v2"] = Field("v1", description="write dialect: v1 /write or v2 (influxdb-client)")
+    influx_db: str | None = Field("ioc", description="database (v1)")
+    influx_username: str | None = Field(None, description="user (v1 auth)")
+    influx_password: SecretStr | None = Field(None, description="password (v1 auth)")
+    influx_bucket: str | None = Field(None, description="bucket (v2)")
+    influx_org: str | None = Field(None, description="organisation (v2)")
+    influx_token: SecretStr | None = Field(None, description="API token (v2)")
+
+    fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (device registry)")
+
+    batch_max_readings: int = Field(5_000, ge=1, le=100_000, description="write a batch at this many readings")
+    batch_max_age_ms: int = Field(200, ge=1, le=60_000, description="or when its oldest reading waited this long")
+    write_queue_batches: int = Field(2, ge=1, le=64, description="sealed batches waiting for the writer")
+    write_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one write")
+    retry_initial_s: float = Field(0.2, gt=0, description="first back-off after a failed write")
+    retry_max_s: float = Field(10.0, gt=0, description="longest back-off between write attempts")
+
+    max_payload_bytes: int = Field(262_144, ge=256, description="larger payloads are dead-lettered")
+    max_readings_per_message: int = Field(10_000, ge=1, description="gateway batches beyond this are refused")
+    dlq_payload_cap: int = Field(4_096, ge=64, description="bytes of the original payload kept in a dead letter")
+
+    metrics_host: str = Field("127.0.0.1", description="Prometheus metrics address")
+    metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus metrics port (0: off)")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, v: str) -> str:
+        parse_mqtt_url(v)
+        return v
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname:
+            raise ValueError(f"InfluxDB URL must look like http://host:port, got {v!r}")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _dialect(self) -> IngestSettings:
+        if self.influx_api == "v1" and not self.influx_db:
+            raise ValueError("--influx-api v1 needs --influx-db (IOC_INFLUX_DB)")
+        if self.influx_api == "v2":
+            missing = [n for n in ("influx_bucket", "influx_org", "influx_token") if not getattr(self, n)]
+            if missing:
+                flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+                raise ValueError(f"--influx-api v2 needs {flags}")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be at least retry_initial_s")
+        return self
+
+    @property
+    def mqtt_host_port(self) -> tuple[str, int]:
+        return parse_mqtt_url(self.mqtt_url)

@@ -1,0 +1,208 @@
+"""Topic + payload → accepted readings (into a :class:`~ingest.batch.BatchBuilder`) or rejections.
+
+A message holds one reading or a gateway batch ``{"readings": [...]}`` of one device. A batch is
+decoded in one pass; only when that fails is it decoded reading by reading, so the good readings
+of a batch are kept and each bad one is dead-lettered with its own reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+from msgspec import UNSET
+
+from contract.fields import TS_MAX_AHEAD_MS, Kind
+from contract.reasons import Reason
+from contract.topics import Channel, TopicError, parse_device_topic
+from ingest.batch import EVENTS, BatchBuilder, FieldEncoder, Rejection
+from ingest.registry import RegisteredDevice, Registry
+from ingest.schema import ChannelSchema, build_schemas
+
+_RANGE: Final = re.compile(r"Expected `\w+` (?:of length )?[<>]=?")
+_BATCH: Final = re.compile(rb'\s*\{\s*"readings"\s*:')
+_CONTROL_REGEX: Final = re.compile(r"matching regex '.*'")
+_PATH: Final = re.compile(r" - at `\$(?:\.readings\[\d+\])?(?:\.(\w+))?`$")
+
+
+def classify(error: msgspec.MsgspecError) -> tuple[Reason, str]:
+    """Map a msgspec decode/validation error to a rejection reason and a detail text."""
+    text = str(error)
+    if not isinstance(error, msgspec.ValidationError):
+        return Reason.BAD_JSON, text
+    match = _PATH.search(text)
+    field_name = match.group(1) if match else None
+    if field_name == "readings":  # the batch envelope itself, not a reading's field
+        if "of length <=" in text:
+            return Reason.TOO_LARGE, text
+        return Reason.BAD_SHAPE, text
+    if text.startswith("Object missing required field"):
+        return Reason.MISSING_FIELD, text
+    if text.startswith("Object contains unknown field"):
+        return Reason.UNKNOWN_FIELD, text
+    if field_name is None and ("Expected `object`" in text or "Expected `array`, got" in text):
+        return Reason.BAD_SHAPE, text
+    if field_name is None and "Expected `array` of length" in text:
+        return (Reason.TOO_LARGE if "<=" in text else Reason.BAD_SHAPE), text
+    if field_name == "ts" and (_RANGE.match(text) or text.startswith("Number out of range")):
+        return Reason.BAD_TIMESTAMP, text
+    if _RANGE.match(text) or text.startswith(("Number out of range", "Invalid enum")):
+        return Reason.OUT_OF_RANGE, text
+    if "matching regex" in text:
+        return Reason.BAD_TYPE, _CONTROL_REGEX.sub("without control characters", text)
+    return Reason.BAD_TYPE, text
+
+
+class Decoder:
+    """Validates messages against the contract and the registry."""
+
+    def __init__(self, registry: Registry, *, max_payload_bytes: int, max_readings: int) -> None:
+        self._registry = registry
+        self._max_payload = max_payload_bytes
+        self._telemetry, self._event, self._status = build_schemas(max_readings)
+        self._encoders: dict[int, FieldEncoder] = {
+            id(s): FieldEncoder(s.fields) for s in (*self._telemetry.values(), self._event, self._status)
+        }
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        """Decode one message into ``out``: its readings, or its rejections."""
+        try:
+            parsed = parse_device_topic(topic)
+        except TopicError as exc:
+            out.reject(Rejection(topic, Reason.BAD_TOPIC, str(exc), payload))
+            return
+        device = self._registry.by_id.get(parsed.device_id)
+        if device is None:
+            out.reject(
+                Rejection(topic, Reason.UNKNOWN_DEVICE, f"device {parsed.device_id!r} is not registered", payload)
+            )
+            return
+        reg = device.device
+        if reg.province != parsed.province or reg.kind is not parsed.kind:
+            detail = f"registered as {reg.province}/{reg.kind.value}, topic says {parsed.province}/{parsed.kind.value}"
+            out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, detail, payload))
+            return
+        if parsed.channel is Channel.EVENT and reg.kind is not Kind.CAMERA:
+            out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, "only cameras publish events", payload))
+            return
+        if len(payload) > self._max_payload:
+            detail = f"payload of {len(payload)} bytes is over the limit of {self._max_payload}"
+            out.reject(Rejection(topic, Reason.TOO_LARGE, detail, payload))
+            return
+        if not payload.isascii():
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                out.reject(Rejection(topic, Reason.BAD_UTF8, f"not UTF-8 at byte {exc.start}", payload))
+                return
+        if parsed.channel is Channel.STATUS:
+            self._decode_status(topic, payload, device, retained, now_ms, out)
+        elif parsed.channel is Channel.EVENT:
+            self._decode_readings(topic, payload, device, self._event, EVENTS, now_ms, out)
+        else:
+            self._decode_readings(topic, payload, device, self._telemetry[reg.kind], reg.kind.value, now_ms, out)
+
+    def _decode_readings(
+        self,
+        topic: str,
+        payload: bytes,
+        device: RegisteredDevice,
+        schema: ChannelSchema,
+        key: str,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        is_batch = _BATCH.match(payload) is not None
+        try:
+            readings: list[Any] = schema.batch.decode(payload).readings if is_batch else [schema.single.decode(payload)]
+        except msgspec.MsgspecError as exc:
+            if not is_batch or not isinstance(exc, msgspec.ValidationError):
+                reason, detail = classify(exc)
+                out.reject(Rejection(topic, reason, detail, payload))
+                return
+            readings = self._salvage(topic, payload, schema, out)
+        encoder = self._encoders[id(schema)]
+        is_event = key == EVENTS
+        limit = now_ms + TS_MAX_AHEAD_MS
+
+        def original(r: Any) -> bytes:
+            return msgspec.json.encode(r) if is_batch else payload
+
+        for r in readings:
+            values = msgspec.structs.astuple(r)
+            ts, seq = values[-2], values[-1]
+            if ts > limit:
+                detail = f"ts {ts} is more than 5 minutes ahead of the ingest clock ({now_ms})"
+                out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, original(r)))
+                continue
+            if is_event:
+                fields = encoder.encode(values[1:-2])
+                series = device.event_series[values[0]]
+            else:
+                fields = encoder.encode(values[:-2])
+                series = device.series
+            if fields is None:
+                out.reject(Rejection(topic, Reason.BAD_TYPE, "a string field line protocol cannot carry", original(r)))
+                continue
+            if not fields:
+                out.reject(Rejection(topic, Reason.MISSING_FIELD, "the reading has no measurement field", original(r)))
+                continue
+            line = f"{series} {fields},seq={seq}i {ts}"
+            out.add_reading(key, device.index, ts, seq, values[1:-2] if is_event else values[:-2], line)
+
+    def _salvage(self, topic: str, payload: bytes, schema: ChannelSchema, out: BatchBuilder) -> list[Any]:
+        """Decode a failed gateway batch reading by reading; reject the bad ones."""
+        try:
+            raws = schema.raw_batch.decode(payload).readings
+        except msgspec.MsgspecError as exc:
+            reason, detail = classify(exc)
+            out.reject(Rejection(topic, reason, detail, payload))
+            return []
+        good = []
+        for i, raw in enumerate(raws):
+            try:
+                good.append(schema.single.decode(raw))
+            except msgspec.MsgspecError as exc:
+                reason, detail = classify(exc)
+                out.reject(Rejection(topic, reason, f"readings[{i}]: {detail}", bytes(raw)))
+        return good
+
+    def _decode_status(
+        self,
+        topic: str,
+        payload: bytes,
+        device: RegisteredDevice,
+        retained: bool,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        schema = self._status
+        try:
+            status = schema.single.decode(payload)
+        except msgspec.MsgspecError as exc:
+            reason, detail = classify(exc)
+            out.reject(Rejection(topic, reason, detail, payload))
+            return
+        values = msgspec.structs.astuple(status)
+        state, ts, seq = values[0], values[-2], values[-1]
+        if (ts is UNSET) != (seq is UNSET):
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, "a status carries both ts and seq, or neither", payload))
+            return
+        if ts is UNSET:
+            if state != "offline" or any(v is not UNSET for v in values[1:-2]):
+                detail = 'only the will, exactly {"state": "offline"}, may leave out ts and seq'
+                out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
+                return
+            if retained:
+                return  # a will replayed on subscribe: it was stored when it was first sent
+            ts = now_ms  # the broker sent the will: receive time is its true time
+        elif ts > now_ms + TS_MAX_AHEAD_MS:
+            out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, f"ts {ts} is more than 5 minutes ahead", payload))
+            return
+        fields = self._encoders[id(schema)].encode(values[1:-2])
+        if fields is None:
+            out.reject(Rejection(topic, Reason.BAD_TYPE, "a string field line protocol cannot carry", payload))
+            return
+        online = "online=1i" if state == "online" else "online=0i"
+        out.add_status(f"{device.status_series} {online}{',' + fields if fields else ''} {ts}")

@@ -1,0 +1,293 @@
+"""The ingest pipeline: broker → decode into a columnar batch → InfluxDB → dead letters → ack.
+
+Three cooperating tasks on one event loop:
+
+* **receive**: reads messages, decodes them into the open :class:`BatchBuilder`, seals it at
+  ``batch_max_readings``;
+* **ticker**: seals the open batch when its oldest message waited ``batch_max_age_ms``;
+* **writer**: takes sealed batches in order from a bounded queue, stores them (retrying until
+  InfluxDB takes them), publishes dead letters, and only then acknowledges the batch's messages.
+
+When the writer stalls, the queue fills, receive blocks, acks stop, and the broker stops sending
+(Receive Maximum): nothing is dropped anywhere. :meth:`IngestService.run` returns after ``stop`` is
+set and everything received was stored and acknowledged (or ``drain_timeout_s`` passed: whatever
+was not acknowledged then is redelivered by the broker to the next session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from contract.fleet import Fleet
+from contract.reasons import Reason
+from contract.topics import Channel, device_topic, dlq_topic
+from ingest.batch import Batch, BatchBuilder, Rejection
+from ingest.broker import Broker, BrokerError
+from ingest.config import IngestSettings
+from ingest.decode import Decoder
+from ingest.influx import Backoff, InfluxWriter, make_transport
+from ingest.metrics import IngestMetrics
+from ingest.registry import Registry
+
+log = logging.getLogger(__name__)
+
+_DEVICE_TAG = re.compile(r"(?:^|,)device_id=([A-Za-z0-9_-]+)")
+BatchHook = Callable[[Batch], None]
+
+
+def dead_letter(rejection: Rejection, *, cap: int, received_ms: int) -> bytes:
+    """The dead-letter payload: original topic, reason, detail and the payload (capped)."""
+    raw = rejection.payload[:cap]
+    doc: dict[str, object] = {
+        "topic": rejection.topic,
+        "reason": rejection.reason.value,
+        "detail": rejection.detail,
+        "truncated": len(rejection.payload) > cap,
+        "received_ms": received_ms,
+    }
+    try:
+        rejection.payload.decode("utf-8")
+        doc["payload"] = raw.decode("utf-8", "ignore")  # the cap may cut a character in two
+    except UnicodeDecodeError:
+        import base64
+
+        doc["payload_b64"] = base64.b64encode(raw).decode()
+    return msgspec.json.encode(doc)
+
+
+class IngestService:
+    """Runs the pipeline with one settings object and one fleet registry."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        fleet: Fleet,
+        *,
+        metrics: IngestMetrics | None = None,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or IngestMetrics()
+        self.registry = Registry.from_fleet(fleet)
+        self._decoder = Decoder(
+            self.registry,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_readings=settings.max_readings_per_message,
+        )
+        self._on_batch = on_batch
+        self._builder = BatchBuilder()
+        self._flush_lock = asyncio.Lock()
+        self._unqueued: Batch | None = None
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=settings.write_queue_batches)
+        self._broker: Broker | None = None
+        self._connected = asyncio.Event()
+        self.drain_timeout_s = 60.0
+
+    @property
+    def connected(self) -> bool:
+        """True while subscribed to the broker."""
+        return self._connected.is_set()
+
+    # -- receive side ------------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            if self._builder.empty:
+                return
+            batch = self._builder.seal()
+            try:
+                await self._queue.put(batch)
+            except asyncio.CancelledError:
+                self._unqueued = batch
+                raise
+
+    async def _receive(self, broker: Broker) -> None:
+        limit = self.settings.batch_max_readings
+        received = self.metrics.received
+        counters = {c.value: received.labels(c.value) for c in Channel}
+        other = received.labels("other")
+        inflight = self.metrics.inflight
+        decode = self._decoder.decode
+        async for msg in broker.messages():
+            builder = self._builder
+            builder.note_message(msg.ack)
+            inflight.inc()
+            counters.get(msg.topic.rsplit("/", 1)[-1], other).inc()
+            decode(msg.topic, msg.payload, retained=msg.retained, now_ms=time.time_ns() // 1_000_000, out=builder)
+            if len(builder) >= limit:
+                await self._flush()
+                await asyncio.sleep(0)  # let the writer and the ticker run between batches
+
+    async def _ticker(self) -> None:
+        max_age = self.settings.batch_max_age_ms / 1000
+        while True:
+            builder = self._builder
+            if builder.empty:
+                await asyncio.sleep(max_age / 2)
+                continue
+            wait = builder.opened_at + max_age - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            await self._flush()
+
+    # -- write side --------------------------------------------------------------------------
+
+    async def _writer_loop(self, writer: InfluxWriter) -> None:
+        while True:
+            batch = await self._queue.get()
+            if batch is None:
+                return
+            await self._store(writer, batch)
+
+    async def _store(self, writer: InfluxWriter, batch: Batch) -> None:
+        started = time.monotonic()
+        refused = await writer.write(batch.lines)
+        rejections = list(batch.rejections)
+        for line, message in refused:
+            rejections.append(Rejection(self._topic_of(line), Reason.DB_REJECTED, message, line.encode()))
+        if rejections:
+            await self._publish_dead_letters(rejections)
+        done = time.monotonic()
+        m = self.metrics
+        refused_statuses = sum(1 for line, _ in refused if line.startswith("device_status,"))
+        m.readings_stored.inc(batch.readings - (len(refused) - refused_statuses))
+        m.statuses_stored.inc(batch.statuses - refused_statuses)
+        for r in rejections:
+            m.rejected.labels(r.reason.value).inc()
+        m.batches.inc()
+        m.batch_seconds.observe(done - started)
+        m.lag_seconds.set(done - batch.opened_at)
+        if self._on_batch is not None:
+            self._on_batch(batch)
+        self._ack(batch)
+
+    def _ack(self, batch: Batch) -> None:
+        broker = self._broker
+        if broker is None:
+            self.metrics.ack_skipped.inc(batch.messages)
+            sent = 0
+        else:
+            sent = broker.ack(batch.acks)
+        self.metrics.acked.inc(sent)
+        self.metrics.inflight.dec(batch.messages)
+
+    def _topic_of(self, line: str) -> str:
+        match = _DEVICE_TAG.search(line.split(" ", 1)[0])
+        device = self.registry.by_id.get(match.group(1)) if match else None
+        if device is None:
+            return ""
+        d = device.device
+        channel = (
+            Channel.STATUS
+            if line.startswith("device_status,")
+            else (Channel.EVENT if ",event=" in line.split(" ", 1)[0] else Channel.TELEMETRY)
+        )
+        return device_topic(d.province, d.kind, d.id, channel)
+
+    async def _publish_dead_letters(self, rejections: list[Rejection]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        cap = self.settings.dlq_payload_cap
+        letters = [(dlq_topic(r.reason.value), dead_letter(r, cap=cap, received_ms=now_ms)) for r in rejections]
+        while letters:
+            await self._connected.wait()
+            broker = self._broker
+            assert broker is not None
+            try:
+                results = await asyncio.gather(*(broker.publish(t, p) for t, p in letters), return_exceptions=True)
+            except asyncio.CancelledError:
+                raise
+            letters = [lt for lt, res in zip(letters, results, strict=True) if isinstance(res, BaseException)]
+            if letters:
+                log.warning("%d dead letters not published yet; retrying after reconnect", len(letters))
+                await asyncio.sleep(0.5)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then drain (see the module docstring)."""
+        s = self.settings
+        writer = InfluxWriter(
+            make_transport(s),
+            Backoff(s.retry_initial_s, s.retry_max_s),
+            on_retry=lambda e, d: self.metrics.write_retries.inc(),
+        )
+        writer_task = asyncio.create_task(self._writer_loop(writer), name="ingest-writer")
+        ticker_task = asyncio.create_task(self._ticker(), name="ingest-ticker")
+        reconnect = Backoff(0.5, 10.0)
+        generation = 0
+        attempt = 0
+        try:
+            while not stop.is_set():
+                generation += 1
+                try:
+                    async with Broker(s, self.metrics, generation) as broker:
+                        if generation > 1:
+                            self.metrics.reconnects.inc()
+                            log.warning("reconnected to the broker")
+                        else:
+                            log.info("subscribed to %s as %s", s.mqtt_url, s.mqtt_client_id)
+                        self._broker = broker
+                        self._connected.set()
+                        attempt = 0
+                        await self._receive_until(broker, stop)
+                        if stop.is_set():
+                            await self._drain(writer_task)
+                            return
+                except BrokerError as exc:
+                    self._connected.clear()
+                    self._broker = None
+                    log.warning("broker connection lost or refused: %s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), reconnect.delay(attempt))
+                    attempt += 1
+            await self._drain(writer_task)
+        finally:
+            ticker_task.cancel()
+            writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker_task
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer_task
+            self._connected.clear()
+            self._broker = None
+            await writer.aclose()
+
+    async def _receive_until(self, broker: Broker, stop: asyncio.Event) -> None:
+        receive = asyncio.create_task(self._receive(broker), name="ingest-receive")
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({receive, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not receive.done():
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await receive
+        if receive.done() and not receive.cancelled() and receive.exception() is not None:
+            raise receive.exception()  # type: ignore[misc]
+
+    async def _drain(self, writer_task: asyncio.Task[None]) -> None:
+        """Queue what was received, let the writer store and ack it all, then stop the writer."""
+
+        async def finish() -> None:
+            if self._unqueued is not None:
+                await self._queue.put(self._unqueued)
+                self._unqueued = None
+            await self._flush()
+            await self._queue.put(None)
+            await writer_task
+
+        try:
+            await asyncio.wait_for(finish(), self.drain_timeout_s)
+        except TimeoutError:
+            log.error(
+                "drain did not finish in %.0f s; unacknowledged messages stay with the broker", self.drain_timeout_s
+            )

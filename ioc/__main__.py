@@ -1,0 +1,5 @@
+"""``python -m ioc``: the same as the ``ioc`` console script."""
+
+from ioc.cli import app
+
+app()

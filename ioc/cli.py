@@ -1,0 +1,167 @@
+"""The ``ioc`` command line: ``demo``, ``simulate`` and ``ingest``.
+
+Every option has an ``IOC_*`` environment variable (read by the settings classes, so a flag and
+its variable can never disagree); ``.env.example`` lists them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import typer
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Mekong IOC: fleet → MQTT → InfluxDB.")
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _settings(cls: type[S], **options: Any) -> S:
+    """Build settings from the flags given (the rest from IOC_* variables and defaults)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            flag = "--" + where.replace("_", "-") if e["loc"] else ""
+            typer.echo(f"error: {flag or where} (IOC_{where.upper()}): {e['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _flags(given: dict[str, Any], *not_settings: str) -> dict[str, Any]:
+    """A command's flag values that are settings fields (all but ``verbose`` and ``not_settings``)."""
+    return {k: v for k, v in given.items() if k != "verbose" and k not in not_settings}
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("mqtt").setLevel(logging.ERROR)
+
+
+Opt = typer.Option
+
+MqttUrl = Annotated[str | None, Opt(help="broker URL mqtt://host:port [IOC_MQTT_URL]")]
+Fleet = Annotated[Path | None, Opt(help="fleet file (device registry, YAML) [IOC_FLEET]")]
+Seed = Annotated[int | None, Opt(help="random seed [IOC_SEED]")]
+Verbose = Annotated[bool, Opt("--verbose", "-v", help="debug logging")]
+
+
+@app.command()
+def ingest(
+    mqtt_url: MqttUrl = None,
+    mqtt_client_id: Annotated[str | None, Opt(help="fixed MQTT client id [IOC_MQTT_CLIENT_ID]")] = None,
+    mqtt_username: Annotated[str | None, Opt(help="broker user [IOC_MQTT_USERNAME]")] = None,
+    mqtt_password: Annotated[str | None, Opt(help="broker password [IOC_MQTT_PASSWORD]")] = None,
+    mqtt_shared_group: Annotated[
+        str | None, Opt(help="share the subscription in this group [IOC_MQTT_SHARED_GROUP]")
+    ] = None,
+    influx_url: Annotated[str | None, Opt(help="InfluxDB URL http://host:port [IOC_INFLUX_URL]")] = None,
+    influx_api: Annotated[str | None, Opt(help="v1 or v2 [IOC_INFLUX_API]")] = None,
+    influx_db: Annotated[str | None, Opt(help="database, v1 [IOC_INFLUX_DB]")] = None,
+    influx_bucket: Annotated[str | None, Opt(help="bucket, v2 [IOC_INFLUX_BUCKET]")] = None,
+    influx_org: Annotated[str | None, Opt(help="organisation, v2 [IOC_INFLUX_ORG]")] = None,
+    influx_token: Annotated[str | None, Opt(help="API token, v2 [IOC_INFLUX_TOKEN]")] = None,
+    fleet: Fleet = None,
+    batch_max_readings: Annotated[int | None, Opt(help="readings per write [IOC_BATCH_MAX_READINGS]")] = None,
+    batch_max_age_ms: Annotated[int | None, Opt(help="max wait before a write [IOC_BATCH_MAX_AGE_MS]")] = None,
+    metrics_port: Annotated[int | None, Opt(help="Prometheus port, 0 = off [IOC_METRICS_PORT]")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Subscribe, validate, batch and store readings until SIGTERM/SIGINT, then drain and exit 0."""
+    options = _flags(locals())
+    from ingest.config import IngestSettings
+    from ingest.errors import ConfigError
+    from ingest.runner import build_service, run_until_signalled
+
+    _logging(verbose)
+    settings = _settings(IngestSettings, **options)
+    try:
+        service = build_service(settings)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(run_until_signalled(service))
+
+
+@app.command()
+def simulate(
+    mqtt_url: MqttUrl = None,
+    fleet: Fleet = None,
+    rate: Annotated[float | None, Opt(help="live messages/s for the fleet [IOC_RATE]")] = None,
+    duration: Annotated[float | None, Opt(help="seconds of live publishing [IOC_DURATION]")] = None,
+    readings: Annotated[int | None, Opt(help="stop after this many readings [IOC_READINGS]")] = None,
+    seed: Seed = None,
+    gateway_batch: Annotated[int | None, Opt(help="readings per message [IOC_GATEWAY_BATCH]")] = None,
+    backfill_hours: Annotated[float | None, Opt(help="history to publish first [IOC_BACKFILL_HOURS]")] = None,
+    interval_s: Annotated[float | None, Opt(help="live sampling interval [IOC_INTERVAL_S]")] = None,
+    malformed_share: Annotated[float | None, Opt(help="share of malformed messages [IOC_MALFORMED_SHARE]")] = None,
+    device_secret_file: Annotated[
+        Path | None, Opt(help="fleet secret for device passwords [IOC_DEVICE_SECRET_FILE]")
+    ] = None,
+    record: Annotated[Path | None, Opt(help="write published readings as JSON lines [IOC_RECORD]")] = None,
+    write_fleet: Annotated[Path | None, Opt(help="generate a fleet file here and exit")] = None,
+    devices: Annotated[int, Opt(help="devices in a generated fleet (with --write-fleet)")] = 200,
+    verbose: Verbose = False,
+) -> None:
+    """Publish a simulated Mekong fleet, or generate a fleet file with --write-fleet."""
+    options = _flags(locals(), "write_fleet", "devices")
+    from contract.fleet import FleetError, dump_fleet, load_fleet
+    from simulators.config import SimulateSettings
+    from simulators.fleetgen import generate_fleet
+    from simulators.publisher import FleetPublisher
+
+    _logging(verbose)
+    if write_fleet is not None:
+        generated = generate_fleet(devices, seed if seed is not None else 1)
+        dump_fleet(generated, write_fleet)
+        typer.echo(f"wrote {len(generated.devices)} devices to {write_fleet}", err=True)
+        return
+    settings = _settings(SimulateSettings, **options)
+    try:
+        loaded = load_fleet(settings.fleet)
+    except FleetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    publisher = FleetPublisher(loaded, settings)
+    try:
+        stats = publisher.run()
+    except KeyboardInterrupt:
+        stats = publisher.stats
+    except ConnectionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(msgspec.json.encode(stats.summary()).decode())
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, Opt(help="stop after this many live seconds [IOC_DEMO_DURATION]")] = None,
+    devices: Annotated[int | None, Opt(help="fleet size [IOC_DEMO_DEVICES]")] = None,
+    seed: Seed = None,
+    backfill_hours: Annotated[float | None, Opt(help="history first [IOC_DEMO_BACKFILL_HOURS]")] = None,
+    rate: Annotated[float | None, Opt(help="live messages/s [IOC_DEMO_RATE]")] = None,
+    var_dir: Annotated[Path | None, Opt(help="data folder [IOC_DEMO_VAR_DIR]")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run the whole pipeline locally: Mosquitto, InfluxDB, ingest and a simulated fleet."""
+    options = _flags(locals())
+    from ioc.demo import DemoSettings, run_demo
+
+    _logging(verbose)
+    settings = _settings(DemoSettings, **options)
+    summary = run_demo(settings)
+    typer.echo(msgspec.json.encode(summary).decode())
+    if summary.get("error"):
+        raise typer.Exit(1)

@@ -1,0 +1,249 @@
+"""``ioc demo``: the whole pipeline on this machine, with a live progress line.
+
+Starts Mosquitto and InfluxDB 1.x (data under ``var/``), the ingest service, and a simulated fleet
+that first publishes recent history fast, then runs live. With ``--duration`` it stops by itself,
+drains, and returns a summary whose ``stored`` is counted back from InfluxDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from contract.fields import Kind
+from contract.fleet import dump_fleet
+from ingest.config import IngestSettings
+from ingest.service import IngestService
+from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, query, start_influxd, start_mosquitto
+from simulators.config import SimulateSettings
+from simulators.fleetgen import generate_fleet
+from simulators.publisher import FleetPublisher
+
+log = logging.getLogger(__name__)
+DB = "ioc"
+
+
+class DemoSettings(BaseSettings):
+    """Settings of ``ioc demo`` (env ``IOC_DEMO_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_DEMO_", env_file=".env", extra="ignore")
+
+    duration: float | None = Field(None, ge=0, description="live seconds before stopping (default: until Ctrl-C)")
+    devices: int = Field(200, ge=1, le=100_000, description="fleet size")
+    seed: int = Field(1, ge=0, description="random seed of fleet and signals")
+    backfill_hours: float = Field(72.0, ge=0, le=24 * 60, description="history published first, fast")
+    rate: float | None = Field(
+        None, gt=0, description="live messages per second (default: one reading per device every 10 s)"
+    )
+    malformed_share: float = Field(
+        0.005, ge=0, le=1, description="share of malformed messages (shows the dead-letter path)"
+    )
+    var_dir: Path = Field(Path("var"), description="data folder for the servers and the fleet file")
+    mqtt_port: int = Field(1883, ge=0, le=65_535, description="broker port (a free one if taken)")
+    influx_port: int = Field(8086, ge=0, le=65_535, description="InfluxDB port (a free one if taken)")
+    metrics_port: int = Field(9108, ge=0, le=65_535, description="ingest metrics port (a free one if taken)")
+
+
+def _port_or_free(port: int) -> int:
+    if port:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                pass
+    return free_port()
+
+
+def count_stored(url: str, db: str = DB) -> int:
+    """Readings in InfluxDB: points of the four kind measurements (each carries ``seq``)."""
+    total = 0
+    for kind in Kind:
+        for series in query(url, f'SELECT count("seq") FROM "{kind.value}"', db=db):
+            total += int(series["values"][0][1])  # type: ignore[index]
+    return total
+
+
+class _Progress:
+    """One status line: live on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._live = Live(console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
+        self._last_plain = 0.0
+        self._last: tuple[float, float] | None = None
+
+    def __enter__(self) -> _Progress:
+        if self._live:
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.__exit__(None, None, None)
+
+    def update(self, phase: str, published: int, stored: float, rejected: float, lag_s: float) -> None:
+        now = time.monotonic()
+        rate = 0.0
+        if self._last is not None and now > self._last[0]:
+            rate = (stored - self._last[1]) / (now - self._last[0])
+        self._last = (now, stored)
+        line = (
+            f"{phase:8} published {published:>8,} stored {int(stored):>8,} rejected {int(rejected):>5,} "
+            f"rate {rate:>7,.0f}/s backlog {max(0, published - int(stored)):>6,} lag {lag_s:4.2f}s"
+        )
+        if self._live:
+            self._live.update(Text(line))
+        elif now - self._last_plain >= 5:
+            self._last_plain = now
+            self._console.print(line, highlight=False, soft_wrap=True)
+
+
+def run_demo(settings: DemoSettings) -> dict[str, Any]:
+    """Run the demo; return the summary printed as the last stdout line."""
+    missing = missing_binaries()
+    if missing:
+        return {
+            "error": f"missing Debian packages: {' '.join(missing)} — run `make demo` as root to install "
+            "them, `sudo apt-get install " + " ".join(missing) + "`, or use `docker compose up`"
+        }
+    var = settings.var_dir.resolve()
+    for sub in ("mosquitto", "influxdb"):
+        shutil.rmtree(var / sub, ignore_errors=True)  # a demo starts from empty servers
+    fleet = generate_fleet(settings.devices, settings.seed)
+    fleet_file = var / "fleet.yaml"
+    dump_fleet(fleet, fleet_file)
+    console = Console(stderr=True)
+    broker: ServerProcess | None = None
+    influx: InfluxServer | None = None
+    try:
+        broker = start_mosquitto(var / "mosquitto", port=_port_or_free(settings.mqtt_port))
+        influx = start_influxd(var / "influxdb", port=_port_or_free(settings.influx_port))
+        influx.create_database(DB)
+        console.print(
+            f"mosquitto mqtt://127.0.0.1:{broker.port}  influxdb {influx.url} (db {DB})  "
+            f"fleet {fleet_file} ({len(fleet.devices)} devices)",
+            highlight=False,
+        )
+        return asyncio.run(_run(settings, fleet_file, broker, influx, console))
+    finally:
+        for server in (broker, influx):
+            if server is not None:
+                server.stop()
+
+
+async def _run(
+    settings: DemoSettings, fleet_file: Path, broker: ServerProcess, influx: InfluxServer, console: Console
+) -> dict[str, Any]:
+    from contract.fleet import load_fleet
+
+    fleet = load_fleet(fleet_file)
+    metrics_port = _port_or_free(settings.metrics_port)
+    ingest_settings = IngestSettings(
+        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+        influx_url=influx.url,
+        influx_api="v1",
+        influx_db=DB,
+        fleet=fleet_file,
+        metrics_port=metrics_port,
+        mqtt_client_id="ioc-ingest-demo",
+    )
+    service = IngestService(ingest_settings, fleet)
+    rate = settings.rate or len(fleet.devices) / 10
+    sim = SimulateSettings(
+        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+        fleet=fleet_file,
+        seed=settings.seed,
+        rate=rate,
+        duration=settings.duration,
+        backfill_hours=settings.backfill_hours,
+        malformed_share=settings.malformed_share,
+    )
+    publisher = FleetPublisher(fleet, sim)
+    from prometheus_client import start_http_server
+
+    start_http_server(metrics_port, addr="127.0.0.1", registry=service.metrics.registry)
+    console.print(f"ingest metrics http://127.0.0.1:{metrics_port}/metrics — Ctrl-C stops", highlight=False)
+
+    stop_ingest = asyncio.Event()
+    ingest_task = asyncio.create_task(service.run(stop_ingest))
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, publisher.stop.set)
+    loop.add_signal_handler(signal.SIGTERM, publisher.stop.set)
+    started = time.monotonic()
+    pub_thread = threading.Thread(target=publisher.run, name="simulator", daemon=True)
+    pub_thread.start()
+    m = service.metrics
+    backfill_published: int | None = None  # readings the backfill published (known once live)
+    backfill_done: tuple[float, float] | None = None  # (time, stored) when ingest caught up with it
+    with _Progress(console) as progress:
+
+        def tick(phase: str) -> None:
+            progress.update(
+                phase,
+                publisher.stats.readings_acked,
+                m.value("ioc_ingest_readings_stored_total"),
+                m.rejected_total(),
+                m.value("ioc_ingest_lag_seconds"),
+            )
+
+        while pub_thread.is_alive():
+            stored = m.value("ioc_ingest_readings_stored_total")
+            if backfill_published is None and publisher.live:
+                backfill_published = publisher.stats.readings_sent
+            if backfill_done is None and backfill_published is not None and stored >= backfill_published:
+                backfill_done = (time.monotonic(), stored)
+            tick("live" if backfill_done else "backfill")
+            await asyncio.sleep(0.25)
+        # Drain: wait until ingest has acknowledged every message the broker took from the fleet.
+        deadline = time.monotonic() + 120
+        expected = publisher.stats.messages_acked + publisher.stats.devices_offline  # + the wills
+        while (
+            m.value("ioc_ingest_messages_acked_total") < expected
+            and time.monotonic() < deadline
+            and not ingest_task.done()
+        ):
+            tick("draining")
+            await asyncio.sleep(0.1)
+        tick("done")
+    stop_ingest.set()
+    await ingest_task
+    ended = time.monotonic()
+    stored_in_db = count_stored(influx.url)
+    stats = publisher.stats
+    with contextlib.suppress(Exception):
+        loop.remove_signal_handler(signal.SIGINT)
+    backfill_s = backfill_done[0] - started if backfill_done else 0.0
+    live_s = ended - backfill_done[0] if backfill_done else 0.0
+    live_stored = m.value("ioc_ingest_readings_stored_total") - (backfill_done[1] if backfill_done else 0.0)
+    return {
+        "published": stats.readings_acked,
+        "stored": stored_in_db,
+        "rejected": int(m.rejected_total()),
+        "malformed_sent": stats.malformed_acked,
+        "messages": stats.messages_acked,
+        "statuses": stats.statuses_acked,
+        "devices": len(fleet.devices),
+        "devices_offline": stats.devices_offline,
+        "backfill_readings": backfill_published or 0,
+        "backfill_seconds": round(backfill_s, 2),
+        "backfill_readings_per_s": round((backfill_published or 0) / backfill_s, 1) if backfill_s > 0 else 0.0,
+        "live_readings_per_s": round(live_stored / live_s, 1) if live_s > 0 else 0.0,
+        "seconds": round(ended - started, 1),
+        "broker_dropped": int(m.value("ioc_broker_messages_dropped")),
+    }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed.
+# Installs them when missing and running as root; otherwise says what to install.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+missing=()
+have mosquitto || missing+=(mosquitto)
+have influxd || missing+=(influxdb)
+have mosquitto_pub || missing+=(mosquitto-clients)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Missing Debian packages: ${missing[*]}" >&2
+  echo "Install them with:  sudo apt-get install ${missing[*]}" >&2
+  echo "or run the whole stack in containers with:  docker compose up" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "Missing ${missing[*]} and no apt-get here: install them, or use docker compose up" >&2
+  exit 1
+fi
+echo "Installing ${missing[*]} from Debian's packages…" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+  apt-get update >/dev/null
+  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+}
+# Debian may start the packaged services; ours run on their own ports and data dirs.
+echo "Installed ${missing[*]}" >&2

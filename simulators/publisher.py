@@ -1,0 +1,331 @@
+"""Publish a simulated fleet over MQTT with paho-mqtt: one connection per device, one thread.
+
+Every device has its own MQTT v5 connection (client id and user name = device id, its MQTT will
+setting its retained status offline), as a real fleet does under per-device ACLs. All connections
+are driven from one thread with paho's external-loop API (``loop_read``/``loop_write``/
+``loop_misc`` over a selector), so hundreds of devices cost no threads.
+
+Counts are by broker acknowledgement (PUBACK): a reading is *published* when the broker took it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import random
+import selectors
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import msgspec
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract.fleet import Device, Fleet
+from contract.topics import Channel, device_topic, parse_mqtt_url
+from simulators.config import SimulateSettings
+from simulators.malformed import malformed_message
+from simulators.model import FleetModel, SimMessage
+
+log = logging.getLogger(__name__)
+
+BACKFILL_INTERVAL_S = 600.0
+"""Sampling interval of the history published by ``--backfill-hours``."""
+
+
+def device_password(secret: bytes, device_id: str) -> str:
+    """A device's broker password: hex HMAC-SHA256 of its id under the fleet secret."""
+    return hmac.new(secret, device_id.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class PublishStats:
+    """What the publisher sent and what the broker acknowledged."""
+
+    messages_sent: int = 0
+    readings_sent: int = 0
+    messages_acked: int = 0
+    readings_acked: int = 0
+    statuses_acked: int = 0
+    malformed_sent: int = 0
+    malformed_acked: int = 0
+    malformed_by_reason: Counter[str] = field(default_factory=Counter)
+    devices_offline: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "published": self.readings_acked,
+            "messages": self.messages_acked,
+            "statuses": self.statuses_acked,
+            "malformed": self.malformed_acked,
+            "malformed_by_reason": dict(self.malformed_by_reason),
+            "devices_offline": self.devices_offline,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+@dataclass
+class _Conn:
+    device: Device
+    client: paho.Client
+    connected: bool = False
+    offline: bool = False
+    pending: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """mid → (readings in the message, what it was: reading/status/malformed)."""
+
+
+class FleetPublisher:
+    """Publishes a fleet's simulated messages; :meth:`run` blocks until done or stopped."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        settings: SimulateSettings,
+        *,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.fleet = fleet
+        self.settings = settings
+        self.stats = PublishStats()
+        self.stop = stop or threading.Event()
+        self._clock = clock
+        self._model = FleetModel(fleet, seed=settings.seed, interval_s=BACKFILL_INTERVAL_S)
+        self._rng = random.Random(settings.seed ^ 0x5EED)
+        self._selector = selectors.DefaultSelector()
+        self._conns: dict[str, _Conn] = {}
+        self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._record: IO[bytes] | None = None
+        self._secret = settings.device_secret_file.read_bytes().strip() if settings.device_secret_file else None
+        self._last_misc = 0.0
+        self.live = False
+        """True once the backfill is published and the fleet runs in real time."""
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _password(self, device_id: str) -> str | None:
+        if self._secret is not None:
+            return device_password(self._secret, device_id)
+        if self.settings.device_password is not None:
+            return self.settings.device_password.get_secret_value()
+        return None
+
+    def _connect_all(self) -> None:
+        host, port = parse_mqtt_url(self.settings.mqtt_url)
+        for device in self.fleet.devices:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=paho.MQTTv5)
+            conn = _Conn(device, client)
+            client.user_data_set(conn)
+            client.username_pw_set(device.id, self._password(device.id))
+            will_topic = device_topic(device.province, device.kind, device.id, Channel.STATUS)
+            client.will_set(will_topic, msgspec.json.encode(FleetModel.will_payload()), qos=1, retain=True)
+            client.max_inflight_messages_set(1000)
+            client.on_connect = self._on_connect
+            client.on_publish = self._on_publish
+            client.connect(host, port, keepalive=60, clean_start=True)
+            sock = client.socket()
+            if sock is None:
+                raise ConnectionError(f"device {device.id}: no socket after connect")
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+            self._conns[device.id] = conn
+        deadline = time.monotonic() + 30
+        while not all(c.connected for c in self._conns.values()):
+            if time.monotonic() > deadline:
+                missing = [c.device.id for c in self._conns.values() if not c.connected][:5]
+                raise ConnectionError(f"devices not connected after 30 s (refused credentials?): {missing}")
+            self._pump(0.05)
+
+    def _on_connect(self, client: paho.Client, conn: _Conn, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            log.error("device %s refused by the broker: %s", conn.device.id, rc)
+            return
+        conn.connected = True
+        status = self._model.online_status(conn.device, int(self._clock() * 1000))
+        self._send(conn, Channel.STATUS, msgspec.json.encode(status), 0, "status", retain=True)
+
+    def _on_publish(self, client: paho.Client, conn: _Conn, mid: int, rc: Any, props: Any) -> None:
+        readings, what = conn.pending.pop(mid, (0, ""))
+        s = self.stats
+        s.messages_acked += 1
+        if what == "reading":
+            s.readings_acked += readings
+        elif what == "status":
+            s.statuses_acked += 1
+        elif what:
+            s.malformed_acked += 1
+            s.malformed_by_reason[what] += 1
+
+    def _pump(self, timeout: float) -> None:
+        for conn in self._conns.values():
+            if conn.client.want_write():
+                conn.client.loop_write()
+        for key, _ in self._selector.select(timeout):
+            conn = key.data
+            conn.client.loop_read()
+        now = time.monotonic()
+        if now - self._last_misc > 1.0:
+            self._last_misc = now
+            for conn in self._conns.values():
+                conn.client.loop_misc()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send(
+        self,
+        conn: _Conn,
+        channel: Channel,
+        payload: bytes,
+        readings: int,
+        what: str,
+        *,
+        retain: bool = False,
+        topic: str | None = None,
+    ) -> None:
+        d = conn.device
+        topic = topic or device_topic(d.province, d.kind, d.id, channel)
+        info = conn.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS and info.rc != paho.MQTT_ERR_NO_CONN:
+            raise ConnectionError(f"publish on {topic} failed: {paho.error_string(info.rc)}")
+        conn.pending[info.mid] = (readings, what)
+        self.stats.messages_sent += 1
+        if what == "reading":
+            self.stats.readings_sent += readings
+
+    def _wait_outstanding(self, limit: int) -> None:
+        while self.stats.messages_sent - self.stats.messages_acked > limit:
+            self._pump(0.01)
+
+    def _emit(self, msg: SimMessage, batch: int) -> None:
+        """Queue one simulated message; publish the device's buffer when it holds ``batch``."""
+        conn = self._conns[msg.device.id]
+        if conn.offline:
+            return
+        if msg.channel is Channel.STATUS:
+            self._flush_device(conn)
+            self._go_offline(conn)
+            return
+        if self.settings.malformed_share and self._rng.random() < self.settings.malformed_share:
+            # Wall-clock time: "minutes ahead" must be ahead of the ingest clock, even in backfill.
+            bad = malformed_message(self._rng, msg.device, int(self._clock() * 1000))
+            self._send(conn, msg.channel, bad.payload, 0, bad.reason.value, topic=bad.topic)
+            self.stats.malformed_sent += 1
+            return
+        if msg.channel is Channel.EVENT or batch == 1:
+            self._publish_readings(conn, msg.channel, [msg.reading])
+            return
+        buf = self._buffers[msg.device.id]
+        buf.append(msg.reading)
+        if len(buf) >= batch:
+            self._flush_device(conn)
+
+    def _publish_readings(self, conn: _Conn, channel: Channel, readings: list[dict[str, Any]]) -> None:
+        if self._record is not None:
+            d = conn.device
+            topic = device_topic(d.province, d.kind, d.id, channel)
+            for r in readings:
+                self._record.write(msgspec.json.encode({"topic": topic, "reading": r}) + b"\n")
+        payload = msgspec.json.encode(readings[0] if len(readings) == 1 else {"readings": readings})
+        self._send(conn, channel, payload, len(readings), "reading")
+        self._wait_outstanding(self.settings.max_outstanding)
+
+    def _flush_device(self, conn: _Conn) -> None:
+        buf = self._buffers.pop(conn.device.id, None)
+        if buf:
+            self._publish_readings(conn, Channel.TELEMETRY, buf)
+
+    def _flush_all(self) -> None:
+        for conn in self._conns.values():
+            self._flush_device(conn)
+
+    def _go_offline(self, conn: _Conn) -> None:
+        """Drop the connection so that the broker publishes the device's will."""
+        conn.offline = True
+        self.stats.devices_offline += 1
+        self._wait_for_acks_of(conn)
+        rc = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+        sock = conn.client.socket()
+        conn.client.disconnect(reasoncode=rc)
+        if sock is not None:
+            self._selector.unregister(sock)
+
+    def _wait_for_acks_of(self, conn: _Conn, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while conn.pending and time.monotonic() < deadline:
+            self._pump(0.01)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def _limit_reached(self) -> bool:
+        limit = self.settings.readings
+        return limit is not None and self.stats.readings_sent >= limit
+
+    def _publish_window(self, t0_ms: int, t1_ms: int, batch: int) -> None:
+        limit = self.settings.readings
+        for msg in self._model.between(t0_ms, t1_ms):
+            if self.stop.is_set():
+                return
+            queued = self.stats.readings_sent + sum(map(len, self._buffers.values()))
+            if limit is not None and queued >= limit and msg.channel is not Channel.STATUS:
+                self._flush_all()
+                return
+            self._emit(msg, batch)
+
+    def run(self) -> PublishStats:
+        """Connect the fleet, publish the backfill, then live; wait for every ack; disconnect."""
+        s = self.settings
+        self._record = s.record.open("wb") if s.record else None
+        try:
+            self._connect_all()
+            now_ms = int(self._clock() * 1000)
+            if s.backfill_hours > 0:
+                self._publish_window(now_ms - int(s.backfill_hours * 3_600_000), now_ms, s.backfill_batch)
+                self._flush_all()
+            self._run_live(now_ms)
+            self._flush_all()
+            self._wait_outstanding(0)
+        finally:
+            self._close()
+        return self.stats
+
+    def _run_live(self, start_ms: int) -> None:
+        s = self.settings
+        if s.rate:
+            self._model.interval_s = max(0.001, len(self.fleet.devices) / s.rate)
+        else:
+            self._model.interval_s = s.interval_s
+        tick_ms = 200
+        t = start_ms
+        self.live = True
+        started = time.monotonic()
+        while not self.stop.is_set() and not self._limit_reached():
+            if s.duration is not None and time.monotonic() - started >= s.duration:
+                return
+            wall_ms = int(self._clock() * 1000)
+            if wall_ms < t + tick_ms:
+                self._pump(min(0.05, (t + tick_ms - wall_ms) / 1000))
+                continue
+            self._publish_window(t, t + tick_ms, s.gateway_batch)
+            t += tick_ms
+            self._pump(0)
+
+    def _close(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.stats.messages_sent > self.stats.messages_acked and time.monotonic() < deadline:
+            self._pump(0.01)
+        for conn in self._conns.values():
+            if not conn.offline:
+                sock = conn.client.socket()
+                conn.client.disconnect()
+                if sock is not None:
+                    self._selector.unregister(sock)
+        self._selector.close()
+        if self._record is not None:
+            self._record.close()
