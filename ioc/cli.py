@@ -105,6 +105,7 @@ def simulate(
     seed: Seed = None,
     gateway_batch: Annotated[int | None, Opt(help="readings per message [IOC_GATEWAY_BATCH]")] = None,
     backfill_hours: Annotated[float | None, Opt(help="history to publish first [IOC_BACKFILL_HOURS]")] = None,
+    backfill_batch: Annotated[int | None, Opt(help="readings per backfill message [IOC_BACKFILL_BATCH]")] = None,
     interval_s: Annotated[float | None, Opt(help="live sampling interval [IOC_INTERVAL_S]")] = None,
     malformed_share: Annotated[float | None, Opt(help="share of malformed messages [IOC_MALFORMED_SHARE]")] = None,
     device_secret_file: Annotated[

@@ -9,6 +9,7 @@ missing=()
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
 have mosquitto_pub || missing+=(mosquitto-clients)
+have victoria-metrics || missing+=(victoria-metrics)  # a real /api/v2/write server for the v2 path tests
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

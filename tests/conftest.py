@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ioc.servers import InfluxServer, ServerProcess, missing_binaries, start_influxd, start_mosquitto
+from ioc.servers import (
+    InfluxServer,
+    ServerProcess,
+    find_binary,
+    free_port,
+    missing_binaries,
+    start_influxd,
+    start_mosquitto,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,3 +57,18 @@ def influx_db(influxd: InfluxServer) -> str:
     name = f"t{next(_db_numbers)}"
     influxd.create_database(name)
     return name
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Debian's VictoriaMetrics: a real server speaking InfluxDB's ``/api/v2/write``."""
+    binary = find_binary("victoria-metrics")
+    if binary is None:
+        pytest.fail("the v2 write test needs Debian's victoria-metrics: run `make test` (installs it)")
+    port = free_port()
+    data = tmp_path / "vm"
+    data.mkdir()
+    argv = [binary, f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100y"]
+    server = ServerProcess("victoria-metrics", argv, port, data).start()
+    yield server
+    server.stop()

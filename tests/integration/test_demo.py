@@ -1,0 +1,44 @@
+"""`ioc demo` end to end, as a user runs it: its last stdout line is the JSON summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_stores_every_published_reading(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "IOC_DEMO_VAR_DIR": str(tmp_path / "var"),
+        "IOC_DEMO_MQTT_PORT": "0",  # free ports: never collide with a broker or database already here
+        "IOC_DEMO_INFLUX_PORT": "0",
+        "IOC_DEMO_METRICS_PORT": "0",
+        "IOC_DEMO_MALFORMED_SHARE": "0.02",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "ioc",
+        "demo",
+        "--duration",
+        "4",
+        "--devices",
+        "40",
+        "--seed",
+        "2",
+        "--backfill-hours",
+        "12",
+    ]
+    out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    summary = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    assert summary["published"] > 1000
+    assert summary["stored"] == summary["published"]
+    assert summary["rejected"] == summary["malformed_sent"] > 0
+    assert summary["devices"] == 40
+    assert summary["broker_dropped"] == 0
+    assert (tmp_path / "var" / "fleet.yaml").is_file()
+    assert "published" in out.stderr.decode()  # the progress line
