@@ -10,12 +10,13 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
 from contract.fleet import Device, Fleet, dump_fleet
 from contract.topics import device_topic
-from ioc.servers import InfluxServer, ServerProcess, query
+from ioc.servers import InfluxServer, ServerProcess, free_port, query
 from tests.helpers import Collector, IngestThread, count_points, ingest_settings, publish
 
 NOW_MS = int(time.time() * 1000)
@@ -185,13 +186,14 @@ def test_sigterm_drains_everything_acknowledged(
     """SIGTERM mid-stream: ingest exits 0; what it acked is stored, the rest stays with the broker."""
     fleet_file = tmp_path / "fleet.yaml"
     dump_fleet(small_fleet(), fleet_file)
+    metrics_port = free_port()
     env = {
         **os.environ,
         "IOC_MQTT_URL": f"mqtt://127.0.0.1:{mosquitto.port}",
         "IOC_INFLUX_URL": influxd.url,
         "IOC_INFLUX_DB": influx_db,
         "IOC_FLEET": str(fleet_file),
-        "IOC_METRICS_PORT": "0",
+        "IOC_METRICS_PORT": str(metrics_port),
         "IOC_BATCH_MAX_READINGS": "500",
     }
     cmd = [sys.executable, "-m", "ioc", "ingest"]
@@ -207,6 +209,9 @@ def test_sigterm_drains_everything_acknowledged(
     deadline = time.monotonic() + 30
     while count_points(influxd.url, influx_db) == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert "ioc_ingest_readings_stored_total" in metrics
+    assert "ioc_broker_messages_dropped" in metrics
     first.send_signal(signal.SIGTERM)  # mid-stream: the publisher is still sending
     publisher.join()
     assert first.wait(timeout=60) == 0
@@ -265,3 +270,31 @@ def test_influxdb_outage_applies_backpressure_and_loses_nothing(
         assert ingest.metric("ioc_ingest_messages_dropped_total") == 0
     finally:
         influx.stop()
+
+
+def test_broker_drops_are_visible_in_ingest_metrics(influxd: InfluxServer, influx_db: str, tmp_path: Path) -> None:
+    """A broker queue that overflows drops silently; ingest exports the broker's own counter."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from ioc.servers import start_mosquitto
+
+    broker = start_mosquitto(tmp_path / "small-queue", extra_config="max_queued_messages 10")
+    try:
+        # A persistent session that is away: the broker queues for it, up to 10 messages.
+        away = paho.Client(CallbackAPIVersion.VERSION2, client_id="away", protocol=paho.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        away.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+        away.loop_start()
+        away.subscribe("other/#", qos=1)
+        time.sleep(0.5)
+        away.disconnect()
+        away.loop_stop()
+        publish(broker.port, [("other/x", b"1")] * 100)
+        with IngestThread(ingest_settings(broker.port, influxd.url, influx_db), small_fleet()) as ingest:
+            ingest.wait_for(lambda: ingest.metric("ioc_broker_messages_dropped") >= 90, timeout=15, what="$SYS")
+    finally:
+        broker.stop()
