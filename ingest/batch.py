@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from msgspec import UNSET
 
-from contract.fields import EVENT_FIELDS, TELEMETRY_FIELDS, FieldSpec, Kind
+from contract.fields import EVENT_FIELDS, TELEMETRY_FIELDS, FieldSpec
 from contract.reasons import Reason
 from ingest.lineprotocol import LineProtocolError, format_int, format_string_field
 
@@ -95,7 +95,11 @@ class _KindRows:
 
 
 EVENTS: Final = "camera_event"
-"""Key of camera events in :attr:`Batch.rows` (their fields differ from camera telemetry)."""
+"""Key of camera events in :meth:`Batch.columns` (their fields differ from camera telemetry)."""
+STATUSES: Final = "device_status"
+"""Key of status reports in :meth:`Batch.columns` (field ``online``: 1 or 0)."""
+EVENT_CODE: Final = FieldSpec("event_code", "", "index of the event class in CAMERA_EVENTS", 0, 100, "int")
+ONLINE: Final = FieldSpec("online", "0/1", "the device said online (1) or its will said offline (0)", 0, 1, "int")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,7 @@ class Batch:
     _rows: dict[str, _KindRows]
 
     def columns(self) -> dict[str, Columns]:
-        """The batch's readings as columns per kind (``camera_event`` for camera events)."""
+        """The batch's readings as columns per kind, ``camera_event`` and ``device_status``."""
         return {k: r.columns() for k, r in self._rows.items() if r.device}
 
     @property
@@ -126,7 +130,8 @@ class BatchBuilder:
 
     def __init__(self) -> None:
         self._specs: dict[str, tuple[FieldSpec, ...]] = {k.value: v for k, v in TELEMETRY_FIELDS.items()}
-        self._specs[EVENTS] = EVENT_FIELDS
+        self._specs[EVENTS] = (EVENT_CODE, *EVENT_FIELDS)
+        self._specs[STATUSES] = (ONLINE,)
         self._reset()
 
     def _reset(self) -> None:
@@ -153,7 +158,7 @@ class BatchBuilder:
         self.acks.append(ack)
 
     def add_reading(self, key: str, device: int, ts_ms: int, seq: int, values: tuple[Any, ...], line: str) -> None:
-        """Add one accepted reading of ``key`` (a kind, or ``camera_event``)."""
+        """Add one accepted reading of ``key`` (a kind, or ``camera_event`` with its event code first)."""
         rows = self._rows[key]
         rows.device.append(device)
         rows.ts_ms.append(ts_ms)
@@ -162,7 +167,13 @@ class BatchBuilder:
         self.lines.append(line)
         self.readings += 1
 
-    def add_status(self, line: str) -> None:
+    def add_status(self, device: int, ts_ms: int, online: bool, line: str) -> None:
+        """Add one accepted status report."""
+        rows = self._rows[STATUSES]
+        rows.device.append(device)
+        rows.ts_ms.append(ts_ms)
+        rows.seq.append(-1)
+        rows.values.append((int(online),))
         self.lines.append(line)
         self.statuses += 1
 
@@ -174,7 +185,3 @@ class BatchBuilder:
         batch = Batch(self.lines, self.readings, self.statuses, self.rejections, self.acks, self.opened_at, self._rows)
         self._reset()
         return batch
-
-
-def kind_key(kind: Kind) -> str:
-    return kind.value

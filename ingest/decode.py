@@ -13,7 +13,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET
 
-from contract.fields import TS_MAX_AHEAD_MS, Kind
+from contract.fields import CAMERA_EVENTS, TS_MAX_AHEAD_MS, Kind
 from contract.reasons import Reason
 from contract.topics import Channel, TopicError, parse_device_topic
 from ingest.batch import EVENTS, BatchBuilder, FieldEncoder, Rejection
@@ -21,6 +21,7 @@ from ingest.registry import RegisteredDevice, Registry
 from ingest.schema import ChannelSchema, build_schemas
 
 _RANGE: Final = re.compile(r"Expected `\w+` (?:of length )?[<>]=?")
+_EVENT_CODES: Final = {name: i for i, name in enumerate(CAMERA_EVENTS)}
 _BATCH: Final = re.compile(rb'\s*\{\s*"readings"\s*:')
 _CONTROL_REGEX: Final = re.compile(r"matching regex '.*'")
 _PATH: Final = re.compile(r" - at `\$(?:\.readings\[\d+\])?(?:\.(\w+))?`$")
@@ -149,7 +150,8 @@ class Decoder:
                 out.reject(Rejection(topic, Reason.MISSING_FIELD, "the reading has no measurement field", original(r)))
                 continue
             line = f"{series} {fields},seq={seq}i {ts}"
-            out.add_reading(key, device.index, ts, seq, values[1:-2] if is_event else values[:-2], line)
+            row = (_EVENT_CODES[values[0]], *values[1:-2]) if is_event else values[:-2]
+            out.add_reading(key, device.index, ts, seq, row, line)
 
     def _salvage(self, topic: str, payload: bytes, schema: ChannelSchema, out: BatchBuilder) -> list[Any]:
         """Decode a failed gateway batch reading by reading; reject the bad ones."""
@@ -205,4 +207,5 @@ class Decoder:
             out.reject(Rejection(topic, Reason.BAD_TYPE, "a string field line protocol cannot carry", payload))
             return
         online = "online=1i" if state == "online" else "online=0i"
-        out.add_status(f"{device.status_series} {online}{',' + fields if fields else ''} {ts}")
+        line = f"{device.status_series} {online}{',' + fields if fields else ''} {ts}"
+        out.add_status(device.index, ts, state == "online", line)

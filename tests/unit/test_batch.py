@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from msgspec import UNSET
 
-from contract.fields import EVENT_FIELDS, STATUS_FIELDS, TELEMETRY_FIELDS, FieldSpec, Kind
+from contract.fields import CAMERA_EVENTS, EVENT_FIELDS, STATUS_FIELDS, TELEMETRY_FIELDS, FieldSpec, Kind
 from contract.fleet import Device, Fleet
 from contract.reasons import Reason
-from ingest.batch import EVENTS, Batch, BatchBuilder, FieldEncoder, Rejection, kind_key
+from ingest.batch import EVENTS, Batch, BatchBuilder, FieldEncoder, Rejection
 from ingest.decode import Decoder
 from ingest.registry import Registry
 
@@ -130,8 +130,9 @@ def test_columns_per_kind() -> None:
     events = cols[EVENTS]
     assert events.device.tolist() == [3]
     assert events.ts_ms.tolist() == [TS + 4]
-    # numeric event fields only: the image URL is not a column
-    assert set(events.fields) == {s.name for s in EVENT_FIELDS if s.numeric}
+    # numeric event fields only, with the event class as a code: the image URL is not a column
+    assert set(events.fields) == {"event_code"} | {s.name for s in EVENT_FIELDS if s.numeric}
+    assert events.fields["event_code"].tolist() == [float(CAMERA_EVENTS.index("flooding"))]
     assert "image_url" not in events.fields
     assert events.fields["confidence"].tolist() == [0.8]
     assert events.fields["frames"].tolist() == [2.0]
@@ -165,7 +166,7 @@ def test_builder_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not out.empty  # a message is held even before it produced anything
     out.note_message("ack-2")  # opened_at stays the first message's time
     out.add_reading("salinity", 1, TS, 5, (UNSET,) * 6, "salinity,x=y a=1.0,seq=5i 1")
-    out.add_status("device_status,x=y online=1i 2")
+    out.add_status(4, TS, True, "device_status,x=y online=1i 2")
     out.reject(Rejection("t", Reason.BAD_JSON, "d", b"p"))
     assert len(out) == 3
     batch = out.seal()
@@ -183,16 +184,13 @@ def test_builder_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
     out.add_reading("salinity", 2, TS, 6, (UNSET,) * 6, "other")
     assert batch.lines == ["salinity,x=y a=1.0,seq=5i 1", "device_status,x=y online=1i 2"]
     assert batch.columns()["salinity"].device.tolist() == [1]
+    status = batch.columns()["device_status"]
+    assert (status.device.tolist(), status.ts_ms.tolist(), status.fields["online"].tolist()) == ([4], [TS], [1.0])
 
 
 def test_builder_unknown_key_refused() -> None:
     with pytest.raises(KeyError):
-        BatchBuilder().add_reading("device_status", 0, TS, 1, (), "x")
-
-
-def test_kind_key() -> None:
-    assert [kind_key(k) for k in Kind] == ["water_quality", "salinity", "light_trap", "camera"]
-    assert EVENTS not in {k.value for k in Kind}
+        BatchBuilder().add_reading("humidity", 0, TS, 1, (), "x")
 
 
 # --- FieldEncoder ------------------------------------------------------------------------------

@@ -605,7 +605,8 @@ def test_status_online_line() -> None:
     batch = decode(WQ_STATUS, r(state="online", battery_v=12.7, rssi_dbm=-83.0, fw="2.4.1"), retained=True)
     assert batch.lines == [f'{WQ_STATUS_SERIES} online=1i,battery_v=12.7,rssi_dbm=-83.0,fw="2.4.1" {TS}']
     assert (batch.readings, batch.statuses) == (0, 1)
-    assert batch.columns() == {}  # statuses are not readings
+    status = batch.columns()["device_status"]  # statuses are columns of their own, not readings
+    assert (status.fields["online"].tolist(), status.ts_ms.tolist()) == ([1.0], [TS])
 
 
 def test_status_offline_with_ts() -> None:

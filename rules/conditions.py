@@ -1,0 +1,430 @@
+"""Condition evaluators: per-device state in numpy arrays, one batch at a time.
+
+Each evaluator sees the rule's rows of a batch (sorted by device, then time; NaN values and late
+readings already removed) and reports the *condition changes* — where the condition turned on or
+off — plus, per device, the newest row while it is on. The engine turns those into alerts.
+
+Policies (documented in docs/rules.md):
+* Row conditions (threshold, range) are evaluated at every reading, in device time order.
+* Window and change conditions are evaluated once per device per batch, at its newest reading.
+* A reading older than the newest one a rule has seen from that device is ignored by the rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rules.kernels import Bools, Floats, Ints, group_firsts, group_lasts, latch, previous_in_group, run_lengths
+from rules.pack import AfterPeak, Change, Event, NoData, Range, Surge, Threshold, Trend, Window
+
+DAY_MS = 86_400_000
+LOCAL_OFFSET_MS = 7 * 3_600_000
+NEVER = np.iinfo(np.int64).min // 2
+
+
+@dataclass(slots=True)
+class Rows:
+    """One rule's rows of a batch, sorted by (device, ts)."""
+
+    device: Ints
+    ts: Ints
+    value: Floats
+    extra: dict[str, Floats] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.device)
+
+
+@dataclass(slots=True)
+class Changes:
+    """Condition changes of one batch, in time order per device, and the devices still on."""
+
+    device: Ints
+    ts: Ints
+    value: Floats
+    on: Bools
+    on_device: Ints
+    on_ts: Ints
+    on_value: Floats
+
+    @classmethod
+    def empty(cls) -> Changes:
+        i, f, b = np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, bool)
+        return cls(i, i, f, b, i, i, f)
+
+
+def compare(values: Floats, op: str, level: float) -> Bools:
+    if op == ">=":
+        return values >= level
+    if op == ">":
+        return values > level
+    if op == "<=":
+        return values <= level
+    return values < level
+
+
+def _safe_side(values: Floats, op: str, level: float) -> Bools:
+    """Back on the safe side of ``level`` for a condition ``value op level``."""
+    return values < level if op in (">", ">=") else values > level
+
+
+def _row_changes(rows: Rows, on_rows: Bools, first: Bools, last: Bools, initial: Bools) -> Changes:
+    prev = previous_in_group(on_rows, first, initial)
+    changed = on_rows != prev
+    on_last = last & on_rows
+    return Changes(
+        rows.device[changed], rows.ts[changed], rows.value[changed], on_rows[changed],
+        rows.device[on_last], rows.ts[on_last], rows.value[on_last],
+    )  # fmt: skip
+
+
+def _device_changes(device: Ints, ts: Ints, value: Floats, new_on: Bools, old_on: Bools) -> Changes:
+    changed = new_on != old_on
+    return Changes(
+        device[changed], ts[changed], value[changed], new_on[changed],
+        device[new_on], ts[new_on], value[new_on],
+    )  # fmt: skip
+
+
+class Evaluator(Protocol):
+    on: Bools
+    """Per device: is the condition on now."""
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes: ...
+
+
+class ThresholdEval:
+    """Threshold or range, with hysteresis, N consecutive readings and a sustained duration."""
+
+    def __init__(self, cond: Threshold | Range, n_devices: int) -> None:
+        self.cond = cond
+        self.on = np.zeros(n_devices, dtype=bool)
+        self.run_len = np.zeros(n_devices, dtype=np.int64)
+        self.run_start = np.full(n_devices, -1, dtype=np.int64)
+
+    def _bad_and_clear(self, v: Floats) -> tuple[Bools, Bools]:
+        c = self.cond
+        if isinstance(c, Threshold):
+            bad = compare(v, c.op, c.value)
+            return bad, (~bad if c.clear is None else _safe_side(v, c.op, c.clear))
+        lo = c.low if c.clear_low is None else c.clear_low
+        hi = c.high if c.clear_high is None else c.clear_high
+        return (v < c.low) | (v > c.high), (v >= lo) & (v <= hi)
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        if not len(rows):
+            return Changes.empty()
+        dev, ts = rows.device, rows.ts
+        first, last = group_firsts(dev), group_lasts(dev)
+        bad, clear = self._bad_and_clear(rows.value)
+        length, start = run_lengths(bad, first, self.run_len[dev], self.run_start[dev], ts)
+        ready = bad & (length >= self.cond.consecutive) & (ts - start >= self.cond.for_ms)
+        initial = self.on[dev]
+        on_rows = latch(ready, clear, first, initial)
+        out = _row_changes(rows, on_rows, first, last, initial)
+        d = dev[last]
+        self.on[d], self.run_len[d], self.run_start[d] = on_rows[last], length[last], start[last]
+        return out
+
+
+class BucketStats:
+    """Per-device rolling statistics in time buckets (a ring of ``slots`` buckets per device)."""
+
+    def __init__(self, window_ms: int, n_devices: int, buckets: int = 24) -> None:
+        self.window_ms = window_ms
+        self.bucket_ms = max(1000, window_ms // buckets)
+        self.span = math.ceil(window_ms / self.bucket_ms)
+        self.slots = self.span + 1
+        shape = (n_devices, self.slots)
+        self.ids = np.full(shape, -1, dtype=np.int64)
+        self.sum = np.zeros(shape)
+        self.count = np.zeros(shape)
+        self.min = np.full(shape, np.inf)
+        self.max = np.full(shape, -np.inf)
+
+    def add(self, dev: Ints, ts: Ints, v: Floats) -> None:
+        b = ts // self.bucket_ms
+        slot = b % self.slots
+        target = self.ids.copy()
+        np.maximum.at(target, (dev, slot), b)
+        renewed = target != self.ids
+        self.sum[renewed], self.count[renewed] = 0.0, 0.0
+        self.min[renewed], self.max[renewed] = np.inf, -np.inf
+        self.ids = target
+        keep = b == target[dev, slot]
+        d, s, x = dev[keep], slot[keep], v[keep]
+        np.add.at(self.sum, (d, s), x)
+        np.add.at(self.count, (d, s), 1.0)
+        np.minimum.at(self.min, (d, s), x)
+        np.maximum.at(self.max, (d, s), x)
+
+    def stat(self, dev: Ints, at_ts: Ints, stat: str) -> Floats:
+        """The statistic over the window ending at ``at_ts`` for each device (NaN if empty)."""
+        newest = (at_ts // self.bucket_ms)[:, None]
+        ids = self.ids[dev]
+        valid = (ids > newest - self.span) & (ids <= newest) & (self.count[dev] > 0)
+        count = np.where(valid, self.count[dev], 0.0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if stat == "mean":
+                result = np.where(valid, self.sum[dev], 0.0).sum(axis=1) / count
+            else:
+                lo = np.where(valid, self.min[dev], np.inf).min(axis=1)
+                hi = np.where(valid, self.max[dev], -np.inf).max(axis=1)
+                result = {"min": lo, "max": hi, "range": hi - lo}[stat]
+        return np.where(count > 0, result, np.nan)
+
+
+class WindowEval:
+    """A rolling statistic against a level, with hysteresis; evaluated at each device's newest row."""
+
+    def __init__(self, cond: Window, n_devices: int) -> None:
+        self.cond = cond
+        self.stats = BucketStats(cond.window_ms, n_devices)
+        self.on = np.zeros(n_devices, dtype=bool)
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        if not len(rows):
+            return Changes.empty()
+        self.stats.add(rows.device, rows.ts, rows.value)
+        last = group_lasts(rows.device)
+        dev, ts = rows.device[last], rows.ts[last]
+        c = self.cond
+        s = self.stats.stat(dev, ts, c.stat)
+        bad = compare(s, c.op, c.value)
+        clear = ~bad if c.clear is None else _safe_side(s, c.op, c.clear)
+        old = self.on[dev]
+        new = bad | (old & ~clear)
+        self.on[dev] = new
+        return _device_changes(dev, ts, s, new, old)
+
+
+class TrendGate:
+    """``also`` gate: the newest value is below (falling) or above (rising) the window mean."""
+
+    def __init__(self, gate: Trend, n_devices: int) -> None:
+        self.gate = gate
+        self.stats = BucketStats(gate.window_ms, n_devices)
+        self.latest = np.full(n_devices, np.nan)
+
+    def update(self, dev: Ints, ts: Ints, v: Floats) -> None:
+        if len(dev):
+            self.stats.add(dev, ts, v)
+            last = group_lasts(dev)
+            self.latest[dev[last]] = v[last]
+
+    def passes(self, dev: Ints, ts: Ints) -> Bools:
+        mean = self.stats.stat(dev, ts, "mean")
+        current = self.latest[dev]
+        return current < mean if self.gate.trend == "falling" else current > mean
+
+
+class ChangeEval:
+    """Today's statistic minus yesterday's (local days), evaluated at each device's newest row."""
+
+    def __init__(self, cond: Change, n_devices: int) -> None:
+        self.cond = cond
+        self.day = np.full((n_devices, 2), -1, dtype=np.int64)  # [:,0] today, [:,1] yesterday
+        self.sum = np.zeros((n_devices, 2))
+        self.count = np.zeros((n_devices, 2))
+        self.min = np.full((n_devices, 2), np.inf)
+        self.max = np.full((n_devices, 2), -np.inf)
+        self.on = np.zeros(n_devices, dtype=bool)
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        if not len(rows):
+            return Changes.empty()
+        n = len(self.on)
+        day = (rows.ts + LOCAL_OFFSET_MS) // DAY_MS
+        newest = self.day[:, 0].copy()
+        np.maximum.at(newest, rows.device, day)
+        shape = (n, 2)
+        s, c = np.zeros(shape), np.zeros(shape)
+        lo, hi = np.full(shape, np.inf), np.full(shape, -np.inf)
+        for k in (0, 1):  # carry the stored days over: they may still be today or yesterday
+            rel = newest - self.day[:, k]
+            ok = (self.day[:, k] >= 0) & (rel >= 0) & (rel <= 1)
+            idx = np.nonzero(ok)[0]
+            r = rel[ok]
+            s[idx, r] += self.sum[ok, k]
+            c[idx, r] += self.count[ok, k]
+            lo[idx, r] = np.minimum(lo[idx, r], self.min[ok, k])
+            hi[idx, r] = np.maximum(hi[idx, r], self.max[ok, k])
+        rel = newest[rows.device] - day
+        ok = rel <= 1
+        d, r, v = rows.device[ok], rel[ok], rows.value[ok]
+        np.add.at(s, (d, r), v)
+        np.add.at(c, (d, r), 1.0)
+        np.minimum.at(lo, (d, r), v)
+        np.maximum.at(hi, (d, r), v)
+        self.day = np.stack([newest, np.where(newest >= 0, newest - 1, -1)], axis=1)
+        self.sum, self.count, self.min, self.max = s, c, lo, hi
+        last = group_lasts(rows.device)
+        dev, ts = rows.device[last], rows.ts[last]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = {"max": hi, "min": lo, "mean": s / c}[self.cond.stat][dev]
+        both = (c[dev, 0] > 0) & (c[dev, 1] > 0)
+        diff = np.where(both, stat[:, 0] - stat[:, 1], np.nan)
+        old = self.on[dev]
+        new = both & compare(diff, self.cond.op, self.cond.value)
+        self.on[dev] = new
+        return _device_changes(dev, ts, diff, new, old)
+
+
+class SurgeEval:
+    """Each value against the median of the device's previous ``baseline`` values (e.g. 7 nights)."""
+
+    def __init__(self, cond: Surge, n_devices: int) -> None:
+        self.cond = cond
+        self.history = np.full((n_devices, cond.baseline), np.nan)
+        self.on = np.zeros(n_devices, dtype=bool)
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        if not len(rows):
+            return Changes.empty()
+        k = self.cond.baseline
+        dev = rows.device
+        first, last = group_firsts(dev), group_lasts(dev)
+        starts = np.nonzero(first)[0]
+        sizes = np.diff(np.append(starts, len(dev)))
+        # One flat sequence per device: its stored history, then this batch's values.
+        offsets = np.concatenate([[0], np.cumsum(sizes + k)[:-1]])
+        flat = np.empty(int((sizes + k).sum()))
+        hist_pos = (offsets[:, None] + np.arange(k)).ravel()
+        flat[hist_pos] = self.history[dev[starts]].ravel()
+        group = np.cumsum(first) - 1
+        pos_in_group = np.arange(len(dev)) - starts[group]
+        row_pos = offsets[group] + k + pos_in_group
+        flat[row_pos] = rows.value
+        windows = np.lib.stride_tricks.sliding_window_view(flat, k)[row_pos - k]
+        known = np.sum(~np.isnan(windows), axis=1)
+        with np.errstate(all="ignore"):
+            median = np.where(known > 0, np.nanmedian(np.where(known[:, None] > 0, windows, 0.0), axis=1), np.nan)
+        c = self.cond
+        on_rows = (known >= min(3, k)) & (rows.value >= c.factor * median) & (rows.value >= c.min)
+        initial = self.on[dev]
+        out = _row_changes(rows, on_rows, first, last, initial)
+        ends = offsets + k + sizes
+        self.history[dev[starts]] = np.stack([flat[e - k : e] for e in ends]) if len(ends) else self.history[:0]
+        self.on[dev[last]] = on_rows[last]
+        return out
+
+
+class AfterPeakEval:
+    """``count`` values in a row below ``fraction`` × a peak ≥ ``peak`` (e.g. the sowing window).
+
+    Nightly totals are one value per device per night, so this walks its (few) rows in order.
+    """
+
+    def __init__(self, cond: AfterPeak, n_devices: int) -> None:
+        self.cond = cond
+        self.peak = np.full(n_devices, np.nan)
+        self.after = np.zeros(n_devices, dtype=np.int64)
+        self.on = np.zeros(n_devices, dtype=bool)
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        c = self.cond
+        out_d, out_t, out_v, out_on = [], [], [], []
+        for d, t, v in zip(rows.device.tolist(), rows.ts.tolist(), rows.value.tolist(), strict=True):
+            was = bool(self.on[d])
+            peak = self.peak[d]
+            if v >= c.peak and (math.isnan(peak) or v >= peak or self.after[d] >= c.count):
+                self.peak[d], self.after[d] = v, 0
+            elif not math.isnan(peak) and v < c.fraction * peak:
+                self.after[d] += 1
+            elif not math.isnan(peak):
+                self.after[d] = 0
+            now_on = not math.isnan(self.peak[d]) and self.after[d] == c.count
+            if now_on != was:
+                out_d.append(d)
+                out_t.append(t)
+                out_v.append(v)
+                out_on.append(now_on)
+            self.on[d] = now_on
+            if self.after[d] >= c.count:
+                self.peak[d] = np.nan  # the window was announced; wait for the next peak
+        on_dev = np.nonzero(self.on)[0]
+        return Changes(
+            np.array(out_d, np.int64), np.array(out_t, np.int64), np.array(out_v), np.array(out_on, bool),
+            on_dev.astype(np.int64), np.full(len(on_dev), now_ms, np.int64), np.full(len(on_dev), np.nan),
+        )  # fmt: skip
+
+
+class NoDataEval:
+    """Silent longer than ``after`` by the ingest clock, or its will said offline."""
+
+    def __init__(self, cond: NoData, n_devices: int, mask: Bools, start_ms: int) -> None:
+        self.cond = cond
+        self.mask = mask
+        self.last_arrival = np.full(n_devices, start_ms, dtype=np.int64)
+        self.offline = np.zeros(n_devices, dtype=bool)
+        self.on = np.zeros(n_devices, dtype=bool)
+
+    def seen(self, device: Ints, now_ms: int) -> None:
+        self.last_arrival[device] = now_ms
+        self.offline[device] = False
+
+    def status(self, device: Ints, online: Floats) -> None:
+        if self.cond.offline:
+            self.offline[device] = online < 0.5
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        dev = np.nonzero(self.mask)[0].astype(np.int64)
+        new = (now_ms - self.last_arrival[dev] > self.cond.after_ms) | self.offline[dev]
+        old = self.on[dev]
+        self.on[dev] = new
+        silent_s = (now_ms - self.last_arrival[dev]) / 1000.0
+        return _device_changes(dev, np.full(len(dev), now_ms, np.int64), silent_s, new, old)
+
+
+class EventEval:
+    """Matching camera events; an episode resolves ``resolve_after`` after its last match.
+
+    Device time decides (the camera's heartbeats move it on); events are rare, so matches are
+    walked in order.
+    """
+
+    def __init__(self, cond: Event, n_devices: int, code: int) -> None:
+        self.cond = cond
+        self.code = code
+        self.last_match = np.full(n_devices, NEVER, dtype=np.int64)
+        self.episode_start = np.full(n_devices, NEVER, dtype=np.int64)
+        self.on = np.zeros(n_devices, dtype=bool)
+
+    def changes(self, rows: Rows, now_ms: int) -> Changes:
+        c = self.cond
+        gap = c.resolve_after_ms
+        out: list[tuple[int, int, float, bool]] = []
+        if len(rows):
+            x = rows.extra
+            match = (
+                (x["event_code"] == self.code) & (x["confidence"] >= c.min_confidence) & (x["frames"] >= c.min_frames)
+            )
+            for d, t, v in zip(
+                rows.device[match].tolist(), rows.ts[match].tolist(), rows.value[match].tolist(), strict=True
+            ):
+                if t - self.last_match[d] >= gap:  # a new episode
+                    if self.on[d]:
+                        out.append((d, int(self.last_match[d]) + gap, math.nan, False))
+                        self.on[d] = False
+                    self.episode_start[d] = t
+                self.last_match[d] = t
+                if not self.on[d] and t - self.episode_start[d] >= c.for_ms:
+                    out.append((d, t, v, True))
+                    self.on[d] = True
+            seen = np.full(len(self.on), NEVER, dtype=np.int64)
+            np.maximum.at(seen, rows.device, rows.ts)
+            done = np.nonzero(self.on & (seen - self.last_match >= gap))[0]
+            for d in done.tolist():
+                out.append((d, int(self.last_match[d]) + gap, math.nan, False))
+                self.on[d] = False
+        out.sort(key=lambda e: (e[0], e[1]))
+        on_dev = np.nonzero(self.on)[0]
+        return Changes(
+            np.array([o[0] for o in out], np.int64), np.array([o[1] for o in out], np.int64),
+            np.array([o[2] for o in out]), np.array([o[3] for o in out], bool),
+            on_dev.astype(np.int64), self.last_match[on_dev], np.full(len(on_dev), np.nan),
+        )  # fmt: skip

@@ -1,0 +1,269 @@
+"""The engine: every enabled rule of a pack against each batch of readings, vectorised.
+
+State lives in arrays indexed by device, one set per rule (rule × device). A batch is sorted by
+(device, time) once per kind; each rule then selects its rows with a boolean mask and runs its
+condition with numpy. Python loops run over rules and over the (rare) alert transitions only.
+
+Alert state per (rule, device) is kept here too: one active alert at a time; after a resolve, a
+new fire waits ``min_gap`` (flapping suppression) and happens at the first later reading that
+still meets the condition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rules.conditions import (
+    AfterPeakEval,
+    ChangeEval,
+    Changes,
+    Evaluator,
+    EventEval,
+    NoDataEval,
+    Rows,
+    SurgeEval,
+    ThresholdEval,
+    TrendGate,
+    WindowEval,
+)
+from rules.derived import DERIVED, compute
+from rules.errors import RulesError
+from rules.kernels import Floats, Ints
+from rules.messages import render, resolved_text
+from rules.model import DeviceInfo, Readings, Severity, State, Transition
+from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Surge, Threshold, Window
+
+EVENTS_KEY = "camera_event"
+STATUS_KEY = "device_status"
+NEVER = np.iinfo(np.int64).min // 2
+
+
+@dataclass(slots=True)
+class _Sorted:
+    """One kind's readings sorted by (device, ts), with derived fields computed on demand."""
+
+    device: Ints
+    ts: Ints
+    fields: dict[str, Floats]
+
+    @classmethod
+    def of(cls, cols: Readings) -> _Sorted:
+        device = np.asarray(cols.device, dtype=np.int64)
+        ts = np.asarray(cols.ts_ms, dtype=np.int64)
+        order = np.lexsort((ts, device))
+        return cls(device[order], ts[order], {k: np.asarray(v)[order] for k, v in cols.fields.items()})
+
+    def field(self, name: str) -> Floats:
+        if name not in self.fields:
+            if name not in DERIVED:
+                return np.full(len(self.device), np.nan)
+            self.fields[name] = compute(name, self.fields)
+        return self.fields[name]
+
+
+def _selector_mask(rule: Rule, devices: Sequence[DeviceInfo]) -> np.ndarray:
+    s = rule.select
+    return np.array(
+        [
+            d.kind == rule.kind
+            and (not s.province or d.province in s.province)
+            and (not s.district or d.district in s.district)
+            and (not s.site or d.site in s.site)
+            and (not s.crop or d.crop in s.crop)
+            and (not s.devices or d.id in s.devices)
+            for d in devices
+        ],
+        dtype=bool,
+    )
+
+
+class _CompiledRule:
+    def __init__(self, rule: Rule, devices: Sequence[DeviceInfo], event_classes: Sequence[str], start_ms: int) -> None:
+        self.rule = rule
+        n = len(devices)
+        self.mask = _selector_mask(rule, devices)
+        c = rule.condition
+        self.field: str = getattr(c, "field", "")
+        self.key = EVENTS_KEY if isinstance(c, Event) else rule.kind
+        self.last_ts = np.full(n, NEVER, dtype=np.int64)
+        self.alert_on = np.zeros(n, dtype=bool)
+        self.pending = np.zeros(n, dtype=bool)
+        self.last_resolve = np.full(n, NEVER, dtype=np.int64)
+        self.gates = [TrendGate(g, n) for g in rule.also]
+        self.no_data: NoDataEval | None = None
+        self.evaluator: Evaluator
+        if isinstance(c, Threshold | Range):
+            self.evaluator = ThresholdEval(c, n)
+        elif isinstance(c, Window):
+            self.evaluator = WindowEval(c, n)
+        elif isinstance(c, Change):
+            self.evaluator = ChangeEval(c, n)
+        elif isinstance(c, Surge):
+            self.evaluator = SurgeEval(c, n)
+        elif isinstance(c, AfterPeak):
+            self.evaluator = AfterPeakEval(c, n)
+        elif isinstance(c, NoData):
+            self.no_data = NoDataEval(c, n, self.mask, start_ms)
+            self.evaluator = self.no_data
+        else:
+            if c.event not in event_classes:
+                raise RulesError(f"rule {rule.id}: unknown camera event {c.event!r}")
+            self.evaluator = EventEval(c, n, list(event_classes).index(c.event))
+
+    def rows(self, batch: Mapping[str, _Sorted]) -> Rows:
+        data = batch.get(self.key)
+        if isinstance(self.rule.condition, Event):
+            return self._event_rows(data, batch.get(self.rule.kind))
+        if data is None:
+            return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+        value = data.field(self.field)
+        keep = self.mask[data.device] & ~np.isnan(value) & (data.ts > self.last_ts[data.device])
+        return Rows(data.device[keep], data.ts[keep], value[keep])
+
+    def _event_rows(self, events: _Sorted | None, heartbeats: _Sorted | None) -> Rows:
+        parts = []
+        for data, is_event in ((events, True), (heartbeats, False)):
+            if data is None:
+                continue
+            keep = self.mask[data.device]
+            n = int(keep.sum())
+            code = data.field("event_code")[keep] if is_event else np.full(n, -1.0)
+            frames = data.field("frames")[keep] if is_event else np.zeros(n)
+            confidence = data.field("confidence")[keep] if is_event else np.zeros(n)
+            value = data.field(self.field)[keep] if is_event else np.zeros(n)
+            parts.append((data.device[keep], data.ts[keep], value, code, frames, confidence))
+        if not parts:
+            return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+        dev, ts, value, code, frames, confidence = (np.concatenate(p) for p in zip(*parts, strict=True))
+        order = np.lexsort((ts, dev))
+        extra = {"event_code": code[order], "frames": frames[order], "confidence": confidence[order]}
+        return Rows(dev[order], ts[order], value[order], extra)
+
+    def evaluate(self, batch: Mapping[str, _Sorted], now_ms: int) -> Changes:
+        if self.no_data is not None:
+            data = batch.get(self.rule.kind)
+            if data is not None:
+                self.no_data.seen(np.unique(data.device[self.mask[data.device]]), now_ms)
+            status = batch.get(STATUS_KEY)
+            if status is not None:
+                sel = self.mask[status.device]
+                self.no_data.status(status.device[sel], status.field("online")[sel])
+        rows = self.rows(batch)
+        for gate in self.gates:
+            data = batch.get(self.rule.kind)
+            if data is not None:
+                v = data.field(gate.gate.field)
+                ok = self.mask[data.device] & ~np.isnan(v)
+                gate.update(data.device[ok], data.ts[ok], v[ok])
+        if len(rows):
+            np.maximum.at(self.last_ts, rows.device, rows.ts)
+        return self.evaluator.changes(rows, now_ms)
+
+
+class Engine:
+    """Evaluates a rule pack over batches of readings; see the module docstring."""
+
+    def __init__(
+        self,
+        pack: Pack,
+        devices: Sequence[DeviceInfo],
+        *,
+        event_classes: Sequence[str] = (),
+        start_ms: int = 0,
+    ) -> None:
+        self.pack = pack
+        self.devices = tuple(devices)
+        self._rules = [_CompiledRule(r, self.devices, event_classes, start_ms) for r in pack.rules if r.enabled]
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(r.rule for r in self._rules)
+
+    def evaluate(self, columns: Mapping[str, Readings], *, now_ms: int) -> list[Transition]:
+        """Run every rule over one batch; return the alert transitions, oldest first."""
+        batch = {k: _Sorted.of(v) for k, v in columns.items() if len(v.device)}
+        out: list[Transition] = []
+        for compiled in self._rules:
+            out.extend(self._alerts(compiled, compiled.evaluate(batch, now_ms)))
+        out.sort(key=lambda t: (t.ts_ms, t.rule_id, t.device))
+        return out
+
+    def restore_active(self, active: Iterable[tuple[str, str]]) -> int:
+        """Mark (rule id, device id) alerts that a store still holds as active; returns how many.
+
+        Their conditions count as on, so the next reading past the clear level resolves them.
+        """
+        rules = {c.rule.id: c for c in self._rules}
+        index = {d.id: i for i, d in enumerate(self.devices)}
+        restored = 0
+        for rule_id, device_id in active:
+            c, d = rules.get(rule_id), index.get(device_id)
+            if c is None or d is None:
+                continue
+            c.alert_on[d] = True
+            c.evaluator.on[d] = True
+            restored += 1
+        return restored
+
+    def tick(self, now_ms: int) -> list[Transition]:
+        """Time passing without readings (no-data rules)."""
+        return self.evaluate({}, now_ms=now_ms)
+
+    def _alerts(self, c: _CompiledRule, ch: Changes) -> list[Transition]:
+        rule = c.rule
+        gap = rule.min_gap_ms
+        out: list[Transition] = []
+        gates_ok: dict[int, bool] = {}
+        if c.gates and len(ch.device):
+            devs = np.unique(ch.device)
+            ok = np.ones(len(devs), dtype=bool)
+            for g in c.gates:
+                ok &= g.passes(devs, c.last_ts[devs])
+            gates_ok = dict(zip(devs.tolist(), ok.tolist(), strict=True))
+        for d, t, v, on in zip(ch.device.tolist(), ch.ts.tolist(), ch.value.tolist(), ch.on.tolist(), strict=True):
+            if on:
+                if c.alert_on[d]:
+                    continue
+                if t - c.last_resolve[d] < gap or not gates_ok.get(d, True):
+                    c.pending[d] = True
+                    continue
+                c.alert_on[d], c.pending[d] = True, False
+                out.append(self._transition(rule, d, State.FIRING, t, v))
+            else:
+                c.pending[d] = False
+                if c.alert_on[d]:
+                    c.alert_on[d] = False
+                    c.last_resolve[d] = t
+                    out.append(self._transition(rule, d, State.RESOLVED, t, v))
+        # Fires held back by min_gap or a gate: due once the gap has passed and the gate opens.
+        if c.pending.any() and len(ch.on_device):
+            due = c.pending[ch.on_device] & (ch.on_ts - c.last_resolve[ch.on_device] >= gap)
+            if c.gates and due.any():
+                for g in c.gates:
+                    due &= g.passes(ch.on_device, ch.on_ts)
+            for d, t, v in zip(
+                ch.on_device[due].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True
+            ):
+                c.alert_on[d], c.pending[d] = True, False
+                out.append(self._transition(rule, d, State.FIRING, t, v))
+        return out
+
+    def _transition(self, rule: Rule, d: int, state: State, ts: int, value: float) -> Transition:
+        device = self.devices[d]
+        severity = rule.severity
+        if state is State.FIRING:
+            if rule.critical_above is not None and not math.isnan(value):
+                upward = getattr(rule.condition, "op", ">") in (">", ">=")
+                beyond = value >= rule.critical_above if upward else value <= rule.critical_above
+                if beyond:
+                    severity = Severity.CRITICAL
+            vi = render(rule.message.vi, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=True)
+            en = render(rule.message.en, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
+        else:
+            vi = resolved_text(device, rule.id, value=value, unit=rule.unit, ts_ms=ts, vietnamese=True)
+            en = resolved_text(device, rule.id, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
+        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en)

@@ -1,0 +1,63 @@
+"""Alert text: the rule's Vietnamese and English templates, filled in for one device and value."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Final
+
+from rules.model import DeviceInfo
+
+LOCAL_OFFSET_MS: Final = 7 * 3_600_000
+"""The Mekong Delta keeps UTC+7 all year."""
+
+SITE_VI: Final = {
+    "river": "sông", "canal": "kênh", "pond": "ao", "field": "ruộng", "sluice": "cống",
+    "kitchen": "bếp", "road": "đường", "market": "chợ", "school": "trường học",
+}  # fmt: skip
+
+
+def local_time(ts_ms: int) -> str:
+    """``HH:MM dd/mm`` in Delta local time."""
+    t = time.gmtime((ts_ms + LOCAL_OFFSET_MS) / 1000)
+    return f"{t.tm_hour:02d}:{t.tm_min:02d} {t.tm_mday:02d}/{t.tm_mon:02d}"
+
+
+class _Number:
+    """A value in a message: ``?`` when missing; a decimal comma in Vietnamese (0,5‰)."""
+
+    def __init__(self, value: float, *, vietnamese: bool, whole: bool = False) -> None:
+        self.value, self.vietnamese, self.whole = value, vietnamese, whole
+
+    def __format__(self, spec: str) -> str:
+        if not math.isfinite(self.value):
+            return "?"
+        if self.whole:
+            text = format(round(self.value), spec or ",d")
+            return text.replace(",", ".") if self.vietnamese else text  # 1.272 con / 1,272 insects
+        text = format(self.value, spec or ".4g")
+        return text.replace(".", ",") if self.vietnamese else text
+
+
+def render(template: str, *, device: DeviceInfo, value: float, unit: str, ts_ms: int, vietnamese: bool) -> str:
+    """Fill a message template (placeholders: see ``rules.pack.PLACEHOLDERS``)."""
+    try:
+        return template.format(
+            value=_Number(value, vietnamese=vietnamese),
+            unit=unit,
+            device=device.id,
+            place=device.place_vi if vietnamese else device.place_en,
+            time=local_time(ts_ms),
+            n=_Number(value, vietnamese=vietnamese, whole=True),
+            site=SITE_VI.get(device.site, device.site) if vietnamese else device.site,
+        )
+    except (ValueError, KeyError, IndexError):  # a format spec that does not fit a number
+        return template
+
+
+def resolved_text(device: DeviceInfo, rule_id: str, *, value: float, unit: str, ts_ms: int, vietnamese: bool) -> str:
+    """The message sent when an alert resolves."""
+    shown = "" if math.isnan(value) else f" ({_Number(value, vietnamese=vietnamese):.4g}{unit})"
+    if vietnamese:
+        return f"Đã hết cảnh báo {rule_id} tại {device.place_vi}{shown}, lúc {local_time(ts_ms)}."
+    return f"{rule_id} at {device.place_en} is back to normal{shown}, at {local_time(ts_ms)}."
