@@ -59,6 +59,13 @@ class IngestSettings(BaseSettings):
     max_readings_per_message: int = Field(10_000, ge=1, description="gateway batches beyond this are refused")
     dlq_payload_cap: int = Field(4_096, ge=64, description="bytes of the original payload kept in a dead letter")
 
+    rules: bool = Field(True, description="evaluate the rule pack on every stored batch")
+    rules_pack: Path | None = Field(None, description="the rule pack, YAML (default: the built-in Mekong pack)")
+    webhooks: bool = Field(True, description="deliver alert webhooks from this process")
+    alerts_deliver_max_age_s: float = Field(
+        3600.0, gt=0, description="alerts on readings older than this are recorded, not sent to farmers"
+    )
+
     metrics_host: str = Field("127.0.0.1", description="Prometheus metrics address")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus metrics port (0: off)")
 

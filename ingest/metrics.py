@@ -34,6 +34,7 @@ class IngestMetrics:
             "ioc_ingest_lag_seconds", "receive → stored time of the last batch's oldest message", registry=r
         )
         self.inflight = Gauge("ioc_ingest_messages_inflight", "messages received, not yet acknowledged", registry=r)
+        self.hook_errors = Counter("ioc_rules_errors", "rule evaluations that failed (logged)", registry=r)
         self.reconnects = Counter("ioc_ingest_broker_reconnects", "broker connections re-established", registry=r)
         self.broker_dropped = Gauge(
             "ioc_broker_messages_dropped",

@@ -1,39 +1,96 @@
-"""Run the ingest service as a process: signals, metrics endpoint, settings and fleet checks."""
+"""Run the ingest service as a process: signals, metrics endpoint, rules, webhooks."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 
 from prometheus_client import start_http_server
 
+from alerts.config import WebhookSettings
+from alerts.errors import AlertsError
+from alerts.sender import WebhookSender
+from alerts.store import AlertStore
 from contract.fleet import FleetError, load_fleet
+from ingest.alerting import Alerting
 from ingest.config import IngestSettings
 from ingest.errors import ConfigError
 from ingest.service import IngestService
+from rules.errors import PackError
+from rules.pack import DEFAULT_PACK, load_pack
 
 log = logging.getLogger(__name__)
 
 
-def build_service(settings: IngestSettings) -> IngestService:
-    """The service for ``settings``; raises :class:`ConfigError` when the fleet file is bad."""
+@dataclass
+class IngestProcess:
+    """The ingest service with its rules and its webhook sender (either may be off)."""
+
+    service: IngestService
+    alerting: Alerting | None = None
+    sender: WebhookSender | None = None
+
+
+def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
+    """Everything ``ioc ingest`` runs; raises :class:`ConfigError` for a bad fleet file or pack."""
     try:
         fleet = load_fleet(settings.fleet)
-    except FleetError as exc:
+        pack = load_pack(settings.rules_pack or DEFAULT_PACK) if settings.rules else None
+    except (FleetError, PackError) as exc:
         raise ConfigError(str(exc)) from exc
-    return IngestService(settings, fleet)
+    if pack is None:
+        return IngestProcess(IngestService(settings, fleet))
+    try:
+        store = AlertStore(webhooks.alerts_db)
+    except AlertsError as exc:
+        raise ConfigError(f"alert store {webhooks.alerts_db}: {exc}") from exc
+    service = IngestService(settings, fleet)
+    sender = WebhookSender(store, webhooks) if settings.webhooks else None
+    alerting = Alerting(
+        pack, fleet, store,
+        deliver_max_age_ms=int(settings.alerts_deliver_max_age_s * 1000),
+        registry=service.metrics.registry,
+        notify=sender.notify if sender else (lambda: None),
+    )  # fmt: skip
+    service.attach_rules(alerting.on_batch, alerting.tick)
+    return IngestProcess(service, alerting, sender)
 
 
-async def run_until_signalled(service: IngestService) -> None:
+async def run_until_stopped(process: IngestProcess, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set; the service drains, then the sender stops."""
+    sender_stop = asyncio.Event()
+    sender_task = None
+    if process.sender is not None:
+        sender_task = asyncio.create_task(process.sender.run(sender_stop), name="webhook-sender")
+    try:
+        await process.service.run(stop)
+    finally:
+        sender_stop.set()
+        if sender_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender_task
+
+
+async def run_until_signalled(process: IngestProcess) -> None:
     """Run until SIGTERM or SIGINT, then drain and return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    s = service.settings
+    s = process.service.settings
     if s.metrics_port:
-        start_http_server(s.metrics_port, addr=s.metrics_host, registry=service.metrics.registry)
-    log.info("ingest: %s → %s (%s), %d devices", s.mqtt_url, s.influx_url, s.influx_api, len(service.registry))
-    await service.run(stop)
+        start_http_server(s.metrics_port, addr=s.metrics_host, registry=process.service.metrics.registry)
+    rules = f"{len(process.alerting.engine.rules)} rules" if process.alerting else "rules off"
+    log.info(
+        "ingest: %s → %s (%s), %d devices, %s",
+        s.mqtt_url,
+        s.influx_url,
+        s.influx_api,
+        len(process.service.registry),
+        rules,
+    )
+    await run_until_stopped(process, stop)
     log.info("ingest: drained and stopped")

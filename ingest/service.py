@@ -39,7 +39,10 @@ from ingest.registry import Registry
 log = logging.getLogger(__name__)
 
 _DEVICE_TAG = re.compile(r"(?:^|,)device_id=([A-Za-z0-9_-]+)")
-BatchHook = Callable[[Batch], None]
+BatchHook = Callable[[Batch], list[str]]
+"""Called with each stored batch before it is acknowledged; returns more lines to store."""
+TickHook = Callable[[], list[str]]
+"""Called every ``tick_s`` seconds on the writer task; returns lines to store."""
 
 
 def dead_letter(rejection: Rejection, *, cap: int, received_ms: int) -> bytes:
@@ -72,6 +75,8 @@ class IngestService:
         *,
         metrics: IngestMetrics | None = None,
         on_batch: BatchHook | None = None,
+        on_tick: TickHook | None = None,
+        tick_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or IngestMetrics()
@@ -82,6 +87,8 @@ class IngestService:
             max_readings=settings.max_readings_per_message,
         )
         self._on_batch = on_batch
+        self._on_tick = on_tick
+        self._tick_s = tick_s
         self._builder = BatchBuilder()
         self._flush_lock = asyncio.Lock()
         self._unqueued: Batch | None = None
@@ -89,6 +96,10 @@ class IngestService:
         self._broker: Broker | None = None
         self._connected = asyncio.Event()
         self.drain_timeout_s = 60.0
+
+    def attach_rules(self, on_batch: BatchHook, on_tick: TickHook) -> None:
+        """Evaluate rules on every stored batch (before its ack) and every ``tick_s`` seconds."""
+        self._on_batch, self._on_tick = on_batch, on_tick
 
     @property
     def connected(self) -> bool:
@@ -141,11 +152,32 @@ class IngestService:
     # -- write side --------------------------------------------------------------------------
 
     async def _writer_loop(self, writer: InfluxWriter) -> None:
+        next_tick = time.monotonic() + self._tick_s
         while True:
-            batch = await self._queue.get()
+            try:
+                batch = await asyncio.wait_for(self._queue.get(), max(0.0, next_tick - time.monotonic()))
+            except TimeoutError:
+                next_tick = time.monotonic() + self._tick_s
+                await self._run_hook(writer, self._on_tick)
+                continue
             if batch is None:
                 return
             await self._store(writer, batch)
+
+    async def _run_hook(self, writer: InfluxWriter, hook: Callable[[], list[str]] | None) -> None:
+        """Run a rules hook; store the lines it returns. Its failure is logged and counted, not fatal."""
+        if hook is None:
+            return
+        try:
+            lines = hook()
+        except Exception:
+            log.exception("rules hook failed")
+            self.metrics.hook_errors.inc()
+            return
+        if lines:
+            refused = await writer.write(lines)
+            for line, message in refused:
+                log.error("alert point refused by InfluxDB: %s (%s)", message, line[:200])
 
     async def _store(self, writer: InfluxWriter, batch: Batch) -> None:
         started = time.monotonic()
@@ -166,7 +198,8 @@ class IngestService:
         m.batch_seconds.observe(done - started)
         m.lag_seconds.set(done - batch.opened_at)
         if self._on_batch is not None:
-            self._on_batch(batch)
+            on_batch = self._on_batch
+            await self._run_hook(writer, lambda: on_batch(batch))
         self._ack(batch)
 
     def _ack(self, batch: Batch) -> None:

@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Mekong IOC: fleet → MQTT → InfluxDB.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Mekong IOC: fleet → MQTT → InfluxDB → alerts.")
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -77,22 +77,28 @@ def ingest(
     batch_max_readings: Annotated[int | None, Opt(help="readings per write [IOC_BATCH_MAX_READINGS]")] = None,
     batch_max_age_ms: Annotated[int | None, Opt(help="max wait before a write [IOC_BATCH_MAX_AGE_MS]")] = None,
     metrics_port: Annotated[int | None, Opt(help="Prometheus port, 0 = off [IOC_METRICS_PORT]")] = None,
+    rules: Annotated[bool | None, Opt("--rules/--no-rules", help="evaluate the rule pack [IOC_RULES]")] = None,
+    rules_pack: Annotated[Path | None, Opt(help="rule pack YAML [IOC_RULES_PACK]")] = None,
+    webhooks: Annotated[bool | None, Opt("--webhooks/--no-webhooks", help="send alert webhooks [IOC_WEBHOOKS]")] = None,
+    alerts_db: Annotated[Path | None, Opt(help="alert store, SQLite [IOC_ALERTS_DB]")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Subscribe, validate, batch and store readings until SIGTERM/SIGINT, then drain and exit 0."""
-    options = _flags(locals())
+    options = _flags(locals(), "alerts_db")
+    from alerts.config import WebhookSettings
     from ingest.config import IngestSettings
     from ingest.errors import ConfigError
-    from ingest.runner import build_service, run_until_signalled
+    from ingest.runner import build, run_until_signalled
 
     _logging(verbose)
     settings = _settings(IngestSettings, **options)
+    webhook_settings = _settings(WebhookSettings, alerts_db=alerts_db)
     try:
-        service = build_service(settings)
+        process = build(settings, webhook_settings)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    asyncio.run(run_until_signalled(service))
+    asyncio.run(run_until_signalled(process))
 
 
 @app.command()
@@ -166,3 +172,14 @@ def demo(
     typer.echo(msgspec.json.encode(summary).decode())
     if summary.get("error"):
         raise typer.Exit(1)
+
+
+def _mount_subcommands() -> None:
+    from alerts.cli import app as subscriptions_app
+    from ioc.rules_cli import app as rules_app
+
+    app.add_typer(rules_app, name="rules")
+    app.add_typer(subscriptions_app)
+
+
+_mount_subcommands()

@@ -1,0 +1,228 @@
+"""``ioc subscriptions …``: manage webhook subscribers, their dead letters and replays.
+
+A typer sub-app; the ``ioc`` command mounts it (``app.add_typer(alerts.cli.app)``). The database
+is ``--db`` or ``IOC_ALERTS_DB`` (default ``var/alerts.db``); the target policy comes from
+``IOC_WEBHOOK_ALLOW_PRIVATE`` and ``IOC_WEBHOOK_ALLOW_HOSTS``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from alerts.config import WebhookSettings
+from alerts.errors import AlertsError, NotFound
+from alerts.outbox import DeadLetter, Status
+from alerts.store import AlertStore, iso_ms
+from alerts.subscriptions import Subscription
+
+app = typer.Typer(
+    name="subscriptions",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Webhook subscriptions: who is told about alerts, where, in which language.",
+)
+
+Opt = typer.Option
+Db = Annotated[Path | None, Opt("--db", help="alert store (SQLite) [IOC_ALERTS_DB]")]
+AsJson = Annotated[bool, Opt("--json", help="print JSON")]
+Names = Annotated[list[str] | None, Opt(help="repeatable; any of these (empty = all)")]
+
+
+def _settings(db: Path | None) -> WebhookSettings:
+    try:
+        given: dict[str, Any] = {"alerts_db": db} if db is not None else {}
+        return WebhookSettings(**given)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            typer.echo(f"error: IOC_{where.upper()}: {e['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _store(db: Path | None) -> Iterator[AlertStore]:
+    settings = _settings(db)
+    try:
+        store = AlertStore(settings.alerts_db, policy=settings.target_policy())
+    except AlertsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        yield store
+    except NotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except AlertsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+
+
+def _mask(secret: str) -> str:
+    return secret[:6] + "…" + secret[-4:]
+
+
+def _sub_dict(sub: Subscription, *, secret: bool) -> dict[str, Any]:
+    f = sub.filters
+    return {
+        "id": sub.id,
+        "url": sub.url,
+        "secret": sub.secret if secret else _mask(sub.secret),
+        "language": sub.language,
+        "enabled": sub.enabled,
+        "disabled_reason": sub.disabled_reason,
+        "description": sub.description,
+        "filters": {
+            "provinces": sorted(f.provinces),
+            "districts": sorted(f.districts),
+            "devices": sorted(f.devices),
+            "kinds": sorted(f.kinds),
+            "rule_ids": sorted(f.rule_ids),
+            "min_severity": f.min_severity.label,
+        },
+        "created_at": iso_ms(sub.created_at_ms),
+    }
+
+
+def _dead_dict(d: DeadLetter) -> dict[str, Any]:
+    out = asdict(d)
+    out["dead_at"] = iso_ms(d.dead_at_ms)
+    out["replayed_at"] = iso_ms(d.replayed_at_ms) if d.replayed_at_ms is not None else None
+    return out
+
+
+@app.command()
+def add(
+    url: Annotated[str, typer.Argument(help="http(s) URL the alerts are POSTed to")],
+    secret: Annotated[str | None, Opt(help="whsec_<base64> (default: generate one)")] = None,
+    province: Names = None,
+    district: Names = None,
+    device: Names = None,
+    kind: Names = None,
+    rule: Names = None,
+    min_severity: Annotated[str, Opt(help="info, warning or critical")] = "info",
+    language: Annotated[str, Opt(help="vi or en: the language of the message field")] = "vi",
+    description: Annotated[str, Opt(help="who this is, e.g. 'Ba Tri shrimp co-op Zalo gateway'")] = "",
+    db: Db = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add a webhook subscriber (the URL is checked against the target policy)."""
+    with _store(db) as store:
+        sub = store.add_subscription(
+            url,
+            secret,
+            provinces=province,
+            districts=district,
+            devices=device,
+            kinds=kind,
+            rule_ids=rule,
+            min_severity=min_severity,
+            language=language,
+            description=description,
+        )
+    if as_json:
+        typer.echo(json.dumps(_sub_dict(sub, secret=True), ensure_ascii=False))
+        return
+    typer.echo(f"added {sub.id} → {sub.url} ({sub.language}; {sub.filters.describe()})")
+    typer.echo(f"secret: {sub.secret}")
+
+
+@app.command("list")
+def list_(db: Db = None, as_json: AsJson = False) -> None:
+    """List subscribers with their queue (pending) and dead letters."""
+    with _store(db) as store:
+        subs = store.list_subscriptions()
+        pending = {s.id: store.pending_count(s.id) for s in subs}
+        dead = {s.id: len(store.dead_letters(subscription_id=s.id, limit=None)) for s in subs}
+    if as_json:
+        rows = [{**_sub_dict(s, secret=False), "pending": pending[s.id], "dead_letters": dead[s.id]} for s in subs]
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not subs:
+        typer.echo("no subscriptions (add one with: ioc subscriptions add URL)")
+        return
+    for s in subs:
+        state = "enabled" if s.enabled else f"DISABLED ({s.disabled_reason})"
+        typer.echo(f"{s.id}  {state}  {s.language}  pending={pending[s.id]} dead={dead[s.id]}  {s.url}")
+        typer.echo(f"    {s.filters.describe()}" + (f" — {s.description}" if s.description else ""))
+
+
+@app.command()
+def remove(sub_id: Annotated[str, typer.Argument(help="subscription id (sub_…)")], db: Db = None) -> None:
+    """Remove a subscriber with its queue, delivery log and dead letters."""
+    with _store(db) as store:
+        store.remove_subscription(sub_id)
+    typer.echo(f"removed {sub_id}")
+
+
+@app.command()
+def enable(sub_id: Annotated[str, typer.Argument(help="subscription id")], db: Db = None) -> None:
+    """Enable a subscriber again (e.g. after its endpoint answered 410 Gone)."""
+    with _store(db) as store:
+        store.update_subscription(sub_id, enabled=True)
+    typer.echo(f"enabled {sub_id}")
+
+
+@app.command()
+def disable(sub_id: Annotated[str, typer.Argument(help="subscription id")], db: Db = None) -> None:
+    """Stop queueing alerts for a subscriber (rows already queued wait)."""
+    with _store(db) as store:
+        store.update_subscription(sub_id, enabled=False)
+    typer.echo(f"disabled {sub_id}")
+
+
+@app.command("dead-letters")
+def dead_letters(
+    subscription: Annotated[str | None, Opt(help="only this subscriber")] = None,
+    include_replayed: Annotated[bool, Opt("--all", help="include dead letters already replayed")] = False,
+    limit: Annotated[int, Opt(help="at most this many")] = 100,
+    db: Db = None,
+    as_json: AsJson = False,
+) -> None:
+    """List events a subscriber never took (retries exhausted, or 410 Gone)."""
+    with _store(db) as store:
+        rows = store.dead_letters(subscription_id=subscription, include_replayed=include_replayed, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([_dead_dict(d) for d in rows], ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no dead letters")
+        return
+    for d in rows:
+        replayed = f"  replayed {iso_ms(d.replayed_at_ms)}" if d.replayed_at_ms is not None else ""
+        typer.echo(
+            f"{d.id}  {d.subscription_id}  {d.event_type}  {d.event_id}  attempts={d.attempts}"
+            f"  dead {iso_ms(d.dead_at_ms)}  {d.last_error or ''}{replayed}"
+        )
+
+
+@app.command()
+def replay(
+    ids: Annotated[list[int] | None, typer.Argument(help="dead-letter ids")] = None,
+    subscription: Annotated[str | None, Opt(help="every dead letter of this subscriber")] = None,
+    all_: Annotated[bool, Opt("--all", help="every dead letter")] = False,
+    db: Db = None,
+) -> None:
+    """Queue dead letters again: same webhook-id, fresh retries. The running sender picks them up."""
+    if not ids and subscription is None and not all_:
+        typer.echo("error: name dead-letter ids, --subscription ID or --all", err=True)
+        raise typer.Exit(2)
+    with _store(db) as store:
+        count = store.replay(ids or None, subscription_id=subscription)
+        waiting = [
+            s.id
+            for s in store.list_subscriptions(enabled=False)
+            if store.outbox(subscription_id=s.id, status=Status.PENDING, limit=1)
+        ]
+    typer.echo(f"replayed {count} dead letter{'s' if count != 1 else ''}")
+    for sub_id in waiting:
+        typer.echo(f"note: {sub_id} is disabled; its queue waits for `ioc subscriptions enable {sub_id}`", err=True)

@@ -1,0 +1,71 @@
+"""Settings of the alert store and the webhook sender: one typed object, validated once at start-up.
+
+Every field can be set from the environment as ``IOC_<FIELD>`` (e.g. ``IOC_ALERTS_DB``,
+``IOC_WEBHOOK_MAX_ATTEMPTS``). ``IOC_WEBHOOK_ALLOW_HOSTS`` takes a comma-separated list (or a JSON
+list) of CIDRs, addresses, host names and ``*.domain`` wildcards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from alerts.targets import Resolver, TargetPolicy
+
+
+class WebhookSettings(BaseSettings):
+    """Settings of the alert store and the webhook sender."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+
+    alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="HTTP timeout of one delivery attempt")
+    webhook_max_attempts: int = Field(20, ge=1, le=1_000, description="attempts before an event is dead-lettered")
+    webhook_max_age_s: float = Field(
+        86_400.0, gt=0, description="an event still failing this long after it was queued is dead-lettered"
+    )
+    webhook_backoff_initial_s: float = Field(2.0, gt=0, description="first back-off after a failed delivery")
+    webhook_backoff_max_s: float = Field(900.0, gt=0, description="longest back-off between attempts")
+    webhook_allow_private: bool = Field(
+        False, description="allow webhooks to private, loopback and link-local addresses (never in production)"
+    )
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        [], description="CIDRs, addresses or host names webhooks may reach even if private"
+    )
+    webhook_poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often the sender looks for new outbox rows when not notified"
+    )
+    webhook_concurrency: int = Field(8, ge=1, le=256, description="subscribers delivered to at the same time")
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list: {exc}") from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return v
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _check_hosts(cls, v: list[str]) -> list[str]:
+        TargetPolicy.parse(v)  # raises ValueError naming the bad entry
+        return v
+
+    @model_validator(mode="after")
+    def _backoff(self) -> WebhookSettings:
+        if self.webhook_backoff_max_s < self.webhook_backoff_initial_s:
+            raise ValueError("webhook_backoff_max_s must be at least webhook_backoff_initial_s")
+        return self
+
+    def target_policy(self, *, resolver: Resolver | None = None) -> TargetPolicy:
+        """The outbound-target policy these settings describe."""
+        return TargetPolicy.parse(self.webhook_allow_hosts, allow_private=self.webhook_allow_private, resolver=resolver)
