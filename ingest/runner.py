@@ -44,7 +44,7 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
     if pack is None:
         return IngestProcess(IngestService(settings, fleet))
     try:
-        store = AlertStore(webhooks.alerts_db)
+        store = AlertStore(webhooks.alerts_db, policy=webhooks.target_policy())
     except AlertsError as exc:
         raise ConfigError(f"alert store {webhooks.alerts_db}: {exc}") from exc
     service = IngestService(settings, fleet)

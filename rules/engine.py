@@ -255,15 +255,17 @@ class Engine:
     def _transition(self, rule: Rule, d: int, state: State, ts: int, value: float) -> Transition:
         device = self.devices[d]
         severity = rule.severity
+        unit_vi = rule.unit_vi or rule.unit
         if state is State.FIRING:
             if rule.critical_above is not None and not math.isnan(value):
                 upward = getattr(rule.condition, "op", ">") in (">", ">=")
                 beyond = value >= rule.critical_above if upward else value <= rule.critical_above
                 if beyond:
                     severity = Severity.CRITICAL
-            vi = render(rule.message.vi, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=True)
+            vi = render(rule.message.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
             en = render(rule.message.en, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
         else:
-            vi = resolved_text(device, rule.id, value=value, unit=rule.unit, ts_ms=ts, vietnamese=True)
-            en = resolved_text(device, rule.id, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
+            title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
+            vi = resolved_text(device, title_vi, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
+            en = resolved_text(device, title_en, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
         return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en)

@@ -55,9 +55,13 @@ def render(template: str, *, device: DeviceInfo, value: float, unit: str, ts_ms:
         return template
 
 
-def resolved_text(device: DeviceInfo, rule_id: str, *, value: float, unit: str, ts_ms: int, vietnamese: bool) -> str:
-    """The message sent when an alert resolves."""
-    shown = "" if math.isnan(value) else f" ({_Number(value, vietnamese=vietnamese):.4g}{unit})"
+def resolved_text(device: DeviceInfo, title: str, *, value: float, unit: str, ts_ms: int, vietnamese: bool) -> str:
+    """The message sent when an alert resolves: what it was about, where, the value now, when."""
+    spacer = "" if unit.startswith(("‰", "%", "°")) else " "
+    shown = "" if math.isnan(value) else f"{_Number(value, vietnamese=vietnamese):.4g}{spacer}{unit}".rstrip()
+    when = local_time(ts_ms)
     if vietnamese:
-        return f"Đã hết cảnh báo {rule_id} tại {device.place_vi}{shown}, lúc {local_time(ts_ms)}."
-    return f"{rule_id} at {device.place_en} is back to normal{shown}, at {local_time(ts_ms)}."
+        now = f", hiện {shown}" if shown else ""
+        return f"Hết cảnh báo: {title} tại {device.place_vi}{now} (lúc {when})."
+    now = f", now {shown}" if shown else ""
+    return f"All clear: {title} at {device.place_en}{now} (at {when})."

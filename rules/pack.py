@@ -209,7 +209,11 @@ class Rule(_Timed):
     critical_above: float | None = None
     """Escalate to critical while the value is beyond this (e.g. NH4 warn > 0.3, crit > 0.9)."""
     unit: str = ""
+    unit_vi: str = ""
+    """The unit as written in Vietnamese text, when it differs (``con/đêm`` for insects/night)."""
     audience: Literal["farmers", "operators"] = "farmers"
+    title: Messages | None = None
+    """A short name of what the alert is about, for farmers (the resolve message uses it)."""
     message: Messages
     source: str = Field(min_length=1)
     enabled: bool = True

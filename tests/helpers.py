@@ -124,3 +124,46 @@ def publish(port: int, items: list[tuple[str, bytes]], *, client_id: str = "test
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+class PipelineThread:
+    """``ioc ingest`` as it runs in production — ingest, rules, alert store and webhook sender —
+    on its own event loop in a thread."""
+
+    def __init__(self, settings: IngestSettings, webhooks: Any) -> None:
+        from ingest.runner import build
+
+        self.process = build(settings, webhooks)
+        self.service = self.process.service
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        from ingest.runner import run_until_stopped
+
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(run_until_stopped(self.process, self._stop))
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> PipelineThread:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self.service.connected:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise AssertionError(f"ingest did not subscribe: {self.error!r}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(60)
+        if self.error is not None:
+            raise self.error
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.service.metrics.value(name, **labels)

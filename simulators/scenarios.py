@@ -1,0 +1,132 @@
+"""Scripted field scenarios: the situations farmers must hear about, with exact values.
+
+The stochastic model (:mod:`simulators.model`) makes a realistic fleet; these scripts make one
+situation happen on cue, so tests and demos can check the exact alerts it raises. Each returns
+(device id, channel, reading) tuples in time order, with device timestamps ending at ``end_ms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from contract.fields import Kind
+from contract.fleet import Device, Fleet
+from contract.topics import Channel
+from simulators.signals import ec25_from_salinity
+
+MIN: Final = 60_000
+HOUR: Final = 60 * MIN
+DAY: Final = 24 * HOUR
+LOCAL: Final = 7 * HOUR
+
+Message = tuple[str, Channel, dict[str, Any]]
+
+
+def scenario_fleet() -> Fleet:
+    """One device per scenario, in the places where each situation happens."""
+
+    def dev(id_: str, kind: Kind, province: str, district: str, site: str, crop: str, lat: float, lon: float,
+            km: float) -> Device:  # fmt: skip
+        return Device(id=id_, kind=kind, province=province, district=district, site=site,  # type: ignore[arg-type]
+                      crop=crop, lat=lat, lon=lon, km_from_sea=km)  # fmt: skip
+
+    return Fleet(devices=(
+        dev("tg-sal-durian", Kind.SALINITY, "tien_giang", "chau_thanh_tg", "river", "durian", 10.38, 106.28, 50),
+        dev("st-wq-shrimp", Kind.WATER_QUALITY, "soc_trang", "tran_de", "pond", "shrimp", 9.52, 106.2, 5),
+        dev("dt-trap-rice", Kind.LIGHT_TRAP, "dong_thap", "thap_muoi", "field", "rice", 10.55, 105.83, 150),
+        dev("bt-cam-market", Kind.CAMERA, "ben_tre", "ba_tri", "market", "none", 10.04, 106.6, 10),
+        dev("la-sal-rice", Kind.SALINITY, "long_an", "can_duoc", "canal", "rice", 10.51, 106.6, 25),
+    ))  # fmt: skip
+
+
+def _local_midnight(ts_ms: int) -> int:
+    return (ts_ms + LOCAL) // DAY * DAY - LOCAL
+
+
+def salinity_intrusion(end_ms: int) -> list[Message]:
+    """A spring-tide salt front reaches a durian orchard's river for about two hours, then ebbs.
+
+    Every 10 minutes over 5 hours: 0.30 ‰ rising to a 1.32 ‰ peak and back to 0.25 ‰.
+    """
+    values = [0.30, 0.34, 0.39, 0.44, 0.52, 0.61, 0.72, 0.85, 0.97, 1.08, 1.19, 1.28, 1.32, 1.27, 1.14,
+              0.98, 0.86, 0.74, 0.63, 0.52, 0.44, 0.38, 0.33, 0.30, 0.28, 0.27, 0.26, 0.25, 0.25, 0.25]  # fmt: skip
+    start = end_ms - len(values) * 10 * MIN
+    return [
+        ("tg-sal-durian", Channel.TELEMETRY, {
+            "ts": start + i * 10 * MIN, "seq": i, "salinity_ppt": v,
+            "ec_us_cm": round(float(ec25_from_salinity(v)), 1), "temp_c": 29.5, "battery_v": 12.6,
+        })  # fmt: skip
+        for i, v in enumerate(values)
+    ]
+
+
+def shrimp_dawn_oxygen_crash(end_ms: int) -> list[Message]:
+    """A shrimp pond's oxygen sinks through the night to 2.4 mg/L at dawn, then the sun brings it back.
+
+    Every 15 minutes from 01:00 to 09:45 local time on the day of ``end_ms`` (or the day before).
+    """
+    values = [5.2, 5.0, 4.9, 4.7, 4.6, 4.4, 4.3, 4.1, 4.0, 3.9, 3.8, 3.6, 3.4, 3.2, 3.0, 2.9, 2.7, 2.6,
+              2.5, 2.4, 2.5, 2.7, 3.0, 3.4, 3.9, 4.4, 4.9, 5.4, 5.9, 6.3, 6.7, 7.0, 7.2, 7.4, 7.5, 7.6]  # fmt: skip
+    day = _local_midnight(end_ms)
+    if day + HOUR + len(values) * 15 * MIN > end_ms:
+        day -= DAY
+    start = day + HOUR
+    return [
+        ("st-wq-shrimp", Channel.TELEMETRY, {
+            "ts": start + i * 15 * MIN, "seq": i, "do_mg_l": v, "ph": 7.8, "temp_c": 28.4,
+            "nh4_mg_l": 0.1, "salinity_ppt": 15.0, "battery_v": 12.4,
+        })  # fmt: skip
+        for i, v in enumerate(values)
+    ]
+
+
+def planthopper_migration(end_ms: int) -> list[Message]:
+    """Fourteen nights of brown planthopper totals at a rice-field light trap: a migration wave
+    peaks at 1,240 a night, then falls away — the window for escape sowing (gieo sạ né rầy)."""
+    nights = [30, 45, 38, 52, 41, 36, 48, 260, 1240, 980, 420, 180, 90, 60]
+    last_dawn = _local_midnight(end_ms) + 6 * HOUR
+    if last_dawn > end_ms:
+        last_dawn -= DAY
+    first = last_dawn - (len(nights) - 1) * DAY
+    return [
+        ("dt-trap-rice", Channel.TELEMETRY, {
+            "ts": first + i * DAY, "seq": i, "bph_night": n, "wbph_night": n // 10, "glh_night": 5,
+            "leaffolder_night": 3, "stemborer_night": 2, "interval_s": 3600, "lamp_on": 0, "battery_v": 12.8,
+        })  # fmt: skip
+        for i, n in enumerate(nights)
+    ]
+
+
+def market_smoke(end_ms: int) -> list[Message]:
+    """A market camera sees smoke for a few minutes; its heartbeats go on for an hour."""
+    start = end_ms - HOUR
+    out: list[Message] = [
+        ("bt-cam-market", Channel.TELEMETRY, {"ts": start + i * 5 * MIN, "seq": 2 * i, "video_ok": 1, "fps": 12.0})
+        for i in range(13)
+    ]
+    for k, (minute, conf, frames) in enumerate([(11, 0.62, 1), (12, 0.93, 3), (14, 0.97, 8)]):
+        out.append(("bt-cam-market", Channel.EVENT, {
+            "ts": start + minute * MIN, "seq": 2 * k + 1, "event": "smoke_fire", "confidence": conf,
+            "frames": frames, "image_url": f"https://cam.example.invalid/bt-cam-market/{minute}.jpg",
+        }))  # fmt: skip
+    out.sort(key=lambda m: int(m[2]["ts"]))
+    return out
+
+
+def quiet_rice_canal(end_ms: int) -> list[Message]:
+    """A rice-canal salinity station reporting fresh water before it goes offline (its will)."""
+    return [
+        ("la-sal-rice", Channel.TELEMETRY, {"ts": end_ms - (6 - i) * 10 * MIN, "seq": i, "salinity_ppt": 0.21,
+                                            "ec_us_cm": 430.0, "battery_v": 3.4})
+        for i in range(6)
+    ]  # fmt: skip
+
+
+SCENARIOS: Final[dict[str, Callable[[int], list[Message]]]] = {
+    "salinity_intrusion": salinity_intrusion,
+    "shrimp_dawn_oxygen_crash": shrimp_dawn_oxygen_crash,
+    "planthopper_migration": planthopper_migration,
+    "market_smoke": market_smoke,
+    "quiet_rice_canal": quiet_rice_canal,
+}

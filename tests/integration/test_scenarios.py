@@ -1,0 +1,179 @@
+"""Field scenarios end to end: simulator script → MQTT → ingest → rules → signed webhook → a real
+HTTP receiver. Each checks the exact alerts, their order, severity and Vietnamese text, and that
+each one resolves when its condition clears."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from alerts.config import WebhookSettings
+from alerts.receiver import WebhookReceiver
+from alerts.store import AlertStore
+from contract.topics import Channel, device_topic
+from ioc.servers import InfluxServer, ServerProcess, query
+from simulators.scenarios import SCENARIOS, scenario_fleet
+from tests.helpers import PipelineThread, ingest_settings, publish
+
+FLEET = scenario_fleet()
+BY_ID = FLEET.by_id()
+
+
+@pytest.fixture
+def pipeline(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> Iterator[tuple[PipelineThread, WebhookReceiver, AlertStore]]:
+    from contract.fleet import dump_fleet
+
+    fleet_file = tmp_path / "fleet.yaml"
+    dump_fleet(FLEET, fleet_file)
+    webhooks = WebhookSettings(  # type: ignore[call-arg]
+        _env_file=None, alerts_db=tmp_path / "alerts.db", webhook_allow_hosts=["127.0.0.0/8"],
+        webhook_backoff_initial_s=0.05, webhook_backoff_max_s=0.2, webhook_poll_interval_s=0.1,
+    )  # fmt: skip
+    settings = ingest_settings(
+        mosquitto.port, influxd.url, influx_db, fleet=fleet_file, rules=True, webhooks=True,
+        alerts_deliver_max_age_s=30 * 86_400, batch_max_age_ms=50,
+    )  # fmt: skip
+    store = AlertStore(webhooks.alerts_db, policy=webhooks.target_policy())
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    with WebhookReceiver(secret, quiet=True) as receiver:
+        store.add_subscription(receiver.url, secret, language="vi", description="test farmer")
+        with PipelineThread(settings, webhooks) as running:
+            yield running, receiver, store
+
+
+def play(port: int, scenario: str, end_ms: int) -> int:
+    items = []
+    for device_id, channel, reading in SCENARIOS[scenario](end_ms):
+        d = BY_ID[device_id]
+        items.append((device_topic(d.province, d.kind, d.id, channel), msgspec.json.encode(reading)))
+    publish(port, items, client_id=f"scenario-{scenario}")
+    return len(items)
+
+
+def delivered(receiver: WebhookReceiver, n: int) -> list[tuple[str, str, str, str]]:
+    assert receiver.wait_for(n, timeout=30), f"{len(receiver.alerts)} of {n} webhooks arrived"
+    time.sleep(0.3)  # nothing more may come
+    return [(a["rule_id"], a["state"], a["severity"], a["message_vi"]) for a in receiver.alerts]
+
+
+NOW = int(time.time() * 1000)
+
+
+def test_salinity_intrusion_reaches_a_durian_district(pipeline: Any, mosquitto: ServerProcess) -> None:
+    running, receiver, store = pipeline
+    play(mosquitto.port, "salinity_intrusion", NOW - 60_000)
+    got = delivered(receiver, 6)
+    place = "Châu Thành, Tiền Giang"
+    assert [g[:3] for g in got] == [
+        ("SAL_DOMESTIC", "firing", "warning"),
+        ("SAL_FRUIT", "firing", "warning"),
+        ("SAL_1PPT", "firing", "warning"),
+        ("SAL_1PPT", "resolved", "warning"),
+        ("SAL_FRUIT", "resolved", "warning"),
+        ("SAL_DOMESTIC", "resolved", "warning"),
+    ]
+    assert got[0][3] == f"Nước tại {place} đã nhiễm mặn (clorua khoảng 336 mg/L) – không dùng để uống, nấu ăn."
+    assert got[1][3] == f"Mặn 0,61‰ tại {place} – không tưới sầu riêng, cây ăn trái."
+    assert got[2][3] == f"Mặn 1,2‰ tại {place}, trên 1‰ – ngưng bơm nước vào ruộng, vườn; đóng cống."
+    assert got[4][3].startswith(f"Hết cảnh báo: mặn vượt 0,5‰ (cây ăn trái) tại {place}, hiện 0,44‰ (lúc ")
+    assert store.active() == []
+
+
+def test_shrimp_pond_oxygen_crash_at_dawn(pipeline: Any, mosquitto: ServerProcess) -> None:
+    running, receiver, store = pipeline
+    play(mosquitto.port, "shrimp_dawn_oxygen_crash", NOW - 60_000)
+    got = delivered(receiver, 4)
+    assert [g[:3] for g in got] == [
+        ("SH_DO_WARN", "firing", "warning"),
+        ("SH_DO_CRIT", "firing", "critical"),
+        ("SH_DO_CRIT", "resolved", "critical"),
+        ("SH_DO_WARN", "resolved", "warning"),
+    ]
+    assert got[0][3] == "Oxy ao tôm tại Trần Đề, Sóc Trăng thấp (3,8 mg/L) – bật quạt ngay."
+    assert (
+        got[1][3]
+        == "Oxy ao tôm tại Trần Đề, Sóc Trăng chỉ còn 2,7 mg/L – tôm có thể nổi đầu: chạy hết quạt, ngưng cho ăn."
+    )
+    fired = [a for a in receiver.alerts if a["state"] == "firing"]
+    local_hours = [(int(a["ts"][11:13]) + 7) % 24 for a in fired]  # ts is UTC; the Delta is UTC+7
+    assert all(3 <= h <= 6 for h in local_hours), local_hours  # before and at dawn
+
+
+def test_planthopper_peak_then_the_sowing_window(pipeline: Any, mosquitto: ServerProcess) -> None:
+    running, receiver, store = pipeline
+    play(mosquitto.port, "planthopper_migration", NOW - 60_000)
+    got = delivered(receiver, 6)
+    place = "Tháp Mười, Đồng Tháp"
+    assert [g[:3] for g in got] == [
+        ("BPH_SURGE", "firing", "warning"),
+        ("BPH_HIGH", "firing", "critical"),
+        ("BPH_HIGH", "resolved", "critical"),
+        ("BPH_SURGE", "resolved", "warning"),
+        ("BPH_SOW_WINDOW", "firing", "info"),
+        ("BPH_SOW_WINDOW", "resolved", "info"),
+    ]
+    assert got[0][3] == f"Rầy nâu vào đèn tại {place} tăng mạnh (260 con/đêm) – theo dõi lịch xuống giống né rầy."
+    assert got[1][3] == f"Rầy nâu vào đèn tại {place} rất cao (1.240 con/đêm) – chưa xuống giống, thăm đồng."
+    assert got[4][3] == f"Đỉnh rầy nâu vào đèn tại {place} đã qua – gieo sạ né rầy theo lịch của địa phương."
+
+
+def test_camera_smoke_event(pipeline: Any, mosquitto: ServerProcess) -> None:
+    running, receiver, store = pipeline
+    play(mosquitto.port, "market_smoke", NOW - 60_000)
+    got = delivered(receiver, 2)
+    assert [g[:3] for g in got] == [("CAM_FIRE", "firing", "critical"), ("CAM_FIRE", "resolved", "critical")]
+    assert got[0][3].startswith("Phát hiện khói/lửa tại Ba Tri, Bến Tre (camera bt-cam-market) lúc ")
+    assert got[0][3].endswith(" – gọi 114.")
+    first = receiver.alerts[0]
+    assert (first["value"], first["device_id"], first["language"]) == (0.93, "bt-cam-market", "vi")
+
+
+def test_device_going_silent_its_will_fires_then_it_returns(
+    pipeline: Any, mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    running, receiver, store = pipeline
+    play(mosquitto.port, "quiet_rice_canal", NOW - 60_000)
+    device = BY_ID["la-sal-rice"]
+    status = device_topic(device.province, device.kind, device.id, Channel.STATUS)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=paho.MQTTv5)
+    client.will_set(status, b'{"state":"offline"}', qos=1, retain=True)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    client.publish(
+        status, msgspec.json.encode({"state": "online", "ts": NOW - 30_000, "seq": 6}), qos=1
+    ).wait_for_publish(5)
+    client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+    client.loop_stop()
+    got = delivered(receiver, 1)
+    assert got == [
+        (
+            "SAL_SILENT",
+            "firing",
+            "warning",
+            "Trạm đo mặn la-sal-rice tại Cần Đước, Long An mất tín hiệu – kiểm tra nguồn, đường truyền.",
+        )
+    ]
+    back = {"ts": int(time.time() * 1000), "seq": 7, "salinity_ppt": 0.22}
+    publish(
+        mosquitto.port,
+        [(device_topic(device.province, device.kind, device.id, "telemetry"), msgspec.json.encode(back))],
+    )
+    got = delivered(receiver, 2)
+    assert got[1][:3] == ("SAL_SILENT", "resolved", "warning")
+    offline = query(
+        influxd.url, 'SELECT "online" FROM "device_status" WHERE "device_id" = \'la-sal-rice\'', db=influx_db
+    )
+    assert [row[1] for row in offline[0]["values"]] == [1, 0]  # type: ignore[index]
+    annotations = query(influxd.url, 'SELECT "message_vi" FROM "alerts" GROUP BY "state"', db=influx_db)
+    assert {s["tags"]["state"] for s in annotations} == {"firing", "resolved"}  # type: ignore[index]
