@@ -100,6 +100,15 @@ class _Script:
     remaining: int | None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client closing its kept-alive connection is normal: no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class WebhookReceiver:
     """A verifying webhook endpoint on ``host:port`` (``port=0``: any free port)."""
 
@@ -148,7 +157,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer((self._host, self._port), Handler)
+        server = _QuietServer((self._host, self._port), Handler)
         server.daemon_threads = True
         self._server = server
         self._port = int(server.server_address[1])

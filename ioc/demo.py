@@ -13,25 +13,35 @@ import logging
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from alerts.config import WebhookSettings
+from alerts.receiver import WebhookReceiver
+from alerts.signing import generate_secret
 from contract.fields import Kind
-from contract.fleet import dump_fleet
+from contract.fleet import Fleet, dump_fleet, load_fleet
+from contract.topics import device_topic, parse_mqtt_url
 from ingest.config import IngestSettings
-from ingest.service import IngestService
+from ingest.runner import IngestProcess, build, run_until_stopped
 from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, query, start_influxd, start_mosquitto
 from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
 from simulators.publisher import FleetPublisher
+from simulators.scenarios import SCENARIOS, scenario_fleet
 
 log = logging.getLogger(__name__)
 DB = "ioc"
@@ -68,6 +78,35 @@ def _port_or_free(port: int) -> int:
             except OSError:
                 pass
     return free_port()
+
+
+def demo_fleet(devices: int, seed: int) -> Fleet:
+    """The generated fleet, with the scripted scenarios' devices in place of its last few."""
+    scripted = scenario_fleet().devices
+    if devices < 2 * len(scripted):
+        return generate_fleet(devices, seed)
+    generated = generate_fleet(devices - len(scripted), seed).devices
+    return Fleet(devices=(*generated, *scripted))
+
+
+def play_scenarios(mqtt_url: str, end_ms: int) -> int:
+    """Publish every scripted scenario, ending now (so its alerts reach the farmers' webhooks)."""
+    host, port = parse_mqtt_url(mqtt_url)
+    by_id = scenario_fleet().by_id()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-demo-scenarios", protocol=paho.MQTTv5)
+    client.connect(host, port)
+    client.loop_start()
+    infos = []
+    for script in SCENARIOS.values():
+        for device_id, channel, reading in script(end_ms):
+            d = by_id[device_id]
+            topic = device_topic(d.province, d.kind, d.id, channel)
+            infos.append(client.publish(topic, msgspec.json.encode(reading), qos=1))
+    for info in infos:
+        info.wait_for_publish(30)
+    client.disconnect()
+    client.loop_stop()
+    return sum(1 for i in infos if i.is_published())
 
 
 def count_stored(url: str, db: str = DB) -> int:
@@ -125,7 +164,9 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     var = settings.var_dir.resolve()
     for sub in ("mosquitto", "influxdb"):
         shutil.rmtree(var / sub, ignore_errors=True)  # a demo starts from empty servers
-    fleet = generate_fleet(settings.devices, settings.seed)
+    for name in ("alerts.db", "alerts.db-wal", "alerts.db-shm"):
+        (var / name).unlink(missing_ok=True)
+    fleet = demo_fleet(settings.devices, settings.seed)
     fleet_file = var / "fleet.yaml"
     dump_fleet(fleet, fleet_file)
     console = Console(stderr=True)
@@ -150,57 +191,83 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
 async def _run(
     settings: DemoSettings, fleet_file: Path, broker: ServerProcess, influx: InfluxServer, console: Console
 ) -> dict[str, Any]:
-    from contract.fleet import load_fleet
-
     fleet = load_fleet(fleet_file)
+    scripted = {d.id for d in scenario_fleet().devices}
+    simulated = Fleet(devices=tuple(d for d in fleet.devices if d.id not in scripted))
+    mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
     metrics_port = _port_or_free(settings.metrics_port)
     ingest_settings = IngestSettings(
-        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-        influx_url=influx.url,
-        influx_api="v1",
-        influx_db=DB,
-        fleet=fleet_file,
-        metrics_port=metrics_port,
-        mqtt_client_id="ioc-ingest-demo",
-    )
-    service = IngestService(ingest_settings, fleet)
-    rate = settings.rate or len(fleet.devices) / 10
+        mqtt_url=mqtt_url, influx_url=influx.url, influx_api="v1", influx_db=DB, fleet=fleet_file,
+        metrics_port=metrics_port, mqtt_client_id="ioc-ingest-demo", rules=True, webhooks=True,
+    )  # fmt: skip
+    webhooks = WebhookSettings(
+        alerts_db=settings.var_dir.resolve() / "alerts.db", webhook_allow_hosts=["127.0.0.0/8"],
+        webhook_backoff_initial_s=0.5, webhook_backoff_max_s=5.0, webhook_poll_interval_s=0.2,
+    )  # fmt: skip
+    process = build(ingest_settings, webhooks)
+    assert process.alerting is not None
+    store = process.alerting.store
     sim = SimulateSettings(
-        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-        fleet=fleet_file,
-        seed=settings.seed,
-        rate=rate,
-        duration=settings.duration,
-        backfill_hours=settings.backfill_hours,
-        malformed_share=settings.malformed_share,
-    )
-    publisher = FleetPublisher(fleet, sim)
-    from prometheus_client import start_http_server
+        mqtt_url=mqtt_url, fleet=fleet_file, seed=settings.seed, rate=settings.rate or len(fleet.devices) / 10,
+        duration=settings.duration, backfill_hours=settings.backfill_hours, malformed_share=settings.malformed_share,
+    )  # fmt: skip
+    publisher = FleetPublisher(simulated, sim)
+    secret = generate_secret()
+    with WebhookReceiver(secret, out=sys.stdout) as receiver:
+        store.add_subscription(receiver.url, secret, language="vi", description="demo: a farmer's phone")
+        from prometheus_client import start_http_server
 
-    start_http_server(metrics_port, addr="127.0.0.1", registry=service.metrics.registry)
-    console.print(f"ingest metrics http://127.0.0.1:{metrics_port}/metrics — Ctrl-C stops", highlight=False)
+        start_http_server(metrics_port, addr="127.0.0.1", registry=process.service.metrics.registry)
+        console.print(
+            f"ingest metrics http://127.0.0.1:{metrics_port}/metrics · farmer webhook {receiver.url} · "
+            f"alerts {webhooks.alerts_db} — Ctrl-C stops",
+            highlight=False,
+        )
+        summary = await _stream(settings, process, publisher, mqtt_url, console)
+        summary["stored"] = count_stored(influx.url)
+        transitions = process.service.metrics.registry
+        summary["alerts_fired"] = int(sum(
+            transitions.get_sample_value("ioc_rules_transitions_total", {"state": "firing", "severity": s}) or 0
+            for s in ("info", "warning", "critical")
+        ))  # fmt: skip
+        summary["alerts_active"] = len(store.active())
+        summary["webhooks_delivered"] = receiver.counts.get("accepted", 0)
+        summary["webhooks_pending"] = store.pending_count()
+    return summary
 
+
+async def _settle(condition: Callable[[], bool], *, timeout_s: float) -> None:
+    """Wait until ``condition()`` holds, at most ``timeout_s`` seconds."""
+    for _ in range(int(timeout_s / 0.1)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _stream(
+    settings: DemoSettings, process: IngestProcess, publisher: FleetPublisher, mqtt_url: str, console: Console
+) -> dict[str, Any]:
+    """Run the fleet (backfill, then live) through ingest until it stops; drain; count."""
     stop_ingest = asyncio.Event()
-    ingest_task = asyncio.create_task(service.run(stop_ingest))
+    ingest_task = asyncio.create_task(run_until_stopped(process, stop_ingest))
+    await _settle(lambda: process.service.connected, timeout_s=30)  # subscribed before anyone publishes
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, publisher.stop.set)
     loop.add_signal_handler(signal.SIGTERM, publisher.stop.set)
     started = time.monotonic()
     pub_thread = threading.Thread(target=publisher.run, name="simulator", daemon=True)
     pub_thread.start()
-    m = service.metrics
+    m = process.service.metrics
     backfill_published: int | None = None  # readings the backfill published (known once live)
     backfill_done: tuple[float, float] | None = None  # (time, stored) when ingest caught up with it
+    scripted = 0
     with _Progress(console) as progress:
 
         def tick(phase: str) -> None:
             progress.update(
-                phase,
-                publisher.stats.readings_acked,
-                m.value("ioc_ingest_readings_stored_total"),
-                m.rejected_total(),
-                m.value("ioc_ingest_lag_seconds"),
-            )
+                phase, publisher.stats.readings_acked + scripted, m.value("ioc_ingest_readings_stored_total"),
+                m.rejected_total(), m.value("ioc_ingest_lag_seconds"),
+            )  # fmt: skip
 
         while pub_thread.is_alive():
             stored = m.value("ioc_ingest_readings_stored_total")
@@ -208,11 +275,13 @@ async def _run(
                 backfill_published = publisher.stats.readings_sent
             if backfill_done is None and backfill_published is not None and stored >= backfill_published:
                 backfill_done = (time.monotonic(), stored)
+                # History is in: now the scripted field situations happen, live, for the farmers.
+                scripted = await asyncio.to_thread(play_scenarios, mqtt_url, int(time.time() * 1000))
             tick("live" if backfill_done else "backfill")
             await asyncio.sleep(0.25)
-        # Drain: wait until ingest has acknowledged every message the broker took from the fleet.
+        # Drain: wait until ingest has acknowledged every message the broker took.
         deadline = time.monotonic() + 120
-        expected = publisher.stats.messages_acked + publisher.stats.devices_offline  # + the wills
+        expected = publisher.stats.messages_acked + publisher.stats.devices_offline + scripted  # + the wills
         while (
             m.value("ioc_ingest_messages_acked_total") < expected
             and time.monotonic() < deadline
@@ -221,25 +290,29 @@ async def _run(
             tick("draining")
             await asyncio.sleep(0.1)
         tick("done")
+    if process.alerting is not None:  # the last webhooks go out before the sender stops
+        store = process.alerting.store
+        await _settle(lambda: store.pending_count() == 0, timeout_s=30)
     stop_ingest.set()
     await ingest_task
     ended = time.monotonic()
-    stored_in_db = count_stored(influx.url)
     stats = publisher.stats
     with contextlib.suppress(Exception):
         loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
     backfill_s = backfill_done[0] - started if backfill_done else 0.0
     live_s = ended - backfill_done[0] if backfill_done else 0.0
     live_stored = m.value("ioc_ingest_readings_stored_total") - (backfill_done[1] if backfill_done else 0.0)
     return {
-        "published": stats.readings_acked,
-        "stored": stored_in_db,
+        "published": stats.readings_acked + scripted,
+        "stored": None,
         "rejected": int(m.rejected_total()),
         "malformed_sent": stats.malformed_acked,
-        "messages": stats.messages_acked,
+        "messages": stats.messages_acked + scripted,
         "statuses": stats.statuses_acked,
-        "devices": len(fleet.devices),
+        "devices": len(publisher.fleet.devices) + len(scenario_fleet().devices),
         "devices_offline": stats.devices_offline,
+        "scenario_readings": scripted,
         "backfill_readings": backfill_published or 0,
         "backfill_seconds": round(backfill_s, 2),
         "backfill_readings_per_s": round((backfill_published or 0) / backfill_s, 1) if backfill_s > 0 else 0.0,

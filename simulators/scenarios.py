@@ -28,7 +28,7 @@ def scenario_fleet() -> Fleet:
 
     def dev(id_: str, kind: Kind, province: str, district: str, site: str, crop: str, lat: float, lon: float,
             km: float) -> Device:  # fmt: skip
-        return Device(id=id_, kind=kind, province=province, district=district, site=site,  # type: ignore[arg-type]
+        return Device(id=id_, kind=kind, province=province, district=district, site=site,
                       crop=crop, lat=lat, lon=lon, km_from_sea=km)  # fmt: skip
 
     return Fleet(devices=(
@@ -53,10 +53,18 @@ def salinity_intrusion(end_ms: int) -> list[Message]:
               0.98, 0.86, 0.74, 0.63, 0.52, 0.44, 0.38, 0.33, 0.30, 0.28, 0.27, 0.26, 0.25, 0.25, 0.25]  # fmt: skip
     start = end_ms - len(values) * 10 * MIN
     return [
-        ("tg-sal-durian", Channel.TELEMETRY, {
-            "ts": start + i * 10 * MIN, "seq": i, "salinity_ppt": v,
-            "ec_us_cm": round(float(ec25_from_salinity(v)), 1), "temp_c": 29.5, "battery_v": 12.6,
-        })  # fmt: skip
+        (
+            "tg-sal-durian",
+            Channel.TELEMETRY,
+            {
+                "ts": start + i * 10 * MIN,
+                "seq": i,
+                "salinity_ppt": v,
+                "ec_us_cm": round(float(ec25_from_salinity(v)), 1),
+                "temp_c": 29.5,
+                "battery_v": 12.6,
+            },
+        )
         for i, v in enumerate(values)
     ]
 
@@ -73,10 +81,20 @@ def shrimp_dawn_oxygen_crash(end_ms: int) -> list[Message]:
         day -= DAY
     start = day + HOUR
     return [
-        ("st-wq-shrimp", Channel.TELEMETRY, {
-            "ts": start + i * 15 * MIN, "seq": i, "do_mg_l": v, "ph": 7.8, "temp_c": 28.4,
-            "nh4_mg_l": 0.1, "salinity_ppt": 15.0, "battery_v": 12.4,
-        })  # fmt: skip
+        (
+            "st-wq-shrimp",
+            Channel.TELEMETRY,
+            {
+                "ts": start + i * 15 * MIN,
+                "seq": i,
+                "do_mg_l": v,
+                "ph": 7.8,
+                "temp_c": 28.4,
+                "nh4_mg_l": 0.1,
+                "salinity_ppt": 15.0,
+                "battery_v": 12.4,
+            },
+        )
         for i, v in enumerate(values)
     ]
 
@@ -90,10 +108,22 @@ def planthopper_migration(end_ms: int) -> list[Message]:
         last_dawn -= DAY
     first = last_dawn - (len(nights) - 1) * DAY
     return [
-        ("dt-trap-rice", Channel.TELEMETRY, {
-            "ts": first + i * DAY, "seq": i, "bph_night": n, "wbph_night": n // 10, "glh_night": 5,
-            "leaffolder_night": 3, "stemborer_night": 2, "interval_s": 3600, "lamp_on": 0, "battery_v": 12.8,
-        })  # fmt: skip
+        (
+            "dt-trap-rice",
+            Channel.TELEMETRY,
+            {
+                "ts": first + i * DAY,
+                "seq": i,
+                "bph_night": n,
+                "wbph_night": n // 10,
+                "glh_night": 5,
+                "leaffolder_night": 3,
+                "stemborer_night": 2,
+                "interval_s": 3600,
+                "lamp_on": 0,
+                "battery_v": 12.8,
+            },
+        )
         for i, n in enumerate(nights)
     ]
 

@@ -23,9 +23,8 @@ def test_env_example_lists_every_field_once() -> None:
 
 def test_env_example_has_no_secret_values() -> None:
     for line in ENV_EXAMPLE.read_text().splitlines():
-        if m := LINE.match(line):
-            if any(word in m.group(1) for word in ("PASSWORD", "TOKEN", "SECRET")):
-                assert m.group(2) == "", m.group(1)
+        if (m := LINE.match(line)) and any(word in m.group(1) for word in ("PASSWORD", "TOKEN", "SECRET")):
+            assert m.group(2) == "", m.group(1)
 
 
 def test_env_example_loads_as_valid_settings() -> None:
