@@ -19,6 +19,7 @@ from contract.fields import CAMERA_EVENTS, Kind
 from contract.fleet import Fleet
 from ingest.batch import EVENTS, Columns
 from ingest.devices import device_infos
+from ingest.influxql import query
 from rules.engine import Engine
 from rules.model import State, Transition
 from rules.pack import Pack
@@ -58,16 +59,6 @@ class BacktestReport:
         return [[d, n] for d, n in counts.most_common(5)]
 
 
-def _query(client: httpx.Client, db: str, q: str) -> list[dict[str, Any]]:
-    resp = client.get("/query", params={"db": db, "q": q, "epoch": "ms"})
-    resp.raise_for_status()
-    result = resp.json()["results"][0]
-    if "error" in result:
-        raise RuntimeError(f"InfluxQL error: {result['error']}")
-    series: list[dict[str, Any]] = result.get("series", [])
-    return series
-
-
 def _columns(series: list[dict[str, Any]], index: dict[str, int], events: bool) -> Columns | None:
     rows: list[dict[str, Any]] = []
     for s in series:
@@ -103,7 +94,7 @@ def read_slices(
             where = f"time >= {t}ms AND time < {stop}ms"
             batch: dict[str, Columns] = {}
             for kind in Kind:
-                series = _query(client, db, f'SELECT * FROM "{kind.value}" WHERE {where}')
+                series = query(client, f'SELECT * FROM "{kind.value}" WHERE {where}', db=db)
                 telemetry = _columns(series, index, events=False)
                 if telemetry is not None:
                     batch[kind.value] = telemetry
@@ -111,7 +102,8 @@ def read_slices(
                     ev = _columns(series, index, events=True)
                     if ev is not None:
                         batch[EVENTS] = ev
-            status = _columns(_query(client, db, f'SELECT "online" FROM "device_status" WHERE {where}'), index, False)
+            status_series = query(client, f'SELECT "online" FROM "device_status" WHERE {where}', db=db)
+            status = _columns(status_series, index, False)
             if status is not None:
                 batch["device_status"] = status
             yield stop, batch

@@ -36,8 +36,9 @@ from contract.fields import Kind
 from contract.fleet import Fleet, dump_fleet, load_fleet
 from contract.topics import device_topic, parse_mqtt_url
 from ingest.config import IngestSettings
+from ingest.influxql import query
 from ingest.runner import IngestProcess, build, run_until_stopped
-from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, query, start_influxd, start_mosquitto
+from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, start_influxd, start_mosquitto
 from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
 from simulators.publisher import FleetPublisher
@@ -114,7 +115,7 @@ def count_stored(url: str, db: str = DB) -> int:
     total = 0
     for kind in Kind:
         for series in query(url, f'SELECT count("seq") FROM "{kind.value}"', db=db):
-            total += int(series["values"][0][1])  # type: ignore[index]
+            total += int(series["values"][0][1])
     return total
 
 

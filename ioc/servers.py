@@ -19,6 +19,8 @@ from typing import IO
 
 import httpx
 
+from ingest.influxql import query
+
 MOSQUITTO_BIN = "mosquitto"
 INFLUXD_BIN = "influxd"
 _SBIN = ("/usr/sbin", "/usr/bin", "/usr/local/sbin")
@@ -233,17 +235,3 @@ def start_influxd(data_dir: Path, *, port: int | None = None) -> InfluxServer:
     server = InfluxServer("influxd", [binary, "run", "-config", str(conf)], port, data_dir)
     server.start()
     return server
-
-
-def query(url: str, q: str, *, db: str | None = None, method: str = "GET") -> list[dict[str, object]]:
-    """Run InfluxQL through ``/query``; return the series of the first statement (raise on error)."""
-    params = {"q": q, "epoch": "ms"}
-    if db:
-        params["db"] = db
-    resp = httpx.request(method, f"{url}/query", params=params, timeout=30)
-    resp.raise_for_status()
-    result = resp.json()["results"][0]
-    if "error" in result:
-        raise ServerError(f"InfluxQL error for {q!r}: {result['error']}")
-    series: list[dict[str, object]] = result.get("series", [])
-    return series

@@ -32,11 +32,11 @@ def ingest_settings(mqtt_port: int, influx_url: str, db: str, **overrides: Any) 
     return IngestSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-class IngestThread:
-    """The ingest service on its own event loop in a thread."""
+class LoopThread:
+    """A coroutine ``run(stop)`` on its own event loop in a thread; ``stop()`` sets the event and joins."""
 
-    def __init__(self, settings: IngestSettings, fleet: Fleet) -> None:
-        self.service = IngestService(settings, fleet)
+    def __init__(self, run: Callable[[asyncio.Event], Any]) -> None:
+        self._run_coro = run
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -45,17 +45,16 @@ class IngestThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_until_complete(self.service.run(self._stop))
+            self._loop.run_until_complete(self._run_coro(self._stop))
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
-    def __enter__(self) -> IngestThread:
+    def start(self) -> None:
         self._thread.start()
-        self.wait_for(lambda: self.service.connected, timeout=20, what="subscribed")
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 60) -> None:
         if self._thread.is_alive():
@@ -63,6 +62,22 @@ class IngestThread:
             self._thread.join(timeout)
         if self.error is not None:
             raise self.error
+
+
+class IngestThread(LoopThread):
+    """The ingest service (without rules) on its own event loop in a thread."""
+
+    def __init__(self, settings: IngestSettings, fleet: Fleet) -> None:
+        self.service = IngestService(settings, fleet)
+        super().__init__(self.service.run)
+
+    def __enter__(self) -> IngestThread:
+        self.start()
+        self.wait_for(lambda: self.service.connected, timeout=20, what="subscribed")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def metric(self, name: str, **labels: str) -> float:
         return self.service.metrics.value(name, **labels)
@@ -72,7 +87,7 @@ class IngestThread:
         while time.monotonic() < deadline:
             if predicate():
                 return
-            if not self._thread.is_alive():
+            if not self.alive:
                 raise AssertionError(f"ingest stopped while waiting for {what}: {self.error!r}")
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
@@ -126,44 +141,13 @@ def publish(port: int, items: list[tuple[str, bytes]], *, client_id: str = "test
         client.loop_stop()
 
 
-class PipelineThread:
+class PipelineThread(IngestThread):
     """``ioc ingest`` as it runs in production — ingest, rules, alert store and webhook sender —
     on its own event loop in a thread."""
 
     def __init__(self, settings: IngestSettings, webhooks: Any) -> None:
-        from ingest.runner import build
+        from ingest.runner import build, run_until_stopped
 
         self.process = build(settings, webhooks)
         self.service = self.process.service
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        from ingest.runner import run_until_stopped
-
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(run_until_stopped(self.process, self._stop))
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> PipelineThread:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self.service.connected:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise AssertionError(f"ingest did not subscribe: {self.error!r}")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(60)
-        if self.error is not None:
-            raise self.error
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.service.metrics.value(name, **labels)
+        LoopThread.__init__(self, lambda stop: run_until_stopped(self.process, stop))
