@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from contract.fleet import Fleet
 from ioc.servers import (
     InfluxServer,
     ServerProcess,
@@ -72,3 +75,56 @@ def victoria_metrics(tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess("victoria-metrics", argv, port, data).start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class SimulatedData:
+    """A database filled the way production fills it: a simulated fleet through ingest and rules."""
+
+    influx_url: str
+    db: str
+    fleet: Fleet
+    fleet_file: Path
+    alerts_db: Path
+    start_ms: int
+    end_ms: int
+
+
+@pytest.fixture(scope="session")
+def simulated_data(influxd: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> SimulatedData:
+    """48 h of a 40-device fleet (plus the scripted scenarios) stored by ingest with rules on.
+
+    Shared by the API and dashboard tests: read it, never write to it.
+    """
+    from alerts.config import WebhookSettings
+    from contract.fleet import dump_fleet
+    from ioc.demo import demo_fleet, play_scenarios
+    from simulators.config import SimulateSettings
+    from simulators.publisher import FleetPublisher
+    from simulators.scenarios import scenario_fleet
+    from tests.helpers import PipelineThread, ingest_settings
+
+    root = tmp_path_factory.mktemp("simulated")
+    broker = start_mosquitto(root / "mosquitto")
+    db = "simulated"
+    influxd.create_database(db)
+    fleet = demo_fleet(40, 3)
+    fleet_file = root / "fleet.yaml"
+    dump_fleet(fleet, fleet_file)
+    scripted = {d.id for d in scenario_fleet().devices}
+    simulated = Fleet(devices=tuple(d for d in fleet.devices if d.id not in scripted))
+    webhooks = WebhookSettings(_env_file=None, alerts_db=root / "alerts.db")  # type: ignore[call-arg]
+    settings = ingest_settings(broker.port, influxd.url, db, fleet=fleet_file, rules=True, webhooks=False)
+    end = int(time.time() * 1000)
+    try:
+        with PipelineThread(settings, webhooks) as pipeline:
+            sim = SimulateSettings(  # type: ignore[call-arg]
+                _env_file=None, mqtt_url=f"mqtt://127.0.0.1:{broker.port}", fleet=fleet_file, seed=3,
+                backfill_hours=48, duration=0, rate=100,
+            )  # fmt: skip
+            stats = FleetPublisher(simulated, sim).run()
+            n = stats.readings_acked + play_scenarios(f"mqtt://127.0.0.1:{broker.port}", end)
+            pipeline.wait_for(lambda: pipeline.metric("ioc_ingest_readings_stored_total") >= n, what="all stored")
+    finally:
+        broker.stop()
+    return SimulatedData(influxd.url, db, fleet, fleet_file, root / "alerts.db", end - 48 * 3_600_000, end)
