@@ -1,0 +1,1 @@
+"""Peers we compare with: consumers written the way their users write them."""

@@ -1,0 +1,124 @@
+"""Nothing lost: ingest killed, the broker restarted, duplicates redelivered — counted by distinct
+(device, seq) against what the broker acknowledged to the publisher. Real processes, loopback only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+
+from contract.fleet import dump_fleet
+from ioc.servers import InfluxServer, ServerProcess
+from tests.helpers import IngestThread, count_points, ingest_settings, publish
+from tests.integration.test_pipeline import small_fleet, start_ingest, telemetry
+
+BASE = int(time.time() * 1000) - 86_400_000
+
+
+def readings(device: str, first: int, n: int) -> list[tuple[str, bytes]]:
+    return [
+        (telemetry(device), msgspec.json.encode({"ts": BASE + i, "seq": i, "salinity_ppt": 0.3}))
+        for i in range(first, first + n)
+    ]
+
+
+def distinct_seqs(url: str, db: str) -> set[int]:
+    from ingest.influxql import query
+
+    series = query(url, 'SELECT "seq" FROM "salinity"', db=db)
+    return {int(v[1]) for s in series for v in s["values"]}
+
+
+def ingest_env(mosquitto: ServerProcess, influxd: InfluxServer, db: str, tmp_path: Path) -> dict[str, str]:
+    fleet_file = tmp_path / "fleet.yaml"
+    dump_fleet(small_fleet(), fleet_file)
+    return {
+        **os.environ, "IOC_MQTT_URL": f"mqtt://127.0.0.1:{mosquitto.port}", "IOC_INFLUX_URL": influxd.url,
+        "IOC_INFLUX_DB": db, "IOC_FLEET": str(fleet_file), "IOC_METRICS_PORT": "0", "IOC_RULES": "false",
+        "IOC_BATCH_MAX_READINGS": "200",
+    }  # fmt: skip
+
+
+def test_ingest_sigkilled_mid_stream_loses_nothing(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    env = ingest_env(mosquitto, influxd, influx_db, tmp_path)
+    cmd = [sys.executable, "-m", "ioc", "ingest"]
+    n = 20_000
+    first = start_ingest(cmd, env, tmp_path)
+    sender = threading.Thread(target=publish, args=(mosquitto.port, readings("bt-sal-1", 0, n)))
+    sender.start()
+    deadline = time.monotonic() + 30
+    while count_points(influxd.url, influx_db) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)  # no drain: acked batches are stored, the rest is not acked
+    first.wait(10)
+    sender.join()
+    assert count_points(influxd.url, influx_db) < n  # killed mid-stream
+    second = start_ingest(cmd, env, tmp_path)
+    deadline = time.monotonic() + 60
+    while len(distinct_seqs(influxd.url, influx_db)) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(60) == 0
+    assert distinct_seqs(influxd.url, influx_db) == set(range(n))  # no gap in the sequence
+
+
+def test_negative_control_a_default_client_loses_what_came_while_it_was_down(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    """The same kill-and-restart with the tutorial consumer (paho defaults): the test can fail."""
+    cmd = [sys.executable, "-m", "bench.peers.paho_naive", "--mqtt-port", str(mosquitto.port),
+           "--influx-url", influxd.url, "--db", influx_db]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    first = start_ingest(cmd, dict(os.environ), root)
+    publish(mosquitto.port, readings("bt-sal-1", 0, 300))
+    deadline = time.monotonic() + 30
+    while count_points(influxd.url, influx_db) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    publish(mosquitto.port, readings("bt-sal-1", 300, 300), client_id="while-down")
+    second = start_ingest(cmd, dict(os.environ), root)
+    publish(mosquitto.port, readings("bt-sal-1", 600, 300), client_id="after")
+    deadline = time.monotonic() + 30
+    while count_points(influxd.url, influx_db) < 600 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)
+    second.send_signal(signal.SIGTERM)
+    second.wait(10)
+    seqs = distinct_seqs(influxd.url, influx_db)
+    assert set(range(300)) <= seqs and set(range(600, 900)) <= seqs
+    assert not seqs & set(range(300, 600))  # everything published while it was down is gone
+
+
+def test_broker_restart_reconnects_without_loss(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    with IngestThread(ingest_settings(mosquitto.port, influxd.url, influx_db), small_fleet()) as ingest:
+        publish(mosquitto.port, readings("bt-sal-1", 0, 1000))
+        ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 1000, what="first 1000")
+        mosquitto.stop()
+        time.sleep(10)  # the broker is away for 10 s
+        mosquitto.start()
+        publish(mosquitto.port, readings("bt-sal-1", 1000, 1000), client_id="after-restart")
+        ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 2000, timeout=60, what="all")
+        assert ingest.metric("ioc_ingest_broker_reconnects_total") >= 1
+    assert distinct_seqs(influxd.url, influx_db) == set(range(2000))
+
+
+def test_redelivered_duplicates_leave_the_count_unchanged(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    items = readings("bt-sal-2", 0, 500)
+    with IngestThread(ingest_settings(mosquitto.port, influxd.url, influx_db), small_fleet()) as ingest:
+        publish(mosquitto.port, items)
+        publish(mosquitto.port, items, client_id="again")  # the same readings, as a redelivery would
+        ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 1000, what="both copies")
+    assert count_points(influxd.url, influx_db) == 500
