@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
             data = json.loads(msg.payload)
             parts = msg.topic.split("/")
             kind, device = parts[3], parts[4]
-            readings = data["readings"] if "readings" in data else [data]
+            readings = data.get("readings", [data])
             for r in readings:
                 fields = ",".join(
                     f"{k}={v}" for k, v in r.items() if k not in ("ts", "seq") and isinstance(v, int | float)
