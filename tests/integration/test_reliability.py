@@ -10,10 +10,11 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import msgspec
 
 from contract.fleet import dump_fleet
-from ioc.servers import InfluxServer, ServerProcess
+from ioc.servers import InfluxServer, ServerProcess, free_port
 from tests.helpers import IngestThread, count_points, ingest_settings, publish
 from tests.integration.test_pipeline import small_fleet, start_ingest, telemetry
 
@@ -32,6 +33,13 @@ def distinct_seqs(url: str, db: str) -> set[int]:
 
     series = query(url, 'SELECT "seq" FROM "salinity"', db=db)
     return {int(v[1]) for s in series for v in s["values"]}
+
+
+def received_by(metrics_port: int) -> float:
+    """Telemetry messages a running ``ioc ingest`` received, from its /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    line = next(x for x in text.splitlines() if x.startswith('ioc_ingest_messages_received_total{channel="telemetry"}'))
+    return float(line.rsplit(" ", 1)[1])
 
 
 def ingest_env(mosquitto: ServerProcess, influxd: InfluxServer, db: str, tmp_path: Path) -> dict[str, str]:
@@ -122,3 +130,37 @@ def test_redelivered_duplicates_leave_the_count_unchanged(
         publish(mosquitto.port, items, client_id="again")  # the same readings, as a redelivery would
         ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 1000, what="both copies")
     assert count_points(influxd.url, influx_db) == 500
+
+
+def test_two_workers_on_a_shared_subscription_one_sigkilled(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    """$share/ingest/...: the broker splits the stream; a killed worker's unacked messages wait in
+    its persistent session and are delivered when it comes back — stored == published."""
+    base = ingest_env(mosquitto, influxd, influx_db, tmp_path)
+    ports = [free_port(), free_port()]
+    envs = [
+        {**base, "IOC_MQTT_SHARED_GROUP": "ingest", "IOC_MQTT_CLIENT_ID": f"ioc-ingest-{i}", "IOC_METRICS_PORT": str(p)}
+        for i, p in enumerate(ports)
+    ]
+    cmd = [sys.executable, "-m", "ioc", "ingest"]
+    a, b = (start_ingest(cmd, env, tmp_path) for env in envs)
+    n = 20_000
+    sender = threading.Thread(target=publish, args=(mosquitto.port, readings("bt-sal-1", 0, n)))
+    sender.start()
+    deadline = time.monotonic() + 30
+    while count_points(influxd.url, influx_db) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    received = [received_by(port) for port in ports]
+    assert all(r > 0 for r in received), received  # the broker shares the stream between both
+    a.send_signal(signal.SIGKILL)
+    a.wait(10)
+    sender.join()
+    a = start_ingest(cmd, envs[0], tmp_path)
+    deadline = time.monotonic() + 60
+    while len(distinct_seqs(influxd.url, influx_db)) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for worker in (a, b):
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    assert distinct_seqs(influxd.url, influx_db) == set(range(n))
