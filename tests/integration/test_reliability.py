@@ -164,3 +164,47 @@ def test_two_workers_on_a_shared_subscription_one_sigkilled(
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0
     assert distinct_seqs(influxd.url, influx_db) == set(range(n))
+
+
+def test_influxdb_down_20s_during_a_steady_stream(mosquitto: ServerProcess, tmp_path: Path) -> None:
+    """InfluxDB stops for 20 s while 1,000 readings/s keep coming: acks stop, at most Receive
+    Maximum messages sit in ingest (bounded memory), the broker queues the rest; after the restart
+    everything is stored and the ingest process never restarted."""
+    from ioc.servers import start_influxd
+
+    influx = start_influxd(tmp_path / "influx")
+    try:
+        influx.create_database("ioc")
+        settings = ingest_settings(
+            mosquitto.port, influx.url, "ioc", mqtt_receive_maximum=500, batch_max_readings=250, retry_max_s=1.0
+        )
+        n, rate = 26_000, 1000
+        stop_at = time.monotonic() + 3
+        with IngestThread(settings, small_fleet()) as ingest:
+
+            def stream() -> None:
+                for k in range(0, n, rate // 10):
+                    publish(mosquitto.port, readings("bt-sal-1", k, rate // 10), client_id=f"stream-{k}")
+                    time.sleep(0.1)
+
+            sender = threading.Thread(target=stream)
+            sender.start()
+            while time.monotonic() < stop_at:
+                time.sleep(0.05)
+            influx.stop()
+            acked_at_stop = ingest.metric("ioc_ingest_messages_acked_total")
+            peak_inflight = 0.0
+            for _ in range(200):  # 20 s
+                time.sleep(0.1)
+                peak_inflight = max(peak_inflight, ingest.metric("ioc_ingest_messages_inflight"))
+            acked_after = ingest.metric("ioc_ingest_messages_acked_total")
+            influx.start()
+            sender.join()
+            ingest.wait_for(lambda: len(distinct_seqs(influx.url, "ioc")) >= n, timeout=120, what="all stored")
+            assert ingest.metric("ioc_ingest_write_retries_total") > 5
+        assert acked_after - acked_at_stop <= 250  # at most the batch in flight when it went down
+        assert 0 < peak_inflight <= 500  # Receive Maximum: the broker sends no more unacknowledged
+        assert distinct_seqs(influx.url, "ioc") == set(range(n))
+        assert ingest.metric("ioc_ingest_messages_dropped_total") == 0
+    finally:
+        influx.stop()
