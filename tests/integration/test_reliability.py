@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 
 from contract.fleet import dump_fleet
 from ioc.servers import InfluxServer, ServerProcess, free_port
-from tests.helpers import IngestThread, count_points, ingest_settings, publish
+from tests.helpers import Collector, IngestThread, count_points, ingest_settings, publish
 from tests.integration.test_pipeline import small_fleet, start_ingest, telemetry
 
 BASE = int(time.time() * 1000) - 86_400_000
@@ -208,3 +209,34 @@ def test_influxdb_down_20s_during_a_steady_stream(mosquitto: ServerProcess, tmp_
         assert ingest.metric("ioc_ingest_messages_dropped_total") == 0
     finally:
         influx.stop()
+
+
+def test_a_thousand_poison_messages_then_good_traffic_flows(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    poison = [(telemetry("bt-sal-1"), b'{"ts": 1700000000000, "seq": ' + str(i).encode() + b', "salinity_ppt": NaN}')
+              for i in range(1000)]  # fmt: skip
+    dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
+    try:
+        with IngestThread(ingest_settings(mosquitto.port, influxd.url, influx_db), small_fleet()) as ingest:
+            publish(mosquitto.port, poison)
+            publish(mosquitto.port, readings("bt-sal-2", 0, 500), client_id="good")
+            ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") == 500, what="good traffic")
+            ingest.wait_for(lambda: len(dlq.messages) == 1000, what="every poison message dead-lettered")
+            assert ingest.metric("ioc_ingest_rejected_total", reason="bad_json") == 1000
+    finally:
+        dlq.close()
+
+
+def test_payload_beyond_the_broker_limit_is_refused_by_the_broker(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    """Over max_packet_size (1 MiB) the broker itself drops the sender; under it, ingest's own
+    limit (256 KiB) dead-letters it as too_large. Either way the next good message is stored."""
+    huge = b'{"ts": 1700000000000, "seq": 1, "pad": "' + b"x" * (1_100_000) + b'"}'
+    with IngestThread(ingest_settings(mosquitto.port, influxd.url, influx_db), small_fleet()) as ingest:
+        with pytest.raises(TimeoutError):
+            publish(mosquitto.port, [(telemetry("bt-sal-1"), huge)], client_id="huge", timeout=3)
+        publish(mosquitto.port, readings("bt-sal-1", 0, 1), client_id="next")
+        ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") == 1, what="the next message")
+        assert ingest.metric("ioc_ingest_messages_received_total", channel="telemetry") == 1
