@@ -296,3 +296,39 @@ def test_sender_killed_mid_retry_loses_nothing(store: AlertStore) -> None:
     assert before_kill
     assert all(r.body == rx.attempts(ids[0])[-1].body for r in before_kill)
     assert store.pending_count() == 0
+
+
+def test_a_receiver_hanging_past_the_timeout_is_retried_and_delivered_once(store: AlertStore) -> None:
+    """The first request hangs longer than the sender's timeout; the retry gets through, same id."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+    release = threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            seen.append(self.headers["webhook-id"])
+            if len(seen) == 1:
+                release.wait(5)  # well past the 1 s timeout
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store.add_subscription(f"http://127.0.0.1:{server.server_address[1]}/webhook", generate_secret())
+        (event,) = some_events(store, 1)
+        with SenderThread(store, webhook_settings(store.path)):
+            wait_until(lambda: store.pending_count() == 0, timeout=15, what="delivered after the timeout")
+        release.set()
+        assert seen[:2] == [event.id, event.id]  # the timed-out attempt and its retry: one webhook-id
+        timed_out = min(store.deliveries(event_id=event.id), key=lambda d: d.attempt)
+        assert (timed_out.status, timed_out.error is not None) == (None, True)
+    finally:
+        release.set()
+        server.shutdown()
