@@ -752,6 +752,17 @@ def test_compose_broker_config_starts_and_enforces_the_acl(
         assert ingest.wait_for(own)
         assert ingest.wait_for(f"{DLQ_PREFIX}/bad_json")
         assert {t for t, _ in ingest.messages} == {own, f"{DLQ_PREFIX}/bad_json"}
+
+        # A device may not read the fleet: its subscription to '#' gets nothing.
+        snoop = _Client(port, other, passwords[other])
+        try:
+            snoop.subscribe("#")
+            assert device.publish(own, b'{"again": 1}') == 0
+            assert ingest.wait_for(own)
+            assert not snoop.wait_for(own, timeout=1.5)
+            assert snoop.messages == []
+        finally:
+            snoop.close()
     finally:
         for client in (health, ingest, device):
             client.close()
