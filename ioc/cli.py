@@ -176,10 +176,14 @@ def demo(
 
 def _mount_subcommands() -> None:
     from alerts.cli import app as subscriptions_app
+    from api.cli import app as api_app
+    from dashboards.cli import app as grafana_app
     from ioc.rules_cli import app as rules_app
 
     app.add_typer(rules_app, name="rules")
     app.add_typer(subscriptions_app)
+    app.add_typer(grafana_app, name="grafana")
+    app.add_typer(api_app, name="api")
 
 
 _mount_subcommands()

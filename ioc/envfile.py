@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic_settings import BaseSettings
 
 from alerts.config import WebhookSettings
+from api.config import ApiSettings
 from ingest.config import IngestSettings
 from ioc.demo import DemoSettings
 from simulators.config import SimulateSettings
@@ -18,6 +19,7 @@ SETTINGS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("alerts: the store and the webhook sender (ioc ingest, ioc subscriptions)", WebhookSettings),
     ("ioc simulate", SimulateSettings),
     ("ioc demo", DemoSettings),
+    ("ioc api", ApiSettings),
 )
 
 
@@ -46,7 +48,7 @@ def render_env_example() -> str:
                 continue
             seen.add(key)
             out.append(f"# {info.description}")
-            secret = "password" in name or "token" in name or "secret" in name
+            secret = any(word in name for word in ("password", "token", "secret", "key"))
             if info.default is None or secret or info.default == []:
                 out.append(f"# {key}=")
             else:

@@ -155,10 +155,10 @@ def mosquitto_config(data_dir: Path, port: int, *, extra: str = "") -> str:
             "max_inflight_messages 1000",
             "max_packet_size 1048576",
             "sys_interval 2",
-        # Started as root, Mosquitto drops to user "mosquitto", who cannot write into a private temp
-        # folder: its persistence file (the sessions and queues that survive a restart) would be
-        # lost. These local brokers keep the caller's user; the deployed broker runs as mosquitto.
-        "user root" if os.geteuid() == 0 else "",
+            # Started as root, Mosquitto drops to user "mosquitto", who cannot write into a private temp
+            # folder: its persistence file (the sessions and queues that survive a restart) would be
+            # lost. These local brokers keep the caller's user; the deployed broker runs as mosquitto.
+            "user root" if os.geteuid() == 0 else "",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -1,0 +1,166 @@
+"""``ioc api``: serve the operators' API; ``ioc api keys …``: manage its API keys.
+
+Only ``typer`` is imported here at module level; FastAPI, uvicorn and the rest load when a command
+runs, and the server is started from the factory string ``api.main:create_app``. The ``ioc``
+command mounts this app lazily (``app.add_typer(api.cli.app, name="api")`` inside a function).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from api.config import ApiSettings
+
+app = typer.Typer(
+    name="api",
+    add_completion=False,
+    invoke_without_command=True,
+    help="The operators' HTTP API (FastAPI): `ioc api` serves it; `ioc api keys` manages its keys.",
+)
+keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="API keys: create, list, revoke.")
+app.add_typer(keys_app, name="keys")
+
+Opt = typer.Option
+Db = Annotated[Path | None, Opt("--db", help="alert store, SQLite, where the keys live [IOC_ALERTS_DB]")]
+
+
+def _settings(**given: Any) -> ApiSettings:
+    from pydantic import ValidationError
+
+    from api.config import ApiSettings
+
+    try:
+        return ApiSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            typer.echo(f"error: IOC_{where.upper()}: {e['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, Opt(help="listen address [IOC_API_HOST]")] = None,
+    port: Annotated[int | None, Opt(help="listen port [IOC_API_PORT]")] = None,
+    log_level: Annotated[str, Opt(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the API until SIGTERM/SIGINT (settings from IOC_* variables; see docs/api.md)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from alerts.errors import AlertsError
+    from api.services import Services
+    from contract.fleet import FleetError
+    from rules.errors import PackError
+
+    settings = _settings(api_host=host, api_port=port)
+    try:  # refuse to start on a missing fleet file, a broken pack or an unusable store, with the reason
+        Services.open(settings).close()
+    except (FleetError, PackError, AlertsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if host is not None:
+        os.environ["IOC_API_HOST"] = host
+    if port is not None:
+        os.environ["IOC_API_PORT"] = str(port)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@keys_app.command("create")
+def create(
+    scope: Annotated[str, Opt(help="read, operate or admin")],
+    name: Annotated[str, Opt(help="who uses it (recorded when they acknowledge an alert)")] = "operator",
+    province: Annotated[list[str] | None, Opt(help="limit the key to this province (repeatable)")] = None,
+    db: Db = None,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+) -> None:
+    """Create an API key and print it — the only time it is shown (only its SHA-256 is stored)."""
+    from api.keys import KeyStore, Scope
+
+    if scope not in {s.value for s in Scope}:
+        typer.echo(f"error: --scope must be read, operate or admin, got {scope!r}", err=True)
+        raise typer.Exit(2)
+    settings = _settings(alerts_db=db)
+    store = KeyStore(settings.alerts_db)
+    try:
+        key, token = store.create(name, scope, provinces=province, created_by="ioc api keys create")
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    if as_json:
+        areas = sorted(key.provinces)
+        typer.echo(
+            json.dumps({"id": key.id, "name": key.name, "scope": key.scope.value, "provinces": areas, "key": token})
+        )
+        return
+    typer.echo(f"created {key.id} ({key.scope.value}, {', '.join(sorted(key.provinces)) or 'all provinces'})", err=True)
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def list_keys(
+    include_revoked: Annotated[bool, Opt("--all", help="also revoked keys")] = False,
+    db: Db = None,
+    as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
+) -> None:
+    """List API keys (their first characters only)."""
+    from api.keys import KeyStore
+    from api.times import iso_or_none
+
+    settings = _settings(alerts_db=db)
+    store = KeyStore(settings.alerts_db)
+    try:
+        keys = store.list_keys(include_revoked=include_revoked)
+    finally:
+        store.close()
+    if as_json:
+        rows = [
+            {"id": k.id, "name": k.name, "scope": k.scope.value, "provinces": sorted(k.provinces), "hint": k.hint,
+             "last_used_at": iso_or_none(k.last_used_at_ms), "revoked_at": iso_or_none(k.revoked_at_ms)}
+            for k in keys
+        ]  # fmt: skip
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not keys:
+        typer.echo("no API keys (create one with: ioc api keys create --scope admin)")
+        return
+    for k in keys:
+        state = f"  REVOKED {iso_or_none(k.revoked_at_ms)}" if k.revoked_at_ms is not None else ""
+        areas = ",".join(sorted(k.provinces)) or "all"
+        typer.echo(f"{k.id}  {k.scope.value:<7}  {k.hint}  provinces={areas}  {k.name}{state}")
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="key id (key_…)")], db: Db = None) -> None:
+    """Revoke an API key at once."""
+    from alerts.errors import NotFound
+    from api.keys import KeyStore
+
+    settings = _settings(alerts_db=db)
+    store = KeyStore(settings.alerts_db)
+    try:
+        store.revoke(key_id)
+    except NotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    typer.echo(f"revoked {key_id}")

@@ -1,0 +1,385 @@
+"""Webhook subscriptions: create, list, change, delete, test, delivery log, dead letters, replay.
+
+A subscription's secret is returned once — in the answer that created (or rotated) it — and
+never again. A key limited to provinces manages only subscriptions limited to its provinces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Body, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from alerts import signing
+from alerts.errors import SignatureError, TargetRefused
+from alerts.outbox import DeadLetter, DeliveryAttempt, classify
+from alerts.sender import USER_AGENT
+from alerts.signing import generate_secret
+from alerts.store import AlertStore
+from alerts.subscriptions import Filters, Subscription
+from alerts.targets import GuardedTransport
+from api.auth import Operator, Principal
+from api.deps import SettingsDep, StoreDep
+from api.errors import ERROR_RESPONSES, ErrorBody, Forbidden, Invalid
+from api.routes.devices import SeverityName
+from api.times import iso, iso_or_none, now_ms
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=ERROR_RESPONSES)
+
+SubIdPath = Annotated[str, Path(max_length=64, description="a subscription id (sub_…)")]
+ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=200)]
+TEST_EVENT = "test.ping"
+
+
+class FiltersOut(BaseModel):
+    provinces: list[str]
+    districts: list[str]
+    devices: list[str]
+    kinds: list[str]
+    rule_ids: list[str]
+    min_severity: SeverityName
+
+
+class SubscriptionOut(BaseModel):
+    """A webhook subscriber (its secret is only ever in the answer that created it)."""
+
+    id: str
+    url: str
+    language: Literal["vi", "en"]
+    enabled: bool
+    disabled_reason: str | None
+    description: str
+    filters: FiltersOut
+    pending: int = Field(description="events queued and not delivered yet")
+    created_at: str
+    updated_at: str
+    secret: str | None = Field(None, description="whsec_…: only in the answer that created or rotated it")
+
+
+class SubscriptionIn(BaseModel):
+    url: str = Field(min_length=1, max_length=2048, description="http(s) URL the alerts are POSTed to")
+    secret: str | None = Field(None, max_length=200, description="whsec_<base64>; leave out to have one generated")
+    language: Literal["vi", "en"] = "vi"
+    provinces: Names = []
+    districts: Names = []
+    devices: Names = []
+    kinds: Names = []
+    rule_ids: Names = []
+    min_severity: SeverityName = "info"
+    description: str = Field("", max_length=500)
+
+
+class SubscriptionPatch(BaseModel):
+    """Fields to change; a filter given replaces that filter."""
+
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    language: Literal["vi", "en"] | None = None
+    provinces: Names | None = None
+    districts: Names | None = None
+    devices: Names | None = None
+    kinds: Names | None = None
+    rule_ids: Names | None = None
+    min_severity: SeverityName | None = None
+    enabled: bool | None = None
+    description: str | None = Field(None, max_length=500)
+    rotate_secret: bool = Field(False, description="generate a new secret (returned in this answer only)")
+
+
+class TestResult(BaseModel):
+    """What happened to the signed test event."""
+
+    webhook_id: str
+    url: str
+    delivered: bool
+    status: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    seq: int
+    event_id: str
+    attempt: int
+    at: str
+    at_ms: int
+    duration_ms: int
+    status: int | None
+    error: str | None
+    verdict: Literal["delivered", "retry", "gone", "dead"]
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    seq: int
+    event_id: str
+    event_type: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    dead_at: str
+    replayed_at: str | None
+
+
+class ReplayIn(BaseModel):
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(
+        None, max_length=10_000, description="dead-letter ids; leave out for all"
+    )
+
+
+class Replayed(BaseModel):
+    replayed: int
+
+
+def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -> SubscriptionOut:
+    f = sub.filters
+    return SubscriptionOut(
+        id=sub.id,
+        url=sub.url,
+        language=sub.language,
+        enabled=sub.enabled,
+        disabled_reason=sub.disabled_reason,
+        description=sub.description,
+        filters=FiltersOut(
+            provinces=sorted(f.provinces),
+            districts=sorted(f.districts),
+            devices=sorted(f.devices),
+            kinds=sorted(f.kinds),
+            rule_ids=sorted(f.rule_ids),
+            min_severity=f.min_severity.label,
+        ),
+        pending=pending,
+        created_at=iso(sub.created_at_ms),
+        updated_at=iso(sub.updated_at_ms),
+        secret=sub.secret if secret else None,
+    )
+
+
+def _owned(store: AlertStore, sub_id: str, principal: Principal) -> Subscription:
+    """The subscription, if the key may manage it (403 when limited to provinces it does not cover)."""
+    sub = store.get_subscription(sub_id)
+    if principal.limited and not (sub.filters.provinces and sub.filters.provinces <= principal.provinces):
+        raise Forbidden("this subscription is not limited to the provinces of this key")
+    return sub
+
+
+def _areas(principal: Principal, provinces: list[str] | None) -> list[str] | None:
+    """A limited key's subscriptions must name provinces it covers (default: all of them)."""
+    if not principal.limited:
+        return provinces
+    if not provinces:
+        return sorted(principal.provinces)
+    principal.check_provinces(p.strip().casefold() for p in provinces)
+    return provinces
+
+
+@router.post(
+    "",
+    response_model=SubscriptionOut,
+    status_code=201,
+    summary="Add a subscriber",
+    responses={422: {"model": ErrorBody}},
+)
+def create(principal: Operator, store: StoreDep, body: Annotated[SubscriptionIn, Body()]) -> SubscriptionOut:
+    """Add a webhook subscriber; the answer carries its secret, the only time it is shown."""
+    sub = store.add_subscription(
+        body.url,
+        body.secret,
+        provinces=_areas(principal, body.provinces),
+        districts=body.districts,
+        devices=body.devices,
+        kinds=body.kinds,
+        rule_ids=body.rule_ids,
+        min_severity=body.min_severity,
+        language=body.language,
+        description=body.description,
+    )
+    return subscription_out(sub, 0, secret=True)
+
+
+@router.get("", response_model=list[SubscriptionOut], summary="List subscribers")
+def list_subscriptions(principal: Operator, store: StoreDep) -> list[SubscriptionOut]:
+    """Every subscriber this key may manage, in the order they were added (no secrets)."""
+    out = []
+    for sub in store.list_subscriptions():
+        if principal.limited and not (sub.filters.provinces and sub.filters.provinces <= principal.provinces):
+            continue
+        out.append(subscription_out(sub, store.pending_count(sub.id)))
+    return out
+
+
+@router.get("/{sub_id}", response_model=SubscriptionOut, summary="One subscriber", responses=ERRORS)
+def get_subscription(sub_id: SubIdPath, principal: Operator, store: StoreDep) -> SubscriptionOut:
+    """One subscriber (no secret)."""
+    sub = _owned(store, sub_id, principal)
+    return subscription_out(sub, store.pending_count(sub.id))
+
+
+@router.patch("/{sub_id}", response_model=SubscriptionOut, summary="Change a subscriber", responses=ERRORS)
+def update(
+    sub_id: SubIdPath, principal: Operator, store: StoreDep, body: Annotated[SubscriptionPatch, Body()]
+) -> SubscriptionOut:
+    """Change URL, language, filters, enabled or description; `rotate_secret` returns a new secret once."""
+    sub = _owned(store, sub_id, principal)
+    filters = None
+    given = body.model_fields_set & {"provinces", "districts", "devices", "kinds", "rule_ids", "min_severity"}
+    if given:
+        f = sub.filters
+        provinces = body.provinces if body.provinces is not None else sorted(f.provinces)
+        filters = Filters.make(
+            provinces=_areas(principal, provinces),
+            districts=body.districts if body.districts is not None else f.districts,
+            devices=body.devices if body.devices is not None else f.devices,
+            kinds=body.kinds if body.kinds is not None else f.kinds,
+            rule_ids=body.rule_ids if body.rule_ids is not None else f.rule_ids,
+            min_severity=body.min_severity or f.min_severity,
+        )
+    secret = generate_secret() if body.rotate_secret else None
+    updated = store.update_subscription(
+        sub.id,
+        url=body.url,
+        secret=secret,
+        filters=filters,
+        language=body.language,
+        enabled=body.enabled,
+        description=body.description,
+    )
+    return subscription_out(updated, store.pending_count(sub.id), secret=secret is not None)
+
+
+@router.delete("/{sub_id}", status_code=204, summary="Remove a subscriber", responses=ERRORS)
+def delete(sub_id: SubIdPath, principal: Operator, store: StoreDep) -> Response:
+    """Remove a subscriber with its queue, delivery log and dead letters."""
+    _owned(store, sub_id, principal)
+    store.remove_subscription(sub_id)
+    return Response(status_code=204)
+
+
+def test_body(sub: Subscription, webhook_id: str, at_ms: int) -> str:
+    """The test event: shaped like an alert event so receivers can try their parsing, marked as a test."""
+    body = {
+        "type": TEST_EVENT,
+        "id": webhook_id,
+        "timestamp": iso(at_ms),
+        "subscription_id": sub.id,
+        "language": sub.language,
+        "test": True,
+        "message": "Tin thử từ Mekong IOC" if sub.language == "vi" else "Test event from Mekong IOC",
+        "message_vi": "Tin thử từ Mekong IOC: webhook của bạn nhận được cảnh báo.",
+        "message_en": "Test event from Mekong IOC: your webhook receives alerts.",
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+@router.post("/{sub_id}/test", response_model=TestResult, summary="Send a signed test event", responses=ERRORS)
+async def send_test(sub_id: SubIdPath, principal: Operator, store: StoreDep, settings: SettingsDep) -> TestResult:
+    """POST a signed `test.ping` event to the subscriber now and report what it answered (not queued, not logged)."""
+    sub = await asyncio.to_thread(_owned, store, sub_id, principal)
+    webhook_id = f"evt_test_{uuid.uuid4().hex}"
+    body = test_body(sub, webhook_id, now_ms())
+    policy = settings.target_policy()
+    began = time.monotonic()
+
+    def result(delivered: bool, status: int | None, error: str | None) -> TestResult:
+        elapsed = round((time.monotonic() - began) * 1000)
+        return TestResult(
+            webhook_id=webhook_id, url=sub.url, delivered=delivered, status=status, error=error, duration_ms=elapsed
+        )
+
+    try:
+        headers = signing.headers(sub.secret, webhook_id, int(time.time()), body)
+        await asyncio.to_thread(policy.check_url, sub.url)
+    except SignatureError as exc:
+        return result(False, None, f"cannot sign: {exc}")
+    except TargetRefused as exc:
+        return result(False, None, f"target refused: {exc}")
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = USER_AGENT
+    try:
+        async with httpx.AsyncClient(
+            transport=GuardedTransport(policy),
+            timeout=settings.webhook_timeout_s,
+            follow_redirects=False,
+            trust_env=False,
+        ) as client:
+            resp = await client.post(sub.url, content=body.encode(), headers=headers)
+    except TargetRefused as exc:
+        return result(False, None, f"target refused: {exc}")
+    except httpx.TimeoutException:
+        return result(False, None, f"timeout after {settings.webhook_timeout_s:g}s")
+    except (httpx.HTTPError, OSError) as exc:
+        return result(False, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    outcome = classify(resp.status_code, resp.headers, resp.text[:1024] if resp.status_code >= 300 else "")
+    return result(200 <= resp.status_code < 300, resp.status_code, outcome.error)
+
+
+def delivery_out(d: DeliveryAttempt) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        seq=d.seq,
+        event_id=d.event_id,
+        attempt=d.attempt,
+        at=iso(d.at_ms),
+        at_ms=d.at_ms,
+        duration_ms=d.duration_ms,
+        status=d.status,
+        error=d.error,
+        verdict=d.verdict.value,
+    )
+
+
+def dead_out(d: DeadLetter) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=d.id,
+        seq=d.seq,
+        event_id=d.event_id,
+        event_type=d.event_type,
+        attempts=d.attempts,
+        last_status=d.last_status,
+        last_error=d.last_error,
+        dead_at=iso(d.dead_at_ms),
+        replayed_at=iso_or_none(d.replayed_at_ms),
+    )
+
+
+@router.get("/{sub_id}/deliveries", response_model=list[DeliveryOut], summary="Delivery log", responses=ERRORS)
+def deliveries(
+    sub_id: SubIdPath, principal: Operator, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[DeliveryOut]:
+    """Every delivery attempt to this subscriber, newest first."""
+    _owned(store, sub_id, principal)
+    return [delivery_out(d) for d in store.deliveries(subscription_id=sub_id, limit=limit)]
+
+
+@router.get("/{sub_id}/dead-letters", response_model=list[DeadLetterOut], summary="Dead letters", responses=ERRORS)
+def dead_letters(
+    sub_id: SubIdPath,
+    principal: Operator,
+    store: StoreDep,
+    include_replayed: Annotated[bool, Query(description="also those already replayed")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeadLetterOut]:
+    """Events this subscriber never took (retries exhausted or 410), oldest first."""
+    _owned(store, sub_id, principal)
+    return [
+        dead_out(d) for d in store.dead_letters(subscription_id=sub_id, include_replayed=include_replayed, limit=limit)
+    ]
+
+
+@router.post("/{sub_id}/replay", response_model=Replayed, summary="Replay dead letters", responses=ERRORS)
+def replay(
+    sub_id: SubIdPath, principal: Operator, store: StoreDep, body: Annotated[ReplayIn | None, Body()] = None
+) -> Replayed:
+    """Queue this subscriber's dead letters again (all, or `ids`), with the same webhook-id."""
+    _owned(store, sub_id, principal)
+    ids = body.ids if body is not None else None
+    if ids is not None and not ids:
+        raise Invalid("ids is empty: leave it out to replay every dead letter")
+    return Replayed(replayed=store.replay(ids, subscription_id=sub_id))
