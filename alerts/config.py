@@ -17,6 +17,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from alerts.targets import Resolver, TargetPolicy
 
 
+def split_list(v: Any) -> Any:
+    """``a,b`` or ``["a", "b"]`` from the environment → a list (anything else is left as it is)."""
+    if isinstance(v, str):
+        text = v.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return v
+
+
 class WebhookSettings(BaseSettings):
     """Settings of the alert store and the webhook sender."""
 
@@ -44,15 +57,7 @@ class WebhookSettings(BaseSettings):
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            text = v.strip()
-            if text.startswith("["):
-                try:
-                    return json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"not a JSON list: {exc}") from None
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return v
+        return split_list(v)
 
     @field_validator("webhook_allow_hosts")
     @classmethod

@@ -13,7 +13,8 @@ redelivers a batch after a crash) changes nothing and queues nothing: a firing w
 device time is the alert already stored, and a resolve with no open alert, or older than the open
 one, is a replay.
 
-``sqlite3`` errors are mapped to :class:`~alerts.errors.StoreError` here and nowhere else.
+``sqlite3`` errors are mapped to :class:`~alerts.errors.StoreError` in one place,
+:class:`alerts.sqlite.SQLiteFile` (connections and transactions, shared with :mod:`api.keys`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ import builtins
 import json
 import math
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 from alerts.errors import NotFound, StoreError
 from alerts.outbox import DeadLetter, DeliveryAttempt, OutboxEntry, Outcome, Status, Verdict
 from alerts.signing import generate_secret, validate_secret
+from alerts.sqlite import SQLiteFile
 from alerts.subscriptions import Filters, Language, Subscription, parse_language, parse_severity
 from alerts.targets import TargetPolicy
 from rules.model import DeviceInfo, Severity, State, Transition
@@ -417,15 +417,8 @@ class AlertStore:
         self._path = Path(path)
         self._policy = policy or TargetPolicy()
         self._clock = clock
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: builtins.list[sqlite3.Connection] = []
-        self._closed = False
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create {self._path.parent}: {exc}") from None
-        with self._write() as conn:
+        self._db = SQLiteFile(path, StoreError, name="the alert store")
+        with self._db.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self._path} has schema {version}, newer than this code ({SCHEMA_VERSION})")
@@ -444,65 +437,9 @@ class AlertStore:
     def policy(self) -> TargetPolicy:
         return self._policy
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
-        return conn
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError("the alert store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = self._connect()
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open {self._path}: {exc}") from None
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: {exc}") from None
-        try:
-            yield conn
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"{self._path}: {exc}") from None
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"{self._path}: {exc}") from None
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            yield conn
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: {exc}") from None
-
     def close(self) -> None:
         """Close every thread's connection."""
-        with self._lock:
-            self._closed = True
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
+        self._db.close()
 
     def __enter__(self) -> AlertStore:
         return self
@@ -539,7 +476,7 @@ class AlertStore:
         by_id: dict[str, DeviceInfo] | None = None
         created = self._clock()
         events: builtins.list[AlertEvent] = []
-        with self._write() as conn:
+        with self._db.write() as conn:
             subscriptions = [
                 _subscription(r) for r in conn.execute("SELECT * FROM subscriptions WHERE enabled = 1 ORDER BY rowid")
             ]
@@ -653,7 +590,7 @@ class AlertStore:
 
     def get(self, alert_id: str) -> Alert:
         """One alert by id (raises :class:`NotFound`)."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             return self._get(conn, alert_id)
 
     def acknowledge(self, alert_id: str, by: str, at_ms: int | None = None) -> Alert:
@@ -661,7 +598,7 @@ class AlertStore:
         if not by.strip():
             raise ValueError("acknowledge needs the operator's name")
         at = self._clock() if at_ms is None else at_ms
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "UPDATE alerts SET acknowledged_by = ?, acknowledged_at_ms = ?, updated_at_ms = ?"
                 " WHERE id = ? AND acknowledged_by IS NULL",
@@ -721,12 +658,12 @@ class AlertStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(max(0, limit))
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [_alert(r) for r in conn.execute(sql, args)]
 
     def events(self, alert_id: str) -> builtins.list[AlertEvent]:
         """An alert's events, oldest first."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             alert = self._get(conn, alert_id)
             rows = conn.execute("SELECT * FROM events WHERE alert_id = ? ORDER BY rowid", (alert_id,)).fetchall()
             queued = {
@@ -785,7 +722,7 @@ class AlertStore:
         )
         sub_id = "sub_" + uuid.uuid4().hex[:16]
         now = self._clock()
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "INSERT INTO subscriptions (id, url, secret, language, provinces, districts, devices, kinds, rule_ids,"
                 " min_severity, enabled, description, created_at_ms, updated_at_ms)"
@@ -816,7 +753,7 @@ class AlertStore:
         return _subscription(row)
 
     def get_subscription(self, sub_id: str) -> Subscription:
-        with self._read() as conn:
+        with self._db.read() as conn:
             return self._subscription(conn, sub_id)
 
     def list_subscriptions(self, *, enabled: bool | None = None) -> builtins.list[Subscription]:
@@ -824,7 +761,7 @@ class AlertStore:
         sql = "SELECT * FROM subscriptions"
         if enabled is not None:
             sql += f" WHERE enabled = {int(enabled)}"
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [_subscription(r) for r in conn.execute(sql + " ORDER BY rowid")]
 
     def update_subscription(
@@ -864,7 +801,7 @@ class AlertStore:
             changes["disabled_reason"] = None if enabled else (disabled_reason or "disabled by an operator")
         changes["updated_at_ms"] = self._clock()
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        with self._write() as conn:
+        with self._db.write() as conn:
             cursor = conn.execute(
                 f"UPDATE subscriptions SET {assignments} WHERE id = ?",  # column names are ours
                 (*changes.values(), sub_id),
@@ -875,7 +812,7 @@ class AlertStore:
 
     def remove_subscription(self, sub_id: str) -> None:
         """Delete a subscription with its queue, delivery log and dead letters."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             if conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount == 0:
                 raise NotFound(f"no subscription {sub_id!r}")
 
@@ -897,7 +834,7 @@ class AlertStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(max(0, limit))
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [_entry(r) for r in conn.execute(sql, args)]
 
     def pending_count(self, subscription_id: str | None = None) -> int:
@@ -906,12 +843,12 @@ class AlertStore:
         if subscription_id is not None:
             sql += " AND subscription_id = ?"
             args = (subscription_id,)
-        with self._read() as conn:
+        with self._db.read() as conn:
             return int(conn.execute(sql, args).fetchone()[0])
 
     def outbox_heads(self) -> builtins.list[OutboxHead]:
         """Each enabled subscriber's oldest pending row (the only one a sender may take)."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT o.subscription_id, o.seq, o.next_attempt_at_ms, o.lease_owner, o.lease_until_ms"
                 " FROM outbox o"
@@ -924,7 +861,7 @@ class AlertStore:
 
     def claim(self, subscription_id: str, *, owner: str, now_ms: int, lease_ms: int) -> Claim | None:
         """Lease a subscriber's oldest pending row if it is due and not leased by another sender."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             row = conn.execute(
                 "SELECT o.* FROM outbox o JOIN subscriptions s ON s.id = o.subscription_id"
                 " WHERE o.subscription_id = ? AND o.status = 'pending' AND s.enabled = 1 ORDER BY o.seq LIMIT 1",
@@ -955,7 +892,7 @@ class AlertStore:
         A row no longer pending (removed, or finished by another sender) is left alone.
         """
         attempt = entry.attempts + 1
-        with self._write() as conn:
+        with self._db.write() as conn:
             common = (attempt, at_ms, outcome.status, outcome.error)
             if verdict is Verdict.DELIVERED:
                 cursor = conn.execute(
@@ -1028,7 +965,7 @@ class AlertStore:
 
     def release(self, owner: str) -> int:
         """Drop every lease a sender holds (on shutdown), so the next sender need not wait them out."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             return conn.execute(
                 "UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = ?", (owner,)
             ).rowcount
@@ -1049,7 +986,7 @@ class AlertStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(max(0, limit))
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [
                 DeliveryAttempt(
                     id=r["id"],
@@ -1081,7 +1018,7 @@ class AlertStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(max(0, limit))
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [
                 DeadLetter(
                     id=r["id"],
@@ -1120,7 +1057,7 @@ class AlertStore:
         if subscription_id is not None:
             where.append("subscription_id = ?")
             args.append(subscription_id)
-        with self._write() as conn:
+        with self._db.write() as conn:
             rows = conn.execute(f"SELECT id, seq FROM dead_letters WHERE {' AND '.join(where)}", args).fetchall()
             for dead_id, seq in rows:
                 conn.execute(

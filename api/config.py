@@ -8,7 +8,6 @@ alert store keep their names (``IOC_INFLUX_URL``, ``IOC_FLEET``, ``IOC_ALERTS_DB
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -16,23 +15,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alerts.config import split_list
 from alerts.targets import TargetPolicy
 from contract.topics import parse_mqtt_url
 
 MIN_ADMIN_KEY_CHARS = 32
-
-
-def _split_list(v: Any) -> Any:
-    """``a,b`` or ``["a", "b"]`` from the environment → a list."""
-    if isinstance(v, str):
-        text = v.strip()
-        if text.startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not a JSON list: {exc}") from None
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return v
 
 
 class ApiSettings(BaseSettings):
@@ -95,7 +82,7 @@ class ApiSettings(BaseSettings):
     @field_validator("webhook_allow_hosts", "api_cors_origins", mode="before")
     @classmethod
     def _lists(cls, v: Any) -> Any:
-        return _split_list(v)
+        return split_list(v)
 
     @field_validator("webhook_allow_hosts")
     @classmethod

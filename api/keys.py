@@ -20,15 +20,14 @@ import hashlib
 import json
 import secrets
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from alerts.errors import NotFound, StoreError
+from alerts.sqlite import SQLiteFile
 
 TOKEN_PREFIX = "ioc_"
 TOKEN_BYTES = 32
@@ -129,61 +128,12 @@ class KeyStore:
     """API keys in a SQLite file (thread-safe: one connection per thread)."""
 
     def __init__(self, path: Path | str) -> None:
-        self._path = Path(path)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create {self._path.parent}: {exc}") from None
-        with self._write() as conn:
+        self._db = SQLiteFile(path, StoreError, name="the key store")
+        with self._db.write() as conn:
             conn.execute(SCHEMA)
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self._path, timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA busy_timeout = 30000")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open {self._path}: {exc}") from None
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: {exc}") from None
-        try:
-            yield conn
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"{self._path}: {exc}") from None
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        try:
-            yield self._conn()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: {exc}") from None
-
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
+        self._db.close()
 
     def create(
         self,
@@ -203,7 +153,7 @@ class KeyStore:
             raise ValueError("an admin key manages every key, so it cannot be limited to provinces")
         token = token or new_token()
         key_id = "key_" + uuid.uuid4().hex[:16]
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "INSERT INTO api_keys (id, name, scope, provinces, hash, hint, created_at_ms, created_by)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -223,7 +173,7 @@ class KeyStore:
     def ensure_bootstrap(self, token: str) -> ApiKey:
         """Make ``token`` the bootstrap admin key (``IOC_API_ADMIN_KEY``), replacing an earlier one."""
         digest = hash_token(token)
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute("DELETE FROM api_keys WHERE hash = ? AND id != ?", (digest, BOOTSTRAP_ID))
             conn.execute(
                 "INSERT INTO api_keys (id, name, scope, provinces, hash, hint, created_at_ms, created_by)"
@@ -238,7 +188,7 @@ class KeyStore:
         """The active key with this token, or None (marks it used)."""
         if not token.strip():
             return None
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 "SELECT * FROM api_keys WHERE hash = ? AND revoked_at_ms IS NULL", (hash_token(token),)
             ).fetchone()
@@ -247,7 +197,7 @@ class KeyStore:
         key = _key(row)
         now = now_ms()
         if key.last_used_at_ms is None or now - key.last_used_at_ms >= LAST_USED_EVERY_MS:
-            with self._write() as conn:
+            with self._db.write() as conn:
                 conn.execute("UPDATE api_keys SET last_used_at_ms = ? WHERE id = ?", (now, key.id))
         return key
 
@@ -259,18 +209,18 @@ class KeyStore:
         return _key(row)
 
     def get(self, key_id: str) -> ApiKey:
-        with self._read() as conn:
+        with self._db.read() as conn:
             return self._get(conn, key_id)
 
     def list_keys(self, *, include_revoked: bool = False) -> list[ApiKey]:
         """Keys in the order they were created."""
         sql = "SELECT * FROM api_keys" + ("" if include_revoked else " WHERE revoked_at_ms IS NULL")
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [_key(r) for r in conn.execute(sql + " ORDER BY created_at_ms, rowid")]
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key at once (the row stays, for the record)."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", (now_ms(), key_id)
             )

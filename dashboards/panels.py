@@ -15,6 +15,7 @@ from grafana_foundation_sdk.builders import barchart, bargauge, stat, table, tim
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
@@ -47,6 +48,19 @@ class _Overridable(Protocol):
 
 
 P = TypeVar("P", bound=_Overridable)
+
+
+class _PanelBuilder(Protocol):
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def datasource(self, datasource: model.DataSourceRef) -> Self: ...
+    def targets(self, targets: list[cogbuilder.Builder[cogvariants.Dataquery]]) -> Self: ...
+    def unit(self, unit: str) -> Self: ...
+    def span(self, w: int) -> Self: ...
+    def height(self, h: int) -> Self: ...
+
+
+B = TypeVar("B", bound=_PanelBuilder)
 
 
 # --- field config pieces ---------------------------------------------------------------------------
@@ -129,6 +143,16 @@ def _legend(*, table_mode: bool = False) -> cb.VizLegendOptions:
 # --- panels ----------------------------------------------------------------------------------------
 
 
+def _panel(
+    panel: B, title: str, description: str, queries: Sequence[InfluxQL], *, unit: str | None, w: int, h: int
+) -> B:
+    """What every panel sets: title, description, the data source and its queries, unit, size."""
+    panel = panel.title(title).description(description).datasource(datasource()).targets(list(queries))
+    if unit is not None:
+        panel = panel.unit(unit)
+    return panel.span(w).height(h)
+
+
 def timeseries_panel(
     title: str,
     description: str,
@@ -146,14 +170,7 @@ def timeseries_panel(
 ) -> timeseries.Panel:
     """A time series; with ``steps``, dashed threshold lines and threshold-coloured series."""
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .targets(list(queries))
-        .unit(unit)
-        .span(w)
-        .height(h)
+        _panel(timeseries.Panel(), title, description, queries, unit=unit, w=w, h=h)
         .legend(_legend(table_mode=legend_table))
         .tooltip(cb.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.DESCENDING))
         .line_width(1)
@@ -188,14 +205,7 @@ def stat_panel(
     h: int = 5,
 ) -> stat.Panel:
     panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .targets(list(queries))
-        .unit(unit)
-        .span(w)
-        .height(h)
+        _panel(stat.Panel(), title, description, queries, unit=unit, w=w, h=h)
         .thresholds((steps or Steps("green", (), ())).config())
         .color_mode(common.BigValueColorMode.VALUE)
         .graph_mode(common.BigValueGraphMode.NONE)
@@ -215,16 +225,7 @@ def table_panel(
     w: int = 24,
     h: int = 10,
 ) -> table.Panel:
-    return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .targets(list(queries))
-        .span(w)
-        .height(h)
-        .filterable(True)
-    )
+    return _panel(table.Panel(), title, description, queries, unit=None, w=w, h=h).filterable(True)
 
 
 def bargauge_panel(
@@ -240,14 +241,7 @@ def bargauge_panel(
 ) -> bargauge.Panel:
     """Horizontal bars, one per row of the (transformed) data: ``fields`` picks the value column."""
     return (
-        bargauge.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .targets(list(queries))
-        .unit(unit)
-        .span(w)
-        .height(h)
+        _panel(bargauge.Panel(), title, description, queries, unit=unit, w=w, h=h)
         .min(0)
         .thresholds(steps.config())
         .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
@@ -272,14 +266,7 @@ def barchart_panel(
 ) -> barchart.Panel:
     """Bars per row of a table; ``x_field`` names the bars (``None``: the first text column)."""
     panel = (
-        barchart.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .targets(list(queries))
-        .unit(unit)
-        .span(w)
-        .height(h)
+        _panel(barchart.Panel(), title, description, queries, unit=unit, w=w, h=h)
         .stacking(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE)
         .show_value(common.VisibilityMode.AUTO)
         .fill_opacity(80)
