@@ -15,7 +15,7 @@ from msgspec import UNSET
 
 from contract.fields import CAMERA_EVENTS, TS_MAX_AHEAD_MS, Kind
 from contract.reasons import Reason
-from contract.topics import Channel, TopicError, parse_device_topic
+from contract.topics import Channel, DeviceTopic, TopicError, parse_device_topic
 from ingest.batch import EVENTS, BatchBuilder, FieldEncoder, Rejection
 from ingest.registry import RegisteredDevice, Registry
 from ingest.schema import ChannelSchema, build_schemas
@@ -62,31 +62,19 @@ class Decoder:
         self._registry = registry
         self._max_payload = max_payload_bytes
         self._telemetry, self._event, self._status = build_schemas(max_readings)
+        self._routes: dict[str, tuple[DeviceTopic, RegisteredDevice]] = {}
         self._encoders: dict[int, FieldEncoder] = {
             id(s): FieldEncoder(s.fields) for s in (*self._telemetry.values(), self._event, self._status)
         }
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         """Decode one message into ``out``: its readings, or its rejections."""
-        try:
-            parsed = parse_device_topic(topic)
-        except TopicError as exc:
-            out.reject(Rejection(topic, Reason.BAD_TOPIC, str(exc), payload))
-            return
-        device = self._registry.by_id.get(parsed.device_id)
-        if device is None:
-            out.reject(
-                Rejection(topic, Reason.UNKNOWN_DEVICE, f"device {parsed.device_id!r} is not registered", payload)
-            )
-            return
-        reg = device.device
-        if reg.province != parsed.province or reg.kind is not parsed.kind:
-            detail = f"registered as {reg.province}/{reg.kind.value}, topic says {parsed.province}/{parsed.kind.value}"
-            out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, detail, payload))
-            return
-        if parsed.channel is Channel.EVENT and reg.kind is not Kind.CAMERA:
-            out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, "only cameras publish events", payload))
-            return
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic, payload, out)
+            if route is None:
+                return
+        parsed, device = route
         if len(payload) > self._max_payload:
             detail = f"payload of {len(payload)} bytes is over the limit of {self._max_payload}"
             out.reject(Rejection(topic, Reason.TOO_LARGE, detail, payload))
@@ -102,7 +90,34 @@ class Decoder:
         elif parsed.channel is Channel.EVENT:
             self._decode_readings(topic, payload, device, self._event, EVENTS, now_ms, out)
         else:
-            self._decode_readings(topic, payload, device, self._telemetry[reg.kind], reg.kind.value, now_ms, out)
+            self._decode_readings(topic, payload, device, self._telemetry[parsed.kind], parsed.kind.value, now_ms, out)
+
+    def _route(self, topic: str, payload: bytes, out: BatchBuilder) -> tuple[DeviceTopic, RegisteredDevice] | None:
+        """Check a topic once: its device registered, its province and kind the registered ones.
+
+        Topics that pass are remembered (at most three per registered device); refused ones are not.
+        """
+        try:
+            parsed = parse_device_topic(topic)
+        except TopicError as exc:
+            out.reject(Rejection(topic, Reason.BAD_TOPIC, str(exc), payload))
+            return None
+        device = self._registry.by_id.get(parsed.device_id)
+        if device is None:
+            out.reject(
+                Rejection(topic, Reason.UNKNOWN_DEVICE, f"device {parsed.device_id!r} is not registered", payload)
+            )
+            return None
+        reg = device.device
+        if reg.province != parsed.province or reg.kind is not parsed.kind:
+            detail = f"registered as {reg.province}/{reg.kind.value}, topic says {parsed.province}/{parsed.kind.value}"
+            out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, detail, payload))
+            return None
+        if parsed.channel is Channel.EVENT and reg.kind is not Kind.CAMERA:
+            out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, "only cameras publish events", payload))
+            return None
+        self._routes[topic] = (parsed, device)
+        return parsed, device
 
     def _decode_readings(
         self,
