@@ -1,5 +1,6 @@
 # Mekong IOC — `make demo` runs the pipeline, `make test` runs the whole suite.
 # Both set up what they need: a .venv with the project, and Debian's mosquitto and influxdb.
+# `make bench` (and `make bench-quick`) measure us against the peers; see docs/benchmarks.md.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit integration servers venv clean
+.PHONY: demo test lint typecheck unit integration servers venv clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,13 @@ integration: $(STAMP) servers
 
 test: $(STAMP) servers lint typecheck
 	$(BIN)/pytest
+
+# Benchmarks against the peers (docs/benchmarks.md): about 40 minutes, or 2 for the quick version.
+bench: $(STAMP) servers
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: $(STAMP) servers
+	$(BIN)/python -m bench.run --quick $(ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,229 @@
+"""``make bench`` / ``make bench-quick``: every benchmark in one run, then the report.
+
+    python -m bench.run [--quick] [--only ours,paho_batched] [--workloads a,b]
+
+Writes ``bench/results/latest.json`` (``quick.json`` for the quick plan), and from the full run
+``docs/benchmarks.md`` and ``docs/benchmarks.png`` (:mod:`bench.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bench import report, storeonly, webhook
+from bench.contenders import BY_NAME, ROOT, Contender
+from bench.harness import Bench, Plan, RampResult, log
+from bench.workload import Workload, device_streams, save_streams, write_bench_fleet
+from ioc.servers import find_binary, start_influxd
+
+RESULTS = ROOT / "bench" / "results"
+
+FULL = Plan(
+    rounds=3, step_s=6.0, grace_s=2.5, factor=1.15, max_steps=14, latency_rate=5_000, latency_s=10.0,
+    final_drain_s=20.0, workloads=tuple(Workload), contenders=tuple(BY_NAME), store_only_readings=2_000_000,
+    rule_readings=100_000, rule_repeats=5, webhook_probes=30,
+)  # fmt: skip
+QUICK = dataclasses.replace(
+    FULL, rounds=1, step_s=2.5, grace_s=2.0, factor=1.5, max_steps=8, latency_s=4.0, final_drain_s=6.0,
+    workloads=(Workload.SINGLE, Workload.GATEWAY), store_only_readings=300_000, rule_readings=50_000,
+    rule_repeats=2, webhook_probes=5,
+)  # fmt: skip
+
+FIRST_GUESS: dict[Workload, dict[str, float]] = {
+    Workload.SINGLE: {"mosquitto_sub": 20_000, "paho_count": 10_000, "paho_naive": 300, "paho_batched": 4_000,
+                      "node_red": 1_000, "ours": 5_000},
+    Workload.GATEWAY: {"mosquitto_sub": 200_000, "paho_count": 150_000, "paho_naive": 10_000,
+                       "paho_batched": 30_000, "node_red": 10_000, "ours": 50_000},
+    Workload.SIMULATE: dict.fromkeys(BY_NAME, 1000),
+}  # fmt: skip
+"""Where round 1's ramp starts (readings/s); later rounds start at 75 % of round 1's result."""
+
+FIRST_FACTOR = 1.5
+
+
+def summary(values: list[float | None]) -> dict[str, float | None]:
+    got = [v for v in values if v is not None]
+    if not got:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(got), "median": statistics.median(got), "max": max(got)}
+
+
+def _ramp_dict(r: RampResult) -> dict[str, Any]:
+    return {
+        "loss_free_rate": r.loss_free_rate, "publisher_bound": r.publisher_bound, "published": r.published,
+        "stored": r.stored, "lost": r.lost, "cpu_s_per_100k": r.cpu_s_per_100k, "peak_rss_mib": r.peak_rss_mib,
+        "steps": [s.as_dict() for s in r.steps],
+    }  # fmt: skip
+
+
+def _versions() -> dict[str, str]:
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    influxd = find_binary("influxd") or "influxd"
+    mosquitto = find_binary("mosquitto") or "mosquitto"
+    v = {
+        "python": platform.python_version(),
+        "mosquitto": out([mosquitto, "-h"]).replace("mosquitto version ", ""),
+        "influxdb": out([influxd, "version"]),
+        "node": out(["node", "--version"]),
+        "mekong-ioc": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+    }
+    for pkg in ("paho-mqtt", "aiomqtt", "msgspec", "numpy", "httpx"):
+        v[pkg] = version(pkg)
+    lock = ROOT / "bench" / ".node-red" / "node_modules"
+    for pkg in ("node-red", "node-red-contrib-influxdb"):
+        meta = lock / pkg / "package.json"
+        if meta.is_file():
+            v[pkg] = str(msgspec.json.decode(meta.read_bytes())["version"])
+    return v
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    import os
+
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(), "os": platform.platform(terse=True),
+    }  # fmt: skip
+
+
+def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
+    log(f"work folder {workdir}")
+    if "node_red" in plan.contenders:
+        from bench.peers import nodered
+
+        log("installing Node-RED from npm (once) …")
+        nodered.install()
+    fleet_path = workdir / "fleet.yaml"
+    fleet = write_bench_fleet(fleet_path)
+    streams = device_streams(fleet)
+    streams_path = workdir / "devices.streams"
+    save_streams(streams, streams_path)
+    influx = start_influxd(workdir / "influxdb")
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "quick": quick, "machine": _machine(),
+        "versions": _versions(), "plan": dataclasses.asdict(plan) | {"workloads": [w.value for w in plan.workloads]},
+        "devices": len(fleet.devices), "workloads": {},
+    }  # fmt: skip
+    try:
+        bench = Bench(plan, workdir, influx, fleet_path, streams_path, len(streams))
+        best: dict[tuple[Workload, str], float] = {}
+        for workload in plan.workloads:
+            rows: dict[str, dict[str, Any]] = {
+                name: {"label": BY_NAME[name].label, "group": BY_NAME[name].group, "rounds": []}
+                for name in plan.contenders
+            }
+            for rnd in range(plan.rounds):
+                log(f"workload {workload.description}, round {rnd + 1} of {plan.rounds}")
+                for name in plan.contenders:
+                    contender: Contender = BY_NAME[name]()
+                    if (workload, name) in best:
+                        start, factor = 0.75 * best[(workload, name)], plan.factor
+                    else:
+                        start, factor = FIRST_GUESS[workload][name], FIRST_FACTOR
+                    ramp = bench.ramp(contender, workload, start, factor)
+                    best.setdefault((workload, name), max(ramp.loss_free_rate, start / 2))
+                    entry = _ramp_dict(ramp)
+                    if BY_NAME[name].writes:
+                        entry["latency"] = bench.latency(BY_NAME[name](), workload)
+                    rows[name]["rounds"].append(entry)
+            for row in rows.values():
+                row["summary"] = _summarise(row["rounds"])
+            results["workloads"][workload.value] = {"title": workload.description, "contenders": rows}
+        log("store-only limit …")
+        results["store_only"] = _store_only(bench, plan)
+        log("publish → webhook …")
+        results["webhook"] = webhook.run(bench, plan.webhook_probes)
+    finally:
+        influx.stop()
+    log("rule engine …")
+    from bench import rules_bench
+
+    results["rules"] = rules_bench.run(readings=plan.rule_readings, repeats=plan.rule_repeats)
+    results["ratios"] = report.ratios(results)
+    results["targets"] = report.targets(results)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _store_only(bench: Bench, plan: Plan) -> dict[str, Any]:
+    from bench.workload import load_streams
+
+    streams = load_streams(bench.streams)
+    rounds = []
+    for _ in range(plan.rounds):
+        with bench.stage("store-only") as stage:
+            res = storeonly.run(stage.influx_url, stage.db, streams, plan.store_only_readings)
+        log(f"  store-only: {res['readings_per_s']:,.0f} readings/s")
+        rounds.append(res)
+    return {"rounds": rounds, "summary": {"readings_per_s": summary([r["readings_per_s"] for r in rounds])}}
+
+
+def _summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("loss_free_rate", "lost", "cpu_s_per_100k", "peak_rss_mib"):
+        out[key] = summary([r[key] for r in rounds])
+    out["publisher_bound"] = any(r["publisher_bound"] for r in rounds)
+    if rounds and "latency" in rounds[0]:
+        for key in ("p50_ms", "p99_ms", "unstored"):
+            out[f"latency_{key}"] = summary([r["latency"][key] for r in rounds])
+        out["latency_rate"] = summary([r["latency"]["rate"] for r in rounds])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the 2-minute version")
+    parser.add_argument("--only", help="contenders, comma-separated (default: all)")
+    parser.add_argument("--workloads", help="workloads, comma-separated: a,b,c")
+    parser.add_argument("--rounds", type=int)
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.only:
+        unknown = set(args.only.split(",")) - set(BY_NAME)
+        if unknown:
+            parser.error(f"unknown contenders {sorted(unknown)}; known: {', '.join(BY_NAME)}")
+        plan = dataclasses.replace(plan, contenders=tuple(args.only.split(",")))
+    if args.workloads:
+        plan = dataclasses.replace(plan, workloads=tuple(Workload(w) for w in args.workloads.split(",")))
+    if args.rounds:
+        plan = dataclasses.replace(plan, rounds=args.rounds)
+    results = run(plan, quick=args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    full = not args.quick and not args.only and not args.workloads and not args.rounds
+    name = "latest.json" if full else "quick.json"
+    (RESULTS / name).write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")
+    log(f"wrote {RESULTS / name}")
+    if full:
+        report.write(results, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png")
+    print(report.console(results))
+
+
+if __name__ == "__main__":
+    main()
