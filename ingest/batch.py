@@ -53,6 +53,11 @@ class FieldEncoder:
             repr if s.type == "float" else (format_int if s.type == "int" else format_string_field) for s in specs
         )
         self.numeric = tuple(i for i, s in enumerate(specs) if s.numeric)
+        # Every field present and numeric (the usual reading): one %-format call does it all.
+        self._width = len(specs)
+        self._all_present: str | None = None
+        if specs and all(s.numeric for s in specs):
+            self._all_present = ",".join(f"{s.name}=" + ("%r" if s.type == "float" else "%di") for s in specs)
 
     def encode(self, values: tuple[Any, ...]) -> str | None:
         """``values`` in spec order (UNSET where absent) → ``a=1.0,b=2i`` ('' when all absent).
@@ -61,6 +66,8 @@ class FieldEncoder:
         already; this is the last line of defence, never an exception on the hot path). Floats are
         formatted with ``repr``: the schema's bounds keep them finite.
         """
+        if self._all_present is not None and len(values) == self._width and UNSET not in values:
+            return self._all_present % values
         try:
             return ",".join(
                 [k + f(v) for k, f, v in zip(self._keys, self._formats, values, strict=False) if v is not UNSET]
@@ -79,6 +86,14 @@ class _KindRows:
 
     def columns(self) -> Columns:
         fields: dict[str, npt.NDArray[np.float64]] = {}
+        if self.values and all(s.numeric for s in self.specs):
+            try:  # every reading carries every field: one conversion, then one row per field
+                table = np.array(self.values, dtype=np.float64).T.copy()
+            except (TypeError, ValueError):  # UNSET somewhere: field by field below
+                pass
+            else:
+                fields = {spec.name: table[j] for j, spec in enumerate(self.specs)}
+                return self._columns(fields)
         for j, spec in enumerate(self.specs):
             if spec.numeric:
                 fields[spec.name] = np.fromiter(
@@ -86,6 +101,9 @@ class _KindRows:
                     dtype=np.float64,
                     count=len(self.values),
                 )
+        return self._columns(fields)
+
+    def _columns(self, fields: dict[str, npt.NDArray[np.float64]]) -> Columns:
         return Columns(
             np.asarray(self.device, dtype=np.int32),
             np.asarray(self.ts_ms, dtype=np.int64),

@@ -246,3 +246,42 @@ def test_field_encoder_float_round_trip() -> None:
     values = [0.1, 1 / 3, 5e-324, 1.7976931348623157e308, -2.5]
     enc = FieldEncoder((FieldSpec("v", "", "", -1e309, 1e309),))
     assert [float(enc.encode((v,)).removeprefix("v=")) for v in values] == values
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_field_encoder_fast_path_equals_field_by_field(kind: Kind) -> None:
+    """All fields present takes one %-format; it must write what the field-by-field path writes."""
+    import random
+
+    rng = random.Random(7)
+    specs = TELEMETRY_FIELDS[kind]
+    enc = FieldEncoder(specs)
+    for _ in range(200):
+        values = tuple(
+            rng.uniform(-1e6, 1e6) if s.type == "float" else rng.randint(-(10**9), 10**9) for s in specs
+        )
+        one_gap = tuple(UNSET if i == 0 else v for i, v in enumerate(values))
+        assert enc.encode(values) == ",".join(
+            f"{s.name}={v!r}" if s.type == "float" else f"{s.name}={v}i" for s, v in zip(specs, values, strict=True)
+        )
+        full = enc.encode(values)
+        assert full is not None
+        assert enc.encode(one_gap) == (full.split(",", 1)[1] if len(specs) > 1 else "")
+
+
+def test_columns_fast_and_slow_paths_agree() -> None:
+    """Rows with every field become one float table; a gap falls back to NaN-filled columns."""
+    specs = TELEMETRY_FIELDS[Kind.SALINITY]
+    full = BatchBuilder()
+    gappy = BatchBuilder()
+    for i in range(5):
+        row = tuple(float(i + j) for j in range(len(specs)))
+        full.add_reading(Kind.SALINITY.value, 0, 1000 + i, i, row, f"l{i}")
+        gappy.add_reading(Kind.SALINITY.value, 0, 1000 + i, i, (UNSET, *row[1:]) if i == 2 else row, f"l{i}")
+    a = full.seal().columns()[Kind.SALINITY.value]
+    b = gappy.seal().columns()[Kind.SALINITY.value]
+    for j, s in enumerate(specs):
+        assert a.fields[s.name].tolist() == [float(i + j) for i in range(5)]
+        assert a.fields[s.name].flags["C_CONTIGUOUS"]
+    assert math.isnan(b.fields[specs[0].name][2])
+    assert b.fields[specs[1].name].tolist() == a.fields[specs[1].name].tolist()
