@@ -238,6 +238,7 @@ class Bench:
         best, bound = 0.0, False
         rate = start_rate
         retries = 3
+        yield_: float | None = None
         for _ in range(p.max_steps):
             publisher.send(rate, p.step_s, first_seq)
             t0 = time.monotonic()
@@ -274,7 +275,11 @@ class Bench:
                 rate /= 2
                 continue
             best = res.achieved_readings_per_s
-            if res.achieved_readings_per_s < 0.95 * rate:
+            if yield_ is None:
+                # (c) is offered in messages/s to ioc simulate, whose light traps report only on
+                # their night schedule: readings/s is a fixed share of it, read off the first step.
+                yield_ = min(1.0, res.achieved_readings_per_s / rate) if workload is Workload.SIMULATE else 1.0
+            if res.achieved_readings_per_s < 0.95 * rate * yield_:
                 bound = True  # the publisher could not offer more: the contender is not the limit
                 break
             rate *= factor

@@ -71,10 +71,10 @@ class LatencyProbe:
     def count(self) -> int:
         return len(self._latencies)
 
-    def percentiles(self) -> tuple[float, float]:
-        """(p50, p99) in ms of the readings seen so far."""
+    def percentiles(self) -> tuple[float | None, float | None]:
+        """(p50, p99) in ms of the readings seen so far (None if none was seen)."""
         if not self._latencies:
-            return (float("nan"), float("nan"))
+            return (None, None)
         p50, p99 = np.percentile(np.asarray(self._latencies), [50, 99])
         return (round(float(p50), 1), round(float(p99), 1))
 

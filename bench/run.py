@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from bench import report, storeonly, webhook
-from bench.contenders import BY_NAME, ROOT, Contender
+from bench.contenders import BY_NAME, ROOT, Contender, ContenderError
 from bench.harness import Bench, Plan, RampResult, log
 from bench.workload import Workload, device_streams, save_streams, write_bench_fleet
 from ioc.servers import find_binary, start_influxd
@@ -32,13 +32,13 @@ from ioc.servers import find_binary, start_influxd
 RESULTS = ROOT / "bench" / "results"
 
 FULL = Plan(
-    rounds=3, step_s=8.0, grace_s=2.0, factor=1.15, max_steps=14, latency_rate=5_000, latency_s=10.0,
+    rounds=3, step_s=6.0, grace_s=1.5, factor=1.15, max_steps=10, latency_rate=5_000, latency_s=8.0,
     final_drain_s=20.0, workloads=tuple(Workload), contenders=tuple(BY_NAME), only={},
     latency_for=tuple(BY_NAME), store_only_readings=2_000_000, rule_readings=100_000, rule_repeats=5,
     webhook_probes=30,
 )  # fmt: skip
 QUICK = dataclasses.replace(
-    FULL, rounds=1, step_s=3.0, grace_s=1.5, factor=1.6, max_steps=6, latency_s=4.0, final_drain_s=5.0,
+    FULL, rounds=1, step_s=2.5, grace_s=1.5, factor=1.6, max_steps=5, latency_s=3.0, final_drain_s=5.0,
     workloads=(Workload.SINGLE, Workload.GATEWAY), only={"b": ("ours",)}, latency_for=("ours",),
     store_only_readings=300_000, rule_readings=30_000, rule_repeats=1, webhook_probes=3,
 )  # fmt: skip
@@ -49,7 +49,8 @@ FIRST_GUESS: dict[Workload, dict[str, float]] = {
                       "node_red": 2_500, "ours": 12_000},
     Workload.GATEWAY: {"mosquitto_sub": 500_000, "paho_count": 500_000, "paho_naive": 25_000,
                        "paho_batched": 25_000, "node_red": 25_000, "ours": 50_000},
-    Workload.SIMULATE: dict.fromkeys(BY_NAME, 2_000.0),
+    Workload.SIMULATE: {"mosquitto_sub": 8_000, "paho_count": 8_000, "paho_naive": 1_000, "paho_batched": 4_000,
+                        "node_red": 2_000, "ours": 6_000},
 }  # fmt: skip
 """Where round 1's ramp starts (readings/s); later rounds start at 75 % of round 1's result."""
 
@@ -149,15 +150,21 @@ def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
                         start, factor = 0.75 * best[(workload, name)], plan.factor
                     else:
                         start, factor = FIRST_GUESS[workload][name], FIRST_FACTOR
-                    ramp = bench.ramp(contender, workload, start, factor)
-                    best.setdefault((workload, name), max(ramp.loss_free_rate, start / 2))
-                    entry = _ramp_dict(ramp)
-                    if BY_NAME[name].writes and name in plan.latency_for:
-                        entry["latency"] = bench.latency(BY_NAME[name](), workload)
+                    try:
+                        ramp = bench.ramp(contender, workload, start, factor)
+                        best.setdefault((workload, name), max(ramp.loss_free_rate, start / 2))
+                        entry = _ramp_dict(ramp)
+                        if BY_NAME[name].writes and name in plan.latency_for:
+                            entry["latency"] = bench.latency(BY_NAME[name](), workload)
+                    except ContenderError as exc:  # recorded and shown; the other runs go on
+                        log(f"  {name} failed: {exc}")
+                        rows[name].setdefault("errors", []).append(str(exc)[:2000])
+                        continue
                     rows[name]["rounds"].append(entry)
             for row in rows.values():
                 row["summary"] = _summarise(row["rounds"])
             results["workloads"][workload.value] = {"title": workload.description, "contenders": rows}
+            _save(results, RESULTS / "partial.json")
         log("store-only limit …")
         results["store_only"] = _store_only(bench, plan)
         log("publish → webhook …")
@@ -173,6 +180,11 @@ def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
     results["seconds"] = round(time.monotonic() - started, 1)
     shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def _save(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")
 
 
 def _store_only(bench: Bench, plan: Plan) -> dict[str, Any]:
@@ -193,10 +205,11 @@ def _summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("loss_free_rate", "lost", "cpu_s_per_100k", "peak_rss_mib"):
         out[key] = summary([r[key] for r in rounds])
     out["publisher_bound"] = any(r["publisher_bound"] for r in rounds)
-    if rounds and "latency" in rounds[0]:
+    timed = [r["latency"] for r in rounds if "latency" in r]
+    if timed:
         for key in ("p50_ms", "p99_ms", "unstored"):
-            out[f"latency_{key}"] = summary([r["latency"][key] for r in rounds])
-        out["latency_rate"] = summary([r["latency"]["rate"] for r in rounds])
+            out[f"latency_{key}"] = summary([t[key] for t in timed])
+        out["latency_rate"] = summary([t["rate"] for t in timed])
     return out
 
 
@@ -218,10 +231,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
     results = run(plan, quick=args.quick)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     full = not args.quick and not args.only and not args.workloads and not args.rounds
     name = "latest.json" if full else "quick.json"
-    (RESULTS / name).write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")
+    _save(results, RESULTS / name)
+    (RESULTS / "partial.json").unlink(missing_ok=True)
     log(f"wrote {RESULTS / name}")
     if full:
         report.write(results, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png")
