@@ -41,6 +41,10 @@ class LatencyProbe:
         """Create the subscription (InfluxDB takes about a second to start forwarding)."""
         query(influx_url, f'CREATE SUBSCRIPTION "{SUBSCRIPTION}" ON "{db}"."autogen" DESTINATIONS ALL '
               f"'udp://127.0.0.1:{self.port}'", method="POST")  # fmt: skip
+        self.start()
+
+    def start(self) -> None:
+        """Start receiving (``subscribe`` does it)."""
         self._thread.start()
 
     def start_counting(self) -> None:

@@ -225,13 +225,13 @@ def write(results: dict[str, Any], md_path: Path, png_path: Path) -> None:
 Written by `make bench` from `bench/results/latest.json`; do not edit by hand (see
 [How it is measured](#how-it-is-measured)).
 
-- **Date:** {results['date']}; whole run {results['seconds'] / 60:.0f} min.
-- **Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}. Broker, database,
-  publisher and consumer share the {m['cores']} cores.
+- **Date:** {results["date"]}; whole run {results["seconds"] / 60:.0f} min.
+- **Machine:** {m["cpu"]}, {m["cores"]} cores, {m["memory_gib"]} GiB, Linux {m["kernel"]}. Broker, database,
+  publisher and consumer share the {m["cores"]} cores.
 - **Versions:** {versions}.
-- **Plan:** {p['rounds']} rounds interleaved (every contender in turn, then again), ramp steps of
-  {p['step_s']:g} s rising ×{p['factor']} (×1.5 in round 1), latency runs of {p['latency_s']:g} s at
-  {p['latency_rate']:,} readings/s, fleet of {results['devices']:,} devices. Each figure: median (min–max)
+- **Plan:** {p["rounds"]} rounds interleaved (every contender in turn, then again), ramp steps of
+  {p["step_s"]:g} s rising ×{p["factor"]} (×1.5 in round 1), latency runs of {p["latency_s"]:g} s at
+  {p["latency_rate"]:,} readings/s, fleet of {results["devices"]:,} devices. Each figure: median (min–max)
   over the rounds.
 
 ![throughput and latency per contender](benchmarks.png)

@@ -94,7 +94,7 @@ def run(bench: Bench, probes: int) -> dict[str, Any]:
             device = str(r.payload.get("device_id"))
             if device in published_at:
                 latencies.append((r.at - published_at.pop(device)) * 1000)
-    p50, p99 = (np.percentile(latencies, [50, 99]).round(1).tolist() if latencies else [float("nan")] * 2)
+    p50, p99 = np.percentile(latencies, [50, 99]).round(1).tolist() if latencies else [float("nan")] * 2
     log(f"  webhook latency: p50 {p50} ms p99 {p99} ms ({len(latencies)} of {probes} delivered)")
     return {
         "rule": PROBE_RULE, "background_rate": plan.latency_rate, "probes": probes,

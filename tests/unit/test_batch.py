@@ -257,9 +257,7 @@ def test_field_encoder_fast_path_equals_field_by_field(kind: Kind) -> None:
     specs = TELEMETRY_FIELDS[kind]
     enc = FieldEncoder(specs)
     for _ in range(200):
-        values = tuple(
-            rng.uniform(-1e6, 1e6) if s.type == "float" else rng.randint(-(10**9), 10**9) for s in specs
-        )
+        values = tuple(rng.uniform(-1e6, 1e6) if s.type == "float" else rng.randint(-(10**9), 10**9) for s in specs)
         one_gap = tuple(UNSET if i == 0 else v for i, v in enumerate(values))
         assert enc.encode(values) == ",".join(
             f"{s.name}={v!r}" if s.type == "float" else f"{s.name}={v}i" for s, v in zip(specs, values, strict=True)

@@ -1,0 +1,185 @@
+"""The benchmark's pure parts: payloads ingest accepts, the latency arithmetic, MQTT encoding,
+the store-only lines, and the report's ratios, targets and table (no timing here)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+import msgspec
+import pytest
+
+from bench.latency import LatencyProbe
+from bench.publish import _remaining_length
+from bench.report import ratios, table, targets
+from bench.run import _summarise, summary
+from bench.storeonly import lines_for
+from bench.workload import GATEWAY_READINGS, Workload, bench_fleet, device_streams, gateway_payload, single_payload
+from ingest.batch import BatchBuilder
+from ingest.decode import Decoder
+from ingest.registry import Registry
+
+FLEET = bench_fleet()
+STREAMS = device_streams(FLEET, hours=1.0)
+
+
+def _decoder() -> Decoder:
+    return Decoder(Registry.from_fleet(FLEET), max_payload_bytes=262_144, max_readings=10_000)
+
+
+def test_every_device_of_the_bench_fleet_has_a_stream_of_its_own_kind() -> None:
+    assert len(STREAMS) >= 0.7 * len(FLEET.devices)
+    kinds = {d.id: d.kind.value for d in FLEET.devices}
+    for s in STREAMS:
+        assert s.topic.split("/")[3] == kinds[s.topic.split("/")[4]]
+        assert s.fields
+        assert all(not f.startswith(b"{") for f in s.fields)
+
+
+def test_single_and_gateway_payloads_are_accepted_by_ingest() -> None:
+    decoder, out = _decoder(), BatchBuilder()
+    now = int(time.time() * 1000)
+    for s in STREAMS[:50]:
+        decoder.decode(s.topic, single_payload(now, 7, s.fields[0]), retained=False, now_ms=now, out=out)
+        payload = gateway_payload(now, 100, s.fields, 3, GATEWAY_READINGS)
+        decoder.decode(s.topic, payload, retained=False, now_ms=now, out=out)
+    batch = out.seal()
+    assert batch.rejections == []
+    assert batch.readings == 50 * (1 + GATEWAY_READINGS)
+
+
+def test_gateway_readings_are_1_ms_apart_ending_at_the_publish_time() -> None:
+    s = STREAMS[0]
+    body = msgspec.json.decode(gateway_payload(5_000, 300, s.fields, 0, 4))
+    assert [(r["ts"], r["seq"]) for r in body["readings"]] == [(4_997, 300), (4_998, 301), (4_999, 302), (5_000, 303)]
+
+
+def test_latency_probe_counts_from_the_publish_time() -> None:
+    """Reading seq % n of a gateway message was stamped n-1-(seq % n) ms before publishing."""
+    probe = LatencyProbe(readings_per_message=4)
+    try:
+        probe.start_counting()
+        now_ms = int(time.time() * 1000)
+        published = now_ms  # after counting began
+        lines = [
+            f"salinity,device_id=x salinity_ppt=0.2,seq={300 + i}i {(published - 3 + i) * 1_000_000}" for i in range(4)
+        ]
+        lines.append(f"node,device_id=y v=1,seq={403} {(published - 0) * 1_000_000}")  # a float seq (Node-RED)
+        lines.append(f"old,device_id=z v=1,seq=7i {(now_ms - 60_000) * 1_000_000}")  # before counting began
+        probe.start()
+        time.sleep(0.25)  # the points reach the probe at least 250 ms after they were published
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for line in lines:
+                tx.sendto(line.encode(), ("127.0.0.1", probe.port))
+        deadline = time.monotonic() + 5
+        while probe.count < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        p50, p99 = probe.percentiles()
+    finally:
+        probe.close()
+    assert probe.count == 5
+    assert p50 is not None
+    assert p99 is not None
+    assert 250 <= p50 < 2_000
+    assert p99 < 2_000
+
+
+def test_mqtt_remaining_length_encoding() -> None:
+    """MQTT's variable byte integer (spec 1.5.5)."""
+    assert _remaining_length(0) == b"\x00"
+    assert _remaining_length(127) == b"\x7f"
+    assert _remaining_length(128) == b"\x80\x01"
+    assert _remaining_length(16_383) == b"\xff\x7f"
+    assert _remaining_length(16_384) == b"\x80\x80\x01"
+    assert _remaining_length(2_097_151) == b"\xff\xff\x7f"
+
+
+def test_store_only_lines_are_the_readings_a_consumer_would_write() -> None:
+    lines = lines_for(STREAMS, 2 * len(STREAMS), 1_000)
+    assert len(lines) == 2 * len(STREAMS)
+    first = lines[0].decode()
+    measurement_tags, fields, ts = first.split(" ")
+    kind, device = STREAMS[0].topic.split("/")[3:5]
+    assert measurement_tags == f"{kind},device_id={device}"
+    assert fields.endswith(",seq=0i")
+    assert '"' not in fields
+    assert ts == "1000"
+    assert lines[len(STREAMS)].decode().endswith(",seq=1i 1001")
+
+
+def _results(ours_a: float, batched: float, node_red: float, naive: float, paho: float) -> dict[str, Any]:
+    def row(rates: list[float], group: str = "peer", lat: bool = True) -> dict[str, Any]:
+        rounds = [
+            {"loss_free_rate": r, "lost": 0, "cpu_s_per_100k": 2.0, "peak_rss_mib": 50.0, "publisher_bound": False}
+            | ({"latency": {"p50_ms": 100.0, "p99_ms": 200.0, "unstored": 0, "rate": 5000}} if lat else {})
+            for r in rates
+        ]
+        return {"label": group, "group": group, "rounds": rounds, "summary": _summarise(rounds)}
+
+    return {
+        "workloads": {
+            "a": {
+                "title": Workload.SINGLE.description,
+                "contenders": {
+                    "paho_count": row([paho, paho * 1.1, paho * 0.9], "limit", lat=False),
+                    "paho_batched": row([batched]),
+                    "node_red": row([node_red]),
+                    "paho_naive": row([naive]),
+                    "ours": row([ours_a * 0.9, ours_a, ours_a * 1.2], "ours"),
+                },
+            },
+            "b": {"title": Workload.GATEWAY.description, "contenders": {"ours": row([120_000.0], "ours")}},
+        },
+        "store_only": {"summary": {"readings_per_s": summary([200_000.0, 220_000.0, 240_000.0])}},
+        "rules": {"ratio_engine_reference": 12.0, "engine_rr_per_s": {"median": 7e7, "min": 6e7, "max": 8e7}},
+        "webhook": {"rule": "SAL_1PPT", "background_rate": 5000, "probes": 3, "delivered": 3,
+                    "p50_ms": 100.0, "p99_ms": 150.0, "max_ms": 151.0},
+    }  # fmt: skip
+
+
+def test_ratios_use_the_medians_of_the_same_run() -> None:
+    results = _results(ours_a=30_000, batched=10_000, node_red=3_000, naive=1_000, paho=40_000)
+    r = ratios(results)
+    assert r["a"]["ours/paho_batched"] == 3.0
+    assert r["a"]["ours/node_red"] == 10.0
+    assert r["a"]["ours/paho_count"] == 0.75
+    assert r["b"]["ours/store_only"] == round(120_000 / 220_000, 2)
+
+
+def test_targets_say_which_are_met() -> None:
+    results = _results(ours_a=30_000, batched=25_000, node_red=3_000, naive=1_000, paho=40_000)
+    results["ratios"] = ratios(results)
+    met = {t["target"]: t["met"] for t in targets(results)}
+    assert met["(a) ours / DIY batched"] is False  # 1.2 < 1.5
+    assert met["(a) ours / Node-RED"] is True
+    assert met["(a) ours / naive paho"] is True
+    assert met["(a) ours / bare paho subscriber"] is True
+    assert met["(b) ours, readings/s end to end"] is True
+    assert met["(b) ours / store-only limit"] is True  # 0.55
+    assert met["rule engine / per-reading Python"] is False
+    assert met["rule engine, readings × rules /s"] is True
+    assert met["publish → webhook p99 at 5k/s"] is True
+
+
+def test_table_shows_min_median_max_and_the_unmet_targets() -> None:
+    results = _results(ours_a=30_000, batched=25_000, node_red=3_000, naive=1_000, paho=40_000)
+    results["ratios"] = ratios(results)
+    results["targets"] = targets(results)
+    text = table(results)
+    assert "| ours | 30,000 (27,000–36,000) |" in text
+    assert "**no**" in text
+    assert "| yes |" in text
+    assert "SAL_1PPT" in text
+
+
+def test_summary_of_nothing_is_empty() -> None:
+    assert summary([]) == {"min": None, "median": None, "max": None}
+    assert summary([None, 2.0, 1.0]) == {"min": 1.0, "median": 1.5, "max": 2.0}
+
+
+@pytest.mark.parametrize("workload", list(Workload))
+def test_workload_descriptions(workload: Workload) -> None:
+    assert workload.description.startswith(f"({workload.value})")
+    assert json.dumps(workload.value) == f'"{workload.value}"'
