@@ -113,7 +113,8 @@ def _machine() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
+def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
+    """The workload ramps, then (``extras``) the store-only limit, publish → webhook and the rule engine."""
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
     log(f"work folder {workdir}")
@@ -165,16 +166,18 @@ def run(plan: Plan, *, quick: bool) -> dict[str, Any]:
                 row["summary"] = _summarise(row["rounds"])
             results["workloads"][workload.value] = {"title": workload.description, "contenders": rows}
             _save(results, RESULTS / "partial.json")
-        log("store-only limit …")
-        results["store_only"] = _store_only(bench, plan)
-        log("publish → webhook …")
-        results["webhook"] = webhook.run(bench, plan.webhook_probes)
+        if extras:
+            log("store-only limit …")
+            results["store_only"] = _store_only(bench, plan)
+            log("publish → webhook …")
+            results["webhook"] = webhook.run(bench, plan.webhook_probes)
     finally:
         influx.stop()
-    log("rule engine …")
-    from bench import rules_bench
+    if extras:
+        log("rule engine …")
+        from bench import rules_bench
 
-    results["rules"] = rules_bench.run(readings=plan.rule_readings, repeats=plan.rule_repeats)
+        results["rules"] = rules_bench.run(readings=plan.rule_readings, repeats=plan.rule_repeats)
     results["ratios"] = report.ratios(results)
     results["targets"] = report.targets(results)
     results["seconds"] = round(time.monotonic() - started, 1)
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", help="contenders, comma-separated (default: all)")
     parser.add_argument("--workloads", help="workloads, comma-separated: a,b,c")
     parser.add_argument("--rounds", type=int)
+    parser.add_argument("--ramps-only", action="store_true", help="skip store-only, webhook and rule engine")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.only:
@@ -230,8 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         plan = dataclasses.replace(plan, workloads=tuple(Workload(w) for w in args.workloads.split(",")))
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
-    results = run(plan, quick=args.quick)
-    full = not args.quick and not args.only and not args.workloads and not args.rounds
+    results = run(plan, quick=args.quick, extras=not args.ramps_only)
+    full = not (args.quick or args.only or args.workloads or args.rounds or args.ramps_only)
     name = "latest.json" if full else "quick.json"
     _save(results, RESULTS / name)
     (RESULTS / "partial.json").unlink(missing_ok=True)
