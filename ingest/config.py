@@ -51,6 +51,9 @@ class IngestSettings(BaseSettings):
     batch_max_readings: int = Field(5_000, ge=1, le=100_000, description="write a batch at this many readings")
     batch_max_age_ms: int = Field(200, ge=1, le=60_000, description="or when its oldest reading waited this long")
     write_queue_batches: int = Field(2, ge=1, le=64, description="sealed batches waiting for the writer")
+    write_concurrency: int = Field(
+        3, ge=1, le=16, description="batches being written to InfluxDB at once (finished and acked in order)"
+    )
     write_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one write")
     retry_initial_s: float = Field(0.2, gt=0, description="first back-off after a failed write")
     retry_max_s: float = Field(10.0, gt=0, description="longest back-off between write attempts")

@@ -5,8 +5,10 @@ Three cooperating tasks on one event loop:
 * **receive**: reads messages, decodes them into the open :class:`BatchBuilder`, seals it at
   ``batch_max_readings``;
 * **ticker**: seals the open batch when its oldest message waited ``batch_max_age_ms``;
-* **writer**: takes sealed batches in order from a bounded queue, stores them (retrying until
-  InfluxDB takes them), publishes dead letters, and only then acknowledges the batch's messages.
+* **writer**: takes sealed batches in order from a bounded queue and stores them (retrying until
+  InfluxDB takes them), up to ``write_concurrency`` at once; then, strictly in order, publishes a
+  batch's dead letters, runs the rules on it, and only then acknowledges its messages (MQTT wants
+  PUBACKs in the order the PUBLISHes came, and the rules want each device's readings in order).
 
 When the writer stalls, the queue fills, receive blocks, acks stop, and the broker stops sending
 (Receive Maximum): nothing is dropped anywhere. :meth:`IngestService.run` returns after ``stop`` is
@@ -43,6 +45,15 @@ BatchHook = Callable[[Batch], list[str]]
 """Called with each stored batch before it is acknowledged; returns more lines to store."""
 TickHook = Callable[[], list[str]]
 """Called every ``tick_s`` seconds on the writer task; returns lines to store."""
+
+
+_Writing = tuple[Batch, asyncio.Task[tuple[list[tuple[str, str]], float]]]
+"""A batch and its write in progress (refused lines, start time)."""
+
+
+async def _timed_write(writer: InfluxWriter, lines: list[str]) -> tuple[list[tuple[str, str]], float]:
+    started = time.monotonic()
+    return await writer.write(lines), started
 
 
 def dead_letter(rejection: Rejection, *, cap: int, received_ms: int) -> bytes:
@@ -152,17 +163,47 @@ class IngestService:
     # -- write side --------------------------------------------------------------------------
 
     async def _writer_loop(self, writer: InfluxWriter) -> None:
+        """Write up to ``write_concurrency`` batches at once; finish each (rules, ack) in order."""
+        slots = asyncio.Semaphore(self.settings.write_concurrency)
+        writing: asyncio.Queue[_Writing | None] = asyncio.Queue()  # bounded by ``slots``
+        starter = asyncio.create_task(self._start_writes(writer, slots, writing), name="ingest-write-starter")
         next_tick = time.monotonic() + self._tick_s
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(writing.get(), max(0.0, next_tick - time.monotonic()))
+                except TimeoutError:
+                    next_tick = time.monotonic() + self._tick_s
+                    await self._run_hook(writer, self._on_tick)
+                    continue
+                if item is None:
+                    return
+                batch, write = item
+                try:
+                    refused, started = await write
+                finally:
+                    slots.release()
+                await self._finish(writer, batch, refused, started)
+        finally:
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starter
+            while not writing.empty():  # stopped mid-way: never acknowledged, so redelivered
+                left = writing.get_nowait()
+                if left is not None:
+                    left[1].cancel()
+
+    async def _start_writes(
+        self, writer: InfluxWriter, slots: asyncio.Semaphore, writing: asyncio.Queue[_Writing | None]
+    ) -> None:
+        """Start a write for each sealed batch, in order, while a slot is free."""
         while True:
-            try:
-                batch = await asyncio.wait_for(self._queue.get(), max(0.0, next_tick - time.monotonic()))
-            except TimeoutError:
-                next_tick = time.monotonic() + self._tick_s
-                await self._run_hook(writer, self._on_tick)
-                continue
+            batch = await self._queue.get()
             if batch is None:
+                writing.put_nowait(None)
                 return
-            await self._store(writer, batch)
+            await slots.acquire()
+            writing.put_nowait((batch, asyncio.create_task(_timed_write(writer, batch.lines))))
 
     async def _run_hook(self, writer: InfluxWriter, hook: Callable[[], list[str]] | None) -> None:
         """Run a rules hook; store the lines it returns. Its failure is logged and counted, not fatal."""
@@ -179,9 +220,8 @@ class IngestService:
             for line, message in refused:
                 log.error("alert point refused by InfluxDB: %s (%s)", message, line[:200])
 
-    async def _store(self, writer: InfluxWriter, batch: Batch) -> None:
-        started = time.monotonic()
-        refused = await writer.write(batch.lines)
+    async def _finish(self, writer: InfluxWriter, batch: Batch, refused: list[tuple[str, str]], started: float) -> None:
+        """After the write: dead letters, metrics, the rules hook, then the acknowledgement."""
         rejections = list(batch.rejections)
         for line, message in refused:
             rejections.append(Rejection(self._topic_of(line), Reason.DB_REJECTED, message, line.encode()))

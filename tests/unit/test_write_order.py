@@ -1,0 +1,117 @@
+"""The writer loop: several batches written at once, each finished (rules, ack) strictly in order.
+
+The seam is the transport: here a scripted one whose writes finish in reverse order (the real
+transports run against real InfluxDB in tests/integration). The broker is replaced by a recorder
+of the acks the service sends, which is all the writer loop uses of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ingest.batch import Batch, BatchBuilder
+from ingest.config import IngestSettings
+from ingest.influx import Backoff, InfluxWriter
+from ingest.service import IngestService
+from simulators.fleetgen import generate_fleet
+
+BATCHES = 6
+
+
+class SlowFirstTransport:
+    """Batch ``i`` takes ``(BATCHES - i) × 20 ms``: later batches are stored before earlier ones."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.most_active = 0
+        self.stored: list[int] = []
+
+    async def post(self, body: bytes) -> None:
+        index = int(body.split(b" ", 1)[0].rsplit(b"=", 1)[1])
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            await asyncio.sleep((BATCHES - index) * 0.02)
+        finally:
+            self.active -= 1
+        self.stored.append(index)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class AckRecorder:
+    def __init__(self) -> None:
+        self.acked: list[Any] = []
+
+    def ack(self, acks: list[Any]) -> int:
+        self.acked.extend(acks)
+        return len(acks)
+
+
+def batch(index: int) -> Batch:
+    builder = BatchBuilder()
+    builder.note_message(f"msg-{index}")
+    builder.add_reading("salinity", 0, 1_000 + index, index, (0.5, 25.0, 1_000.0), f"m,batch={index} v=1")
+    return builder.seal()
+
+
+def service(concurrency: int, hooked: list[int]) -> tuple[IngestService, AckRecorder]:
+    settings = IngestSettings(_env_file=None, write_concurrency=concurrency)  # type: ignore[call-arg]
+
+    def on_batch(b: Batch) -> list[str]:
+        hooked.append(int(b.lines[0].split(" ", 1)[0].rsplit("=", 1)[1]))
+        return []
+
+    svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
+    recorder = AckRecorder()
+    svc._broker = recorder  # type: ignore[assignment]
+    return svc, recorder
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_writes_overlap_but_batches_finish_in_order(concurrency: int) -> None:
+    async def main() -> tuple[SlowFirstTransport, list[int], AckRecorder]:
+        hooked: list[int] = []
+        svc, recorder = service(concurrency, hooked)
+        transport = SlowFirstTransport()
+        writer = InfluxWriter(transport, Backoff(0.01, 0.1))
+        loop = asyncio.create_task(svc._writer_loop(writer))
+        for i in range(BATCHES):
+            await svc._queue.put(batch(i))
+        await svc._queue.put(None)
+        await asyncio.wait_for(loop, 10)
+        return transport, hooked, recorder
+
+    transport, hooked, recorder = asyncio.run(main())
+    assert transport.most_active == concurrency
+    if concurrency > 1:
+        assert transport.stored != sorted(transport.stored)  # stored out of order…
+    assert hooked == list(range(BATCHES))  # …yet the rules see the batches in order
+    assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # and PUBACKs go out in order
+
+
+def test_stopping_mid_write_acknowledges_nothing_unstored() -> None:
+    async def main() -> tuple[SlowFirstTransport, list[int], AckRecorder, int]:
+        hooked: list[int] = []
+        svc, recorder = service(3, hooked)
+        transport = SlowFirstTransport()
+        writer = InfluxWriter(transport, Backoff(0.01, 0.1))
+        loop = asyncio.create_task(svc._writer_loop(writer))
+        for i in range(BATCHES):
+            await svc._queue.put(batch(i))
+        await asyncio.sleep(0.07)  # batches 3, 4, 5 are not written yet; 0 is still writing
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+        await asyncio.sleep(0.2)  # a write left running would be stored by now
+        return transport, hooked, recorder, transport.active
+
+    transport, hooked, recorder, active = asyncio.run(main())
+    assert active == 0  # every write in progress was cancelled with the loop
+    assert hooked == []  # batch 0 was never stored, so nothing after it is finished…
+    assert recorder.acked == []  # …or acknowledged
+    assert transport.stored == []
