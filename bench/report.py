@@ -44,7 +44,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     if rules:
         out["rules"] = {
             "engine/reference": _round(rules.get("ratio_engine_reference")),
-            "engine in 5k batches/reference": _round(rules.get("ratio_engine_batched_reference")),
+            "engine in ingest-sized batches/reference": _round(rules.get("ratio_engine_batched_reference")),
         }
     return out
 

@@ -42,7 +42,7 @@ SPAN_MS = 48 * 3_600_000
 INTERVAL_S = 300.0
 READINGS_PER_DEVICE = 482
 """Readings a device sends in 48 h at 5-minute reporting, on the fleet's kind mix (measured)."""
-BATCH_READINGS = 5_000
+BATCH_READINGS = 10_000
 """Readings per batch when fed as ingest feeds the engine."""
 REFERENCE_BUDGET_S = 10.0
 """A reference run slower than this is repeated at most twice."""

@@ -48,7 +48,7 @@ class IngestSettings(BaseSettings):
 
     fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (device registry)")
 
-    batch_max_readings: int = Field(5_000, ge=1, le=100_000, description="write a batch at this many readings")
+    batch_max_readings: int = Field(10_000, ge=1, le=100_000, description="write a batch at this many readings")
     batch_max_age_ms: int = Field(200, ge=1, le=60_000, description="or when its oldest reading waited this long")
     write_queue_batches: int = Field(2, ge=1, le=64, description="sealed batches waiting for the writer")
     write_concurrency: int = Field(
