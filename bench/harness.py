@@ -66,6 +66,8 @@ class Plan:
     rule_readings: int
     rule_repeats: int
     webhook_probes: int
+    first_guess_scale: float = 1.0
+    """Round 1's ramp starts at this × the first guess (the quick plan starts higher, to save steps)."""
 
 
 @dataclass

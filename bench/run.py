@@ -40,7 +40,7 @@ FULL = Plan(
 QUICK = dataclasses.replace(
     FULL, rounds=1, step_s=2.5, grace_s=1.5, factor=1.6, max_steps=5, latency_s=3.0, final_drain_s=5.0,
     workloads=(Workload.SINGLE, Workload.GATEWAY), only={"b": ("ours",)}, latency_for=("ours",),
-    store_only_readings=300_000, rule_readings=30_000, rule_repeats=1, webhook_probes=3,
+    store_only_readings=300_000, rule_readings=30_000, rule_repeats=1, webhook_probes=3, first_guess_scale=2.0,
 )  # fmt: skip
 """About two minutes: one round, short steps, workload (b) and latency for ours only."""
 
@@ -150,7 +150,7 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
                     if (workload, name) in best:
                         start, factor = 0.75 * best[(workload, name)], plan.factor
                     else:
-                        start, factor = FIRST_GUESS[workload][name], FIRST_FACTOR
+                        start, factor = FIRST_GUESS[workload][name] * plan.first_guess_scale, FIRST_FACTOR
                     try:
                         ramp = bench.ramp(contender, workload, start, factor)
                         best.setdefault((workload, name), max(ramp.loss_free_rate, start / 2))
