@@ -266,7 +266,9 @@ def test_influxdb_outage_applies_backpressure_and_loses_nothing(
             assert ingest.metric("ioc_ingest_messages_acked_total") == 200
             sys_reports = ingest.metric("ioc_ingest_messages_received_total", channel="other")
             telemetry_held = ingest.metric("ioc_ingest_messages_inflight") - sys_reports
-            received = {c: ingest.metric("ioc_ingest_messages_received_total", channel=c) for c in ("telemetry", "other")}  # noqa: E501
+            received = {
+                c: ingest.metric("ioc_ingest_messages_received_total", channel=c) for c in ("telemetry", "other")
+            }
             # Mosquitto 2.0.11 was seen sending Receive Maximum + 1 (1 run in ~10): bounded, not thousands.
             assert telemetry_held <= 100 + 1, received
             influx.start()
