@@ -168,34 +168,35 @@ class PahoCount(Contender):
             return 0
 
 
-class PahoNaive(Contender):
+class _PythonPeer(Contender):
+    """A peer in ``bench/peers/``, started as ``python -m <module>`` against the stage's broker and database."""
+
+    module = ""
+
+    def command(self, stage: Stage) -> list[str]:
+        return [sys.executable, "-m", self.module, "--mqtt-port", str(stage.mqtt_port),
+                "--influx-url", stage.influx_url, "--db", stage.db]  # fmt: skip
+
+
+class PahoNaive(_PythonPeer):
     name = "paho_naive"
     label = "naive paho (1 write/message)"
     group = "peer"
-
-    def command(self, stage: Stage) -> list[str]:
-        return [sys.executable, "-m", "bench.peers.paho_naive", "--mqtt-port", str(stage.mqtt_port),
-                "--influx-url", stage.influx_url, "--db", stage.db]  # fmt: skip
+    module = "bench.peers.paho_naive"
 
 
-class PahoBatched(Contender):
+class PahoBatched(_PythonPeer):
     name = "paho_batched"
     label = "DIY batched paho (1000 msg / 1 s)"
     group = "peer"
-
-    def command(self, stage: Stage) -> list[str]:
-        return [sys.executable, "-m", "bench.peers.paho_batched", "--mqtt-port", str(stage.mqtt_port),
-                "--influx-url", stage.influx_url, "--db", stage.db]  # fmt: skip
+    module = "bench.peers.paho_batched"
 
 
-class NodeRed(Contender):
+class NodeRed(_PythonPeer):
     name = "node_red"
     label = "Node-RED + node-red-contrib-influxdb"
     group = "peer"
-
-    def command(self, stage: Stage) -> list[str]:
-        return [sys.executable, "-m", "bench.peers.nodered", "--mqtt-port", str(stage.mqtt_port),
-                "--influx-url", stage.influx_url, "--db", stage.db]  # fmt: skip
+    module = "bench.peers.nodered"
 
 
 class Ours(Contender):
