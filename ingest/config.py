@@ -33,6 +33,9 @@ class IngestSettings(BaseSettings):
     mqtt_receive_maximum: int = Field(
         20_000, ge=10, le=65_535, description="unacknowledged messages the broker may send us at once"
     )
+    mqtt_fast_path: Literal["auto", "on", "off"] = Field(
+        "auto", description="MQTT receive fast path: auto (when its aiomqtt/paho versions match), on, off (public APIs)"
+    )
     mqtt_shared_group: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="subscribe as $share/<group>/... (several workers)"
     )

@@ -67,6 +67,9 @@ def ingest(
     mqtt_shared_group: Annotated[
         str | None, Opt(help="share the subscription in this group [IOC_MQTT_SHARED_GROUP]")
     ] = None,
+    mqtt_fast_path: Annotated[
+        str | None, Opt(help="auto, on or off: the MQTT receive fast path [IOC_MQTT_FAST_PATH]")
+    ] = None,
     influx_url: Annotated[str | None, Opt(help="InfluxDB URL http://host:port [IOC_INFLUX_URL]")] = None,
     influx_api: Annotated[str | None, Opt(help="v1 or v2 [IOC_INFLUX_API]")] = None,
     influx_db: Annotated[str | None, Opt(help="database, v1 [IOC_INFLUX_DB]")] = None,

@@ -1,0 +1,242 @@
+"""The MQTT fast path: the public path's connection with paho's packet reader replaced on our client.
+
+Receiving is the hot path, and paho's own reader costs more than everything else ingest does per
+message (three ``recv`` calls and one event-loop turn per packet, an MQTT v5 ``Properties`` object
+and two message objects per PUBLISH, one packet and one wake-up per PUBACK). :class:`_FastPath`
+replaces three of paho's steps on our client only, without changing what goes over the wire:
+socket reads are buffered (one ``recv`` of up to 256 KiB, then packets are cut from memory, all
+of them in one event-loop turn); a QoS 0/1 PUBLISH without properties becomes an
+:class:`InMessage` directly (anything else goes the usual way through paho and aiomqtt); the
+PUBACKs of a batch leave as one write.
+
+It also enforces the in-flight bound itself: it stops reading from the socket while aiomqtt's
+queue is full, rather than let paho hand it messages it would have to drop (Receive Maximum alone
+is not enough: Mosquitto 2.0.11 sends past it after a long outage).
+
+It stands on private attributes of aiomqtt (``_queue``, ``_client``, ``_loop``, ``_disconnected``)
+and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_in_packet``, ``_handle_publish``,
+``_loop_rc_handle``, ``_packet_queue``, ``_protocol``). This module therefore refuses to import
+(:class:`FastPathUnavailable`) under any version but those it was written and tested against, and
+:func:`ingest.broker.broker_factory` falls back to :mod:`ingest.mqtt_public`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator, Iterable
+from importlib.metadata import version
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+
+from ingest.broker import AckHandle, BrokerError, InMessage
+from ingest.config import IngestSettings
+from ingest.metrics import IngestMetrics
+from ingest.mqtt_public import PublicBroker, from_aiomqtt
+
+log = logging.getLogger(__name__)
+
+WRITTEN_FOR = {"aiomqtt": ("2.5.1",), "paho-mqtt": ("2.1.0", "2.2.0")}
+"""The exact versions whose internals this module was written against and tested with."""
+
+
+class FastPathUnavailable(ImportError):
+    """The installed aiomqtt or paho-mqtt is not a version the fast path was written for."""
+
+
+def check_versions(installed: dict[str, str] | None = None) -> None:
+    """Raise :class:`FastPathUnavailable` unless every installed version is one of :data:`WRITTEN_FOR`."""
+    for dist, known in WRITTEN_FOR.items():
+        have = (installed or {}).get(dist) or version(dist)
+        if have not in known:
+            raise FastPathUnavailable(f"written for {dist} {' or '.join(known)}, found {have}")
+
+
+check_versions()
+
+
+class _CountingClient(aiomqtt.Client):
+    """aiomqtt's client, counting (instead of only logging) what its full queue discards."""
+
+    def __init__(self, *args: Any, on_drop: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_drop = on_drop
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if self._queue.full():
+            self._on_drop(message.topic, message.qos)
+            return
+        super()._on_message(client, userdata, message)
+
+
+_PUBACK = struct.Struct("!BBH")
+_READ_CHUNK = 262_144
+_PACKETS_PER_TURN = 5_000
+"""Packets handled in one event-loop turn before the writer and the ticker get to run."""
+
+
+class _FastPath:
+    """Buffered reads, direct :class:`InMessage` for plain PUBLISH packets, batched PUBACKs, read pause."""
+
+    def __init__(self, client: aiomqtt.Client, generation: int, on_drop: Any) -> None:
+        self._client = client
+        self._paho: paho.Client = client._client
+        self._generation = generation
+        self._on_drop = on_drop
+        self._v5 = self._paho._protocol == paho.MQTTv5
+        self._buffer = b""
+        self._pos = 0
+        self._high_water = client._queue.maxsize - 1
+        self.paused = False
+        self._sock_recv = self._paho._sock_recv
+        self._handle_publish = self._paho._handle_publish
+        self._loop_rc_handle = self._paho._loop_rc_handle
+        self._paho._sock_recv = self._recv  # type: ignore[method-assign]
+        self._paho._handle_publish = self._publish  # type: ignore[method-assign]
+        self._paho.loop_read = self._loop_read  # type: ignore[method-assign]
+
+    def _recv(self, bufsize: int) -> bytes:
+        buf, pos = self._buffer, self._pos
+        if pos >= len(buf):
+            buf = self._buffer = self._sock_recv(_READ_CHUNK)  # BlockingIOError, b"" (closed): as before
+            pos = 0
+        end = pos + bufsize
+        self._pos = end
+        return buf[pos:end]
+
+    def _loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        p = self._paho
+        queue = self._client._queue
+        for _ in range(_PACKETS_PER_TURN):
+            if p._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            if queue.qsize() >= self._high_water:
+                self._pause()
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            rc = p._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self._pos < len(self._buffer):  # the socket may not wake us again for bytes we already hold
+            self._client._loop.call_soon(self._read_later)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _read_later(self) -> None:
+        """A read outside paho's own socket callback; errors end the connection as aiomqtt's do."""
+        try:
+            while True:
+                self._loop_read()
+                pending = getattr(self._paho._sock, "pending", None)
+                if not self.paused and pending is not None and pending() > 0:  # TLS-decrypted bytes
+                    continue
+                break
+        except Exception as exc:
+            if not self._client._disconnected.done():
+                self._client._disconnected.set_exception(exc)
+
+    def _pause(self) -> None:
+        """Stop reading: unread bytes wait in the kernel and the broker (TCP backpressure)."""
+        sock = self._paho._sock
+        if not self.paused and sock is not None:
+            self._client._loop.remove_reader(sock.fileno())
+            self.paused = True
+            log.warning("receive queue full (%d messages): reading from the broker paused", self._high_water)
+
+    def resume_if_drained(self) -> None:
+        """Read again once the queue is down to half (called by the consumer while paused)."""
+        if self._client._queue.qsize() > self._high_water // 2:
+            return
+        self.paused = False
+        sock = self._paho._sock
+        if sock is not None:
+            self._client._loop.add_reader(sock.fileno(), self._read_later)
+            self._client._loop.call_soon(self._read_later)
+        log.info("ingest's receive queue drained: reading from the broker again")
+
+    def _publish(self) -> MQTTErrorCode:
+        packet = self._paho._in_packet
+        command: int = packet["command"]
+        data: bytearray = packet["packet"]
+        qos = (command & 0x06) >> 1
+        pos = 2 + ((data[0] << 8) | data[1])
+        topic = data[2:pos]
+        mid = 0
+        if qos == 1:
+            mid = (data[pos] << 8) | data[pos + 1]
+            pos += 2
+        elif qos != 0:
+            return self._handle_publish()
+        if self._v5:
+            if data[pos] != 0:  # properties (a topic alias, say): paho's way
+                return self._handle_publish()
+            pos += 1
+        try:
+            topic_text = topic.decode()
+        except UnicodeDecodeError:
+            return self._handle_publish()
+        queue = self._client._queue
+        if queue.full():
+            self._on_drop(topic_text, qos)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        payload = bytes(memoryview(data)[pos:])
+        msg = InMessage(topic_text, payload, bool(command & 0x01), AckHandle(self._generation, mid, qos))
+        queue.put_nowait(msg)  # type: ignore[arg-type]  # aiomqtt's queue; messages() takes both
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack(self, mids: list[int]) -> None:
+        """Queue the PUBACKs of ``mids`` as one write (4 bytes each: success, no properties)."""
+        if mids:
+            blob = b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids])
+            self._paho._packet_queue(PacketTypes.PUBACK << 4, blob, 0, 0)
+
+
+class FastPathBroker(PublicBroker):
+    """:class:`PublicBroker` with :class:`_FastPath` on its paho client."""
+
+    PATH = "fast"
+
+    def __init__(self, settings: IngestSettings, metrics: IngestMetrics, generation: int) -> None:
+        super().__init__(settings, metrics, generation)
+        self._fast = _FastPath(self._client, generation, self._dropped)
+
+    def _make_client(self) -> _CountingClient:
+        return _CountingClient(**self._client_options(), on_drop=self._dropped)
+
+    def _dropped(self, topic: str, qos: int) -> None:
+        self._metrics.dropped.inc()
+        if qos > 0:  # cannot happen while reading pauses below the queue's size; never silent
+            log.error("client queue full: QoS %d message on %s not acked, will be redelivered", qos, topic)
+
+    async def messages(self) -> AsyncIterator[InMessage]:
+        """Device messages, in arrival order; ends with :class:`BrokerError` on disconnect."""
+        gen = self.generation
+        queue = self._client._queue
+        pending = self._client.messages
+        fast = self._fast
+        try:
+            while True:
+                # Take what is already queued without a task per message; wait only when empty.
+                try:
+                    m = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    m = await anext(pending)
+                if fast.paused:
+                    fast.resume_if_drained()
+                # Ours from the fast path; a PUBLISH with properties came through paho and aiomqtt.
+                msg = m if isinstance(m, InMessage) else from_aiomqtt(m, gen)
+                if self.screen(msg):
+                    yield msg
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(str(exc)) from exc
+
+    def ack(self, handles: Iterable[AckHandle]) -> int:
+        """Acknowledge messages (in the order given) as one write; returns how many were sent."""
+        mids = self._current_mids(handles)
+        self._fast.ack(mids)
+        return len(mids)
