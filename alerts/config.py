@@ -36,6 +36,9 @@ class WebhookSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
     alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
+    alerts_busy_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="how long one alert-store write waits for a lock before it is retried"
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="HTTP timeout of one delivery attempt")
     webhook_max_attempts: int = Field(20, ge=1, le=1_000, description="attempts before an event is dead-lettered")
     webhook_max_age_s: float = Field(

@@ -2,7 +2,7 @@
 
 :class:`SQLiteFile` is the plumbing under :class:`alerts.store.AlertStore` and
 :class:`api.keys.KeyStore`: WAL mode (readers never block the writer), ``synchronous = FULL``,
-foreign keys on, a 30 s busy timeout, rows as :class:`sqlite3.Row`. :meth:`SQLiteFile.write`
+foreign keys on, a busy timeout (30 s by default), rows as :class:`sqlite3.Row`. :meth:`SQLiteFile.write`
 wraps its block in ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any error, a failed
 ``COMMIT`` included); :meth:`SQLiteFile.read` uses the thread's connection as it is. Every
 ``sqlite3`` error, and a failure to create the file's folder, is raised as ``error_type``.
@@ -20,14 +20,18 @@ from pathlib import Path
 class SQLiteFile:
     """Per-thread connections to one SQLite file and the transactions on them (thread-safe)."""
 
-    def __init__(self, path: Path | str, error_type: type[Exception], *, name: str = "the database") -> None:
+    def __init__(
+        self, path: Path | str, error_type: type[Exception], *, name: str = "the database", busy_timeout_s: float = 30.0
+    ) -> None:
         """Create the file's folder; connections are opened lazily, one per thread.
 
         Args:
             path: the SQLite file.
             error_type: what every failure is raised as (called with one message).
             name: how the "is closed" error names this file (``"the alert store"``).
+            busy_timeout_s: how long a statement waits for another connection's lock.
         """
+        self._busy_timeout_s = busy_timeout_s
         self._path = Path(path)
         self._error = error_type
         self._name = name
@@ -45,12 +49,12 @@ class SQLiteFile:
         return self._path
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout_s * 1000)}")
         return conn
 
     def connection(self) -> sqlite3.Connection:

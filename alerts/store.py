@@ -402,6 +402,7 @@ class AlertStore:
         *,
         policy: TargetPolicy | None = None,
         clock: Callable[[], int] = now_ms,
+        busy_timeout_s: float = 30.0,
     ) -> None:
         """Open (and create or migrate) the store.
 
@@ -411,13 +412,14 @@ class AlertStore:
             policy: where subscription URLs may point; the default refuses private, loopback and
                 link-local addresses.
             clock: epoch milliseconds, for record-keeping times (tests pass a fake one).
+            busy_timeout_s: how long a write waits for another process's lock before it fails.
         """
         if str(path) == ":memory:":
             raise StoreError("the alert store needs a file (one connection per thread)")
         self._path = Path(path)
         self._policy = policy or TargetPolicy()
         self._clock = clock
-        self._db = SQLiteFile(path, StoreError, name="the alert store")
+        self._db = SQLiteFile(path, StoreError, name="the alert store", busy_timeout_s=busy_timeout_s)
         with self._db.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

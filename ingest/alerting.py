@@ -1,23 +1,32 @@
 """Rules inside ingest: every stored batch through the engine; alert changes to the alert store
 (which queues the webhooks in the same transaction) and to InfluxDB measurement ``alerts``.
 
-All of it runs on the writer task, after the batch is stored and before it is acknowledged, so a
-batch whose alerts were not recorded is redelivered (the store ignores a replayed transition).
+The engine runs on the writer task, after the batch is stored and before it is acknowledged. The
+alert store is SQLite, whose writes can wait on another process's lock (an operator's ``sqlite3``
+shell, a backup, the API): so every store call runs in one thread of its own, never on the event
+loop, and a write that fails (locked past the busy timeout, disk full, an error of the file) is
+retried in place, with back-off, until it is recorded. Until then the batch is not acknowledged:
+acks stop, the write queue fills and the broker holds the rest. A transition is recorded exactly
+once: a failed write rolled back whole, and the store ignores a transition it already holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from alerts.store import AlertStore
+from alerts.errors import StoreError
+from alerts.store import AlertEvent, AlertStore
 from contract.fields import CAMERA_EVENTS
 from contract.fleet import Fleet
 from ingest.batch import Batch
 from ingest.devices import device_infos
+from ingest.influx import Backoff
 from ingest.lineprotocol import escape_tag, format_float, format_string_field
 from rules.engine import Engine
 from rules.model import DeviceInfo, Transition
@@ -61,6 +70,7 @@ class Alerting:
         registry: CollectorRegistry,
         notify: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        retry: Backoff | None = None,
     ) -> None:
         self.devices: Sequence[DeviceInfo] = device_infos(fleet)
         self.store = store
@@ -71,30 +81,44 @@ class Alerting:
             log.info("rules: %d alerts still active from before", restored)
         self._deliver_max_age_ms = deliver_max_age_ms
         self.notify = notify
+        self._retry = retry or Backoff(0.2, 5.0)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="alert-store")  # its own SQLite connection
         self.transitions = Counter(
             "ioc_rules_transitions", "alert transitions the engine produced", ["state", "severity"], registry=registry
         )
         self.queued = Counter(
             "ioc_alerts_webhooks_queued", "webhook deliveries queued in the outbox", registry=registry
         )
+        self.store_errors = Counter(
+            "ioc_alerts_store_errors", "alert-store writes that failed and were retried", registry=registry
+        )
+        self.unrecorded = Gauge(
+            "ioc_alerts_transitions_unrecorded",
+            "transitions waiting for the alert store to take them",
+            registry=registry,
+        )
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
 
-    def on_batch(self, batch: Batch) -> list[str]:
-        """Evaluate a stored batch; return the ``alerts`` points to write."""
+    async def on_batch(self, batch: Batch) -> list[str]:
+        """Evaluate a stored batch and record its transitions; return the ``alerts`` points to write."""
         now = self._now()
-        return self._record(self.engine.evaluate(batch.columns(), now_ms=now), now)
+        return await self._record(self.engine.evaluate(batch.columns(), now_ms=now), now)
 
-    def tick(self) -> list[str]:
+    async def tick(self) -> list[str]:
         """Time passing (no-data rules); return the ``alerts`` points to write."""
         now = self._now()
-        return self._record(self.engine.tick(now), now)
+        return await self._record(self.engine.tick(now), now)
 
-    def _record(self, transitions: list[Transition], now: int) -> list[str]:
+    def close(self) -> None:
+        """Stop the store's thread (after any write in progress)."""
+        self._worker.shutdown(wait=True)
+
+    async def _record(self, transitions: list[Transition], now: int) -> list[str]:
         if not transitions:
             return []
-        events = self.store.apply(transitions, self.devices, deliver_since_ms=now - self._deliver_max_age_ms)
+        events = await self._apply(transitions, deliver_since_ms=now - self._deliver_max_age_ms)
         queued = sum(len(e.queued_for) for e in events)
         for t in transitions:
             self.transitions.labels(t.state.value, t.severity.label).inc()
@@ -102,3 +126,30 @@ class Alerting:
             self.queued.inc(queued)
             self.notify()
         return [alert_line(t, self.devices[t.device]) for t in transitions]
+
+    async def _apply(self, transitions: list[Transition], *, deliver_since_ms: int) -> list[AlertEvent]:
+        """``store.apply`` in the store's thread, retried until it succeeds (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        self.unrecorded.inc(len(transitions))
+        attempt = 0
+        try:
+            while True:
+                try:
+                    events = await loop.run_in_executor(
+                        self._worker,
+                        lambda: self.store.apply(transitions, self.devices, deliver_since_ms=deliver_since_ms),
+                    )
+                    if attempt:
+                        log.info("alert store took %d transitions after %d failed attempts", len(transitions), attempt)
+                    return events
+                except StoreError as exc:
+                    self.store_errors.inc()
+                    delay = self._retry.delay(attempt)
+                    if attempt == 0:
+                        log.error("alert store write failed, retrying (batch not acknowledged meanwhile): %s", exc)
+                    else:
+                        log.warning("alert store write failed again (attempt %d): %s", attempt + 1, exc)
+                    await asyncio.sleep(delay)
+                    attempt += 1
+        finally:
+            self.unrecorded.dec(len(transitions))

@@ -34,7 +34,17 @@ class IngestMetrics:
             "ioc_ingest_lag_seconds", "receive → stored time of the last batch's oldest message", registry=r
         )
         self.inflight = Gauge("ioc_ingest_messages_inflight", "messages received, not yet acknowledged", registry=r)
-        self.hook_errors = Counter("ioc_rules_errors", "rule evaluations that failed (logged)", registry=r)
+        self.loop_lag = Gauge(
+            "ioc_ingest_loop_lag_seconds", "how late the event loop woke the last 100 ms probe", registry=r
+        )
+        self.loop_lag_max = Gauge(
+            "ioc_ingest_loop_lag_max_seconds", "the largest event-loop lag seen since start", registry=r
+        )
+        self.hook_errors = Counter(
+            "ioc_rules_errors",
+            "rule hook attempts that failed (logged; the batch stays unacknowledged and is retried)",
+            registry=r,
+        )
         self.reconnects = Counter("ioc_ingest_broker_reconnects", "broker connections re-established", registry=r)
         self.broker_dropped = Gauge(
             "ioc_broker_messages_dropped",

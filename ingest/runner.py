@@ -44,7 +44,9 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
     if pack is None:
         return IngestProcess(IngestService(settings, fleet))
     try:
-        store = AlertStore(webhooks.alerts_db, policy=webhooks.target_policy())
+        store = AlertStore(
+            webhooks.alerts_db, policy=webhooks.target_policy(), busy_timeout_s=webhooks.alerts_busy_timeout_s
+        )
     except AlertsError as exc:
         raise ConfigError(f"alert store {webhooks.alerts_db}: {exc}") from exc
     service = IngestService(settings, fleet)
@@ -72,6 +74,8 @@ async def run_until_stopped(process: IngestProcess, stop: asyncio.Event) -> None
         if sender_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender_task
+        if process.alerting is not None:
+            process.alerting.close()
 
 
 async def run_until_signalled(process: IngestProcess) -> None:

@@ -7,8 +7,13 @@ Three cooperating tasks on one event loop:
 * **ticker**: seals the open batch when its oldest message waited ``batch_max_age_ms``;
 * **writer**: takes sealed batches in order from a bounded queue and stores them (retrying until
   InfluxDB takes them), up to ``write_concurrency`` at once; then, strictly in order, publishes a
-  batch's dead letters, runs the rules on it, and only then acknowledges its messages (MQTT wants
-  PUBACKs in the order the PUBLISHes came, and the rules want each device's readings in order).
+  batch's dead letters, runs the rules on it (retried in place until its alert transitions are
+  recorded), and only then acknowledges its messages (MQTT wants PUBACKs in the order the
+  PUBLISHes came, and the rules want each device's readings in order).
+
+Nothing on the loop blocks: the broker connection comes through a :data:`BrokerFactory`
+(:mod:`ingest.broker`), the alert store works in a thread of its own (:mod:`ingest.alerting`), and
+``ioc_ingest_loop_lag_seconds`` shows how late the loop runs.
 
 When the writer stalls, the queue fills, receive blocks, acks stop, and the broker stops sending
 (Receive Maximum): nothing is dropped anywhere. :meth:`IngestService.run` returns after ``stop`` is
@@ -23,7 +28,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -31,7 +36,7 @@ from contract.fleet import Fleet
 from contract.reasons import Reason
 from contract.topics import Channel, device_topic, dlq_topic
 from ingest.batch import Batch, BatchBuilder, Rejection
-from ingest.broker import Broker, BrokerError
+from ingest.broker import BrokerConnection, BrokerError, BrokerFactory, broker_factory
 from ingest.config import IngestSettings
 from ingest.decode import Decoder
 from ingest.influx import Backoff, InfluxWriter, make_transport
@@ -41,10 +46,15 @@ from ingest.registry import Registry
 log = logging.getLogger(__name__)
 
 _DEVICE_TAG = re.compile(r"(?:^|,)device_id=([A-Za-z0-9_-]+)")
-BatchHook = Callable[[Batch], list[str]]
-"""Called with each stored batch before it is acknowledged; returns more lines to store."""
-TickHook = Callable[[], list[str]]
-"""Called every ``tick_s`` seconds on the writer task; returns lines to store."""
+BatchHook = Callable[[Batch], Awaitable[list[str]]]
+"""Awaited with each stored batch before it is acknowledged; returns more lines to store.
+
+It must not block the event loop (the alert store works in a thread of its own). If it raises, the
+batch is not acknowledged: the hook is retried in place, with back-off, until it succeeds."""
+TickHook = Callable[[], Awaitable[list[str]]]
+"""Awaited every ``tick_s`` seconds on the writer task; returns lines to store (retried like a batch hook)."""
+LOOP_LAG_PROBE_S = 0.1
+"""How often the event loop's lag is measured (``ioc_ingest_loop_lag_seconds``)."""
 
 
 _Writing = tuple[Batch, asyncio.Task[tuple[list[tuple[str, str]], float]]]
@@ -88,8 +98,10 @@ class IngestService:
         on_batch: BatchHook | None = None,
         on_tick: TickHook | None = None,
         tick_s: float = 5.0,
+        broker: BrokerFactory | None = None,
     ) -> None:
         self.settings = settings
+        self.broker_factory = broker or broker_factory(settings)
         self.metrics = metrics or IngestMetrics()
         self.registry = Registry.from_fleet(fleet)
         self._decoder = Decoder(
@@ -104,9 +116,10 @@ class IngestService:
         self._flush_lock = asyncio.Lock()
         self._unqueued: Batch | None = None
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=settings.write_queue_batches)
-        self._broker: Broker | None = None
+        self._broker: BrokerConnection | None = None
         self._connected = asyncio.Event()
         self.drain_timeout_s = 60.0
+        self._hook_backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
 
     def attach_rules(self, on_batch: BatchHook, on_tick: TickHook) -> None:
         """Evaluate rules on every stored batch (before its ack) and every ``tick_s`` seconds."""
@@ -130,7 +143,7 @@ class IngestService:
                 self._unqueued = batch
                 raise
 
-    async def _receive(self, broker: Broker) -> None:
+    async def _receive(self, broker: BrokerConnection) -> None:
         limit = self.settings.batch_max_readings
         received = self.metrics.received
         counters = {c.value: received.labels(c.value) for c in Channel}
@@ -205,16 +218,24 @@ class IngestService:
             await slots.acquire()
             writing.put_nowait((batch, asyncio.create_task(_timed_write(writer, batch.lines))))
 
-    async def _run_hook(self, writer: InfluxWriter, hook: Callable[[], list[str]] | None) -> None:
-        """Run a rules hook; store the lines it returns. Its failure is logged and counted, not fatal."""
+    async def _run_hook(self, writer: InfluxWriter, hook: Callable[[], Awaitable[list[str]]] | None) -> None:
+        """Run a rules hook and store the lines it returns; retry it in place until it succeeds.
+
+        The batch behind it is acknowledged only afterwards, so a failure delays acks (and, when
+        it lasts, backs up to the broker) but never loses the batch's alert transitions.
+        """
         if hook is None:
             return
-        try:
-            lines = hook()
-        except Exception:
-            log.exception("rules hook failed")
-            self.metrics.hook_errors.inc()
-            return
+        attempt = 0
+        while True:
+            try:
+                lines = await hook()
+                break
+            except Exception:
+                log.exception("rules hook failed (attempt %d); the batch stays unacknowledged", attempt + 1)
+                self.metrics.hook_errors.inc()
+                await asyncio.sleep(self._hook_backoff.delay(attempt))
+                attempt += 1
         if lines:
             refused = await writer.write(lines)
             for line, message in refused:
@@ -284,6 +305,19 @@ class IngestService:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    async def _watch_loop_lag(self) -> None:
+        """Measure how late the event loop wakes a sleeper: anything blocking it shows here."""
+        lag, worst = self.metrics.loop_lag, self.metrics.loop_lag_max
+        highest = 0.0
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LOOP_LAG_PROBE_S)
+            late = max(0.0, time.monotonic() - started - LOOP_LAG_PROBE_S)
+            lag.set(late)
+            if late > highest:
+                highest = late
+                worst.set(late)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain (see the module docstring)."""
         s = self.settings
@@ -294,6 +328,7 @@ class IngestService:
         )
         writer_task = asyncio.create_task(self._writer_loop(writer), name="ingest-writer")
         ticker_task = asyncio.create_task(self._ticker(), name="ingest-ticker")
+        lag_task = asyncio.create_task(self._watch_loop_lag(), name="ingest-loop-lag")
         reconnect = Backoff(0.5, 10.0)
         generation = 0
         attempt = 0
@@ -301,7 +336,7 @@ class IngestService:
             while not stop.is_set():
                 generation += 1
                 try:
-                    async with Broker(s, self.metrics, generation) as broker:
+                    async with self.broker_factory(s, self.metrics, generation) as broker:
                         if generation > 1:
                             self.metrics.reconnects.inc()
                             log.warning("reconnected to the broker")
@@ -323,17 +358,15 @@ class IngestService:
                     attempt += 1
             await self._drain(writer_task)
         finally:
-            ticker_task.cancel()
-            writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker_task
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer_task
+            for task in (lag_task, ticker_task, writer_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._connected.clear()
             self._broker = None
             await writer.aclose()
 
-    async def _receive_until(self, broker: Broker, stop: asyncio.Event) -> None:
+    async def _receive_until(self, broker: BrokerConnection, stop: asyncio.Event) -> None:
         receive = asyncio.create_task(self._receive(broker), name="ingest-receive")
         stopper = asyncio.create_task(stop.wait())
         try:

@@ -59,11 +59,15 @@ def batch(index: int) -> Batch:
     return builder.seal()
 
 
+def index_of(b: Batch) -> int:
+    return int(b.lines[0].split(" ", 1)[0].rsplit("=", 1)[1])
+
+
 def service(concurrency: int, hooked: list[int]) -> tuple[IngestService, AckRecorder]:
     settings = IngestSettings(_env_file=None, write_concurrency=concurrency)  # type: ignore[call-arg]
 
-    def on_batch(b: Batch) -> list[str]:
-        hooked.append(int(b.lines[0].split(" ", 1)[0].rsplit("=", 1)[1]))
+    async def on_batch(b: Batch) -> list[str]:
+        hooked.append(index_of(b))
         return []
 
     svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
@@ -115,3 +119,39 @@ def test_stopping_mid_write_acknowledges_nothing_unstored() -> None:
     assert hooked == []  # batch 0 was never stored, so nothing after it is finished…
     assert recorder.acked == []  # …or acknowledged
     assert transport.stored == []
+
+
+def test_a_failing_rules_hook_holds_its_batch_and_later_ones_unacknowledged_until_it_succeeds() -> None:
+    """A hook that raises is retried in place: no ack for its batch (or any after it) meanwhile."""
+    failures = {2: 3}  # batch 2's hook fails three times, then succeeds
+    calls: list[int] = []
+    acked_when_batch_2_failed: list[int] = []
+
+    async def main() -> tuple[AckRecorder, int]:
+        settings = IngestSettings(_env_file=None, retry_initial_s=0.01, retry_max_s=0.02)  # type: ignore[call-arg]
+        recorder = AckRecorder()
+
+        async def on_batch(b: Batch) -> list[str]:
+            i = index_of(b)
+            calls.append(i)
+            if failures.get(i, 0) > 0:
+                failures[i] -= 1
+                acked_when_batch_2_failed.append(len(recorder.acked))
+                raise RuntimeError("alert store is locked")
+            return []
+
+        svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
+        svc._broker = recorder  # type: ignore[assignment]
+        writer = InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))
+        loop = asyncio.create_task(svc._writer_loop(writer))
+        for i in range(BATCHES):
+            await svc._queue.put(batch(i))
+        await svc._queue.put(None)
+        await asyncio.wait_for(loop, 10)
+        return recorder, int(svc.metrics.value("ioc_rules_errors_total"))
+
+    recorder, errors = asyncio.run(main())
+    assert calls == [0, 1, 2, 2, 2, 2, 3, 4, 5]  # retried in place, in order, never skipped
+    assert acked_when_batch_2_failed == [2, 2, 2]  # while it failed, only batches 0 and 1 were acked
+    assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # then all, in order, once
+    assert errors == 3
