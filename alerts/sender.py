@@ -38,8 +38,9 @@ from alerts import signing
 from alerts.config import WebhookSettings
 from alerts.errors import AlertsError, SignatureError, StoreError, TargetRefused
 from alerts.outbox import Outcome, RetryPolicy, Verdict, classify, failure
-from alerts.store import AlertStore, Claim, now_ms
+from alerts.store import AlertStore, Claim
 from alerts.targets import GuardedTransport
+from contract.clock import now_ms
 
 log = logging.getLogger(__name__)
 

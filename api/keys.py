@@ -20,7 +20,6 @@ import hashlib
 import json
 import secrets
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from alerts.errors import NotFound, StoreError
 from alerts.sqlite import SQLiteFile
+from contract.clock import now_ms
 
 TOKEN_PREFIX = "ioc_"
 TOKEN_BYTES = 32
@@ -64,10 +64,6 @@ class Scope(enum.StrEnum):
 
     def allows(self, needed: Scope) -> bool:
         return self.rank >= needed.rank
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def new_token() -> str:

@@ -15,7 +15,7 @@ from alerts.store import AlertStore
 from api.config import ApiSettings
 from api.influx import Influx
 from api.keys import KeyStore
-from api.times import now_ms
+from contract.clock import now_ms
 from contract.fleet import Device, Fleet, FleetError, load_fleet
 from rules.pack import DEFAULT_PACK, Pack, load_pack
 

@@ -7,9 +7,9 @@ Every time that reaches InfluxQL has gone through here, so it is an integer.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
+from contract.clock import now_ms
 from rules.pack import parse_duration_ms
 
 DELTA = timezone(timedelta(hours=7))
@@ -18,10 +18,6 @@ _MS = re.compile(r"^\d{1,15}$")
 MIN_MS = 0
 MAX_MS = 9_223_372_036_853
 """2262-04-11: InfluxDB keeps time as int64 nanoseconds, so nothing is stored later."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def parse_time_ms(text: str, *, now: int | None = None) -> int:

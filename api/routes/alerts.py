@@ -13,7 +13,8 @@ from api.auth import Operator, Principal, Reader
 from api.deps import StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
 from api.routes.devices import DEVICE_ID, DistrictQuery, ProvinceQuery, SeverityName
-from api.times import iso, iso_or_none, now_ms, parse_time_ms
+from api.times import iso, iso_or_none, parse_time_ms
+from contract.clock import now_ms
 from rules.model import Severity
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], responses=ERROR_RESPONSES)

@@ -13,7 +13,8 @@ from api.auth import Principal, Reader
 from api.deps import InfluxDep, RegistryDep, SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, NotFoundError
 from api.influx import STATUS, TELEMETRY, Influx
-from api.times import iso_or_none, now_ms
+from api.times import iso_or_none
+from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind
 from contract.fleet import Crop, Device, Site
 from contract.geography import PROVINCE_BY_SLUG

@@ -15,7 +15,8 @@ from api.influx import EVERY_MS, Every, Influx
 from api.render import CSV_MEDIA_TYPE, csv_text
 from api.routes.devices import DEVICE_ID, DeviceIdPath, DistrictQuery, KindName, KindQuery, ProvinceQuery, SiteQuery
 from api.routes.devices import select as select_devices
-from api.times import iso, now_ms, parse_time_ms
+from api.times import iso, parse_time_ms
+from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind, field_specs
 from contract.fleet import Device
 from rules.pack import parse_duration_ms

@@ -12,7 +12,8 @@ from api.auth import Operator, Reader
 from api.deps import InfluxDep, RegistryDep, RulesDep, SettingsDep
 from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
 from api.services import LoadedPack
-from api.times import iso, now_ms, parse_time_ms
+from api.times import iso, parse_time_ms
+from contract.clock import now_ms
 from contract.fleet import Fleet
 from ingest.backtest import backtest as run
 from rules.errors import PackError

@@ -28,7 +28,8 @@ from api.auth import Operator, Principal
 from api.deps import SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, Forbidden, Invalid
 from api.routes.devices import SeverityName
-from api.times import iso, iso_or_none, now_ms
+from api.times import iso, iso_or_none
+from contract.clock import now_ms
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=ERROR_RESPONSES)
 
