@@ -18,14 +18,15 @@ Nothing here does I/O: the functions are table-tested.
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+
+from contract.retry import Backoff, parse_retry_after
 
 RETRY_AFTER_CAP_S = 86_400.0
+"""The longest Retry-After a receiver may ask for (a row waits in SQLite, nothing is held)."""
 
 
 class Verdict(enum.StrEnum):
@@ -53,26 +54,6 @@ class Outcome:
     retry_after: float | None = None
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), capped at a day."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, min(seconds, RETRY_AFTER_CAP_S))
-
-
 def classify(status: int, headers: Mapping[str, str], body: str = "") -> Outcome:
     """The verdict on an HTTP answer."""
     if 200 <= status < 300:
@@ -80,7 +61,9 @@ def classify(status: int, headers: Mapping[str, str], body: str = "") -> Outcome
     detail = f"HTTP {status}" + (f": {body.strip()[:200]}" if body.strip() else "")
     if status == 410:
         return Outcome(Verdict.GONE, status, detail)
-    return Outcome(Verdict.RETRY, status, detail, parse_retry_after(headers.get("retry-after")))
+    return Outcome(
+        Verdict.RETRY, status, detail, parse_retry_after(headers.get("retry-after"), cap_s=RETRY_AFTER_CAP_S)
+    )
 
 
 def failure(error: str) -> Outcome:
@@ -100,17 +83,14 @@ class RetryPolicy:
     def delay(
         self, attempts: int, retry_after: float | None = None, rand: Callable[[], float] = random.random
     ) -> float:
-        """Seconds before the next attempt, after ``attempts`` failed ones.
+        """Seconds before the next attempt, after ``attempts`` failed ones (:mod:`contract.retry`).
 
         "Equal jitter": half the exponential step is fixed, half random, so retries of many
         subscribers spread out but never come sooner than half the step. A Retry-After from the
-        receiver is a lower bound.
+        receiver is a lower bound, up to the row's maximum age.
         """
-        step = min(self.max_s, self.initial_s * 2.0 ** max(0, attempts - 1))
-        wait = step * (0.5 + 0.5 * rand())
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_age_s))
-        return wait
+        at_least_s = None if retry_after is None else min(retry_after, self.max_age_s)
+        return Backoff(self.initial_s, self.max_s, rand).delay(attempts - 1, at_least_s)
 
     def next_step(
         self,

@@ -3,44 +3,29 @@
 :class:`V1Transport` posts to the 1.x ``/write`` API with httpx; :class:`V2Transport` writes through
 ``influxdb-client``'s synchronous write API (InfluxDB 2.x, 3.x, Cloud). Both map every answer into
 :mod:`ingest.errors` here, in one place; :class:`InfluxWriter` then decides what happens next:
-retry with back-off (honouring Retry-After), split on 413, bisect a 400/422 down to the lines the
-server refuses. Nothing is dropped: refused lines come back to the caller for the dead-letter topic.
+retry with back-off, waiting at least what Retry-After says (both from :mod:`contract.retry`),
+split on 413, bisect a 400/422 down to the lines the server refuses. Nothing is dropped: refused
+lines come back to the caller for the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
 
+from contract.retry import Backoff as Backoff  # re-exported: ingest's one back-off
+from contract.retry import parse_retry_after
 from ingest.config import IngestSettings
 from ingest.errors import Rejected, RetryableWrite, TooLarge, WriteError
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP_S = 300.0
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, min(float(value), RETRY_AFTER_CAP_S))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), RETRY_AFTER_CAP_S))
+"""The longest Retry-After a write honours: readings wait unacknowledged meanwhile."""
 
 
 def classify_status(status: int, headers: Mapping[str, str], message: str) -> WriteError | None:
@@ -51,7 +36,7 @@ def classify_status(status: int, headers: Mapping[str, str], message: str) -> Wr
         return TooLarge(f"413: {message}", status=status)
     if status in (400, 422):
         return Rejected(message or f"HTTP {status}", status=status)
-    retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+    retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"), cap_s=RETRY_AFTER_CAP_S)
     # 429, 5xx, and also 401/403/404: the data is fine, the server or its configuration is not;
     # keep it (unacknowledged) and retry until an operator fixes the token or the database.
     return RetryableWrite(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
@@ -152,19 +137,6 @@ def make_transport(settings: IngestSettings) -> Transport:
     return V1Transport(settings) if settings.influx_api == "v1" else V2Transport(settings)
 
 
-class Backoff:
-    """Exponential back-off with jitter, from ``initial`` doubling up to ``maximum``."""
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.initial, self.maximum = initial, maximum
-        self._rng = rng or random.Random()
-
-    def delay(self, attempt: int) -> float:
-        """Seconds before retry number ``attempt`` (0-based): half fixed, half random."""
-        ceiling: float = min(self.maximum, self.initial * (2 ** min(attempt, 30)))
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-
 class InfluxWriter:
     """Writes batches of lines until they are stored; returns the lines the server refused."""
 
@@ -208,9 +180,7 @@ class InfluxWriter:
             try:
                 await self._transport.post(body)
             except RetryableWrite as exc:
-                delay = self._backoff.delay(attempt)
-                if exc.retry_after is not None:  # the server's word, but never a busy loop
-                    delay = max(exc.retry_after, self._backoff.initial)
+                delay = self._backoff.delay(attempt, exc.retry_after)
                 if not self._failing:
                     log.warning("InfluxDB write failed (%s); retrying until it succeeds", exc)
                     self._failing = True

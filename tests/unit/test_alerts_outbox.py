@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alerts.outbox import Outcome, RetryPolicy, Verdict, classify, failure, parse_retry_after
+from alerts.outbox import RETRY_AFTER_CAP_S, Outcome, RetryPolicy, Verdict, classify, failure
+from contract.retry import parse_retry_after
 
 POLICY = RetryPolicy(initial_s=1.0, max_s=60.0, max_attempts=5, max_age_s=3600.0)
 
@@ -51,7 +52,7 @@ def test_classify_reads_retry_after() -> None:
         ("", None),
         ("0", 0.0),
         ("120", 120.0),
-        ("-5", 0.0),
+        ("-5", None),
         ("soon", None),
         ("nan", None),
         ("99999999", 86_400.0),
@@ -59,9 +60,11 @@ def test_classify_reads_retry_after() -> None:
         ("Thu, 29 Feb 2024 23:00:00 GMT", 0.0),
     ],
 )
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    now = datetime(2024, 3, 1, tzinfo=UTC)
-    assert parse_retry_after(value, now=now) == expected
+def test_parse_retry_after_capped_at_a_day(value: str | None, expected: float | None) -> None:
+    now_s = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
+    assert parse_retry_after(value, cap_s=RETRY_AFTER_CAP_S, now_s=now_s) == expected
+    if value is not None and value[:1].isdigit():
+        assert classify(503, {"retry-after": value}).retry_after == expected
 
 
 def test_backoff_is_exponential_with_bounded_jitter() -> None:
@@ -74,6 +77,11 @@ def test_retry_after_is_a_lower_bound() -> None:
     assert POLICY.delay(1, retry_after=10.0, rand=lambda: 0.5) == 10.0
     assert POLICY.delay(7, retry_after=1.0, rand=lambda: 0.0) == 30.0, "back-off wins when longer"
     assert POLICY.delay(1, retry_after=99_999.0, rand=lambda: 0.0) == 3600.0, "capped at the max age"
+
+
+def test_backoff_never_overflows() -> None:
+    assert POLICY.delay(5000, rand=lambda: 0.0) == 30.0
+    assert POLICY.delay(0, rand=lambda: 0.0) == 0.5
 
 
 def test_next_step() -> None:
