@@ -34,18 +34,14 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
-from alerts import signing
 from alerts.config import WebhookSettings
-from alerts.errors import AlertsError, SignatureError, StoreError, TargetRefused
-from alerts.outbox import Outcome, RetryPolicy, Verdict, classify, failure
+from alerts.delivery import post_webhook, webhook_client
+from alerts.errors import AlertsError, StoreError
+from alerts.outbox import Outcome, RetryPolicy, Verdict
 from alerts.store import AlertStore, Claim
-from alerts.targets import GuardedTransport
 from contract.clock import now_ms
 
 log = logging.getLogger(__name__)
-
-USER_AGENT = "mekong-ioc-webhooks/0.1"
-ERROR_BODY_CAP = 1024
 
 
 class WebhookMetrics:
@@ -65,15 +61,6 @@ class WebhookMetrics:
     def value(self, verdict: Verdict) -> float:
         v = self.registry.get_sample_value("ioc_webhook_attempts_total", {"verdict": verdict.value})
         return float(v) if v is not None else 0.0
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> str:
-    data = b""
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) >= cap:
-            break
-    return data[:cap].decode("utf-8", "replace")
 
 
 class WebhookSender:
@@ -141,14 +128,7 @@ class WebhookSender:
         if self._client is not None:
             yield self._client
             return
-        transport = self._transport or GuardedTransport(self._policy)
-        client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(self._settings.webhook_timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": USER_AGENT},
-        )
+        client = webhook_client(self._policy, self._settings.webhook_timeout_s, transport=self._transport)
         self._client = client
         self._limit = asyncio.Semaphore(self._settings.webhook_concurrency)
         try:
@@ -283,24 +263,15 @@ class WebhookSender:
 
     async def _attempt(self, client: httpx.AsyncClient, claim: Claim) -> Outcome:
         entry, sub = claim.entry, claim.subscription
-        try:
-            headers = signing.headers(sub.secret, entry.event_id, int(time.time()), entry.body)
-        except SignatureError as exc:
-            return failure(f"cannot sign: {exc}")
-        headers["content-type"] = "application/json"
-        try:
-            await asyncio.to_thread(self._policy.check_url, sub.url)
-            async with client.stream("POST", sub.url, content=entry.body.encode(), headers=headers) as response:
-                text = await _read_capped(response, ERROR_BODY_CAP) if response.status_code >= 300 else ""
-                return classify(response.status_code, response.headers, text)
-        except TargetRefused as exc:
-            return failure(f"target refused: {exc}")
-        except httpx.TimeoutException:
-            return failure(f"timeout after {self._settings.webhook_timeout_s:g}s")
-        except httpx.HTTPError as exc:
-            return failure(f"{type(exc).__name__}: {exc}".rstrip(": "))
-        except OSError as exc:
-            return failure(f"{type(exc).__name__}: {exc}")
+        return await post_webhook(
+            client,
+            self._policy,
+            url=sub.url,
+            secret=sub.secret,
+            webhook_id=entry.event_id,
+            body=entry.body,
+            timeout_s=self._settings.webhook_timeout_s,
+        )
 
     def _log(self, claim: Claim, outcome: Outcome, verdict: Verdict) -> None:
         sub_id = claim.subscription.id

@@ -12,18 +12,14 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-import httpx
 from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from alerts import signing
-from alerts.errors import SignatureError, TargetRefused
-from alerts.outbox import DeadLetter, DeliveryAttempt, classify
-from alerts.sender import USER_AGENT
+from alerts.delivery import post_webhook, webhook_client
+from alerts.outbox import DeadLetter, DeliveryAttempt, Verdict
 from alerts.signing import generate_secret
 from alerts.store import AlertStore
 from alerts.subscriptions import Filters, Subscription
-from alerts.targets import GuardedTransport
 from api.auth import Operator, Principal
 from api.deps import SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, Forbidden, Invalid
@@ -287,38 +283,24 @@ async def send_test(sub_id: SubIdPath, principal: Operator, store: StoreDep, set
     body = test_body(sub, webhook_id, now_ms())
     policy = settings.target_policy()
     began = time.monotonic()
-
-    def result(delivered: bool, status: int | None, error: str | None) -> TestResult:
-        elapsed = round((time.monotonic() - began) * 1000)
-        return TestResult(
-            webhook_id=webhook_id, url=sub.url, delivered=delivered, status=status, error=error, duration_ms=elapsed
+    async with webhook_client(policy, settings.webhook_timeout_s) as client:
+        outcome = await post_webhook(
+            client,
+            policy,
+            url=sub.url,
+            secret=sub.secret,
+            webhook_id=webhook_id,
+            body=body,
+            timeout_s=settings.webhook_timeout_s,
         )
-
-    try:
-        headers = signing.headers(sub.secret, webhook_id, int(time.time()), body)
-        await asyncio.to_thread(policy.check_url, sub.url)
-    except SignatureError as exc:
-        return result(False, None, f"cannot sign: {exc}")
-    except TargetRefused as exc:
-        return result(False, None, f"target refused: {exc}")
-    headers["content-type"] = "application/json"
-    headers["user-agent"] = USER_AGENT
-    try:
-        async with httpx.AsyncClient(
-            transport=GuardedTransport(policy),
-            timeout=settings.webhook_timeout_s,
-            follow_redirects=False,
-            trust_env=False,
-        ) as client:
-            resp = await client.post(sub.url, content=body.encode(), headers=headers)
-    except TargetRefused as exc:
-        return result(False, None, f"target refused: {exc}")
-    except httpx.TimeoutException:
-        return result(False, None, f"timeout after {settings.webhook_timeout_s:g}s")
-    except (httpx.HTTPError, OSError) as exc:
-        return result(False, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
-    outcome = classify(resp.status_code, resp.headers, resp.text[:1024] if resp.status_code >= 300 else "")
-    return result(200 <= resp.status_code < 300, resp.status_code, outcome.error)
+    return TestResult(
+        webhook_id=webhook_id,
+        url=sub.url,
+        delivered=outcome.verdict is Verdict.DELIVERED,
+        status=outcome.status,
+        error=outcome.error,
+        duration_ms=round((time.monotonic() - began) * 1000),
+    )
 
 
 def delivery_out(d: DeliveryAttempt) -> DeliveryOut:
