@@ -34,6 +34,12 @@ class IngestMetrics:
             "ioc_ingest_lag_seconds", "receive → stored time of the last batch's oldest message", registry=r
         )
         self.inflight = Gauge("ioc_ingest_messages_inflight", "messages received, not yet acknowledged", registry=r)
+        self.unacked = Gauge(
+            "ioc_ingest_messages_unacked",
+            "QoS 1 messages the broker sent on this connection and ingest has not acknowledged yet, those"
+            " still in the client queue included (the broker's in-flight window as ingest sees it)",
+            registry=r,
+        )
         self.loop_lag = Gauge(
             "ioc_ingest_loop_lag_seconds", "how late the event loop woke the last 100 ms probe", registry=r
         )

@@ -230,6 +230,7 @@ class FastPathBroker(PublicBroker):
                     fast.resume_if_drained()
                 # Ours from the fast path; a PUBLISH with properties came through paho and aiomqtt.
                 msg = m if isinstance(m, InMessage) else from_aiomqtt(m, gen)
+                self._consumed_unacked += msg.ack.qos
                 if self.screen(msg):
                     yield msg
         except aiomqtt.MqttError as exc:
@@ -239,4 +240,5 @@ class FastPathBroker(PublicBroker):
         """Acknowledge messages (in the order given) as one write; returns how many were sent."""
         mids = self._current_mids(handles)
         self._fast.ack(mids)
+        self._consumed_unacked -= len(mids)
         return len(mids)

@@ -80,6 +80,8 @@ class PublicBroker:
         self._client = self._make_client()
         self._paho: paho.Client = self._client._client
         self._paho.manual_ack_set(True)
+        self._consumed_unacked = 0
+        metrics.unacked.set_function(self.unacked)
 
     def _make_client(self) -> aiomqtt.Client:
         return aiomqtt.Client(**self._client_options())
@@ -104,6 +106,10 @@ class PublicBroker:
             "max_queued_incoming_messages": s.mqtt_receive_maximum + QUEUE_HEADROOM,
             "logger": self._logger,
         }
+
+    def unacked(self) -> int:
+        """QoS 1 messages taken from the broker and not yet acknowledged, plus those still queued."""
+        return self._consumed_unacked + len(self._client.messages)
 
     async def __aenter__(self) -> PublicBroker:
         try:
@@ -135,6 +141,7 @@ class PublicBroker:
                     log.error("client queue full: messages discarded unacknowledged; reconnecting to get them again")
                     raise BrokerError("client queue overflowed (the broker exceeded Receive Maximum)")
                 msg = from_aiomqtt(m, gen)
+                self._consumed_unacked += msg.ack.qos
                 if self.screen(msg):
                     yield msg
         except aiomqtt.MqttError as exc:
@@ -156,6 +163,7 @@ class PublicBroker:
         mids = self._current_mids(handles)
         for mid in mids:
             self._paho.ack(mid, 1)
+        self._consumed_unacked -= len(mids)
         return len(mids)
 
     def _current_mids(self, handles: Iterable[AckHandle]) -> list[int]:
