@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,12 +18,14 @@ import typer
 from pydantic import ValidationError
 
 from alerts.config import WebhookSettings
-from alerts.errors import AlertsError, NotFound
+from alerts.errors import AlertsError
 from alerts.outbox import DeadLetter, Status
 from alerts.store import AlertStore, iso_ms
 from alerts.subscriptions import Subscription
+from ioc.errors import Commands, blame, settings_error
 
 app = typer.Typer(
+    cls=Commands,
     name="subscriptions",
     no_args_is_help=True,
     add_completion=False,
@@ -37,34 +39,21 @@ Names = Annotated[list[str] | None, Opt(help="repeatable; any of these (empty = 
 
 
 def _settings(db: Path | None) -> WebhookSettings:
+    given: dict[str, Any] = {"alerts_db": db} if db is not None else {}
     try:
-        given: dict[str, Any] = {"alerts_db": db} if db is not None else {}
         return WebhookSettings(**given)
     except ValidationError as exc:
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "settings"
-            typer.echo(f"error: IOC_{where.upper()}: {e['msg']}", err=True)
-        raise typer.Exit(2) from None
+        raise settings_error(exc, WebhookSettings, flags={"alerts_db": "--db"}, given=given) from None
 
 
 @contextmanager
 def _store(db: Path | None) -> Iterator[AlertStore]:
+    """The store; its errors in the block (not found, invalid) print as one line at the ``ioc`` boundary."""
     settings = _settings(db)
-    try:
+    with blame(f"--db (IOC_ALERTS_DB) {settings.alerts_db}", AlertsError):
         store = AlertStore(settings.alerts_db, policy=settings.target_policy())
-    except AlertsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    try:
+    with closing(store):
         yield store
-    except NotFound as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except AlertsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
 
 
 def _mask(secret: str) -> str:

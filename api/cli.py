@@ -9,39 +9,58 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ioc.errors import Commands, UserError, blame, settings_error
+
 if TYPE_CHECKING:
     from api.config import ApiSettings
+    from api.keys import KeyStore
 
 app = typer.Typer(
+    cls=Commands,
     name="api",
     add_completion=False,
     invoke_without_command=True,
     help="The operators' HTTP API (FastAPI): `ioc api` serves it; `ioc api keys` manages its keys.",
 )
-keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="API keys: create, list, revoke.")
+keys_app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False, help="API keys: create, list, revoke.")
 app.add_typer(keys_app, name="keys")
 
 Opt = typer.Option
 Db = Annotated[Path | None, Opt("--db", help="alert store, SQLite, where the keys live [IOC_ALERTS_DB]")]
 
 
-def _settings(**given: Any) -> ApiSettings:
+_FLAGS = {"api_host": "--host", "api_port": "--port", "alerts_db": "--db"}
+
+
+def _settings(**options: Any) -> ApiSettings:
     from pydantic import ValidationError
 
     from api.config import ApiSettings
 
+    given = {k: v for k, v in options.items() if v is not None}
     try:
-        return ApiSettings(**{k: v for k, v in given.items() if v is not None})
+        return ApiSettings(**given)
     except ValidationError as exc:
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "settings"
-            typer.echo(f"error: IOC_{where.upper()}: {e['msg']}", err=True)
-        raise typer.Exit(2) from None
+        raise settings_error(exc, ApiSettings, flags=_FLAGS, given=given) from None
+
+
+@contextmanager
+def _keys(db: Path | None) -> Iterator[KeyStore]:
+    from alerts.errors import StoreError
+    from api.keys import KeyStore
+
+    settings = _settings(alerts_db=db)
+    with blame(f"--db (IOC_ALERTS_DB) {settings.alerts_db}", StoreError):
+        store = KeyStore(settings.alerts_db)
+    with closing(store):
+        yield store
 
 
 @app.callback()
@@ -54,24 +73,27 @@ def serve(
     """Serve the API until SIGTERM/SIGINT (settings from IOC_* variables; see docs/api.md)."""
     if ctx.invoked_subcommand is not None:
         return
+    import httpx
     import uvicorn
 
     from alerts.errors import AlertsError
     from api.services import Services
-    from contract.fleet import FleetError
-    from rules.errors import PackError
+    from ioc.preflight import influx_problem, listen
 
     settings = _settings(api_host=host, api_port=port)
-    try:  # refuse to start on a missing fleet file, a broken pack or an unusable store, with the reason
+    with blame(f"IOC_ALERTS_DB {settings.alerts_db}", AlertsError):  # a bad fleet or pack names its file
         Services.open(settings).close()
-    except (FleetError, PackError, AlertsError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    sock = listen(
+        settings.api_host, settings.api_port, host_flag="--host (IOC_API_HOST)", port_flag="--port (IOC_API_PORT)"
+    )
+    with httpx.Client(base_url=settings.influx_url) as client:
+        if problem := influx_problem(client, url_flag="IOC_INFLUX_URL"):
+            typer.echo(f"warning: {problem} — the API answers 503 until it is there", err=True)
     if host is not None:
         os.environ["IOC_API_HOST"] = host
     if port is not None:
         os.environ["IOC_API_PORT"] = str(port)
-    uvicorn.run(
+    config = uvicorn.Config(
         "api.main:create_app",
         factory=True,
         host=settings.api_host,
@@ -80,6 +102,9 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
+    typer.echo(f"ioc api: http://{settings.api_host}:{settings.api_port} (docs at /docs) — Ctrl-C stops", err=True)
+    with sock:  # bound here, so a port in use is one line, not uvicorn's exit
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 @keys_app.command("create")
@@ -91,20 +116,15 @@ def create(
     as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
 ) -> None:
     """Create an API key and print it — the only time it is shown (only its SHA-256 is stored)."""
-    from api.keys import KeyStore, Scope
+    from api.keys import Scope
 
     if scope not in {s.value for s in Scope}:
-        typer.echo(f"error: --scope must be read, operate or admin, got {scope!r}", err=True)
-        raise typer.Exit(2)
-    settings = _settings(alerts_db=db)
-    store = KeyStore(settings.alerts_db)
-    try:
-        key, token = store.create(name, scope, provinces=province, created_by="ioc api keys create")
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+        raise UserError(f"--scope must be read, operate or admin, got {scope!r}")
+    with _keys(db) as store:
+        try:
+            key, token = store.create(name, scope, provinces=province, created_by="ioc api keys create")
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
     if as_json:
         areas = sorted(key.provinces)
         typer.echo(
@@ -122,15 +142,10 @@ def list_keys(
     as_json: Annotated[bool, Opt("--json", help="print JSON")] = False,
 ) -> None:
     """List API keys (their first characters only)."""
-    from api.keys import KeyStore
     from api.times import iso_or_none
 
-    settings = _settings(alerts_db=db)
-    store = KeyStore(settings.alerts_db)
-    try:
+    with _keys(db) as store:
         keys = store.list_keys(include_revoked=include_revoked)
-    finally:
-        store.close()
     if as_json:
         rows = [
             {"id": k.id, "name": k.name, "scope": k.scope.value, "provinces": sorted(k.provinces), "hint": k.hint,
@@ -151,16 +166,6 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="key id (key_…)")], db: Db = None) -> None:
     """Revoke an API key at once."""
-    from alerts.errors import NotFound
-    from api.keys import KeyStore
-
-    settings = _settings(alerts_db=db)
-    store = KeyStore(settings.alerts_db)
-    try:
-        store.revoke(key_id)
-    except NotFound as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
+    with _keys(db) as store:
+        store.revoke(key_id)  # NotFound prints as one line
     typer.echo(f"revoked {key_id}")

@@ -12,7 +12,10 @@ from typing import Annotated
 
 import typer
 
+from ioc.errors import Commands, blame
+
 app = typer.Typer(
+    cls=Commands,
     name="grafana",
     no_args_is_help=True,
     add_completion=False,
@@ -41,7 +44,9 @@ def export(
             raise typer.Exit(1)
         typer.echo("dashboards are up to date")
         return
-    for path in write(out, gazetteer_dir):
+    with blame("--out or --gazetteer-dir"):
+        written = write(out, gazetteer_dir)
+    for path in written:
         typer.echo(f"wrote {path}")
 
 
@@ -55,14 +60,11 @@ def push(
 ) -> None:
     """Upload every dashboard into the folder "Mekong IOC" (created if missing), overwriting by uid."""
     from dashboards.export import dashboards
-    from dashboards.push import PushError
     from dashboards.push import push as push_all
+    from ioc.preflight import grafana_problem, require
 
-    try:
-        report = push_all(url, token, dashboards(), timeout=timeout)
-    except PushError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    require(grafana_problem(url, flag="--url (GRAFANA_URL)"))
+    report = push_all(url, token, dashboards(), timeout=timeout)  # a PushError names what to check
     if report.folder_created:
         typer.echo("created folder Mekong IOC")
     for uid, link in report.saved:
@@ -95,6 +97,7 @@ def check(
     from dashboards.interpolate import InterpolationError, TimeRange, duration_ms
     from dashboards.queries import DATASOURCE_MIN_INTERVAL
     from ingest.influxql import query
+    from ioc.preflight import influx_problem, require
 
     try:
         now = at if at is not None else int(time.time() * 1000)
@@ -110,6 +113,7 @@ def check(
         raise typer.Exit(2)
     failed = 0
     with httpx.Client(base_url=influx_url, headers=headers, auth=auth, timeout=60) as client:
+        require(influx_problem(client, url_flag="--influx-url", db=db, db_flag="--db"))
         for model in models:
             for result in run(
                 model,

@@ -79,14 +79,20 @@ async def run_until_stopped(process: IngestProcess, stop: asyncio.Event) -> None
 
 
 async def run_until_signalled(process: IngestProcess) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return."""
+    """Run until SIGTERM or SIGINT, then drain and return; :class:`ConfigError` if the metrics port is taken."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     s = process.service.settings
     if s.metrics_port:
-        start_http_server(s.metrics_port, addr=s.metrics_host, registry=process.service.metrics.registry)
+        try:
+            start_http_server(s.metrics_port, addr=s.metrics_host, registry=process.service.metrics.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {s.metrics_host}:{s.metrics_port} ({exc.strerror or exc}): choose another "
+                "--metrics-port (IOC_METRICS_PORT), 0 for none, or check --metrics-host (IOC_METRICS_HOST)"
+            ) from exc
     rules = f"{len(process.alerting.engine.rules)} rules" if process.alerting else "rules off"
     log.info(
         "ingest: %s → %s (%s), %d devices, %s",

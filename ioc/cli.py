@@ -1,7 +1,9 @@
-"""The ``ioc`` command line: ``demo``, ``simulate`` and ``ingest``.
+"""The ``ioc`` command line: ``demo``, ``simulate`` and ``ingest``; the other commands are mounted.
 
 Every option has an ``IOC_*`` environment variable (read by the settings classes, so a flag and
-its variable can never disagree); ``.env.example`` lists them all.
+its variable can never disagree); ``.env.example`` lists them all. A user's mistake (a bad flag,
+file or variable, a port in use, a server not there at start-up) ends as one line on stderr and
+exit code 2 (:mod:`ioc.errors`); ``ioc ingest`` alone waits for its servers, with a warning.
 """
 
 from __future__ import annotations
@@ -17,22 +19,24 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Mekong IOC: fleet → MQTT → InfluxDB → alerts.")
+from ioc.errors import Commands, UserError, blame, settings_error
+
+app = typer.Typer(
+    cls=Commands, no_args_is_help=True, add_completion=False, help="Mekong IOC: fleet → MQTT → InfluxDB → alerts."
+)
+log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=BaseSettings)
 
 
 def _settings(cls: type[S], **options: Any) -> S:
-    """Build settings from the flags given (the rest from IOC_* variables and defaults)."""
+    """Build settings from the flags given (the rest from IOC_* variables, .env and defaults)."""
     given = {k: v for k, v in options.items() if v is not None}
     try:
         return cls(**given)
     except ValidationError as exc:
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "settings"
-            flag = "--" + where.replace("_", "-") if e["loc"] else ""
-            typer.echo(f"error: {flag or where} (IOC_{where.upper()}): {e['msg']}", err=True)
-        raise typer.Exit(2) from None
+        flags = {name: "--" + name.replace("_", "-") for name in options}
+        raise settings_error(exc, cls, flags=flags, given=given) from None
 
 
 def _flags(given: dict[str, Any], *not_settings: str) -> dict[str, Any]:
@@ -90,18 +94,35 @@ def ingest(
     options = _flags(locals(), "alerts_db")
     from alerts.config import WebhookSettings
     from ingest.config import IngestSettings
-    from ingest.errors import ConfigError
     from ingest.runner import build, run_until_signalled
 
     _logging(verbose)
     settings = _settings(IngestSettings, **options)
     webhook_settings = _settings(WebhookSettings, alerts_db=alerts_db)
-    try:
-        process = build(settings, webhook_settings)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    process = build(settings, webhook_settings)
+    _warn_unreachable(settings)
     asyncio.run(run_until_signalled(process))
+
+
+def _warn_unreachable(settings: Any) -> None:
+    """Ingest waits for a broker or InfluxDB that is not there at start-up; say so once, naming the flag."""
+    import httpx
+
+    from ioc.preflight import broker_problem, influx_problem
+
+    s = settings
+    auth = (s.influx_username, s.influx_password.get_secret_value() if s.influx_password else "")
+    db = s.influx_db if s.influx_api == "v1" else None
+    with httpx.Client(base_url=s.influx_url, auth=auth if s.influx_username else None) as client:
+        problems = (
+            broker_problem(s.mqtt_url, flag="--mqtt-url (IOC_MQTT_URL)"),
+            influx_problem(
+                client, url_flag="--influx-url (IOC_INFLUX_URL)", db=db, db_flag="--influx-db (IOC_INFLUX_DB)"
+            ),
+        )
+    for problem in problems:
+        if problem is not None:
+            log.warning("%s — ingest keeps trying", problem)
 
 
 @app.command()
@@ -127,31 +148,30 @@ def simulate(
 ) -> None:
     """Publish a simulated Mekong fleet, or generate a fleet file with --write-fleet."""
     options = _flags(locals(), "write_fleet", "devices")
-    from contract.fleet import FleetError, dump_fleet, load_fleet
+    from contract.fleet import dump_fleet, load_fleet
+    from ioc.preflight import broker_problem, require
     from simulators.config import SimulateSettings
     from simulators.fleetgen import generate_fleet
     from simulators.publisher import FleetPublisher
 
     _logging(verbose)
     if write_fleet is not None:
+        if devices < 1:
+            raise UserError(f"--devices must be at least 1, got {devices}")
         generated = generate_fleet(devices, seed if seed is not None else 1)
-        dump_fleet(generated, write_fleet)
+        with blame("--write-fleet"):
+            dump_fleet(generated, write_fleet)
         typer.echo(f"wrote {len(generated.devices)} devices to {write_fleet}", err=True)
         return
     settings = _settings(SimulateSettings, **options)
-    try:
-        loaded = load_fleet(settings.fleet)
-    except FleetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    publisher = FleetPublisher(loaded, settings)
+    publisher = FleetPublisher(load_fleet(settings.fleet), settings)
+    require(broker_problem(settings.mqtt_url, flag="--mqtt-url (IOC_MQTT_URL)"))
     try:
         stats = publisher.run()
     except KeyboardInterrupt:
         stats = publisher.stats
-    except ConnectionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except ConnectionError as exc:  # the broker refused the devices, or went away
+        raise UserError(f"{exc}: check --mqtt-url (IOC_MQTT_URL) and --device-secret-file") from exc
     typer.echo(msgspec.json.encode(stats.summary()).decode())
 
 
@@ -173,8 +193,6 @@ def demo(
     settings = _settings(DemoSettings, **options)
     summary = run_demo(settings)
     typer.echo(msgspec.json.encode(summary).decode())
-    if summary.get("error"):
-        raise typer.Exit(1)
 
 
 def _mount_subcommands() -> None:

@@ -38,6 +38,7 @@ from contract.topics import device_topic, parse_mqtt_url
 from ingest.config import IngestSettings
 from ingest.influxql import query
 from ingest.runner import IngestProcess, build, run_until_stopped
+from ioc.errors import UserError, blame
 from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, start_influxd, start_mosquitto
 from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
@@ -158,18 +159,19 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run the demo; return the summary printed as the last stdout line."""
     missing = missing_binaries()
     if missing:
-        return {
-            "error": f"missing Debian packages: {' '.join(missing)} — run `make demo` as root to install "
+        raise UserError(
+            f"missing Debian packages: {' '.join(missing)} — run `make demo` as root to install "
             "them, `sudo apt-get install " + " ".join(missing) + "`, or use `docker compose up`"
-        }
+        )
     var = settings.var_dir.resolve()
-    for sub in ("mosquitto", "influxdb"):
-        shutil.rmtree(var / sub, ignore_errors=True)  # a demo starts from empty servers
-    for name in ("alerts.db", "alerts.db-wal", "alerts.db-shm"):
-        (var / name).unlink(missing_ok=True)
     fleet = demo_fleet(settings.devices, settings.seed)
     fleet_file = var / "fleet.yaml"
-    dump_fleet(fleet, fleet_file)
+    with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
+        for sub in ("mosquitto", "influxdb"):
+            shutil.rmtree(var / sub, ignore_errors=True)  # a demo starts from empty servers
+        for name in ("alerts.db", "alerts.db-wal", "alerts.db-shm"):
+            (var / name).unlink(missing_ok=True)
+        dump_fleet(fleet, fleet_file)
     console = Console(stderr=True)
     broker: ServerProcess | None = None
     influx: InfluxServer | None = None

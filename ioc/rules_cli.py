@@ -11,15 +11,15 @@ from typing import Annotated
 import msgspec
 import typer
 
-from rules.errors import PackError
+from ioc.errors import Commands
 from rules.pack import DEFAULT_PACK, load_pack, parse_duration_ms
 
-app = typer.Typer(no_args_is_help=True, help="Rule packs: validate, backtest.")
+app = typer.Typer(cls=Commands, no_args_is_help=True, help="Rule packs: validate, backtest.")
 DELTA = timezone(timedelta(hours=7))
 _AGO = re.compile(r"^-(\d+(?:\.\d+)?(?:ms|s|m|h|d))$")
 
 
-def parse_time_ms(text: str, *, now_ms: int | None = None) -> int:
+def parse_time_ms(text: str, *, now_ms: int | None = None, flag: str | None = None) -> int:
     """``now``, ``-72h`` (ago), epoch milliseconds, or ISO 8601 (no zone: Delta local time, UTC+7)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     text = text.strip()
@@ -32,7 +32,7 @@ def parse_time_ms(text: str, *, now_ms: int | None = None) -> int:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: use now, -72h, epoch ms or 2026-03-20T06:00") from None
+        raise typer.BadParameter(f"{text!r}: use now, -72h, epoch ms or 2026-03-20T06:00", param_hint=flag) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=DELTA)
     return int(when.timestamp() * 1000)
@@ -44,11 +44,7 @@ Pack = Annotated[Path, typer.Option(help="rule pack (YAML)")]
 @app.command()
 def validate(pack: Annotated[Path, typer.Argument(help="rule pack (YAML)")] = DEFAULT_PACK) -> None:
     """Load a pack and report its rules, or exactly what is wrong with it."""
-    try:
-        loaded = load_pack(pack)
-    except PackError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    loaded = load_pack(pack)
     enabled = [r for r in loaded.rules if r.enabled]
     typer.echo(f"{pack}: {len(loaded.rules)} rules ({len(enabled)} enabled) — valid")
 
@@ -64,17 +60,18 @@ def backtest(
     details: Annotated[bool, typer.Option(help="also print every transition as JSON lines")] = False,
 ) -> None:
     """Replay stored readings through a pack: what would have fired, how often, per rule and device."""
-    from contract.fleet import FleetError, load_fleet
-    from ingest.backtest import backtest as run
+    import httpx
 
-    try:
-        loaded, registry = load_pack(pack), load_fleet(fleet)
-    except (PackError, FleetError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    start, end = parse_time_ms(from_), parse_time_ms(to)
+    from contract.fleet import load_fleet
+    from ingest.backtest import backtest as run
+    from ioc.preflight import influx_problem, require
+
+    loaded, registry = load_pack(pack), load_fleet(fleet)
+    start, end = parse_time_ms(from_, flag="--from"), parse_time_ms(to, flag="--to")
     if end <= start:
         raise typer.BadParameter("--to must be after --from")
+    with httpx.Client(base_url=influx_url) as client:
+        require(influx_problem(client, url_flag="--influx-url", db=influx_db, db_flag="--influx-db"))
     report = run(loaded, registry, url=influx_url, db=influx_db, start_ms=start, end_ms=end)
     if details:
         for t in report.transitions:

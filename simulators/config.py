@@ -40,3 +40,17 @@ class SimulateSettings(BaseSettings):
     def _mqtt_url(cls, v: str) -> str:
         parse_mqtt_url(v)
         return v
+
+    @field_validator("device_secret_file")
+    @classmethod
+    def _readable(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a readable file")
+        return v
+
+    @field_validator("record")
+    @classmethod
+    def _writable_folder(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.parent.is_dir():
+            raise ValueError(f"folder {v.parent} does not exist")
+        return v

@@ -64,7 +64,7 @@ def test_add_list_remove(db: Path) -> None:
     assert code == 0
     assert json.loads(invoke("list", "--json")[1]) == []
     code, out = invoke("remove", added["id"])
-    assert code == 1
+    assert code == 2
     assert "no subscription" in out
 
 

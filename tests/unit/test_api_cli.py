@@ -42,7 +42,7 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     r = runner.invoke(app, ["keys", "revoke", created["id"], "--db", str(db)])
     assert r.exit_code == 0
     assert KeyStore(db).authenticate(created["key"]) is None
-    assert runner.invoke(app, ["keys", "revoke", "key_nope", "--db", str(db)]).exit_code == 1
+    assert runner.invoke(app, ["keys", "revoke", "key_nope", "--db", str(db)]).exit_code == 2
 
 
 def test_keys_create_prints_only_the_key_on_stdout(tmp_path: Path) -> None:

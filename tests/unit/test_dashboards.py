@@ -567,5 +567,5 @@ def test_cli_push_reads_the_token_from_the_environment(grafana: FakeGrafana) -> 
     assert "created folder Mekong IOC" in result.output
     assert all(f"saved {uid}" in result.output for uid in UIDS)
     refused = CliRunner().invoke(app, ["push", "--url", grafana.url, "--token", "nope"])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "401" in refused.output
