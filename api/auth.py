@@ -1,7 +1,9 @@
 """Who is calling: an API key (``Authorization: Bearer …`` or ``X-API-Key: …``) → a :class:`Principal`.
 
 No key, or an unknown or revoked one → 401; a key whose scope is too low → 403; a key limited to
-some provinces asking about another → 403.
+some provinces naming another in a filter or a body → 403. A device, alert or subscription outside
+the key's provinces is 404, word for word the answer for one that does not exist: nothing about it
+(its province, even that it exists) reaches a key that may not see it.
 """
 
 from __future__ import annotations
@@ -43,9 +45,13 @@ class Principal:
         return not self.provinces or province in self.provinces
 
     def check_province(self, province: str) -> None:
-        """403 unless the key covers ``province``."""
+        """403 unless the key covers ``province`` (one the client named itself, in a filter or a body)."""
         if not self.may_see(province):
             raise Forbidden(f"this key is limited to {', '.join(sorted(self.provinces))}", {"province": province})
+
+    def may_manage(self, provinces: frozenset[str]) -> bool:
+        """A subscription limited to ``provinces`` (empty: all) is this key's to see and change."""
+        return not self.provinces or (bool(provinces) and provinces <= self.provinces)
 
     def check_provinces(self, provinces: Iterable[str]) -> None:
         for p in provinces:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from alerts.store import Alert, AlertEvent
 from api.auth import Operator, Principal, Reader
 from api.deps import StoreDep
-from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
+from api.errors import ERROR_RESPONSES, ErrorBody, Invalid, NotFoundError
 from api.routes.devices import DEVICE_ID, DistrictQuery, ProvinceQuery, SeverityName
 from api.times import iso, iso_or_none, parse_time_ms
 from contract.clock import now_ms
@@ -120,8 +120,10 @@ def event_out(e: AlertEvent) -> EventOut:
 
 
 def _visible(store: StoreDep, alert_id: str, principal: Principal) -> Alert:
+    """The alert, or 404 — also when it is outside the key's provinces (the store's own words)."""
     alert = store.get(alert_id)
-    principal.check_province(alert.province)
+    if not principal.may_see(alert.province):
+        raise NotFoundError(f"no alert {alert_id!r}")
     return alert
 
 

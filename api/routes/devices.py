@@ -13,6 +13,7 @@ from api.auth import Principal, Reader
 from api.deps import InfluxDep, RegistryDep, SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, NotFoundError
 from api.influx import STATUS, TELEMETRY, Influx
+from api.services import Registry
 from api.times import iso_or_none
 from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind
@@ -113,6 +114,14 @@ def select(
     ]
 
 
+def visible_device(registry: Registry, principal: Principal, device_id: str) -> Device:
+    """The registered device, or 404 — also when it is outside the key's provinces (the same answer)."""
+    device = registry.get(device_id)
+    if device is None or not principal.may_see(device.province):
+        raise NotFoundError(f"no device {device_id!r} in the registry")
+    return device
+
+
 def describe(
     devices: Sequence[Device], influx: Influx, store: AlertStore, offline_after_s: float, *, one: bool = False
 ) -> list[DeviceOut]:
@@ -196,10 +205,7 @@ def get_device(
     settings: SettingsDep,
 ) -> DeviceDetail:
     """One registered device, its state, and the telemetry fields its kind reports."""
-    device = registry.get(device_id)
-    if device is None:
-        raise NotFoundError(f"no device {device_id!r} in the registry")
-    principal.check_province(device.province)
+    device = visible_device(registry, principal, device_id)
     state = describe([device], influx, store, settings.api_offline_after_s, one=True)[0]
     fields = [
         FieldOut(name=f.name, unit=f.unit, description=f.description, min=f.lo, max=f.hi)

@@ -10,10 +10,19 @@ from pydantic import BaseModel, Field
 
 from api.auth import Reader
 from api.deps import InfluxDep, RegistryDep, SettingsDep
-from api.errors import ERROR_RESPONSES, ErrorBody, Invalid, NotFoundError
+from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
 from api.influx import EVERY_MS, Every, Influx
 from api.render import CSV_MEDIA_TYPE, csv_text
-from api.routes.devices import DEVICE_ID, DeviceIdPath, DistrictQuery, KindName, KindQuery, ProvinceQuery, SiteQuery
+from api.routes.devices import (
+    DEVICE_ID,
+    DeviceIdPath,
+    DistrictQuery,
+    KindName,
+    KindQuery,
+    ProvinceQuery,
+    SiteQuery,
+    visible_device,
+)
 from api.routes.devices import select as select_devices
 from api.times import iso, parse_time_ms
 from contract.clock import now_ms
@@ -212,10 +221,7 @@ def latest(
     start = _since(since)
     devices = select_devices(registry.devices, principal, province=province, district=district, kind=kind, site=site)
     if device_id is not None:
-        device = registry.get(device_id)
-        if device is None:
-            raise NotFoundError(f"no device {device_id!r} in the registry")
-        principal.check_province(device.province)
+        visible_device(registry, principal, device_id)
         devices = [d for d in devices if d.id == device_id]
     readings = (
         latest_readings(devices, influx, start, province=province, district=district, site=site) if devices else []
@@ -266,10 +272,7 @@ def history(
     accept: AcceptHeader = None,
 ) -> History | Response:
     """Mean, min, max and count per `every` bucket between `from` and `to` (JSON or CSV)."""
-    device = registry.get(device_id)
-    if device is None:
-        raise NotFoundError(f"no device {device_id!r} in the registry")
-    principal.check_province(device.province)
+    device = visible_device(registry, principal, device_id)
     specs = field_specs(device.kind)
     spec = specs.get(field)
     if spec is None:

@@ -22,7 +22,7 @@ from alerts.store import AlertStore
 from alerts.subscriptions import Filters, Subscription
 from api.auth import Operator, Principal
 from api.deps import SettingsDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorBody, Forbidden, Invalid
+from api.errors import ERROR_RESPONSES, ErrorBody, Invalid, NotFoundError
 from api.routes.devices import SeverityName
 from api.times import iso, iso_or_none
 from contract.clock import now_ms
@@ -160,10 +160,10 @@ def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -
 
 
 def _owned(store: AlertStore, sub_id: str, principal: Principal) -> Subscription:
-    """The subscription, if the key may manage it (403 when limited to provinces it does not cover)."""
+    """The subscription, if the key may manage it; else 404, as for one that does not exist."""
     sub = store.get_subscription(sub_id)
-    if principal.limited and not (sub.filters.provinces and sub.filters.provinces <= principal.provinces):
-        raise Forbidden("this subscription is not limited to the provinces of this key")
+    if not principal.may_manage(sub.filters.provinces):
+        raise NotFoundError(f"no subscription {sub_id!r}")
     return sub
 
 
@@ -206,7 +206,7 @@ def list_subscriptions(principal: Operator, store: StoreDep) -> list[Subscriptio
     """Every subscriber this key may manage, in the order they were added (no secrets)."""
     out = []
     for sub in store.list_subscriptions():
-        if principal.limited and not (sub.filters.provinces and sub.filters.provinces <= principal.provinces):
+        if not principal.may_manage(sub.filters.provinces):
             continue
         out.append(subscription_out(sub, store.pending_count(sub.id)))
     return out

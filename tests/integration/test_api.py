@@ -241,8 +241,47 @@ def test_limited_key_sees_its_province_only(api: Api) -> None:
     assert got
     assert {d["province"] for d in got} == {"ben_tre"}
     other = next(d for d in api.data.fleet.devices if d.province != "ben_tre")
-    assert api.get(f"/v1/devices/{other.id}", role="read_ben_tre").status_code == 403
+    assert api.get(f"/v1/devices/{other.id}", role="read_ben_tre").status_code == 404
     assert api.get("/v1/devices", role="read_ben_tre", params={"province": other.province}).status_code == 403
+
+
+def _without_ids(text: str, ids: dict[str, str]) -> str:
+    for value in ids.values():
+        text = text.replace(value, "ID")
+    return text
+
+
+def test_a_limited_key_learns_nothing_of_a_device_outside_its_provinces(api: Api) -> None:
+    """Asked about another province's device, alert or subscription, the answer is the one for a missing one."""
+    other = next(d for d in api.data.fleet.devices if d.province != "ben_tre" and d.kind is Kind.SALINITY)
+    alert = next(a for a in api.services.store.list(limit=1000) if a.province != "ben_tre")
+    sub = api.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/all"}).json()["id"]
+    missing = {"device": "bt-no-such-device", "alert": "no-such-alert", "sub": "sub_no_such"}
+    real = {"device": other.id, "alert": alert.id, "sub": sub}
+    requests = [
+        ("GET", "/v1/devices/{device}", None),
+        ("GET", "/v1/readings/{device}/salinity_ppt", None),
+        ("GET", "/v1/readings/latest?device_id={device}", None),
+        ("GET", "/v1/alerts/{alert}", None),
+        ("POST", "/v1/alerts/{alert}/acknowledge", None),
+        ("GET", "/v1/subscriptions/{sub}", None),
+        ("PATCH", "/v1/subscriptions/{sub}", {"enabled": False}),
+        ("DELETE", "/v1/subscriptions/{sub}", None),
+        ("POST", "/v1/subscriptions/{sub}/test", None),
+    ]
+    try:
+        for method, path, body in requests:
+            seen = api.client.request(method, path.format(**real), headers=api.h("ben_tre"), json=body)
+            absent = api.client.request(method, path.format(**missing), headers=api.h("ben_tre"), json=body)
+            assert (seen.status_code, absent.status_code) == (404, 404), path
+            assert _without_ids(seen.text, real) == _without_ids(absent.text, missing), path  # the same words
+            text = seen.text
+            assert other.province not in text and other.district not in text, (path, text)
+            assert alert.province not in text and alert.rule_id not in text, (path, text)
+        assert api.services.store.get(alert.id).acknowledged_by is None
+        assert api.services.store.get_subscription(sub).enabled
+    finally:
+        api.client.delete(f"/v1/subscriptions/{sub}", headers=api.h("operate"))
 
 
 # -- readings ---------------------------------------------------------------------------------
@@ -367,7 +406,7 @@ def test_history_refuses(api: Api, path: str, params: dict[str, str], status: in
 
 def test_history_area_scope(api: Api) -> None:
     other = next(d for d in api.data.fleet.devices if d.province != "ben_tre" and d.kind is Kind.SALINITY)
-    assert api.get(f"/v1/readings/{other.id}/salinity_ppt", role="read_ben_tre").status_code == 403
+    assert api.get(f"/v1/readings/{other.id}/salinity_ppt", role="read_ben_tre").status_code == 404
 
 
 # -- alerts -----------------------------------------------------------------------------------
@@ -431,8 +470,8 @@ def test_area_scoped_key_on_alerts(api: Api) -> None:
     assert r.status_code == 403
     assert "ben_tre" in r.json()["error"]
     other = next(a for a in store.active() if a.province != "ben_tre" and a.acknowledged_by is None)
-    assert api.post(f"/v1/alerts/{other.id}/acknowledge", role="ben_tre").status_code == 403
-    assert api.get(f"/v1/alerts/{other.id}", role="ben_tre").status_code == 403
+    assert api.post(f"/v1/alerts/{other.id}/acknowledge", role="ben_tre").status_code == 404
+    assert api.get(f"/v1/alerts/{other.id}", role="ben_tre").status_code == 404
     assert store.get(other.id).acknowledged_by is None
     own = next(a for a in store.active() if a.province == "ben_tre" and a.acknowledged_by is None)
     r = api.post(f"/v1/alerts/{own.id}/acknowledge", role="ben_tre")
@@ -606,8 +645,8 @@ def test_area_scoped_subscriptions(api: Api) -> None:
     seen = [s["id"] for s in api.get("/v1/subscriptions", role="ben_tre").json()]
     assert mine["id"] in seen
     assert everywhere["id"] not in seen
-    assert api.get(f"/v1/subscriptions/{everywhere['id']}", role="ben_tre").status_code == 403
-    assert api.client.delete(f"/v1/subscriptions/{everywhere['id']}", headers=api.h("ben_tre")).status_code == 403
+    assert api.get(f"/v1/subscriptions/{everywhere['id']}", role="ben_tre").status_code == 404
+    assert api.client.delete(f"/v1/subscriptions/{everywhere['id']}", headers=api.h("ben_tre")).status_code == 404
     r = api.client.patch(f"/v1/subscriptions/{mine['id']}", headers=api.h("ben_tre"), json={"provinces": ["ca_mau"]})
     assert r.status_code == 403
     for sub in (everywhere, mine):
