@@ -221,5 +221,16 @@ class Ours(Contender):
         )
 
 
-ALL: tuple[type[Contender], ...] = (MosquittoSub, PahoCount, PahoNaive, PahoBatched, NodeRed, Ours)
+class OursPublic(Ours):
+    """Ours on the public MQTT path (ingest/mqtt_public.py): what ingest does when the fast path
+    does not load (other aiomqtt/paho versions); ours ÷ it is what the fast path buys."""
+
+    name = "ours_public"
+    label = "ioc ingest (ours, public MQTT path: IOC_MQTT_FAST_PATH=off)"
+
+    def environment(self, stage: Stage) -> dict[str, str]:
+        return dict(super().environment(stage), IOC_MQTT_FAST_PATH="off")
+
+
+ALL: tuple[type[Contender], ...] = (MosquittoSub, PahoCount, PahoNaive, PahoBatched, NodeRed, Ours, OursPublic)
 BY_NAME = {c.name: c for c in ALL}

@@ -46,11 +46,11 @@ QUICK = dataclasses.replace(
 
 FIRST_GUESS: dict[Workload, dict[str, float]] = {
     Workload.SINGLE: {"mosquitto_sub": 25_000, "paho_count": 15_000, "paho_naive": 500, "paho_batched": 5_000,
-                      "node_red": 2_500, "ours": 12_000},
+                      "node_red": 2_500, "ours": 12_000, "ours_public": 5_000},
     Workload.GATEWAY: {"mosquitto_sub": 500_000, "paho_count": 500_000, "paho_naive": 25_000,
-                       "paho_batched": 25_000, "node_red": 25_000, "ours": 50_000},
+                       "paho_batched": 25_000, "node_red": 25_000, "ours": 50_000, "ours_public": 40_000},
     Workload.SIMULATE: {"mosquitto_sub": 8_000, "paho_count": 8_000, "paho_naive": 1_000, "paho_batched": 4_000,
-                        "node_red": 2_000, "ours": 6_000},
+                        "node_red": 2_000, "ours": 6_000, "ours_public": 4_000},
 }  # fmt: skip
 """Where round 1's ramp starts (readings/s); later rounds start at 75 % of round 1's result."""
 
