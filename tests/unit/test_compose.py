@@ -15,8 +15,6 @@ import importlib
 import os
 import pwd
 import re
-import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from contract.fields import Kind
 from contract.fleet import Device, Fleet, dump_fleet
 from contract.topics import DLQ_PREFIX, SUBSCRIPTION, device_topic
 from ingest.config import IngestSettings
+from ioc.servers import ServerProcess, find_binary, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = ROOT / "docker-compose.yml"
@@ -374,12 +373,13 @@ def _placeholder(value: str) -> str:
     return _INTERPOLATION.sub("x" * 24, value)
 
 
-def _settings_from_service(name: str) -> BaseSettings:
+def _settings_from_service(name: str, **overrides: Any) -> BaseSettings:
     svc = services()[name]
     values: dict[str, Any] = {
         k.removeprefix("IOC_").lower(): _placeholder(v) for k, v in environment(svc).items() if k.startswith("IOC_")
     }
     values.update({k: v for k, v in command_flags(svc).items() if k not in CLI_ONLY_FLAGS})
+    values.update(overrides)
     return settings_class(name)(_env_file=None, **values)
 
 
@@ -400,12 +400,13 @@ def test_ingest_settings_from_compose_validate_and_point_at_the_services() -> No
     assert f"topic read {SUBSCRIPTION}" in acl_sections(ACL_PATH.read_text())[user]
 
 
-def test_simulator_settings_from_compose_validate() -> None:
-    settings = _settings_from_service("simulators")
-    assert settings.mqtt_url == "mqtt://mosquitto:1883"  # type: ignore[attr-defined]
-    secret_file = settings.device_secret_file  # type: ignore[attr-defined]
+def test_simulator_settings_from_compose_validate(tmp_path: Path) -> None:
     secrets = services()["simulators"]["secrets"]
-    assert str(secret_file) in {f"/run/secrets/{s}" for s in secrets}
+    assert command_flags(services()["simulators"])["device_secret_file"] in {f"/run/secrets/{s}" for s in secrets}
+    secret_file = tmp_path / "device_secret"  # the settings check that the file is there
+    secret_file.write_text("x" * 32)
+    settings = _settings_from_service("simulators", device_secret_file=secret_file)
+    assert settings.mqtt_url == "mqtt://mosquitto:1883"  # type: ignore[attr-defined]
 
 
 def test_one_fleet_file_for_everyone() -> None:
@@ -496,6 +497,7 @@ def test_mosquitto_conf_limits_and_security() -> None:
     max_payload = IngestSettings.model_fields["max_payload_bytes"].default
     assert conf["listener"] == ["1883"]
     assert conf["allow_anonymous"] == ["false"]
+    assert conf["use_username_as_clientid"] == ["true"], "one account cannot take over another's session"
     assert conf["persistence"] == ["true"]
     assert int(conf["max_queued_messages"][0]) >= 1_000_000 > _MQTT_DEFAULT_QUEUE
     assert conf["max_queued_bytes"] == ["0"]
@@ -530,6 +532,13 @@ def test_acl_confines_devices_to_their_own_topics() -> None:
     assert not [r for r in global_rules if r.split()[1] in ("read", "readwrite")], "devices read nothing"
     topic = device_topic("ca_mau", Kind.SALINITY, "dev-1", "telemetry")
     assert topic.split("/")[4] == "dev-1"  # the level %u stands for
+
+
+def test_ingest_client_id_is_its_user_name() -> None:
+    """The broker replaces the client id with the user name (use_username_as_clientid): ingest's
+    logs and metrics must name the session the broker keeps."""
+    env = environment(services()["ingest"])
+    assert env["IOC_MQTT_CLIENT_ID"] == env["IOC_MQTT_USERNAME"] == "ioc-ingest"
 
 
 def test_acl_grants_ingest_and_the_healthcheck() -> None:
@@ -634,54 +643,49 @@ def test_dockerfile_runs_ioc_as_an_unprivileged_user() -> None:
 # --- the broker configuration, for real -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_compose_broker(
+    tmp_path: Path, *, fleet: Fleet | None = None, conf: str | None = None
+) -> tuple[ServerProcess, dict[str, str]]:
+    """Mosquitto with the compose ``mosquitto.conf`` (or ``conf``), ACL and fleet-init's users.
 
-
-@pytest.fixture
-def compose_broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Mosquitto with the compose mosquitto.conf, ACL and fleet-init's users: (port, passwords)."""
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    passwd_tool = shutil.which("mosquitto_passwd")
+    Returns the running broker and every user's plaintext password (devices of ``fleet``,
+    ``ioc-ingest``, ``ioc-health``). Skips the test when Mosquitto is not installed.
+    """
+    binary, passwd_tool = find_binary("mosquitto"), find_binary("mosquitto_passwd")
     if binary is None or passwd_tool is None:
         pytest.skip("mosquitto and mosquitto_passwd are not installed")
+    if fleet is not None:
+        (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+        dump_fleet(fleet, tmp_path / "data" / "fleet.yaml")
     done = _run_fleet_init(tmp_path, "y" * 32)
     assert done.returncode == 0, done.stderr
     auth = tmp_path / "broker-auth"
     passwords = dict(line.split(":", 1) for line in (auth / "passwd.plain").read_text().splitlines())
     subprocess.run([passwd_tool, "-U", str(auth / "passwd.plain")], check=True, timeout=60)
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "mosquitto-data"
     data.mkdir()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
+    conf_path = data / "mosquitto.conf"
+    conf_path.write_text(
         local_broker_conf(
-            MOSQUITTO_CONF_PATH.read_text(),
+            conf if conf is not None else MOSQUITTO_CONF_PATH.read_text(),
             port=port,
             password_file=auth / "passwd.plain",
             acl_file=ACL_PATH,
             data_dir=data,
         )
     )
-    log = (tmp_path / "mosquitto.log").open("w")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    return ServerProcess("mosquitto", [binary, "-c", str(conf_path)], port, data).start(), passwords
+
+
+@pytest.fixture
+def compose_broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The compose broker configuration, running: (port, passwords)."""
+    broker, passwords = start_compose_broker(tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not open its port"
-                time.sleep(0.05)
-        yield port, passwords
+        yield broker.port, passwords
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        broker.stop()
 
 
 class _Client:
