@@ -39,7 +39,8 @@ def salinity_from_ec(ec_us_cm: npt.ArrayLike, temp_c: npt.ArrayLike = 25.0) -> F
 
     PSS-78 (UNESCO 1983), with the Hill et al. (1986) low-salinity extension below S = 2; the
     result is never negative. Sensors report EC25 (already referred to 25 °C), hence the default.
-    ``temp_c`` is ITS-90 and is converted to IPTS-68 as TEOS-10 does. Check values: domain §0.
+    ``temp_c`` is ITS-90 and is converted to IPTS-68 as TEOS-10 does. Check values: UNESCO 1983
+    p. 9 and domain §0. The project's one PSS-78: the simulated sensors report salinity with it.
     """
     ec = np.asarray(ec_us_cm, dtype=np.float64)
     t68 = np.asarray(temp_c, dtype=np.float64) * 1.00024

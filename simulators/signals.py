@@ -16,6 +16,8 @@ from typing import Final, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from rules.derived import salinity_from_ec
+
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]
@@ -287,66 +289,12 @@ def salinity_ppt(
 
 
 # --- PSS-78 -----------------------------------------------------------------------------------
+# One implementation of PSS-78 + Hill (1986): rules.derived.salinity_from_ec, which the rules read
+# derived salinity with. The sensors simulated here report salinity_ppt from EC with it too, and
+# this module only adds its inverse, to give a station the EC of the salinity it is meant to have.
 
-_PSS_A: Final = (0.0080, -0.1692, 25.3851, 14.0941, -7.0261, 2.7081)
-_PSS_B: Final = (0.0005, -0.0056, -0.0066, -0.0375, 0.0636, -0.0144)
-_PSS_K: Final = 0.0162
-C35_US_CM: Final = 42_914.0
-"""Conductivity of standard seawater, C(35, 15, 0), in µS/cm."""
-
-
-def _rt(t_c: float) -> float:
-    return 0.6766097 + 2.00564e-2 * t_c + 1.104259e-4 * t_c**2 - 6.9698e-7 * t_c**3 + 1.0031e-9 * t_c**4
-
-
-def _pss78(rt: F64, t_c: float) -> F64:
-    """PSS-78 practical salinity from the conductivity ratio ``rt`` at temperature ``t_c``."""
-    x = np.sqrt(np.maximum(rt, 0.0))
-    f = (t_c - 15.0) / (1.0 + _PSS_K * (t_c - 15.0))
-    s = np.zeros_like(x)
-    for i in range(6):
-        s += (_PSS_A[i] + f * _PSS_B[i]) * x**i
-    return s
-
-
-def _hill_raw(rt: F64, t_c: float) -> F64:
-    """The Hill et al. (1986) low-salinity form, before scaling to meet PSS-78 at S = 2."""
-    f = (t_c - 15.0) / (1.0 + _PSS_K * (t_c - 15.0))
-    big_x = 400.0 * rt
-    sqrt_y = 10.0 * np.sqrt(np.maximum(rt, 0.0))
-    return np.asarray(
-        _pss78(rt, t_c)
-        - _PSS_A[0] / (1.0 + big_x * (1.5 + big_x))
-        - _PSS_B[0] * f / (1.0 + sqrt_y * (1.0 + sqrt_y * (1.0 + sqrt_y)))
-    )
-
-
-def _rt_at_s2(t_c: float) -> float:
-    lo, hi = 0.0, 1.0
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if _pss78(np.array([mid]), t_c)[0] < 2.0 else (lo, mid)
-    return lo
-
-
-_HILL_RATIO_25: Final = 2.0 / float(_hill_raw(np.array([_rt_at_s2(25.0)]), 25.0)[0])
-
-
-def _salinity_from_rt(rt: F64, t_c: float) -> F64:
-    """PSS-78, with the Hill et al. (1986) extension below S = 2 (continuous at 2, ≥ 0)."""
-    if t_c != 25.0:
-        raise ValueError("only the 25 °C reference (EC25) is supported")
-    s = _pss78(rt, t_c)
-    hill = _HILL_RATIO_25 * _hill_raw(rt, t_c)
-    return np.asarray(np.maximum(np.where(s < 2.0, hill, s), 0.0))
-
-
-_EC25_RT_FACTOR: Final = C35_US_CM * _rt(25.0)
-_TABLE_X: Final = np.linspace(0.0, 2.2, 16_385)
-_TABLE_S: Final = _salinity_from_rt(_TABLE_X**2, 25.0)
-_FIRST: Final = int(np.flatnonzero(_TABLE_S > 0.0)[0]) - 1
-_INV_X: Final = _TABLE_X[_FIRST:]
-_INV_S: Final = _TABLE_S[_FIRST:]
+_SQRT_EC_MAX: Final = math.sqrt(120_000.0)
+"""The inverse's table reaches 120 mS/cm (about 90 ‰), past the contract's 50 ‰ and 100 mS/cm."""
 
 
 @overload
@@ -354,10 +302,26 @@ def salinity_from_ec25(ec_us_cm: float) -> float: ...
 @overload
 def salinity_from_ec25(ec_us_cm: F64) -> F64: ...
 def salinity_from_ec25(ec_us_cm: float | F64) -> float | F64:
-    """Practical salinity (‰) from conductivity at 25 °C (µS/cm): PSS-78 + Hill 1986."""
-    ec = np.asarray(ec_us_cm, dtype=np.float64)
-    s = _salinity_from_rt(ec / _EC25_RT_FACTOR, 25.0)
+    """Practical salinity (‰) from conductivity at 25 °C (µS/cm): :func:`rules.derived.salinity_from_ec`."""
+    s = salinity_from_ec(ec_us_cm, 25.0)
     return float(s) if s.ndim == 0 else s
+
+
+def _sqrt_ec_at_2_ppt() -> float:
+    """sqrt(EC25) where PSS-78 reaches 2 ‰: the Hill extension takes over below it."""
+    lo, hi = 0.0, _SQRT_EC_MAX
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if salinity_from_ec(mid**2, 25.0) < 2.0 else (lo, mid)
+    return hi
+
+
+_SQRT_EC_2: Final = _sqrt_ec_at_2_ppt()
+_TABLE_SQRT_EC: Final = np.linspace(0.0, _SQRT_EC_MAX, 16_385)
+_TABLE_S: Final = salinity_from_ec(_TABLE_SQRT_EC**2, 25.0)
+_FIRST: Final = int(np.flatnonzero(_TABLE_S > 0.0)[0]) - 1
+_INV_SQRT_EC: Final = _TABLE_SQRT_EC[_FIRST:]
+_INV_S: Final = _TABLE_S[_FIRST:]
 
 
 @overload
@@ -367,18 +331,25 @@ def ec25_from_salinity(salinity_ppt: F64) -> F64: ...
 def ec25_from_salinity(salinity_ppt: float | F64) -> float | F64:
     """Conductivity at 25 °C (µS/cm) of water with practical salinity ``salinity_ppt``.
 
-    Inverts :func:`salinity_from_ec25` on a dense table of sqrt(Rt) and refines with two
-    secant steps; the round trip agrees to better than 1e-9 ‰.
+    Inverts :func:`salinity_from_ec25` on a dense table of sqrt(EC) and refines with Newton steps
+    on the branch the salinity lies on (Hill below 2 ‰, PSS-78 above); the round trip agrees to
+    better than 1e-7 ‰. The Hill extension joins PSS-78 with a step of 1.5e-4 ‰ just below 2 ‰:
+    a salinity inside that step gets the EC of 2 ‰.
     """
     s = np.clip(np.asarray(salinity_ppt, dtype=np.float64), 0.0, float(_INV_S[-1]))
-    x = np.interp(s, _INV_S, _INV_X)
-    for _ in range(2):
-        h = 1e-7
-        f0 = _salinity_from_rt(x**2, 25.0) - s
-        f1 = _salinity_from_rt((x + h) ** 2, 25.0) - s
-        slope = np.where(f1 != f0, (f1 - f0) / h, 1.0)
-        x = np.maximum(x - f0 / slope, 0.0)
-    ec = x**2 * _EC25_RT_FACTOR
+    above = s >= 2.0
+
+    def on_branch(x: F64) -> F64:
+        return np.where(above, np.maximum(x, _SQRT_EC_2), np.minimum(x, _SQRT_EC_2))
+
+    x = on_branch(np.interp(s, _INV_S, _INV_SQRT_EC))
+    h = 1e-5
+    for _ in range(3):
+        f0 = salinity_from_ec(x**2, 25.0) - s
+        f1 = salinity_from_ec((x + np.where(above, h, -h)) ** 2, 25.0) - s
+        slope = np.where(f1 != f0, (f1 - f0) / np.where(above, h, -h), 1.0)
+        x = on_branch(np.maximum(x - f0 / slope, 0.0))
+    ec = x**2
     return float(ec) if ec.ndim == 0 else np.asarray(ec)
 
 

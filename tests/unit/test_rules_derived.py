@@ -107,12 +107,30 @@ def test_salinity_propagates_nan_and_keeps_shape() -> None:
     assert salinity_from_ec(np.empty(0)).shape == (0,)
 
 
-def test_agrees_with_the_simulated_sensors() -> None:
-    # The simulator reports salinity_ppt from EC with its own PSS-78; the two must not drift apart.
-    from simulators.signals import salinity_from_ec25
+def rt_35(temp_c: float) -> float:
+    """PSS-78's r_t: C(35, t, 0) / C(35, 15, 0), IPTS-68 (UNESCO 1983, eq. 3)."""
+    t = temp_c * 1.00024
+    return 0.6766097 + 2.00564e-2 * t + 1.104259e-4 * t**2 - 6.9698e-7 * t**3 + 1.0031e-9 * t**4
 
-    ec = np.geomspace(50.0, 60_000.0, 400)
-    np.testing.assert_allclose(salinity_from_ec(ec), salinity_from_ec25(ec), rtol=2e-3, atol=1e-4)
+
+@pytest.mark.parametrize("temp_c", [0.0, 5.0, 15.0 / 1.00024, 20.0, 25.0, 30.0, 35.0])
+def test_standard_seawater_is_35_at_every_temperature(temp_c: float) -> None:
+    # UNESCO 1983: at R_t = 1 the a-coefficients sum to 35 and the b-coefficients to 0.
+    assert float(salinity_from_ec(42_914.0 * rt_35(temp_c), temp_c)) == pytest.approx(35.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("rt", "t68_c", "salinity"),
+    [
+        # UNESCO 1983 (Fofonoff & Millard, Tech. Pap. Mar. Sci. 44), p. 9: R_t at 0 dbar → S
+        (1.0, 15.0, 35.0),
+        (1.0568875, 20.0, 37.245628),
+        (0.81705885, 5.0, 27.995347),
+    ],
+)
+def test_unesco_1983_check_values(rt: float, t68_c: float, salinity: float) -> None:
+    temp_c = t68_c / 1.00024  # the function takes ITS-90
+    assert float(salinity_from_ec(42_914.0 * rt * rt_35(temp_c), temp_c)) == pytest.approx(salinity, abs=1e-5)
 
 
 @given(st.lists(st.floats(0.0, 100_000.0), max_size=50))
