@@ -1,20 +1,27 @@
 """Rule packs: rules as data (YAML), validated once on load.
 
 A rule reads one kind of device, selects devices by their registry tags, and fires when its
-condition holds. Errors name the file, the rule and the problem::
+condition holds. Every field a rule reads must be one its devices send (:mod:`contract.fields`)
+or one derived from them (:mod:`rules.derived`), every camera event one cameras report: a typo
+would otherwise load and never fire. Errors name the file, the rule and the problem::
 
     rules/packs/mekong.yaml: rule SAL_FRUIT: condition.op: Input should be '<', '<=', '>' or '>='
+    my.yaml: rule SAL_FRUIT: condition.field: no field 'salnity_ppt' on salinity devices; did you mean salinity_ppt?
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contract.fields import CAMERA_EVENTS, EVENT_FIELDS, TELEMETRY_FIELDS, Kind
+from rules.derived import DERIVED
 from rules.errors import PackError
 from rules.model import Severity
 
@@ -270,16 +277,60 @@ def _locate(raw: Any, loc: tuple[int | str, ...]) -> tuple[str, str]:
 _CONDITION_TAGS = {"threshold", "range", "window", "change", "surge", "after_peak", "no_data", "event"}
 
 
+def readable_fields(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The numeric fields a rule may read on devices of every one of ``kinds``: sent or derived."""
+    common: set[str] | None = None
+    for kind in kinds:
+        sent = {f.name for f in TELEMETRY_FIELDS[Kind(kind)] if f.numeric}
+        names = sent | {name for name, d in DERIVED.items() if kind in d.kinds}
+        common = names if common is None else common & names
+    return tuple(sorted(common or ()))
+
+
+EVENT_RULE_FIELDS: Final = tuple(f.name for f in EVENT_FIELDS if f.numeric)
+"""The numeric fields of a camera event, which an event condition may read."""
+
+
+def _unknown(what: str, name: str, known: Sequence[str], where: str) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"use one of {', '.join(known)}"
+    return f"no {what} {name!r} {where}; {hint}"
+
+
+def _unknown_names(rule: Rule) -> Iterator[tuple[str, str]]:
+    """(where in the rule, problem) for each field or camera event the rule names that does not exist."""
+    kinds = (rule.kind,)  # the kinds whose readings the rule reads (one per rule today)
+    fields = readable_fields(kinds)
+    on = f"on {' and '.join(kinds)} devices"
+    c = rule.condition
+    if isinstance(c, Event):
+        if rule.kind != Kind.CAMERA.value:
+            yield "condition.type", "event conditions read camera events: use kind: camera"
+        if c.event not in CAMERA_EVENTS:
+            yield "condition.event", _unknown("camera event", c.event, CAMERA_EVENTS, "that cameras report")
+        if c.field not in EVENT_RULE_FIELDS:
+            yield "condition.field", _unknown("field", c.field, EVENT_RULE_FIELDS, "on camera events")
+    elif not isinstance(c, NoData) and c.field not in fields:
+        yield "condition.field", _unknown("field", c.field, fields, on)
+    for i, gate in enumerate(rule.also):
+        if gate.field not in fields:
+            yield f"also.{i}.field", _unknown("field", gate.field, fields, on)
+
+
 def parse_pack(raw: Any, source: str) -> Pack:
     """Validate already-parsed YAML; raise :class:`PackError` naming ``source``, the rule and the problem."""
     try:
-        return Pack.model_validate(raw)
+        pack = Pack.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for e in exc.errors()[:10]:
             label, where = _locate(raw, tuple(e["loc"]))
             problems.append(f"{source}: {label}: {where + ': ' if where else ''}{e['msg']}")
         raise PackError("\n".join(problems)) from exc
+    unknown = [f"{source}: rule {r.id}: {where}: {problem}" for r in pack.rules for where, problem in _unknown_names(r)]
+    if unknown:
+        raise PackError("\n".join(unknown[:10]))
+    return pack
 
 
 def load_pack(path: Path) -> Pack:

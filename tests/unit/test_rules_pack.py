@@ -27,6 +27,8 @@ from rules.pack import (
     Rule,
     Threshold,
     load_pack,
+    parse_pack,
+    readable_fields,
 )
 
 # Every rule of the domain reference tables (§1–§5), with its severity there, and the pack rules
@@ -153,6 +155,7 @@ def test_fields_exist_for_the_rule_kind(pack: Pack) -> None:
     for rule in pack.rules:
         telemetry = {f.name for f in TELEMETRY_FIELDS[Kind(rule.kind)] if f.numeric}
         derived = {name for name, d in DERIVED.items() if rule.kind in d.kinds}
+        assert set(readable_fields([rule.kind])) == telemetry | derived
         for name in fields_read(rule):
             assert name in telemetry | derived, f"{rule.id}: no field {name!r} on {rule.kind} devices"
 
@@ -358,3 +361,141 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("rules: [\n", encoding="utf-8")
     with pytest.raises(PackError, match=r"bad\.yaml: not valid YAML"):
         load_pack(bad)
+
+
+# --- field and event names ----------------------------------------------------------------------
+
+GATE = {"field": "water_level_cm", "trend": "falling", "window": "1h"}
+EVENT = {"type": "event", "event": "smoke_fire", "min_confidence": 0.8}
+
+
+@pytest.mark.parametrize(
+    ("rule", "where", "problem"),
+    [
+        (
+            _rule(condition_field="salnity_ppt"),
+            "condition.field",
+            "no field 'salnity_ppt' on salinity devices; did you mean salinity_ppt or salinity_from_ec_ppt?",
+        ),
+        (
+            _rule(condition_field="Salinity_ppt"),
+            "condition.field",
+            "no field 'Salinity_ppt' on salinity devices; did you mean salinity_ppt",
+        ),
+        (  # a water-quality field on a salinity station
+            _rule(condition_field="do_mg_l"),
+            "condition.field",
+            "no field 'do_mg_l' on salinity devices",
+        ),
+        (  # a derived field of another kind
+            _rule(condition_field="nh3_mg_l"),
+            "condition.field",
+            "no field 'nh3_mg_l' on salinity devices",
+        ),
+        (  # nothing close: the valid names are listed
+            _rule(condition_field="zzz"),
+            "condition.field",
+            "no field 'zzz' on salinity devices; use one of battery_v, cl_mg_l_est, ec_us_cm, rssi_dbm, "
+            "salinity_from_ec_ppt, salinity_ppt, temp_c, water_level_cm",
+        ),
+        (
+            _rule(condition={**WINDOW, "field": "salinity"}),
+            "condition.field",
+            "did you mean salinity_ppt",
+        ),
+        (
+            _rule(also=[{**GATE, "field": "water_levl_cm"}]),
+            "also.0.field",
+            "no field 'water_levl_cm' on salinity devices; did you mean water_level_cm?",
+        ),
+        (
+            _rule(kind="camera", condition={**EVENT, "event": "smoke_fier"}),
+            "condition.event",
+            "no camera event 'smoke_fier' that cameras report; did you mean smoke_fire?",
+        ),
+        (
+            _rule(kind="camera", condition={**EVENT, "field": "confidance"}),
+            "condition.field",
+            "no field 'confidance' on camera events; did you mean confidence?",
+        ),
+        (
+            _rule(kind="camera", condition={**EVENT, "field": "image_url"}),  # a string: nothing to compare
+            "condition.field",
+            "no field 'image_url' on camera events",
+        ),
+        (
+            _rule(condition=EVENT),
+            "condition.type",
+            "event conditions read camera events: use kind: camera",
+        ),
+    ],
+    ids=[
+        "typo", "case", "other-kind", "derived-of-other-kind", "nothing-close", "window", "gate", "event-class",
+        "event-field", "event-string-field", "event-on-salinity",
+    ],
+)  # fmt: skip
+def test_unknown_names_are_refused_with_the_nearest_valid_ones(
+    tmp_path: Path, rule: dict[str, Any], where: str, problem: str
+) -> None:
+    path = _write_pack(tmp_path, [_rule(id="SAL_OK"), rule])
+    with pytest.raises(PackError) as err:
+        load_pack(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: rule SAL_TEST: {where}: "), message
+    assert problem in message
+    assert "SAL_OK" not in message
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        _rule(condition_field="cl_mg_l_est"),  # derived, for salinity stations
+        _rule(condition_field="salinity_from_ec_ppt"),
+        _rule(condition_field="ec_us_cm", also=[GATE]),
+        _rule(kind="water_quality", condition_field="nh3_mg_l"),
+        _rule(kind="light_trap", condition_field="trap_night_total"),
+        _rule(kind="camera", condition=EVENT),
+        _rule(kind="camera", condition={**EVENT, "event": "flooding", "field": "water_above_line_cm"}),
+        _rule(kind="camera", condition={"type": "threshold", "field": "fps", "op": "<", "value": 5}),
+        _rule(kind="camera", condition={"type": "no_data", "after": "5m"}),
+    ],
+)
+def test_real_and_derived_fields_load(tmp_path: Path, rule: dict[str, Any]) -> None:
+    assert load_pack(_write_pack(tmp_path, [rule])).rules[0].id == "SAL_TEST"
+
+
+def test_every_unknown_name_of_a_pack_is_listed() -> None:
+    raw = {
+        "name": "test",
+        "rules": [
+            _rule(id="A_1", condition_field="salnity_ppt", also=[{**GATE, "field": "level"}]),
+            _rule(id="B_2", kind="camera", condition={**EVENT, "event": "fire"}),
+        ],
+    }
+    with pytest.raises(PackError) as err:
+        parse_pack(raw, "posted pack")
+    lines = str(err.value).splitlines()
+    assert [line.split(": ")[:3] for line in lines] == [
+        ["posted pack", "rule A_1", "condition.field"],
+        ["posted pack", "rule A_1", "also.0.field"],
+        ["posted pack", "rule B_2", "condition.event"],
+    ]
+
+
+def test_a_field_must_exist_on_every_kind_a_rule_reads() -> None:
+    both = set(readable_fields(["salinity", "water_quality"]))
+    assert {"salinity_ppt", "ec_us_cm", "temp_c", "cl_mg_l_est", "salinity_from_ec_ppt"} <= both
+    assert "water_level_cm" not in both  # salinity stations only
+    assert "do_mg_l" not in both  # water quality only
+    assert "nh3_mg_l" not in both  # derived for water quality only
+    assert set(readable_fields(["camera", "light_trap"])) == {"rssi_dbm"}
+    assert readable_fields([]) == ()
+
+
+def test_the_engine_knows_every_name_the_loader_accepts() -> None:
+    """What the loader accepts is what the engine and the contract can produce (no drift)."""
+    for kind in Kind:
+        sent = {f.name for f in TELEMETRY_FIELDS[kind] if f.numeric}
+        for name in readable_fields([kind]):
+            assert name in sent or kind.value in DERIVED[name].kinds, (kind, name)
+    assert set(CAMERA_EVENTS) >= {"smoke_fire", "flooding"}
