@@ -141,7 +141,13 @@ class ServerProcess:
 
 
 def mosquitto_config(data_dir: Path, port: int, *, extra: str = "") -> str:
-    """A local broker config: loopback only, persistence on, queue limits raised for ingest."""
+    """A local broker config: loopback only, persistence on, queue limits raised for ingest.
+
+    Anonymous, unlike the compose broker (``deploy/mosquitto/``), which binds each client id to
+    its account with ``use_username_as_clientid``: here there are no accounts to bind to, and that
+    option would only refuse every client without a user name (ingest's default, ``mosquitto_sub``,
+    the bench peers). Loopback keeps other machines out; accounts come with issue 12.
+    """
     return "\n".join(
         [
             f"listener {port} 127.0.0.1",

@@ -29,6 +29,8 @@ from tests.integration.test_reliability import distinct_seqs, readings
 from tests.unit.test_compose import MOSQUITTO_CONF_PATH, start_compose_broker
 
 INGEST = "ioc-ingest"
+OPERATOR = "ioc-operator"
+"""The read-only account people watch the stream with."""
 DEVICE = "bt-sal-1"
 """The honest device whose readings stream."""
 ATTACKER = "bt-sal-2"
@@ -296,7 +298,7 @@ def test_limit_a_device_that_knows_the_shared_group_takes_a_share_and_the_broker
 
 
 def test_a_will_on_another_devices_topic_or_a_dead_letter_topic_is_not_delivered(broker: Broker) -> None:
-    watcher = Device(broker, INGEST)
+    watcher = Device(broker, OPERATOR)
     try:
         assert watcher.subscribe(SUBSCRIPTION) == [1]
         foreign = device_topic("ben_tre", "salinity", DEVICE, "status")
@@ -312,7 +314,7 @@ def test_a_will_on_another_devices_topic_or_a_dead_letter_topic_is_not_delivered
         assert [t for t, _, _ in watcher.messages] == [own]
     finally:
         watcher.close()
-    fresh = Device(broker, INGEST)
+    fresh = Device(broker, OPERATOR)
     try:
         fresh.subscribe(SUBSCRIPTION)
         assert fresh.wait_for(own)
@@ -344,7 +346,7 @@ def test_retained_status_on_another_device_is_refused_and_its_own_does_not_distu
             assert ingest.metric("ioc_ingest_broker_reconnects_total") == 0
             assert ingest.metric("ioc_ingest_messages_received_total", channel="status") == 1
     assert distinct_seqs(influxd.url, influx_db) == set(range(n))
-    fresh = Device(broker, INGEST, client_id="watch")
+    fresh = Device(broker, OPERATOR, client_id="watch")
     try:
         fresh.subscribe(f"ioc/v1/+/+/{DEVICE}/status")
         time.sleep(0.5)

@@ -75,6 +75,8 @@ _INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<
 _REQUIRED = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?(?P<msg>[^}]+)\}")
 _SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
 _MQTT_DEFAULT_INFLIGHT = 20
+SERVICE_USERS = ("ioc-ingest", "ioc-health", "ioc-operator")
+"""Broker accounts fleet-init writes besides one per device."""
 _MQTT_DEFAULT_QUEUE = 1000
 
 
@@ -555,6 +557,7 @@ def test_acl_grants_ingest_and_the_healthcheck() -> None:
     assert "-u ioc-health" in health
     assert "'$$SYS/broker/uptime'" in health
     assert sections["ioc-health"] == ["topic read $SYS/broker/uptime"]
+    assert sections["ioc-operator"] == [f"topic read {SUBSCRIPTION}"], "people watch read-only"
 
 
 def test_fleet_init_writes_the_documented_passwords(tmp_path: Path) -> None:
@@ -565,15 +568,18 @@ def test_fleet_init_writes_the_documented_passwords(tmp_path: Path) -> None:
     plain = auth / "passwd.plain"
     lines = dict(line.split(":", 1) for line in plain.read_text().splitlines())
     health = (auth / "health.pw").read_text().strip()
-    expected = {"ioc-ingest": "ingest-pw", "ioc-health": health}
+    operator = (auth / "operator.pw").read_text().strip()
+    expected = {"ioc-ingest": "ingest-pw", "ioc-health": health, "ioc-operator": operator}
     expected |= {d.id: _documented_password(secret, d.id) for d in _tiny_fleet().devices}
     assert lines == expected
     assert stat.S_IMODE(plain.stat().st_mode) == 0o600
     assert stat.S_IMODE((auth / "health.pw").stat().st_mode) == 0o600
+    assert stat.S_IMODE((auth / "operator.pw").stat().st_mode) == 0o600
 
     again = _run_fleet_init(tmp_path, secret)
     assert again.returncode == 0, again.stderr
     assert (auth / "health.pw").read_text().strip() == health, "the running broker knows the old one"
+    assert (auth / "operator.pw").read_text().strip() == operator
 
 
 def test_fleet_init_passwords_are_the_simulators_passwords() -> None:
@@ -649,7 +655,7 @@ def start_compose_broker(
     """Mosquitto with the compose ``mosquitto.conf`` (or ``conf``), ACL and fleet-init's users.
 
     Returns the running broker and every user's plaintext password (devices of ``fleet``,
-    ``ioc-ingest``, ``ioc-health``). Skips the test when Mosquitto is not installed.
+    and :data:`SERVICE_USERS`). Skips the test when Mosquitto is not installed.
     """
     binary, passwd_tool = find_binary("mosquitto"), find_binary("mosquitto_passwd")
     if binary is None or passwd_tool is None:
@@ -752,11 +758,12 @@ def test_compose_broker_config_starts_and_enforces_the_acl(
     compose_broker: tuple[int, dict[str, str]],
 ) -> None:
     port, passwords = compose_broker
-    devices = [d for d in passwords if d not in ("ioc-ingest", "ioc-health")]
+    devices = [d for d in passwords if d not in SERVICE_USERS]
     me, other = devices[0], devices[1]
     health = _Client(port, "ioc-health", passwords["ioc-health"])
     ingest = _Client(port, "ioc-ingest", passwords["ioc-ingest"])
     device = _Client(port, me, passwords[me])
+    operator = _Client(port, "ioc-operator", passwords["ioc-operator"])
     try:
         assert not health.connect_rc.is_failure
         assert not device.connect_rc.is_failure
@@ -764,6 +771,7 @@ def test_compose_broker_config_starts_and_enforces_the_acl(
         assert health.wait_for("$SYS/broker/uptime"), "the healthcheck's subscription gets nothing"
 
         ingest.subscribe(SUBSCRIPTION)
+        operator.subscribe(SUBSCRIPTION)
         own = device_topic("ca_mau", Kind.SALINITY, me, "telemetry")
         spoofed = device_topic("ca_mau", Kind.SALINITY, other, "telemetry")
         fake_dlq = f"{DLQ_PREFIX}/x/{me}/telemetry"
@@ -775,6 +783,8 @@ def test_compose_broker_config_starts_and_enforces_the_acl(
         assert ingest.wait_for(own)
         assert ingest.wait_for(f"{DLQ_PREFIX}/bad_json")
         assert {t for t, _ in ingest.messages} == {own, f"{DLQ_PREFIX}/bad_json"}
+        assert operator.wait_for(f"{DLQ_PREFIX}/bad_json"), "people can watch the dead letters"
+        assert operator.publish(f"{DLQ_PREFIX}/bad_json", b"{}") == not_authorized, "read only"
 
         # A device may not read the fleet: its subscription to '#' gets nothing.
         snoop = _Client(port, other, passwords[other])
@@ -787,7 +797,7 @@ def test_compose_broker_config_starts_and_enforces_the_acl(
         finally:
             snoop.close()
     finally:
-        for client in (health, ingest, device):
+        for client in (health, ingest, device, operator):
             client.close()
 
 
@@ -799,7 +809,7 @@ def test_compose_broker_refuses_anonymous_and_wrong_passwords(
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
     port, passwords = compose_broker
-    device = next(d for d in passwords if d not in ("ioc-ingest", "ioc-health"))
+    device = next(d for d in passwords if d not in SERVICE_USERS)
     for user, password in [(None, None), (device, "wrong"), (device, passwords["ioc-ingest"])]:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id="anon-t", protocol=MQTTProtocolVersion.MQTTv5)
         if user:
