@@ -86,6 +86,8 @@ class Commands(TyperGroup):
         except Exception as exc:
             if not is_mistake(exc):
                 raise
+            if isinstance(exc, typer.TyperException) and not exc.format_message():
+                raise typer.Exit(EXIT_MISTAKE) from None  # no arguments: the help was the answer
             fail(one_line(exc))
 
 
