@@ -23,10 +23,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from contract.topics import DLQ_PREFIX, SUBSCRIPTION, device_topic
 from ioc.servers import InfluxServer, ServerProcess
+from simulators.config import SimulateSettings
+from simulators.publisher import FleetPublisher
 from tests.helpers import IngestThread, ingest_settings
 from tests.integration.test_pipeline import small_fleet, telemetry
 from tests.integration.test_reliability import distinct_seqs, readings
-from tests.unit.test_compose import MOSQUITTO_CONF_PATH, start_compose_broker
+from tests.unit.test_compose import DEVICE_SECRET, MOSQUITTO_CONF_PATH, start_compose_broker
 
 INGEST = "ioc-ingest"
 OPERATOR = "ioc-operator"
@@ -241,6 +243,29 @@ def test_negative_control_without_the_binding_the_device_throws_ingest_off(
         assert f"as {INGEST} (p5, c0, k60, u'{ATTACKER}')" in log, "the device got ingest's session"
     finally:
         unbound.stop()
+
+
+def test_the_simulated_fleet_still_connects_and_is_stored(
+    broker: Broker, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    """The simulators log in with user name = client id = device id: the binding changes nothing."""
+    secret = tmp_path / "device_secret"
+    secret.write_text(DEVICE_SECRET + "\n")
+    settings = SimulateSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
+        fleet=tmp_path / "data" / "fleet.yaml",  # written by start_compose_broker
+        device_secret_file=secret,
+        readings=1_000,
+        rate=2_000,
+    )
+    with ingest_thread(broker, influxd, influx_db) as ingest:
+        stats = FleetPublisher(small_fleet(), settings).run()
+        assert stats.readings_acked >= 1_000
+        assert stats.statuses_acked == len(small_fleet().devices), "every device connected"
+        stored = "ioc_ingest_readings_stored_total"
+        ingest.wait_for(lambda: ingest.metric(stored) >= stats.readings_acked, what="all stored")
+        assert ingest.metric("ioc_ingest_broker_reconnects_total") == 0
 
 
 # --- shared subscriptions -------------------------------------------------------------------------

@@ -649,6 +649,10 @@ def test_dockerfile_runs_ioc_as_an_unprivileged_user() -> None:
 # --- the broker configuration, for real -----------------------------------------------------------
 
 
+DEVICE_SECRET = "y" * 32
+"""The fleet secret :func:`start_compose_broker` derives device passwords from."""
+
+
 def start_compose_broker(
     tmp_path: Path, *, fleet: Fleet | None = None, conf: str | None = None
 ) -> tuple[ServerProcess, dict[str, str]]:
@@ -663,7 +667,7 @@ def start_compose_broker(
     if fleet is not None:
         (tmp_path / "data").mkdir(parents=True, exist_ok=True)
         dump_fleet(fleet, tmp_path / "data" / "fleet.yaml")
-    done = _run_fleet_init(tmp_path, "y" * 32)
+    done = _run_fleet_init(tmp_path, DEVICE_SECRET)
     assert done.returncode == 0, done.stderr
     auth = tmp_path / "broker-auth"
     passwords = dict(line.split(":", 1) for line in (auth / "passwd.plain").read_text().splitlines())
