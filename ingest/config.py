@@ -23,7 +23,9 @@ class IngestSettings(BaseSettings):
 
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port")
     mqtt_client_id: str = Field(
-        "ioc-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="fixed client id (persistent session)"
+        "ioc-ingest",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="fixed client id (persistent session); = user name where the broker binds them",
     )
     mqtt_username: str | None = Field(None, description="broker user name")
     mqtt_password: SecretStr | None = Field(None, description="broker password")
@@ -37,7 +39,9 @@ class IngestSettings(BaseSettings):
         "auto", description="MQTT receive fast path: auto (when its aiomqtt/paho versions match), on, off (public APIs)"
     )
     mqtt_shared_group: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="subscribe as $share/<group>/... (several workers)"
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="subscribe as $share/<group>/... (several workers, an account each; keep it secret)",
     )
 
     influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL")
