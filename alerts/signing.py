@@ -25,6 +25,15 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 64
+_B64 = "[A-Za-z0-9+/]"
+SECRET_PATTERN = (
+    f"^{SECRET_PREFIX}(?:"
+    f"(?:{_B64}{{4}}){{5}}(?:{_B64}{{2}}==|{_B64}{{3}}=)"  # 16–17 bytes
+    f"|(?:{_B64}{{4}}){{6,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=)?"  # 18–62 bytes
+    f"|(?:{_B64}{{4}}){{21}}(?:{_B64}{{2}}==)?"  # 63–64 bytes
+    ")$"
+)
+"""``whsec_`` + padded base64 of 16–64 bytes: exactly the secrets :func:`validate_secret` accepts."""
 TOLERANCE_S = 300
 """Receivers refuse timestamps further than this from their clock (the library's fixed 5 min)."""
 

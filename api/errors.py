@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefused
 from ingest.influxql import InfluxQLError
@@ -41,10 +42,16 @@ class ErrorBody(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
-    403: {"model": ErrorBody, "description": "the key's scope or provinces do not allow this"},
-    422: {"model": ErrorBody, "description": "a parameter or the body is invalid"},
+    403: {"model": ErrorBody, "description": "the key's scope does not allow this, or it names a province it lacks"},
+    422: {"model": ErrorBody, "description": "a parameter or the body is invalid: `detail` says which and where"},
 }
 """Documented on every router whose routes need a key."""
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body cannot be parsed (not UTF-8, not JSON), or bad Content-Length"},
+    413: {"model": ErrorBody, "description": "the body is larger than IOC_API_MAX_BODY_BYTES (also when sent chunked)"},
+}
+"""Documented on every route: the body limit and body parsing apply to any request."""
 
 
 class ApiError(Exception):
@@ -134,6 +141,19 @@ def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path (Starlette's own 405 names one route's only)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into ``{"error", "detail"}``."""
 
@@ -147,9 +167,11 @@ def install(app: FastAPI) -> None:
         detail: Any = exc.detail if isinstance(exc.detail, str) and exc.detail.lower() != message else None
         if exc.status_code == 404 and detail is None:
             detail = f"no route {request.url.path}"
-        elif exc.status_code == 405:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, message, detail, getattr(exc, "headers", None))
+            headers = {"allow": ", ".join(allowed_methods(request))}
+        return error_response(exc.status_code, message, detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -60,6 +60,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        responses=errors.COMMON_RESPONSES,
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()

@@ -79,31 +79,40 @@ class BodyLimit:
                 await send(msg)
             return
         seen = 0
+        over = False
         started = False
+        too_large = _json_error(413, message, {"max_bytes": limit})
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
+                    over = True
                     raise BodyTooLarge(message, {"max_bytes": limit})
             return msg
 
         async def tracked(msg: Message) -> None:
+            # Once the body went over the limit the answer is 413, whatever the app made of the error
+            # (FastAPI turns an exception while it reads a JSON body into its own 400).
             nonlocal started
             if msg["type"] == "http.response.start":
                 started = True
-            await send(msg)
+                if over:
+                    for part in too_large:
+                        await send(part)
+                    return
+            if not over:
+                await send(msg)
 
         try:
             await self.app(scope, counted, tracked)
-        except BodyTooLarge as exc:  # raised outside the app's own handlers
+        except BodyTooLarge:  # raised outside the app's own handlers
             if started:
                 raise
-            start, body = _json_error(413, exc.message, exc.detail)
-            await send(start)
-            await send(body)
+            for part in too_large:
+                await send(part)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

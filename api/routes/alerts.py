@@ -13,7 +13,7 @@ from api.auth import Operator, Principal, Reader
 from api.deps import StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, Invalid, NotFoundError
 from api.routes.devices import DEVICE_ID, DistrictQuery, ProvinceQuery, SeverityName
-from api.times import iso, iso_or_none, parse_time_ms
+from api.times import TIME_HELP, TIME_PATTERN, iso, iso_or_none, parse_time_ms
 from contract.clock import now_ms
 from rules.model import Severity
 
@@ -138,10 +138,8 @@ def list_alerts(
     rule_id: Annotated[str | None, Query(max_length=64, description="one rule")] = None,
     device_id: Annotated[str | None, Query(pattern=DEVICE_ID, description="one device")] = None,
     acknowledged: Annotated[bool | None, Query(description="acknowledged by an operator or not")] = None,
-    since: Annotated[
-        str | None, Query(max_length=40, description="fired at or after: now, -24h, epoch ms, ISO")
-    ] = None,
-    until: Annotated[str | None, Query(max_length=40, description="fired before")] = None,
+    since: Annotated[str | None, Query(pattern=TIME_PATTERN, description=f"fired at or after: {TIME_HELP}")] = None,
+    until: Annotated[str | None, Query(pattern=TIME_PATTERN, description="fired before, as `since`")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertOut]:
     """Alerts matching every filter, most recently fired first (a key limited to provinces sees only those)."""

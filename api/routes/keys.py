@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
@@ -18,10 +18,28 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=ERROR_RESPONSES)
 Province = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 
 
-class KeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100, description="who uses it (recorded when they acknowledge)")
-    scope: Scope = Field(description="read (dashboards, open data), operate (acknowledge, rules, subscriptions), admin")
+KeyName = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"\S", description="who uses it (recorded when they acknowledge)")
+]
+
+
+class AdminKeyIn(BaseModel):
+    """An admin key: it manages every key, so it is never limited to provinces."""
+
+    name: KeyName
+    scope: Literal["admin"]
+    provinces: list[Province] = Field([], max_length=0, description="always empty for an admin key")
+
+
+class AreaKeyIn(BaseModel):
+    """A read or operate key, optionally limited to provinces."""
+
+    name: KeyName
+    scope: Literal["read", "operate"] = Field(description="read (dashboards, open data), operate (acknowledge, …)")
     provinces: list[Province] = Field([], max_length=100, description="limit the key to these provinces (empty: all)")
+
+
+KeyIn = Annotated[AdminKeyIn | AreaKeyIn, Field(discriminator="scope")]
 
 
 class KeyOut(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Reader
 from api.deps import InfluxDep, RegistryDep, SettingsDep
-from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
+from api.errors import ERROR_RESPONSES, ErrorBody, Invalid, NotFoundError
 from api.influx import EVERY_MS, Every, Influx
 from api.render import CSV_MEDIA_TYPE, csv_text
 from api.routes.devices import (
@@ -24,7 +24,7 @@ from api.routes.devices import (
     visible_device,
 )
 from api.routes.devices import select as select_devices
-from api.times import iso, parse_time_ms
+from api.times import LOOKBACK_PATTERN, MAX_LOOKBACK_MS, TIME_HELP, TIME_PATTERN, iso, parse_time_ms
 from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind, field_specs
 from contract.fleet import Device
@@ -32,13 +32,22 @@ from rules.pack import parse_duration_ms
 
 router = APIRouter(prefix="/v1/readings", tags=["readings"], responses=ERROR_RESPONSES)
 
-MAX_SINCE_MS = 366 * 86_400_000
 Format = Literal["json", "csv"]
 FormatQuery = Annotated[Format | None, Query(description="csv, or send `Accept: text/csv`")]
 AcceptHeader = Annotated[str | None, Header(include_in_schema=False)]
 SinceQuery = Annotated[
-    str, Query(pattern=r"^\d{1,4}(m|h|d)$", description="look this far back for the newest reading (e.g. 2h, 7d)")
+    str, Query(pattern=LOOKBACK_PATTERN, description="look this far back for the newest reading: 90m, 2h, 7d (≤ 366d)")
 ]
+FIELD_NAMES = sorted({f.name for fields in TELEMETRY_FIELDS.values() for f in fields})
+FieldPath = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z0-9_]{1,64}$",
+        json_schema_extra={"enum": FIELD_NAMES},
+        description="a telemetry field of the device's kind (another is 404: no such history)",
+    ),
+]
+TimeQuery = Annotated[str, Query(pattern=TIME_PATTERN, description=TIME_HELP)]
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON, or CSV when asked for"},
     403: {"model": ErrorBody},
@@ -117,8 +126,8 @@ def csv_response(text: str, filename: str) -> Response:
 
 def _since(text: str) -> int:
     ms = parse_duration_ms(text)
-    if ms > MAX_SINCE_MS:
-        raise Invalid(f"since may be at most {MAX_SINCE_MS // 86_400_000}d")
+    if ms > MAX_LOOKBACK_MS:  # the pattern already says so
+        raise Invalid(f"since may be at most {MAX_LOOKBACK_MS // 86_400_000}d")
     return now_ms() - ms
 
 
@@ -260,13 +269,13 @@ def areas(
 )
 def history(
     device_id: DeviceIdPath,
-    field: Annotated[str, Path(pattern=r"^[a-z0-9_]{1,64}$", description="a telemetry field of the device's kind")],
+    field: FieldPath,
     principal: Reader,
     registry: RegistryDep,
     influx: InfluxDep,
     settings: SettingsDep,
-    from_: Annotated[str, Query(alias="from", max_length=40, description="now, -24h, epoch ms or ISO 8601")] = "-24h",
-    to: Annotated[str, Query(max_length=40, description="end (exclusive)")] = "now",
+    from_: Annotated[str, Query(alias="from", pattern=TIME_PATTERN, description=f"start: {TIME_HELP}")] = "-24h",
+    to: Annotated[str, Query(pattern=TIME_PATTERN, description="end (exclusive), as `from`")] = "now",
     every: Annotated[Every, Query(description="bucket size; mean, min and max per bucket")] = "1h",
     format: FormatQuery = None,
     accept: AcceptHeader = None,
@@ -276,7 +285,7 @@ def history(
     specs = field_specs(device.kind)
     spec = specs.get(field)
     if spec is None:
-        raise Invalid(f"{field!r} is not a field of {device.kind.value} devices", {"fields": sorted(specs)})
+        raise NotFoundError(f"{field!r} is not a field of {device.kind.value} devices", {"fields": sorted(specs)})
     now = now_ms()
     try:
         start, end = parse_time_ms(from_, now=now), parse_time_ms(to, now=now)

@@ -12,7 +12,7 @@ from api.auth import Operator, Reader
 from api.deps import InfluxDep, RegistryDep, RulesDep, SettingsDep
 from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
 from api.services import LoadedPack
-from api.times import iso, parse_time_ms
+from api.times import TIME_HELP, TIME_PATTERN, iso, parse_time_ms
 from contract.clock import now_ms
 from contract.fleet import Fleet
 from ingest.backtest import backtest as run
@@ -66,8 +66,8 @@ class Validated(BaseModel):
 
 
 class BacktestIn(BaseModel):
-    from_: str = Field("-24h", alias="from", max_length=40, description="now, -24h, epoch ms or ISO 8601")
-    to: str = Field("now", max_length=40, description="end (exclusive)")
+    from_: str = Field("-24h", alias="from", pattern=TIME_PATTERN, description=f"start: {TIME_HELP}")
+    to: str = Field("now", pattern=TIME_PATTERN, description="end (exclusive), as `from`")
     pack: str | None = Field(None, description="a rule pack, YAML, to try instead of the loaded one")
 
     model_config = {"populate_by_name": True}

@@ -17,12 +17,12 @@ from pydantic import BaseModel, Field
 
 from alerts.delivery import post_webhook, webhook_client
 from alerts.outbox import DeadLetter, DeliveryAttempt, Verdict
-from alerts.signing import generate_secret
+from alerts.signing import SECRET_PATTERN, generate_secret
 from alerts.store import AlertStore
 from alerts.subscriptions import Filters, Subscription
 from api.auth import Operator, Principal
 from api.deps import SettingsDep, StoreDep
-from api.errors import ERROR_RESPONSES, ErrorBody, Invalid, NotFoundError
+from api.errors import ERROR_RESPONSES, ErrorBody, NotFoundError
 from api.routes.devices import SeverityName
 from api.times import iso, iso_or_none
 from contract.clock import now_ms
@@ -32,6 +32,9 @@ router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses
 SubIdPath = Annotated[str, Path(max_length=64, description="a subscription id (sub_…)")]
 ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=200)]
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%:\[\]-]+(?:[/?#][!-~]*)?$"
+"""http(s), a host (name, IPv4, [IPv6]) with an optional port, then ASCII: the policy then checks where it points."""
+URL_HELP = "http(s) URL the alerts are POSTed to; it must resolve to addresses the target policy allows"
 TEST_EVENT = "test.ping"
 
 
@@ -61,8 +64,10 @@ class SubscriptionOut(BaseModel):
 
 
 class SubscriptionIn(BaseModel):
-    url: str = Field(min_length=1, max_length=2048, description="http(s) URL the alerts are POSTed to")
-    secret: str | None = Field(None, max_length=200, description="whsec_<base64>; leave out to have one generated")
+    url: str = Field(max_length=2048, pattern=URL_PATTERN, description=URL_HELP)
+    secret: str | None = Field(
+        None, pattern=SECRET_PATTERN, description="whsec_<base64 of 16–64 bytes>; leave out to have one generated"
+    )
     language: Literal["vi", "en"] = "vi"
     provinces: Names = []
     districts: Names = []
@@ -76,7 +81,7 @@ class SubscriptionIn(BaseModel):
 class SubscriptionPatch(BaseModel):
     """Fields to change; a filter given replaces that filter."""
 
-    url: str | None = Field(None, min_length=1, max_length=2048)
+    url: str | None = Field(None, max_length=2048, pattern=URL_PATTERN, description=URL_HELP)
     language: Literal["vi", "en"] | None = None
     provinces: Names | None = None
     districts: Names | None = None
@@ -127,7 +132,7 @@ class DeadLetterOut(BaseModel):
 
 class ReplayIn(BaseModel):
     ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(
-        None, max_length=10_000, description="dead-letter ids; leave out for all"
+        None, min_length=1, max_length=10_000, description="dead-letter ids; leave out for all"
     )
 
 
@@ -363,6 +368,4 @@ def replay(
     """Queue this subscriber's dead letters again (all, or `ids`), with the same webhook-id."""
     _owned(store, sub_id, principal)
     ids = body.ids if body is not None else None
-    if ids is not None and not ids:
-        raise Invalid("ids is empty: leave it out to replay every dead letter")
     return Replayed(replayed=store.replay(ids, subscription_id=sub_id))

@@ -15,7 +15,7 @@ from api.influx import (
     rows,
     time_range,
 )
-from api.times import MAX_MS, iso, parse_time_ms
+from api.times import LOOKBACK_PATTERN, MAX_LOOKBACK_MS, MAX_MS, TIME_PATTERN, iso, parse_time_ms
 
 
 @pytest.mark.parametrize(
@@ -112,18 +112,56 @@ NOW = 1_767_240_000_000  # 2026-01-01T04:00:00Z
         ("2026-01-01T11:00:00", NOW),  # no zone: Mekong Delta time, UTC+7
         ("2026-01-01T11:00:00+07:00", NOW),
         (" now ", NOW),
+        ("2024-02-29", 1_709_139_600_000),  # a leap day, Delta time
+        ("99999999999999", MAX_MS),  # clamped to what InfluxDB can store
+        ("-999999999d", 0),
+        ("1900-01-01T00:00Z", 0),
     ],
 )
 def test_parse_time(text: str, ms: int) -> None:
     assert parse_time_ms(text, now=NOW) == ms
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "24h", "-24y", "1e9", "2026-13-01", "99999999999999", "9999-12-31"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "yesterday", "24h", "-24y", "1e9", "2026-13-01", "2025-02-29", "2026-04-31", "9999-12-31", "\u0663", "1" * 16],
+)
 def test_parse_time_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match=r"time|outside"):
+    with pytest.raises(ValueError, match=r"not a time"):
         parse_time_ms(text, now=NOW)
 
 
 def test_iso() -> None:
     assert iso(NOW) == "2026-01-01T04:00:00.000Z"
     assert parse_time_ms(iso(MAX_MS), now=NOW) == MAX_MS
+
+
+def test_time_pattern_is_what_the_parser_accepts() -> None:
+    """The OpenAPI pattern and the parser agree: every day of 1900–2999 and the texts around them."""
+    import re
+    from datetime import date, timedelta
+
+    pattern = re.compile(TIME_PATTERN)
+    day, end = date(1900, 1, 1), date(3000, 1, 1)
+    while day < end:
+        assert pattern.match(day.isoformat()), day
+        day += timedelta(days=1)
+    for month in range(1, 13):
+        for d in (29, 30, 31, 32):
+            text = f"2025-{month:02d}-{d:02d}"
+            try:
+                date.fromisoformat(text)
+                valid = True
+            except ValueError:
+                valid = False
+            assert bool(pattern.match(text)) == valid, text
+
+
+def test_lookback_pattern_is_at_most_366_days() -> None:
+    import re
+
+    pattern = re.compile(LOOKBACK_PATTERN)
+    for unit, ms in (("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)):
+        limit = MAX_LOOKBACK_MS // ms
+        for n in (*range(1000), limit - 1, limit, limit + 1, limit * 10):
+            assert bool(pattern.match(f"{n}{unit}")) == (n <= limit), (n, unit)
