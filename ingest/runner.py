@@ -38,9 +38,12 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
     """Everything ``ioc ingest`` runs; raises :class:`ConfigError` for a bad fleet file or pack."""
     try:
         fleet = load_fleet(settings.fleet)
+    except FleetError as exc:
+        raise ConfigError(f"{exc} (the fleet file: --fleet, IOC_FLEET)") from exc
+    try:
         pack = load_pack(settings.rules_pack or DEFAULT_PACK) if settings.rules else None
-    except (FleetError, PackError) as exc:
-        raise ConfigError(str(exc)) from exc
+    except PackError as exc:
+        raise ConfigError(f"{exc} (the rule pack: --rules-pack, IOC_RULES_PACK)") from exc
     if pack is None:
         return IngestProcess(IngestService(settings, fleet))
     try:
@@ -48,7 +51,7 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
             webhooks.alerts_db, policy=webhooks.target_policy(), busy_timeout_s=webhooks.alerts_busy_timeout_s
         )
     except AlertsError as exc:
-        raise ConfigError(f"alert store {webhooks.alerts_db}: {exc}") from exc
+        raise ConfigError(f"alert store {webhooks.alerts_db}: {exc} (--alerts-db, IOC_ALERTS_DB)") from exc
     service = IngestService(settings, fleet)
     sender = WebhookSender(store, webhooks) if settings.webhooks else None
     alerting = Alerting(
