@@ -265,7 +265,11 @@ def areas(
     "/{device_id}/{field}",
     response_model=History,
     summary="History of one field, downsampled",
-    responses={**CSV_RESPONSE, 404: {"model": ErrorBody}},
+    responses={
+        **CSV_RESPONSE,
+        404: {"model": ErrorBody, "description": "no such device, or its kind has no such field"},
+        422: {"model": ErrorBody, "description": "invalid, `to` not after `from`, or over IOC_API_MAX_POINTS buckets"},
+    },
 )
 def history(
     device_id: DeviceIdPath,

@@ -31,6 +31,13 @@ YAML_BODY: dict[str, Any] = {
 INVALID_PACK: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "the pack is invalid: `detail` names the rule and the problem"}
 }
+BACKTEST_INVALID: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": ErrorBody,
+        "description": "the posted pack is invalid (`detail` names the rule), `to` is not after `from`, or the range "
+        "is over IOC_API_BACKTEST_MAX_HOURS",
+    }
+}
 
 
 class RuleOut(BaseModel):
@@ -176,7 +183,7 @@ def reload(principal: Operator, rules: RulesDep) -> PackOut:
 
 
 @router.post(
-    "/backtest", response_model=BacktestOut, summary="Backtest a pack over stored readings", responses=INVALID_PACK
+    "/backtest", response_model=BacktestOut, summary="Backtest a pack over stored readings", responses=BACKTEST_INVALID
 )
 def backtest(
     principal: Operator,

@@ -31,6 +31,9 @@ router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses
 
 SubIdPath = Annotated[str, Path(max_length=64, description="a subscription id (sub_…)")]
 ERRORS: dict[int | str, dict[str, Any]] = {403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+URL_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "invalid, or the URL's host resolves to an address the policy refuses"}
+}
 Names = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=200)]
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%:\[\]-]+(?:[/?#][!-~]*)?$"
 """http(s), a host (name, IPv4, [IPv6]) with an optional port, then ASCII: the policy then checks where it points."""
@@ -187,7 +190,7 @@ def _areas(principal: Principal, provinces: list[str] | None) -> list[str] | Non
     response_model=SubscriptionOut,
     status_code=201,
     summary="Add a subscriber",
-    responses={422: {"model": ErrorBody}},
+    responses=URL_REFUSED,
 )
 def create(principal: Operator, store: StoreDep, body: Annotated[SubscriptionIn, Body()]) -> SubscriptionOut:
     """Add a webhook subscriber; the answer carries its secret, the only time it is shown."""
@@ -224,7 +227,9 @@ def get_subscription(sub_id: SubIdPath, principal: Operator, store: StoreDep) ->
     return subscription_out(sub, store.pending_count(sub.id))
 
 
-@router.patch("/{sub_id}", response_model=SubscriptionOut, summary="Change a subscriber", responses=ERRORS)
+@router.patch(
+    "/{sub_id}", response_model=SubscriptionOut, summary="Change a subscriber", responses={**ERRORS, **URL_REFUSED}
+)
 def update(
     sub_id: SubIdPath, principal: Operator, store: StoreDep, body: Annotated[SubscriptionPatch, Body()]
 ) -> SubscriptionOut:
