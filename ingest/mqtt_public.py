@@ -9,10 +9,16 @@ What keeps the promise:
 
 * **Receive Maximum** in CONNECT: the broker should not have more unacknowledged QoS 1 messages in
   flight to us than that, and aiomqtt's incoming queue is sized above it (headroom for QoS 0).
-* The broker may still exceed it (Mosquitto 2.0.11 was seen to after a long outage). aiomqtt then
-  discards the message and logs a warning; we count that warning (``ioc_ingest_messages_dropped``)
-  and end the connection: the discarded message was never acknowledged, so the broker sends it
-  again on the next connection. Bounded, counted, redelivered — never lost.
+* The broker may still exceed it (Mosquitto 2.0.11 does after a long stall, see
+  docs/reliability.md). aiomqtt then discards the message and logs a warning; we count that
+  warning (``ioc_ingest_messages_dropped``). The discarded message was never acknowledged, so the
+  broker sends it again on the next connection: once everything this connection delivered has
+  been acknowledged and its queue is empty, we end it (paho's ``disconnect``) and the service
+  reconnects. Ending it at once instead would throw away the work in flight and meet the same
+  flood again. Bounded, counted, redelivered — never lost.
+* On a resumed session (CONNACK's session-present flag, read through paho's public ``on_connect``)
+  the subscriptions are still there, so we do not subscribe again: waiting for a SUBACK queued
+  behind the broker's backlog would time out before the first message is consumed.
 * A PUBACK is only valid on the connection that received the message: every handle carries the
   connection's generation, and acks for an older one are skipped (the broker redelivers those;
   a redelivered reading overwrites itself in InfluxDB).
@@ -81,7 +87,18 @@ class PublicBroker:
         self._paho: paho.Client = self._client._client
         self._paho.manual_ack_set(True)
         self._consumed_unacked = 0
+        self._drops_seen = 0
+        self._overflowed = False
         metrics.unacked.set_function(self.unacked)
+        self._session_present = False
+        on_connect = self._paho.on_connect  # aiomqtt's
+        assert on_connect is not None
+
+        def note_session(client: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
+            self._session_present = bool(flags.session_present)
+            on_connect(client, userdata, flags, *rest)
+
+        self._paho.on_connect = note_session
 
     def _make_client(self) -> aiomqtt.Client:
         return aiomqtt.Client(**self._client_options())
@@ -114,6 +131,9 @@ class PublicBroker:
     async def __aenter__(self) -> PublicBroker:
         try:
             await self._client.__aenter__()
+            if self._session_present:
+                log.info("resumed the broker session: its subscriptions stand")
+                return self
             topic = SUBSCRIPTION
             if self._settings.mqtt_shared_group:
                 topic = f"$share/{self._settings.mqtt_shared_group}/{SUBSCRIPTION}"
@@ -132,14 +152,10 @@ class PublicBroker:
     async def messages(self) -> AsyncIterator[InMessage]:
         """Device messages, in arrival order; ends with :class:`BrokerError` on disconnect."""
         gen = self.generation
-        seen_drops = 0
         try:
             async for m in self._client.messages:
-                if self._drops.dropped != seen_drops:
-                    self._metrics.dropped.inc(self._drops.dropped - seen_drops)
-                    seen_drops = self._drops.dropped
-                    log.error("client queue full: messages discarded unacknowledged; reconnecting to get them again")
-                    raise BrokerError("client queue overflowed (the broker exceeded Receive Maximum)")
+                if self._drops.dropped != self._drops_seen:
+                    self._note_drops()
                 msg = from_aiomqtt(m, gen)
                 self._consumed_unacked += msg.ack.qos
                 if self.screen(msg):
@@ -164,7 +180,26 @@ class PublicBroker:
         for mid in mids:
             self._paho.ack(mid, 1)
         self._consumed_unacked -= len(mids)
+        if self._overflowed and self._consumed_unacked == 0 and len(self._client.messages) == 0:
+            self._renew()
         return len(mids)
+
+    def _note_drops(self) -> None:
+        new = self._drops.dropped - self._drops_seen
+        self._drops_seen = self._drops.dropped
+        self._metrics.dropped.inc(new)
+        if not self._overflowed:
+            log.error(
+                "client queue full (the broker exceeded Receive Maximum): messages discarded unacknowledged;"
+                " the connection is renewed, to have them again, once what it delivered is acknowledged"
+            )
+        self._overflowed = True
+
+    def _renew(self) -> None:
+        """End the connection (the service reconnects and the broker redelivers what was discarded)."""
+        self._overflowed = False
+        log.warning("renewing the broker connection to receive the discarded messages again")
+        self._paho.disconnect()
 
     def _current_mids(self, handles: Iterable[AckHandle]) -> list[int]:
         """The QoS 1 message ids of this connection; older generations are counted as skipped."""
