@@ -23,7 +23,6 @@ import builtins
 import json
 import math
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from alerts.signing import generate_secret, validate_secret
 from alerts.sqlite import SQLiteFile
 from alerts.subscriptions import Filters, Language, Subscription, parse_language, parse_severity
 from alerts.targets import TargetPolicy
+from contract.clock import now_ms
 from rules.model import DeviceInfo, Severity, State, Transition
 
 SCHEMA_VERSION = 1
@@ -154,10 +154,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (subscription_id, id) WHERE replayed_at_ms IS NULL;
 """
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def iso_ms(ms: int) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from contract.clock import now_ms
 from ioc.errors import Commands, blame
 
 app = typer.Typer(
@@ -89,7 +90,6 @@ def check(
     dashboards_dir: Annotated[Path, typer.Option(help="dashboard JSON to check")] = _DASHBOARDS,
 ) -> None:
     """Run every variable, annotation and panel query as Grafana would; exit 1 if one fails or is empty."""
-    import time
 
     import httpx
 
@@ -100,7 +100,7 @@ def check(
     from ioc.preflight import influx_problem, require
 
     try:
-        now = at if at is not None else int(time.time() * 1000)
+        now = at if at is not None else now_ms()
         time_range = TimeRange(now - duration_ms(last), now)
     except InterpolationError as exc:
         typer.echo(f"error: --last: {exc}", err=True)

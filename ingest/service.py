@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from contract.clock import now_ms
 from contract.fleet import Fleet
 from contract.reasons import Reason
 from contract.topics import Channel, device_topic, dlq_topic
@@ -150,12 +151,13 @@ class IngestService:
         other = received.labels("other")
         inflight = self.metrics.inflight
         decode = self._decoder.decode
+        clock = now_ms
         async for msg in broker.messages():
             builder = self._builder
             builder.note_message(msg.ack)
             inflight.inc()
             counters.get(msg.topic.rsplit("/", 1)[-1], other).inc()
-            decode(msg.topic, msg.payload, retained=msg.retained, now_ms=time.time_ns() // 1_000_000, out=builder)
+            decode(msg.topic, msg.payload, retained=msg.retained, now_ms=clock(), out=builder)
             if len(builder) >= limit:
                 await self._flush()
                 await asyncio.sleep(0)  # let the writer and the ticker run between batches
@@ -287,9 +289,9 @@ class IngestService:
         return device_topic(d.province, d.kind, d.id, channel)
 
     async def _publish_dead_letters(self, rejections: list[Rejection]) -> None:
-        now_ms = time.time_ns() // 1_000_000
+        received_ms = now_ms()
         cap = self.settings.dlq_payload_cap
-        letters = [(dlq_topic(r.reason.value), dead_letter(r, cap=cap, received_ms=now_ms)) for r in rejections]
+        letters = [(dlq_topic(r.reason.value), dead_letter(r, cap=cap, received_ms=received_ms)) for r in rejections]
         while letters:
             await self._connected.wait()
             broker = self._broker

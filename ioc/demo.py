@@ -32,6 +32,7 @@ from rich.text import Text
 from alerts.config import WebhookSettings
 from alerts.receiver import WebhookReceiver
 from alerts.signing import generate_secret
+from contract.clock import now_ms
 from contract.fields import Kind
 from contract.fleet import Fleet, dump_fleet, load_fleet
 from contract.topics import device_topic, parse_mqtt_url
@@ -279,7 +280,7 @@ async def _stream(
             if backfill_done is None and backfill_published is not None and stored >= backfill_published:
                 backfill_done = (time.monotonic(), stored)
                 # History is in: now the scripted field situations happen, live, for the farmers.
-                scripted = await asyncio.to_thread(play_scenarios, mqtt_url, int(time.time() * 1000))
+                scripted = await asyncio.to_thread(play_scenarios, mqtt_url, now_ms())
             tick("live" if backfill_done else "backfill")
             await asyncio.sleep(0.25)
         # Drain: wait until ingest has acknowledged every message the broker took.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ from typing import Annotated
 import msgspec
 import typer
 
+from contract.clock import now_ms as clock_ms
 from ioc.errors import Commands
 from rules.pack import DEFAULT_PACK, load_pack, parse_duration_ms
 
@@ -21,7 +21,7 @@ _AGO = re.compile(r"^-(\d+(?:\.\d+)?(?:ms|s|m|h|d))$")
 
 def parse_time_ms(text: str, *, now_ms: int | None = None, flag: str | None = None) -> int:
     """``now``, ``-72h`` (ago), epoch milliseconds, or ISO 8601 (no zone: Delta local time, UTC+7)."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now_ms if now_ms is not None else clock_ms()
     text = text.strip()
     if text == "now":
         return now
