@@ -81,7 +81,14 @@ def test_readings_are_stored_exactly_once_with_their_values(
     items.append((device_topic("ben_tre", "camera", "bt-cam-1", "event"), msgspec.json.encode(event)))
     with IngestThread(ingest_settings(mosquitto.port, influxd.url, influx_db), fleet) as ingest:
         publish(mosquitto.port, items)
-        ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 551, what="551 stored")
+        # Stored is counted just before the batch is acked: wait for both (the test reads from another thread).
+        ingest.wait_for(
+            lambda: (
+                ingest.metric("ioc_ingest_readings_stored_total") >= 551
+                and ingest.metric("ioc_ingest_messages_inflight") == 0
+            ),
+            what="551 stored and acknowledged",
+        )
         assert ingest.metric("ioc_ingest_messages_acked_total") == len(items)
     assert count_points(influxd.url, influx_db) == 551
 
