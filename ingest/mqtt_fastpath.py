@@ -228,6 +228,8 @@ class FastPathBroker(PublicBroker):
                     m = await anext(pending)
                 if fast.paused:
                     fast.resume_if_drained()
+                if self._subscribing is not None:
+                    self._check_subscription()
                 # Ours from the fast path; a PUBLISH with properties came through paho and aiomqtt.
                 msg = m if isinstance(m, InMessage) else from_aiomqtt(m, gen)
                 self._consumed_unacked += msg.ack.qos

@@ -10,15 +10,16 @@ What keeps the promise:
 * **Receive Maximum** in CONNECT: the broker should not have more unacknowledged QoS 1 messages in
   flight to us than that, and aiomqtt's incoming queue is sized above it (headroom for QoS 0).
 * The broker may still exceed it (Mosquitto 2.0.11 does after a long stall, see
-  docs/reliability.md). aiomqtt then discards the message and logs a warning; we count that
-  warning (``ioc_ingest_messages_dropped``). The discarded message was never acknowledged, so the
-  broker sends it again on the next connection: once everything this connection delivered has
-  been acknowledged and its queue is empty, we end it (paho's ``disconnect``) and the service
-  reconnects. Ending it at once instead would throw away the work in flight and meet the same
-  flood again. Bounded, counted, redelivered — never lost.
-* On a resumed session (CONNACK's session-present flag, read through paho's public ``on_connect``)
-  the subscriptions are still there, so we do not subscribe again: waiting for a SUBACK queued
-  behind the broker's backlog would time out before the first message is consumed.
+  docs/reliability.md). aiomqtt then discards the message; we count PUBLISH packets as paho hands
+  them over (its public ``on_message``) against what we take, so every discard is counted
+  (``ioc_ingest_messages_dropped``). A discarded message was never acknowledged, so the broker
+  sends it again on the next connection: after the first discard we take at most one more
+  queue's worth (what is already queued), then nothing, and once what we took is acknowledged the
+  connection ends and the service reconnects. Every connection so makes progress, and a discarded
+  message waits at most that long. Bounded, counted, redelivered — never lost.
+* On a resumed session (CONNACK's session-present flag, through paho's public ``on_connect``) the
+  broker may send the session's backlog ahead of the SUBACK, so we subscribe without waiting for
+  it and consume meanwhile; a refused or failed subscription still ends the connection.
 * A PUBACK is only valid on the connection that received the message: every handle carries the
   connection's generation, and acks for an older one are skipped (the broker redelivers those;
   a redelivered reading overwrites itself in InfluxDB).
@@ -26,8 +27,10 @@ What keeps the promise:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -46,26 +49,12 @@ log = logging.getLogger(__name__)
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 QUEUE_HEADROOM = 10_000
 """Client queue slots above Receive Maximum (QoS 0: $SYS, stray publishes)."""
-_QUEUE_FULL = "Message queue is full"
 
 
 def from_aiomqtt(m: aiomqtt.Message, generation: int) -> InMessage:
     """aiomqtt's message as ours, at the edge."""
     payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
     return InMessage(m.topic.value, payload, bool(m.retain), AckHandle(generation, m.mid, m.qos))
-
-
-class _DropCounter(logging.Filter):
-    """Counts aiomqtt's "queue full, discarding" warnings on the logger we hand it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and str(record.msg).startswith(_QUEUE_FULL):
-            self.dropped += 1
-        return True
 
 
 class PublicBroker:
@@ -77,28 +66,41 @@ class PublicBroker:
         self._settings = settings
         self._metrics = metrics
         self.generation = generation
-        self._drops = _DropCounter()
         # A logger of this connection's own (not registered: nothing to clean up), at WARNING so
         # paho's per-packet debug lines stay off; its records go on to this module's logger.
         self._logger = logging.Logger(f"{__name__}.aiomqtt", logging.WARNING)
         self._logger.parent = log
-        self._logger.addFilter(self._drops)
         self._client = self._make_client()
         self._paho: paho.Client = self._client._client
         self._paho.manual_ack_set(True)
         self._consumed_unacked = 0
-        self._drops_seen = 0
+        self._arrived = 0  # PUBLISH packets paho handed to aiomqtt (the public path's)
+        self._taken = 0  # messages taken from aiomqtt's queue
+        self._discarded = 0
         self._overflowed = False
-        metrics.unacked.set_function(self.unacked)
+        self._overflow_budget = 0
+        self._renewal = asyncio.Event()
         self._session_present = False
-        on_connect = self._paho.on_connect  # aiomqtt's
-        assert on_connect is not None
+        self._subscribing: asyncio.Task[None] | None = None
+        metrics.unacked.set_function(self.unacked)
+        self._wrap_paho_callbacks()
 
-        def note_session(client: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
+    def _wrap_paho_callbacks(self) -> None:
+        """Note CONNACK's session-present flag and count arrivals, then call aiomqtt's own callbacks."""
+        on_connect, on_message = self._paho.on_connect, self._paho.on_message
+        assert on_connect is not None
+        assert on_message is not None
+
+        def connected(client: paho.Client, userdata: Any, flags: Any, *rest: Any) -> None:
             self._session_present = bool(flags.session_present)
             on_connect(client, userdata, flags, *rest)
 
-        self._paho.on_connect = note_session
+        def arrived(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+            self._arrived += 1
+            on_message(client, userdata, message)
+
+        self._paho.on_connect = connected
+        self._paho.on_message = arrived
 
     def _make_client(self) -> aiomqtt.Client:
         return aiomqtt.Client(**self._client_options())
@@ -125,25 +127,45 @@ class PublicBroker:
         }
 
     def unacked(self) -> int:
-        """QoS 1 messages taken from the broker and not yet acknowledged, plus those still queued."""
+        """Messages taken from the broker and not yet acknowledged (QoS 1), plus those still queued."""
         return self._consumed_unacked + len(self._client.messages)
 
     async def __aenter__(self) -> PublicBroker:
         try:
             await self._client.__aenter__()
             if self._session_present:
-                log.info("resumed the broker session: its subscriptions stand")
-                return self
-            topic = SUBSCRIPTION
-            if self._settings.mqtt_shared_group:
-                topic = f"$share/{self._settings.mqtt_shared_group}/{SUBSCRIPTION}"
-            await self._client.subscribe(topic, qos=1)
-            await self._client.subscribe(BROKER_DROPPED_TOPIC, qos=0)
+                # The broker may be sending our session's backlog ahead of the SUBACK: consume it
+                # meanwhile (the subscriptions most likely stand) and check the SUBACK when it comes.
+                self._subscribing = asyncio.create_task(self._subscribe(math.inf), name="mqtt-subscribe")
+            else:
+                await self._subscribe(None)
         except aiomqtt.MqttError as exc:
             raise BrokerError(str(exc)) from exc
         return self
 
+    async def _subscribe(self, suback_wait_s: float | None) -> None:
+        topic = SUBSCRIPTION
+        if self._settings.mqtt_shared_group:
+            topic = f"$share/{self._settings.mqtt_shared_group}/{SUBSCRIPTION}"
+        for name, qos in ((topic, 1), (BROKER_DROPPED_TOPIC, 0)):
+            granted = await self._client.subscribe(name, qos=qos, timeout=suback_wait_s)
+            refused = [code for code in granted if getattr(code, "is_failure", False)]
+            if refused:
+                raise BrokerError(f"the broker refused the subscription to {name}: {refused[0]}")
+
+    def _check_subscription(self) -> None:
+        task = self._subscribing
+        if task is not None and task.done():
+            self._subscribing = None
+            exc = task.exception()
+            if exc is not None:
+                raise BrokerError(f"subscribing failed: {exc}") from exc
+
     async def __aexit__(self, *exc: object) -> None:
+        if self._subscribing is not None:
+            self._subscribing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError, BrokerError):
+                await self._subscribing
         try:
             await self._client.__aexit__(None, None, None)
         except aiomqtt.MqttError as err:
@@ -152,16 +174,45 @@ class PublicBroker:
     async def messages(self) -> AsyncIterator[InMessage]:
         """Device messages, in arrival order; ends with :class:`BrokerError` on disconnect."""
         gen = self.generation
+        queue = self._client.messages
         try:
-            async for m in self._client.messages:
-                if self._drops.dropped != self._drops_seen:
-                    self._note_drops()
+            async for m in queue:
+                self._taken += 1
+                self._check_subscription()
+                if self._arrived - self._taken - len(queue) > self._discarded:
+                    self._note_drops(self._arrived - self._taken - len(queue))
+                if self._overflowed:
+                    self._overflow_budget -= 1
+                    if self._overflow_budget < 0 or len(queue) == 0:  # ``m`` comes again next connection
+                        await self._renewed()
                 msg = from_aiomqtt(m, gen)
                 self._consumed_unacked += msg.ack.qos
                 if self.screen(msg):
                     yield msg
         except aiomqtt.MqttError as exc:
             raise BrokerError(str(exc)) from exc
+
+    def _note_drops(self, dropped: int) -> None:
+        self._metrics.dropped.inc(dropped - self._discarded)
+        self._discarded = dropped
+        if not self._overflowed:
+            log.error(
+                "client queue full (the broker exceeded Receive Maximum): messages discarded unacknowledged;"
+                " the connection is renewed, to have them again, once what it delivered is acknowledged"
+            )
+            # Take what is already queued (at most a queue's worth), so every connection makes progress.
+            self._overflow_budget = self._settings.mqtt_receive_maximum + QUEUE_HEADROOM
+        self._overflowed = True
+
+    async def _renewed(self) -> None:
+        """Take nothing more; once what was taken is acknowledged, end the connection so the broker
+        sends the discarded messages again (the service reconnects)."""
+        if self._consumed_unacked > 0:
+            while not self._renewal.is_set() and self._paho.is_connected():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._renewal.wait(), 1.0)
+        log.warning("renewing the broker connection to receive the discarded messages again")
+        raise BrokerError("connection renewed after the client queue overflowed")
 
     def screen(self, msg: InMessage) -> bool:
         """False for what is ours to consume here: the broker's drop counter, our echoed dead letters."""
@@ -180,26 +231,9 @@ class PublicBroker:
         for mid in mids:
             self._paho.ack(mid, 1)
         self._consumed_unacked -= len(mids)
-        if self._overflowed and self._consumed_unacked == 0 and len(self._client.messages) == 0:
-            self._renew()
+        if self._overflowed and self._consumed_unacked <= 0:
+            self._renewal.set()
         return len(mids)
-
-    def _note_drops(self) -> None:
-        new = self._drops.dropped - self._drops_seen
-        self._drops_seen = self._drops.dropped
-        self._metrics.dropped.inc(new)
-        if not self._overflowed:
-            log.error(
-                "client queue full (the broker exceeded Receive Maximum): messages discarded unacknowledged;"
-                " the connection is renewed, to have them again, once what it delivered is acknowledged"
-            )
-        self._overflowed = True
-
-    def _renew(self) -> None:
-        """End the connection (the service reconnects and the broker redelivers what was discarded)."""
-        self._overflowed = False
-        log.warning("renewing the broker connection to receive the discarded messages again")
-        self._paho.disconnect()
 
     def _current_mids(self, handles: Iterable[AckHandle]) -> list[int]:
         """The QoS 1 message ids of this connection; older generations are counted as skipped."""

@@ -30,7 +30,7 @@ def test_a_client_queue_smaller_than_what_the_broker_sends_loses_nothing(
     influx_db: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(mqtt_public, "QUEUE_HEADROOM", -1_900)  # a queue of 100 for 2,000 in flight
+    monkeypatch.setattr(mqtt_public, "QUEUE_HEADROOM", -1_000)  # a queue of 1,000 for 2,000 in flight
     settings = ingest_settings(
         mosquitto.port, influxd.url, influx_db, mqtt_fast_path=path, mqtt_receive_maximum=2_000,
         batch_max_readings=500,
