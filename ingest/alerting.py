@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +25,9 @@ from alerts.errors import StoreError
 from alerts.store import AlertEvent, AlertStore
 from contract.fields import CAMERA_EVENTS
 from contract.fleet import Fleet
+from contract.retry import Backoff
 from ingest.batch import Batch
 from ingest.devices import device_infos
-from ingest.influx import Backoff
 from ingest.lineprotocol import escape_tag, format_float, format_string_field
 from rules.engine import Engine
 from rules.model import DeviceInfo, Transition
@@ -51,7 +52,7 @@ def alert_line(t: Transition, device: DeviceInfo) -> str:
     }
     tag_part = ",".join(f"{k}={escape_tag(v)}" for k, v in tags.items() if v)
     fields = [f"level={int(t.severity)}i"]
-    if t.value == t.value:  # not NaN
+    if math.isfinite(t.value):  # NaN for no-data rules
         fields.append(f"value={format_float(t.value)}")
     fields += [f"message_vi={format_string_field(t.message_vi)}", f"message_en={format_string_field(t.message_en)}"]
     return f"{ALERTS_MEASUREMENT},{tag_part} {','.join(fields)} {t.ts_ms}"
@@ -82,6 +83,8 @@ class Alerting:
         self._deliver_max_age_ms = deliver_max_age_ms
         self.notify = notify
         self._retry = retry or Backoff(0.2, 5.0)
+        self._pending: tuple[Batch | None, int, list[Transition]] | None = None
+        """A batch (None: a tick) evaluated but not yet recorded: its clock and transitions."""
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="alert-store")  # its own SQLite connection
         self.transitions = Counter(
             "ioc_rules_transitions", "alert transitions the engine produced", ["state", "severity"], registry=registry
@@ -102,18 +105,32 @@ class Alerting:
         return int(self._clock() * 1000)
 
     async def on_batch(self, batch: Batch) -> list[str]:
-        """Evaluate a stored batch and record its transitions; return the ``alerts`` points to write."""
-        now = self._now()
-        return await self._record(self.engine.evaluate(batch.columns(), now_ms=now), now)
+        """Evaluate a stored batch and record its transitions; return the ``alerts`` points to write.
+
+        Called again with the same batch (the service retries a hook that raised), it records the
+        transitions of the first evaluation: the engine's state has moved on, and must not twice.
+        """
+        return await self._evaluated(batch, lambda now: self.engine.evaluate(batch.columns(), now_ms=now))
 
     async def tick(self) -> list[str]:
         """Time passing (no-data rules); return the ``alerts`` points to write."""
-        now = self._now()
-        return await self._record(self.engine.tick(now), now)
+        return await self._evaluated(None, self.engine.tick)
 
-    def close(self) -> None:
-        """Stop the store's thread (after any write in progress)."""
-        self._worker.shutdown(wait=True)
+    async def _evaluated(self, key: Batch | None, evaluate: Callable[[int], list[Transition]]) -> list[str]:
+        pending = self._pending
+        if pending is not None and pending[0] is key:
+            now, transitions = pending[1], pending[2]
+        else:
+            now = self._now()
+            transitions = evaluate(now)
+            self._pending = (key, now, transitions)
+        lines = await self._record(transitions, now)
+        self._pending = None
+        return lines
+
+    async def close(self) -> None:
+        """Stop the store's thread, after any write in progress (off the loop: it may wait on a lock)."""
+        await asyncio.to_thread(self._worker.shutdown, wait=True)
 
     async def _record(self, transitions: list[Transition], now: int) -> list[str]:
         if not transitions:

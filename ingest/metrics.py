@@ -51,6 +51,11 @@ class IngestMetrics:
             "rule hook attempts that failed (logged; the batch stays unacknowledged and is retried)",
             registry=r,
         )
+        self.hook_abandoned = Counter(
+            "ioc_rules_hooks_abandoned",
+            "batches acknowledged after their rules hook failed every attempt (a bug: see the log)",
+            registry=r,
+        )
         self.reconnects = Counter("ioc_ingest_broker_reconnects", "broker connections re-established", registry=r)
         self.broker_dropped = Gauge(
             "ioc_broker_messages_dropped",

@@ -15,6 +15,7 @@ from alerts.errors import AlertsError
 from alerts.sender import WebhookSender
 from alerts.store import AlertStore
 from contract.fleet import FleetError, load_fleet
+from contract.retry import Backoff
 from ingest.alerting import Alerting
 from ingest.config import IngestSettings
 from ingest.errors import ConfigError
@@ -59,6 +60,7 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
         deliver_max_age_ms=int(settings.alerts_deliver_max_age_s * 1000),
         registry=service.metrics.registry,
         notify=sender.notify if sender else (lambda: None),
+        retry=Backoff(settings.retry_initial_s, settings.retry_max_s),
     )  # fmt: skip
     service.attach_rules(alerting.on_batch, alerting.tick)
     return IngestProcess(service, alerting, sender)
@@ -78,7 +80,7 @@ async def run_until_stopped(process: IngestProcess, stop: asyncio.Event) -> None
             with contextlib.suppress(asyncio.CancelledError):
                 await sender_task
         if process.alerting is not None:
-            process.alerting.close()
+            await process.alerting.close()
 
 
 async def run_until_signalled(process: IngestProcess) -> None:

@@ -54,6 +54,10 @@ It must not block the event loop (the alert store works in a thread of its own).
 batch is not acknowledged: the hook is retried in place, with back-off, until it succeeds."""
 TickHook = Callable[[], Awaitable[list[str]]]
 """Awaited every ``tick_s`` seconds on the writer task; returns lines to store (retried like a batch hook)."""
+HOOK_ATTEMPTS = 5
+"""A hook that raises this often on one batch is a bug (the alert store retries in place itself):
+the batch is then acknowledged, counted in ``ioc_rules_hooks_abandoned``, so that one bad batch
+cannot stop ingest."""
 LOOP_LAG_PROBE_S = 0.1
 """How often the event loop's lag is measured (``ioc_ingest_loop_lag_seconds``)."""
 
@@ -228,16 +232,19 @@ class IngestService:
         """
         if hook is None:
             return
-        attempt = 0
-        while True:
+        for attempt in range(HOOK_ATTEMPTS):
             try:
                 lines = await hook()
                 break
             except Exception:
                 log.exception("rules hook failed (attempt %d); the batch stays unacknowledged", attempt + 1)
                 self.metrics.hook_errors.inc()
-                await asyncio.sleep(self._hook_backoff.delay(attempt))
-                attempt += 1
+                if attempt + 1 < HOOK_ATTEMPTS:
+                    await asyncio.sleep(self._hook_backoff.delay(attempt))
+        else:  # a bug, not a store that is away (the alert store retries in place itself)
+            log.error("rules hook failed %d times: acknowledging the batch without its alert points", HOOK_ATTEMPTS)
+            self.metrics.hook_abandoned.inc()
+            return
         if lines:
             refused = await writer.write(lines)
             for line, message in refused:

@@ -155,3 +155,36 @@ def test_a_failing_rules_hook_holds_its_batch_and_later_ones_unacknowledged_unti
     assert acked_when_batch_2_failed == [2, 2, 2]  # while it failed, only batches 0 and 1 were acked
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # then all, in order, once
     assert errors == 3
+
+
+def test_a_rules_hook_that_always_raises_is_abandoned_so_ingest_goes_on() -> None:
+    """A bug (not a store that is away: the alert store retries in place itself) must not stop ingest."""
+    from ingest.service import HOOK_ATTEMPTS
+
+    calls: list[int] = []
+
+    async def main() -> tuple[AckRecorder, float, float]:
+        settings = IngestSettings(_env_file=None, retry_initial_s=0.01, retry_max_s=0.02)  # type: ignore[call-arg]
+        recorder = AckRecorder()
+
+        async def on_batch(b: Batch) -> list[str]:
+            calls.append(index_of(b))
+            if index_of(b) == 1:
+                raise ZeroDivisionError("a bug")
+            return []
+
+        svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
+        svc._broker = recorder  # type: ignore[assignment]
+        writer = InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))
+        loop = asyncio.create_task(svc._writer_loop(writer))
+        for i in range(3):
+            await svc._queue.put(batch(i))
+        await svc._queue.put(None)
+        await asyncio.wait_for(loop, 10)
+        m = svc.metrics
+        return recorder, m.value("ioc_rules_errors_total"), m.value("ioc_rules_hooks_abandoned_total")
+
+    recorder, errors, abandoned = asyncio.run(main())
+    assert calls == [0] + [1] * HOOK_ATTEMPTS + [2]
+    assert recorder.acked == ["msg-0", "msg-1", "msg-2"]
+    assert (errors, abandoned) == (HOOK_ATTEMPTS, 1)
