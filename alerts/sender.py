@@ -28,7 +28,10 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import ParamSpec, TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -40,6 +43,9 @@ from alerts.errors import AlertsError, StoreError
 from alerts.outbox import Outcome, RetryPolicy, Verdict
 from alerts.store import AlertStore, Claim
 from contract.clock import now_ms
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,13 @@ class WebhookSender:
         self._stopping = False
         self._failing: set[str] = set()
         self.metrics = WebhookMetrics()
+        # Store calls in a thread of the sender's own: one waiting on a locked file must not take
+        # the threads that others (ingest's InfluxDB v2 writes, DNS checks) need.
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="webhook-store")
+
+    async def _in_store(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run an alert-store call in the sender's store thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, partial(call, *args, **kwargs))
 
     @property
     def owner(self) -> str:
@@ -156,7 +169,7 @@ class WebhookSender:
                         self._notified = False
                         wait_s = poll
                         try:
-                            heads = await asyncio.to_thread(self._store.outbox_heads)
+                            heads = await self._in_store(self._store.outbox_heads)
                         except StoreError as exc:
                             log.warning("webhook sender cannot read the outbox: %s", exc)
                             heads = []
@@ -206,14 +219,14 @@ class WebhookSender:
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         try:
-            await asyncio.to_thread(self._store.release, self._owner)
+            await self._in_store(self._store.release, self._owner)
         except StoreError as exc:
             log.warning("webhook sender could not release its leases: %s", exc)
         self._stopping = False
 
     async def deliver_due(self) -> int:
         """One pass: every subscriber's due rows, in order, until one must wait. Returns attempts made."""
-        heads = await asyncio.to_thread(self._store.outbox_heads)
+        heads = await self._in_store(self._store.outbox_heads)
         now = self._clock()
         due = [h.subscription_id for h in heads if h.ready_at_ms(self._owner) <= now]
         if not due:
@@ -228,7 +241,7 @@ class WebhookSender:
         attempts = 0
         async with self._limit:
             while not self._stopping:
-                claim = await asyncio.to_thread(
+                claim = await self._in_store(
                     self._store.claim, sub_id, owner=self._owner, now_ms=self._clock(), lease_ms=self._lease_ms
                 )
                 if claim is None:
@@ -244,7 +257,7 @@ class WebhookSender:
                     now_ms=self._clock(),
                     rand=self._rand,
                 )
-                await asyncio.to_thread(
+                await self._in_store(
                     self._store.record_attempt,
                     claim.entry,
                     outcome,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import httpx
@@ -111,6 +112,8 @@ class V2Transport:
             retries=False,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
+        # Threads of its own for the synchronous client: asyncio's default ones are shared.
+        self._threads = ThreadPoolExecutor(settings.write_concurrency, thread_name_prefix="influx-v2")
 
     def _write(self, body: bytes) -> None:
         from influxdb_client.domain.write_precision import WritePrecision
@@ -127,10 +130,11 @@ class V2Transport:
             raise RetryableWrite(f"{type(exc).__name__}: {exc}") from exc
 
     async def post(self, body: bytes) -> None:
-        await asyncio.to_thread(self._write, body)
+        await asyncio.get_running_loop().run_in_executor(self._threads, self._write, body)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._client.close)
+        await asyncio.get_running_loop().run_in_executor(self._threads, self._client.close)
+        self._threads.shutdown(wait=False)
 
 
 def make_transport(settings: IngestSettings) -> Transport:
