@@ -36,12 +36,14 @@ class IngestMetrics:
         self.inflight = Gauge("ioc_ingest_messages_inflight", "messages received, not yet acknowledged", registry=r)
         self.unacked = Gauge(
             "ioc_ingest_messages_unacked",
-            "QoS 1 messages the broker sent on this connection and ingest has not acknowledged yet, those"
-            " still in the client queue included (the broker's in-flight window as ingest sees it)",
+            "messages taken from the broker on this connection and not acknowledged yet (QoS 1), plus those"
+            " still in the client queue (the broker's in-flight window as ingest sees it)",
             registry=r,
         )
         self.loop_lag = Gauge(
-            "ioc_ingest_loop_lag_seconds", "how late the event loop woke the last 100 ms probe", registry=r
+            "ioc_ingest_loop_lag_seconds",
+            "how late the event loop woke the last 100 ms probe, or is overdue now if later",
+            registry=r,
         )
         self.loop_lag_max = Gauge(
             "ioc_ingest_loop_lag_max_seconds", "the largest event-loop lag seen since start", registry=r

@@ -315,17 +315,27 @@ class IngestService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _watch_loop_lag(self) -> None:
-        """Measure how late the event loop wakes a sleeper: anything blocking it shows here."""
-        lag, worst = self.metrics.loop_lag, self.metrics.loop_lag_max
-        highest = 0.0
+        """Measure how late the event loop wakes a sleeper: anything blocking it shows here.
+
+        The gauge is read by the metrics thread: while the loop stands still it shows how long it
+        has been overdue, not the last probe's value.
+        """
+        worst = self.metrics.loop_lag_max
+        highest = last = 0.0
+        woke = time.monotonic()
+
+        def current() -> float:
+            return max(last, time.monotonic() - woke - LOOP_LAG_PROBE_S)
+
+        self.metrics.loop_lag.set_function(current)
         while True:
             started = time.monotonic()
             await asyncio.sleep(LOOP_LAG_PROBE_S)
-            late = max(0.0, time.monotonic() - started - LOOP_LAG_PROBE_S)
-            lag.set(late)
-            if late > highest:
-                highest = late
-                worst.set(late)
+            woke = time.monotonic()
+            last = max(0.0, woke - started - LOOP_LAG_PROBE_S)
+            if last > highest:
+                highest = last
+                worst.set(last)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain (see the module docstring)."""
