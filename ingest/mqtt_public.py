@@ -178,7 +178,8 @@ class PublicBroker:
         try:
             async for m in queue:
                 self._taken += 1
-                self._check_subscription()
+                if self._subscribing is not None:
+                    self._check_subscription()
                 if self._arrived - self._taken - len(queue) > self._discarded:
                     self._note_drops(self._arrived - self._taken - len(queue))
                 if self._overflowed:

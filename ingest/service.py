@@ -51,7 +51,7 @@ BatchHook = Callable[[Batch], Awaitable[list[str]]]
 """Awaited with each stored batch before it is acknowledged; returns more lines to store.
 
 It must not block the event loop (the alert store works in a thread of its own). If it raises, the
-batch is not acknowledged: the hook is retried in place, with back-off, until it succeeds."""
+batch is not acknowledged: the hook is retried in place, with back-off, up to ``HOOK_ATTEMPTS``."""
 TickHook = Callable[[], Awaitable[list[str]]]
 """Awaited every ``tick_s`` seconds on the writer task; returns lines to store (retried like a batch hook)."""
 HOOK_ATTEMPTS = 5
@@ -225,10 +225,12 @@ class IngestService:
             writing.put_nowait((batch, asyncio.create_task(_timed_write(writer, batch.lines))))
 
     async def _run_hook(self, writer: InfluxWriter, hook: Callable[[], Awaitable[list[str]]] | None) -> None:
-        """Run a rules hook and store the lines it returns; retry it in place until it succeeds.
+        """Run a rules hook and store the lines it returns; retry it in place if it raises.
 
-        The batch behind it is acknowledged only afterwards, so a failure delays acks (and, when
-        it lasts, backs up to the broker) but never loses the batch's alert transitions.
+        The batch behind it is acknowledged only afterwards, so a failure delays acks (and, when it
+        lasts, backs up to the broker). A store that is away never gets here (the alert store
+        retries in place until it takes the transitions); a hook failing ``HOOK_ATTEMPTS`` times is
+        a bug, logged and counted, and its batch is acknowledged.
         """
         if hook is None:
             return

@@ -121,36 +121,37 @@ def test_stopping_mid_write_acknowledges_nothing_unstored() -> None:
     assert transport.stored == []
 
 
+async def write_with_hook(on_batch: Any, recorder: AckRecorder, batches: int) -> IngestService:
+    """Run the writer loop over ``batches`` batches with a rules hook; return the service when done."""
+    settings = IngestSettings(_env_file=None, retry_initial_s=0.01, retry_max_s=0.02)  # type: ignore[call-arg]
+    svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
+    svc._broker = recorder  # type: ignore[assignment]
+    loop = asyncio.create_task(svc._writer_loop(InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))))
+    for i in range(batches):
+        await svc._queue.put(batch(i))
+    await svc._queue.put(None)
+    await asyncio.wait_for(loop, 10)
+    return svc
+
+
 def test_a_failing_rules_hook_holds_its_batch_and_later_ones_unacknowledged_until_it_succeeds() -> None:
     """A hook that raises is retried in place: no ack for its batch (or any after it) meanwhile."""
     failures = {2: 3}  # batch 2's hook fails three times, then succeeds
     calls: list[int] = []
     acked_when_batch_2_failed: list[int] = []
+    recorder = AckRecorder()
 
-    async def main() -> tuple[AckRecorder, int]:
-        settings = IngestSettings(_env_file=None, retry_initial_s=0.01, retry_max_s=0.02)  # type: ignore[call-arg]
-        recorder = AckRecorder()
+    async def on_batch(b: Batch) -> list[str]:
+        i = index_of(b)
+        calls.append(i)
+        if failures.get(i, 0) > 0:
+            failures[i] -= 1
+            acked_when_batch_2_failed.append(len(recorder.acked))
+            raise RuntimeError("alert store is locked")
+        return []
 
-        async def on_batch(b: Batch) -> list[str]:
-            i = index_of(b)
-            calls.append(i)
-            if failures.get(i, 0) > 0:
-                failures[i] -= 1
-                acked_when_batch_2_failed.append(len(recorder.acked))
-                raise RuntimeError("alert store is locked")
-            return []
-
-        svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
-        svc._broker = recorder  # type: ignore[assignment]
-        writer = InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))
-        loop = asyncio.create_task(svc._writer_loop(writer))
-        for i in range(BATCHES):
-            await svc._queue.put(batch(i))
-        await svc._queue.put(None)
-        await asyncio.wait_for(loop, 10)
-        return recorder, int(svc.metrics.value("ioc_rules_errors_total"))
-
-    recorder, errors = asyncio.run(main())
+    svc = asyncio.run(write_with_hook(on_batch, recorder, BATCHES))
+    errors = int(svc.metrics.value("ioc_rules_errors_total"))
     assert calls == [0, 1, 2, 2, 2, 2, 3, 4, 5]  # retried in place, in order, never skipped
     assert acked_when_batch_2_failed == [2, 2, 2]  # while it failed, only batches 0 and 1 were acked
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # then all, in order, once
@@ -162,29 +163,16 @@ def test_a_rules_hook_that_always_raises_is_abandoned_so_ingest_goes_on() -> Non
     from ingest.service import HOOK_ATTEMPTS
 
     calls: list[int] = []
+    recorder = AckRecorder()
 
-    async def main() -> tuple[AckRecorder, float, float]:
-        settings = IngestSettings(_env_file=None, retry_initial_s=0.01, retry_max_s=0.02)  # type: ignore[call-arg]
-        recorder = AckRecorder()
+    async def on_batch(b: Batch) -> list[str]:
+        calls.append(index_of(b))
+        if index_of(b) == 1:
+            raise ZeroDivisionError("a bug")
+        return []
 
-        async def on_batch(b: Batch) -> list[str]:
-            calls.append(index_of(b))
-            if index_of(b) == 1:
-                raise ZeroDivisionError("a bug")
-            return []
-
-        svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
-        svc._broker = recorder  # type: ignore[assignment]
-        writer = InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))
-        loop = asyncio.create_task(svc._writer_loop(writer))
-        for i in range(3):
-            await svc._queue.put(batch(i))
-        await svc._queue.put(None)
-        await asyncio.wait_for(loop, 10)
-        m = svc.metrics
-        return recorder, m.value("ioc_rules_errors_total"), m.value("ioc_rules_hooks_abandoned_total")
-
-    recorder, errors, abandoned = asyncio.run(main())
+    m = asyncio.run(write_with_hook(on_batch, recorder, 3)).metrics
+    errors, abandoned = m.value("ioc_rules_errors_total"), m.value("ioc_rules_hooks_abandoned_total")
     assert calls == [0] + [1] * HOOK_ATTEMPTS + [2]
     assert recorder.acked == ["msg-0", "msg-1", "msg-2"]
     assert (errors, abandoned) == (HOOK_ATTEMPTS, 1)
