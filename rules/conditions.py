@@ -18,7 +18,17 @@ from typing import Protocol
 
 import numpy as np
 
-from rules.kernels import Bools, Floats, Ints, group_firsts, group_lasts, latch, previous_in_group, run_lengths
+from rules.kernels import (
+    Bools,
+    Floats,
+    Ints,
+    group_firsts,
+    group_lasts,
+    grow,
+    latch,
+    previous_in_group,
+    run_lengths,
+)
 from rules.pack import AfterPeak, Change, Event, NoData, Range, Surge, Threshold, Trend, Window
 
 DAY_MS = 86_400_000
@@ -96,6 +106,10 @@ class Evaluator(Protocol):
 
     def changes(self, rows: Rows, now_ms: int) -> Changes: ...
 
+    def grow(self, n: int, now_ms: int) -> None:
+        """Extend the per-device state to ``n`` devices; the new ones start as at construction."""
+        ...
+
 
 class ThresholdEval:
     """Threshold or range, with hysteresis, N consecutive readings and a sustained duration."""
@@ -105,6 +119,10 @@ class ThresholdEval:
         self.on = np.zeros(n_devices, dtype=bool)
         self.run_len = np.zeros(n_devices, dtype=np.int64)
         self.run_start = np.full(n_devices, -1, dtype=np.int64)
+
+    def grow(self, n: int, now_ms: int) -> None:
+        self.on = grow(self.on, n, False)
+        self.run_len, self.run_start = grow(self.run_len, n, 0), grow(self.run_start, n, -1)
 
     def _bad_and_clear(self, v: Floats) -> tuple[Bools, Bools]:
         c = self.cond
@@ -146,6 +164,10 @@ class BucketStats:
         self.min = np.full(shape, np.inf)
         self.max = np.full(shape, -np.inf)
 
+    def grow(self, n: int) -> None:
+        self.ids, self.sum, self.count = grow(self.ids, n, -1), grow(self.sum, n, 0.0), grow(self.count, n, 0.0)
+        self.min, self.max = grow(self.min, n, np.inf), grow(self.max, n, -np.inf)
+
     def add(self, dev: Ints, ts: Ints, v: Floats) -> None:
         b = ts // self.bucket_ms
         slot = b % self.slots
@@ -186,6 +208,10 @@ class WindowEval:
         self.stats = BucketStats(cond.window_ms, n_devices)
         self.on = np.zeros(n_devices, dtype=bool)
 
+    def grow(self, n: int, now_ms: int) -> None:
+        self.stats.grow(n)
+        self.on = grow(self.on, n, False)
+
     def changes(self, rows: Rows, now_ms: int) -> Changes:
         if not len(rows):
             return Changes.empty()
@@ -210,6 +236,10 @@ class TrendGate:
         self.stats = BucketStats(gate.window_ms, n_devices)
         self.latest = np.full(n_devices, np.nan)
 
+    def grow(self, n: int) -> None:
+        self.stats.grow(n)
+        self.latest = grow(self.latest, n, np.nan)
+
     def update(self, dev: Ints, ts: Ints, v: Floats) -> None:
         if len(dev):
             self.stats.add(dev, ts, v)
@@ -233,6 +263,11 @@ class ChangeEval:
         self.min = np.full((n_devices, 2), np.inf)
         self.max = np.full((n_devices, 2), -np.inf)
         self.on = np.zeros(n_devices, dtype=bool)
+
+    def grow(self, n: int, now_ms: int) -> None:
+        self.day, self.sum, self.count = grow(self.day, n, -1), grow(self.sum, n, 0.0), grow(self.count, n, 0.0)
+        self.min, self.max = grow(self.min, n, np.inf), grow(self.max, n, -np.inf)
+        self.on = grow(self.on, n, False)
 
     def changes(self, rows: Rows, now_ms: int) -> Changes:
         if not len(rows):
@@ -282,6 +317,9 @@ class SurgeEval:
         self.history = np.full((n_devices, cond.baseline), np.nan)
         self.on = np.zeros(n_devices, dtype=bool)
 
+    def grow(self, n: int, now_ms: int) -> None:
+        self.history, self.on = grow(self.history, n, np.nan), grow(self.on, n, False)
+
     def changes(self, rows: Rows, now_ms: int) -> Changes:
         if not len(rows):
             return Changes.empty()
@@ -325,6 +363,9 @@ class AfterPeakEval:
         self.after = np.zeros(n_devices, dtype=np.int64)
         self.on = np.zeros(n_devices, dtype=bool)
 
+    def grow(self, n: int, now_ms: int) -> None:
+        self.peak, self.after, self.on = grow(self.peak, n, np.nan), grow(self.after, n, 0), grow(self.on, n, False)
+
     def changes(self, rows: Rows, now_ms: int) -> Changes:
         c = self.cond
         out_d, out_t, out_v, out_on = [], [], [], []
@@ -363,6 +404,22 @@ class NoDataEval:
         self.offline = np.zeros(n_devices, dtype=bool)
         self.on = np.zeros(n_devices, dtype=bool)
 
+    def grow(self, n: int, now_ms: int) -> None:
+        """New devices' clocks start at ``now_ms`` (a device just added is not silent yet), unselected."""
+        self.mask = grow(self.mask, n, False)
+        self.last_arrival = grow(self.last_arrival, n, now_ms)
+        self.offline, self.on = grow(self.offline, n, False), grow(self.on, n, False)
+
+    def select(self, mask: Bools, now_ms: int) -> None:
+        """Watch the devices of ``mask`` from now on; those it newly takes in start their clock at ``now_ms``.
+
+        A device that leaves keeps its state (an active alert is neither resolved nor re-fired).
+        """
+        joined = mask & ~self.mask
+        self.last_arrival[joined] = now_ms
+        self.offline[joined] = False
+        self.mask = mask
+
     def seen(self, device: Ints, now_ms: int) -> None:
         self.last_arrival[device] = now_ms
         self.offline[device] = False
@@ -393,6 +450,10 @@ class EventEval:
         self.last_match = np.full(n_devices, NEVER, dtype=np.int64)
         self.episode_start = np.full(n_devices, NEVER, dtype=np.int64)
         self.on = np.zeros(n_devices, dtype=bool)
+
+    def grow(self, n: int, now_ms: int) -> None:
+        self.last_match, self.episode_start = grow(self.last_match, n, NEVER), grow(self.episode_start, n, NEVER)
+        self.on = grow(self.on, n, False)
 
     def changes(self, rows: Rows, now_ms: int) -> Changes:
         c = self.cond

@@ -32,7 +32,7 @@ from rules.conditions import (
 )
 from rules.derived import DERIVED, compute
 from rules.errors import RulesError
-from rules.kernels import Floats, Ints
+from rules.kernels import Floats, Ints, grow
 from rules.messages import render, resolved_text
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Surge, Threshold, Window
@@ -114,6 +114,25 @@ class _CompiledRule:
                 raise RulesError(f"rule {rule.id}: unknown camera event {c.event!r}")
             self.evaluator = EventEval(c, n, list(event_classes).index(c.event))
 
+    def set_devices(self, devices: Sequence[DeviceInfo], changed: Ints, now_ms: int) -> None:
+        """Grow every per-device array to ``len(devices)``; reselect the ``changed`` devices (new ones included).
+
+        A device the rule no longer selects keeps its alert state; only a fire still held back is dropped.
+        """
+        n = len(devices)
+        self.last_ts, self.last_resolve = grow(self.last_ts, n, NEVER), grow(self.last_resolve, n, NEVER)
+        self.alert_on, self.pending = grow(self.alert_on, n, False), grow(self.pending, n, False)
+        for gate in self.gates:
+            gate.grow(n)
+        self.evaluator.grow(n, now_ms)
+        was = grow(self.mask, n, False)
+        mask = was.copy()
+        mask[changed] = _selector_mask(self.rule, [devices[i] for i in changed.tolist()])
+        self.pending[was & ~mask] = False  # no held-back fire for a device it left
+        self.mask = mask
+        if self.no_data is not None:
+            self.no_data.select(mask, now_ms)
+
     def rows(self, batch: Mapping[str, _Sorted]) -> Rows:
         data = batch.get(self.key)
         if isinstance(self.rule.condition, Event):
@@ -191,6 +210,30 @@ class Engine:
             out.extend(self._alerts(compiled, compiled.evaluate(batch, now_ms)))
         out.sort(key=lambda t: (t.ts_ms, t.rule_id, t.device))
         return out
+
+    def set_devices(self, devices: Sequence[DeviceInfo], *, now_ms: int) -> None:
+        """Follow a live registry: ``devices`` is the new full list, in the same order, new ones appended.
+
+        Every rule's per-device state grows; new devices start as in a new engine, except that a
+        no-data rule counts their silence from ``now_ms``. Devices whose tags changed are selected
+        by the rules that match them now; alert state already held is left as it is.
+        """
+        new = tuple(devices)
+        old = self.devices
+        if len(new) < len(old):
+            raise RulesError(f"set_devices: {len(new)} devices for {len(old)}; devices are never removed")
+        pairs = list(enumerate(zip(old, new[: len(old)], strict=True)))
+        moved = next((i for i, (a, b) in pairs if a.id != b.id), None)
+        if moved is not None:
+            was, now = old[moved].id, new[moved].id
+            raise RulesError(f"set_devices: device {moved} was {was!r}, now {now!r}; indexes must not change")
+        if len({d.id for d in new}) != len(new):
+            raise RulesError("set_devices: duplicate device ids")
+        changed = [i for i, (a, b) in pairs if a is not b and a != b]
+        changed_or_new = np.array(changed + list(range(len(old), len(new))), dtype=np.int64)
+        for compiled in self._rules:
+            compiled.set_devices(new, changed_or_new, now_ms)
+        self.devices = new
 
     def restore_active(self, active: Iterable[tuple[str, str]]) -> int:
         """Mark (rule id, device id) alerts that a store still holds as active; returns how many.

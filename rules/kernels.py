@@ -7,12 +7,27 @@ loops over rows in Python.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
 Bools = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
+S = TypeVar("S", bound=np.generic)
+
+
+def grow(arr: npt.NDArray[S], n: int, fill: bool | int | float) -> npt.NDArray[S]:
+    """``arr`` (per device along axis 0) extended to ``n`` devices; the new ones set to ``fill``."""
+    if n < len(arr):
+        raise ValueError(f"cannot grow {len(arr)} devices to {n}")
+    if n == len(arr):
+        return arr
+    out = np.empty((n, *arr.shape[1:]), dtype=arr.dtype)
+    out[: len(arr)] = arr
+    out[len(arr) :] = fill
+    return out
 
 
 def group_firsts(device: npt.NDArray[np.integer]) -> Bools:
