@@ -22,12 +22,36 @@ SITES: Final = get_args(Site)
 CROPS: Final = get_args(Crop)
 FAULTS: Final = get_args(Fault)
 
+DeviceState = Literal["active", "suspended", "decommissioned"]
+DEVICE_STATES: Final = get_args(DeviceState)
+
 DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+ExternalId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 
 
 class FleetError(ValueError):
     """The fleet file is missing or invalid; the message names the file and the problem."""
+
+
+class ExternalIds(BaseModel):
+    """The ids a device has in other systems: how a payload in their format names it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dev_eui: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = Field(
+        None, description="LoRaWAN DevEUI, 16 lower-case hex digits"
+    )
+    tts_device_id: ExternalId | None = Field(None, description="The Things Stack device id")
+    sparkplug: ExternalId | None = Field(None, description="Sparkplug B group/edge node[/device]")
+    thingsboard: ExternalId | None = Field(None, description="ThingsBoard device name or access user")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lower_eui(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("dev_eui"), str):
+            return {**data, "dev_eui": data["dev_eui"].lower()}
+        return data
 
 
 class Device(BaseModel):
@@ -46,6 +70,13 @@ class Device(BaseModel):
     km_from_sea: float = Field(default=50.0, ge=0, le=500)
     coast: Literal["east", "west"] = "east"
     faults: tuple[Fault, ...] = ()
+    model: Slug = Field("ioc_v1", description="hardware and payload format it speaks")
+    external_ids: ExternalIds = ExternalIds()
+    state: DeviceState = Field("active", description="only active devices are stored; others are dead-lettered")
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
 
 
 class Fleet(BaseModel):
@@ -86,10 +117,17 @@ def load_fleet(path: Path) -> Fleet:
         raise FleetError(f"{path}: invalid fleet file: {problems}") from exc
 
 
-def dump_fleet(fleet: Fleet, path: Path) -> None:
-    """Write ``fleet`` as YAML (one mapping per device, stable key order)."""
+def fleet_yaml(fleet: Fleet) -> str:
+    """``fleet`` as YAML: one mapping per device, stable key order, external ids only where set."""
     data = fleet.model_dump(mode="json")
     for d in data["devices"]:
-        d["faults"] = list(d["faults"])
+        ids = {k: v for k, v in d.pop("external_ids").items() if v is not None}
+        if ids:
+            d["external_ids"] = ids
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120)
+
+
+def dump_fleet(fleet: Fleet, path: Path) -> None:
+    """Write ``fleet`` as a YAML fleet file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=120), encoding="utf-8")
+    path.write_text(fleet_yaml(fleet), encoding="utf-8")

@@ -29,6 +29,7 @@ from contract.retry import Backoff
 from ingest.batch import Batch
 from ingest.devices import device_infos
 from ingest.lineprotocol import escape_tag, format_float, format_string_field
+from ingest.registry import Registry
 from rules.engine import Engine
 from rules.model import DeviceInfo, Transition
 from rules.pack import Pack
@@ -103,6 +104,11 @@ class Alerting:
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
+
+    def follow(self, registry: Registry) -> None:
+        """The registry changed: name devices anew and grow the engine's state for new ones."""
+        self.devices = device_infos(rd.device for rd in registry.devices)
+        self.engine.set_devices(self.devices, now_ms=self._now())
 
     async def on_batch(self, batch: Batch) -> list[str]:
         """Evaluate a stored batch and record its transitions; return the ``alerts`` points to write.

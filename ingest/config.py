@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.topics import parse_mqtt_url
 
+DEFAULT_FLEET = Path("var/fleet.yaml")
+
 
 class IngestSettings(BaseSettings):
     """Settings of ``ioc ingest``."""
@@ -53,7 +55,13 @@ class IngestSettings(BaseSettings):
     influx_org: str | None = Field(None, description="organisation (v2)")
     influx_token: SecretStr | None = Field(None, description="API token (v2)")
 
-    fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (device registry)")
+    fleet: Path | None = Field(
+        None, description="a fleet file (YAML or CSV) read into an in-memory registry (default var/fleet.yaml)"
+    )
+    registry_url: str | None = Field(
+        None, description="the device registry database: sqlite:///var/registry.db or postgresql://… (instead of fleet)"
+    )
+    registry_poll_s: float = Field(1.0, gt=0, le=60, description="how often a running ingest looks for device changes")
 
     batch_max_readings: int = Field(10_000, ge=1, le=100_000, description="write a batch at this many readings")
     batch_max_age_ms: int = Field(200, ge=1, le=60_000, description="or when its oldest reading waited this long")
@@ -101,9 +109,19 @@ class IngestSettings(BaseSettings):
             if missing:
                 flags = ", ".join("--" + m.replace("_", "-") for m in missing)
                 raise ValueError(f"--influx-api v2 needs {flags}")
+        if self.registry_url and self.fleet is not None:
+            raise ValueError(
+                "give the device registry once: --registry-url (IOC_REGISTRY_URL) or --fleet (IOC_FLEET), not both "
+                "(import a fleet file with `ioc devices import FILE --registry-url …`)"
+            )
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be at least retry_initial_s")
         return self
+
+    @property
+    def fleet_file(self) -> Path:
+        """The fleet file to read when there is no registry database."""
+        return self.fleet or DEFAULT_FLEET
 
     @property
     def mqtt_host_port(self) -> tuple[str, int]:

@@ -67,6 +67,10 @@ class Decoder:
             id(s): FieldEncoder(s.fields) for s in (*self._telemetry.values(), self._event, self._status)
         }
 
+    def registry_changed(self) -> None:
+        """Forget the checked topics: a device's tags, province, kind or state may have changed."""
+        self._routes.clear()
+
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         """Decode one message into ``out``: its readings, or its rejections."""
         route = self._routes.get(topic)
@@ -104,9 +108,7 @@ class Decoder:
             return None
         device = self._registry.by_id.get(parsed.device_id)
         if device is None:
-            out.reject(
-                Rejection(topic, Reason.UNKNOWN_DEVICE, f"device {parsed.device_id!r} is not registered", payload)
-            )
+            out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, self._registry.refusal(parsed.device_id), payload))
             return None
         reg = device.device
         if reg.province != parsed.province or reg.kind is not parsed.kind:

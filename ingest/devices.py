@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from contract.fleet import Fleet
+from collections.abc import Iterable
+
+from contract.fleet import Device, Fleet
 from contract.geography import PROVINCE_BY_SLUG
 from rules.model import DeviceInfo
 
@@ -15,10 +17,10 @@ def _names(province: str, district: str) -> tuple[str, str]:
     return (d.name if d else district), p.name
 
 
-def device_infos(fleet: Fleet) -> list[DeviceInfo]:
+def device_infos(devices: Fleet | Iterable[Device]) -> list[DeviceInfo]:
     """One :class:`DeviceInfo` per registered device, in registry order (the engine's indexes)."""
     infos = []
-    for d in fleet.devices:
+    for d in devices.devices if isinstance(devices, Fleet) else devices:
         district, province = _names(d.province, d.district)
         place = f"{district}, {province}"
         infos.append(DeviceInfo(d.id, d.kind.value, d.province, d.district, d.site, d.crop, place, place))

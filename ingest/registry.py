@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-import numpy.typing as npt
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from contract.fields import CAMERA_EVENTS, Kind
 from contract.fleet import Device, Fleet
@@ -45,32 +43,58 @@ def registry_tags(device: Device) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class Registry:
-    """Devices by id, with stable indexes for columnar batches."""
+def _registered(index: int, d: Device) -> RegisteredDevice:
+    tags = registry_tags(d)
+    return RegisteredDevice(
+        index,
+        d,
+        series_key(d.kind.value, tags),
+        series_key(STATUS_MEASUREMENT, tags),
+        {e: series_key(d.kind.value, {**tags, "event": e}) for e in (CAMERA_EVENTS if d.kind is Kind.CAMERA else ())},
+    )
 
-    devices: tuple[RegisteredDevice, ...]
-    by_id: dict[str, RegisteredDevice] = field(repr=False)
-    kind_codes: npt.NDArray[np.int8] = field(repr=False)
+
+class Registry:
+    """Devices by id, with stable indexes for columnar batches; follows the registry live.
+
+    Indexes never move: a device keeps its index while it changes, is suspended or decommissioned
+    (``by_id`` holds active devices only, so the decoder refuses the others), and a new device
+    takes the next one. The rule engine's state arrays use the same indexes.
+    """
+
+    def __init__(self, devices: Iterable[Device] = ()) -> None:
+        self.devices: list[RegisteredDevice] = []
+        self.by_id: dict[str, RegisteredDevice] = {}
+        self._index: dict[str, int] = {}
+        self.apply(devices)
 
     @classmethod
     def from_fleet(cls, fleet: Fleet) -> Registry:
-        devices = tuple(
-            RegisteredDevice(
-                i,
-                d,
-                series_key(d.kind.value, registry_tags(d)),
-                series_key(STATUS_MEASUREMENT, registry_tags(d)),
-                {
-                    e: series_key(d.kind.value, {**registry_tags(d), "event": e})
-                    for e in (CAMERA_EVENTS if d.kind is Kind.CAMERA else ())
-                },
-            )
-            for i, d in enumerate(fleet.devices)
-        )
-        kinds = list(Kind)
-        codes = np.array([kinds.index(d.kind) for d in fleet.devices], dtype=np.int8)
-        return cls(devices, {rd.device.id: rd for rd in devices}, codes)
+        return cls(fleet.devices)
+
+    def apply(self, devices: Iterable[Device]) -> int:
+        """Add or change ``devices`` (by id); returns how many were new."""
+        added = 0
+        for d in devices:
+            index = self._index.get(d.id)
+            if index is None:
+                index = self._index[d.id] = len(self.devices)
+                self.devices.append(_registered(index, d))
+                added += 1
+            elif self.devices[index].device != d:
+                self.devices[index] = _registered(index, d)
+            if d.active:
+                self.by_id[d.id] = self.devices[index]
+            else:
+                self.by_id.pop(d.id, None)
+        return added
+
+    def refusal(self, device_id: str) -> str:
+        """Why readings of ``device_id`` are refused (it is not active)."""
+        index = self._index.get(device_id)
+        if index is None:
+            return f"device {device_id!r} is not registered"
+        return f"device {device_id!r} is {self.devices[index].device.state}"
 
     def __len__(self) -> int:
         return len(self.devices)

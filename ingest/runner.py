@@ -14,12 +14,15 @@ from alerts.config import WebhookSettings
 from alerts.errors import AlertsError
 from alerts.sender import WebhookSender
 from alerts.store import AlertStore
-from contract.fleet import FleetError, load_fleet
+from contract.fleet import Fleet
 from contract.retry import Backoff
 from ingest.alerting import Alerting
 from ingest.config import IngestSettings
 from ingest.errors import ConfigError
 from ingest.service import IngestService
+from registry.errors import RegistryError
+from registry.files import read_devices
+from registry.store import MEMORY_URL, DeviceRegistry
 from rules.errors import PackError
 from rules.pack import DEFAULT_PACK, load_pack
 
@@ -35,18 +38,36 @@ class IngestProcess:
     sender: WebhookSender | None = None
 
 
+def open_devices(settings: IngestSettings) -> tuple[DeviceRegistry, int, Fleet]:
+    """The registry database (or a fleet file read into an in-memory one), its revision and devices."""
+    if settings.registry_url:
+        try:
+            source = DeviceRegistry(settings.registry_url)
+            revision, records = source.changes_since(0)
+        except RegistryError as exc:
+            raise ConfigError(f"{exc} (the device registry: --registry-url, IOC_REGISTRY_URL)") from exc
+    else:
+        try:
+            devices = read_devices(settings.fleet_file)
+            source = DeviceRegistry(MEMORY_URL)
+            source.import_devices(devices, source=str(settings.fleet_file))
+        except RegistryError as exc:
+            raise ConfigError(f"{exc} (the fleet file: --fleet, IOC_FLEET)") from exc
+        revision, records = source.changes_since(0)
+    return source, revision, Fleet(devices=tuple(r.device for r in records))
+
+
 def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
-    """Everything ``ioc ingest`` runs; raises :class:`ConfigError` for a bad fleet file or pack."""
-    try:
-        fleet = load_fleet(settings.fleet)
-    except FleetError as exc:
-        raise ConfigError(f"{exc} (the fleet file: --fleet, IOC_FLEET)") from exc
+    """Everything ``ioc ingest`` runs; raises :class:`ConfigError` for a bad registry, fleet file or pack."""
+    source, revision, fleet = open_devices(settings)
     try:
         pack = load_pack(settings.rules_pack or DEFAULT_PACK) if settings.rules else None
     except PackError as exc:
         raise ConfigError(f"{exc} (the rule pack: --rules-pack, IOC_RULES_PACK)") from exc
     if pack is None:
-        return IngestProcess(IngestService(settings, fleet))
+        service = IngestService(settings, fleet)
+        service.follow(source, revision)
+        return IngestProcess(service)
     try:
         store = AlertStore(
             webhooks.alerts_db, policy=webhooks.target_policy(), busy_timeout_s=webhooks.alerts_busy_timeout_s
@@ -54,6 +75,7 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
     except AlertsError as exc:
         raise ConfigError(f"alert store {webhooks.alerts_db}: {exc} (--alerts-db, IOC_ALERTS_DB)") from exc
     service = IngestService(settings, fleet)
+    follower = service.follow(source, revision)
     sender = WebhookSender(store, webhooks) if settings.webhooks else None
     alerting = Alerting(
         pack, fleet, store,
@@ -63,6 +85,7 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
         retry=Backoff(settings.retry_initial_s, settings.retry_max_s),
     )  # fmt: skip
     service.attach_rules(alerting.on_batch, alerting.tick)
+    follower.listeners.append(alerting.follow)
     return IngestProcess(service, alerting, sender)
 
 
@@ -81,6 +104,8 @@ async def run_until_stopped(process: IngestProcess, stop: asyncio.Event) -> None
                 await sender_task
         if process.alerting is not None:
             await process.alerting.close()
+        if process.service.follower is not None:
+            process.service.follower.source.close()
 
 
 async def run_until_signalled(process: IngestProcess) -> None:

@@ -43,6 +43,8 @@ from ingest.decode import Decoder
 from ingest.influx import Backoff, InfluxWriter, make_transport
 from ingest.metrics import IngestMetrics
 from ingest.registry import Registry
+from ingest.registry_follow import RegistryFollower
+from registry.store import DeviceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,16 @@ class IngestService:
         self._connected = asyncio.Event()
         self.drain_timeout_s = 60.0
         self._hook_backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self.follower: RegistryFollower | None = None
+
+    def follow(self, source: DeviceRegistry, revision: int) -> RegistryFollower:
+        """Follow the registry database from ``revision`` on while running (devices change live)."""
+        self.follower = RegistryFollower(
+            source, self.registry, revision=revision, poll_s=self.settings.registry_poll_s,
+            metrics=self.metrics.registry,
+        )  # fmt: skip
+        self.follower.listeners.append(lambda _registry: self._decoder.registry_changed())
+        return self.follower
 
     def attach_rules(self, on_batch: BatchHook, on_tick: TickHook) -> None:
         """Evaluate rules on every stored batch (before its ack) and every ``tick_s`` seconds."""
@@ -350,6 +362,9 @@ class IngestService:
         writer_task = asyncio.create_task(self._writer_loop(writer), name="ingest-writer")
         ticker_task = asyncio.create_task(self._ticker(), name="ingest-ticker")
         lag_task = asyncio.create_task(self._watch_loop_lag(), name="ingest-loop-lag")
+        follow_task = asyncio.create_task(
+            self.follower.run() if self.follower else asyncio.Event().wait(), name="ingest-registry"
+        )
         reconnect = Backoff(0.5, 10.0)
         generation = 0
         attempt = 0
@@ -379,7 +394,7 @@ class IngestService:
                     attempt += 1
             await self._drain(writer_task)
         finally:
-            for task in (lag_task, ticker_task, writer_task):
+            for task in (follow_task, lag_task, ticker_task, writer_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -58,6 +58,9 @@ Opt = typer.Option
 
 MqttUrl = Annotated[str | None, Opt(help="broker URL mqtt://host:port [IOC_MQTT_URL]")]
 Fleet = Annotated[Path | None, Opt(help="fleet file (device registry, YAML) [IOC_FLEET]")]
+RegistryUrl = Annotated[
+    str | None, Opt(help="device registry, sqlite:///var/registry.db or postgresql://… [IOC_REGISTRY_URL]")
+]
 Seed = Annotated[int | None, Opt(help="random seed [IOC_SEED]")]
 Verbose = Annotated[bool, Opt("--verbose", "-v", help="debug logging")]
 
@@ -81,6 +84,7 @@ def ingest(
     influx_org: Annotated[str | None, Opt(help="organisation, v2 [IOC_INFLUX_ORG]")] = None,
     influx_token: Annotated[str | None, Opt(help="API token, v2 [IOC_INFLUX_TOKEN]")] = None,
     fleet: Fleet = None,
+    registry_url: RegistryUrl = None,
     batch_max_readings: Annotated[int | None, Opt(help="readings per write [IOC_BATCH_MAX_READINGS]")] = None,
     batch_max_age_ms: Annotated[int | None, Opt(help="max wait before a write [IOC_BATCH_MAX_AGE_MS]")] = None,
     metrics_port: Annotated[int | None, Opt(help="Prometheus port, 0 = off [IOC_METRICS_PORT]")] = None,
@@ -200,11 +204,13 @@ def _mount_subcommands() -> None:
     from api.cli import app as api_app
     from dashboards.cli import app as grafana_app
     from ioc.rules_cli import app as rules_app
+    from registry.cli import app as devices_app
 
     app.add_typer(rules_app, name="rules")
     app.add_typer(subscriptions_app)
     app.add_typer(grafana_app, name="grafana")
     app.add_typer(api_app, name="api")
+    app.add_typer(devices_app, name="devices")
 
 
 _mount_subcommands()

@@ -12,6 +12,7 @@ from alerts.config import WebhookSettings
 from api.config import ApiSettings
 from ingest.config import IngestSettings
 from ioc.demo import DemoSettings
+from registry.cli import RegistrySettings
 from simulators.config import SimulateSettings
 
 SETTINGS: tuple[tuple[str, type[BaseSettings]], ...] = (
@@ -20,6 +21,7 @@ SETTINGS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("ioc simulate", SimulateSettings),
     ("ioc demo", DemoSettings),
     ("ioc api", ApiSettings),
+    ("ioc devices", RegistrySettings),
 )
 
 

@@ -4,7 +4,7 @@
 
 The packages find most mistakes themselves and keep their own types (the trees in each
 ``errors.py``). The ``ioc`` command counts these as the user's (:func:`is_mistake`): ingest's
-``ConfigError``, every ``AlertsError``, ``PackError``, ``FleetError``, the demo's ``ServerError``,
+``ConfigError``, every ``AlertsError``, ``PackError``, ``FleetError``, ``RegistryError``, the demo's ``ServerError``,
 grafana's ``PushError``, and typer's usage errors (a bad flag value: ``TyperException``). Foreign errors become a
 ``UserError`` where they happen (:mod:`ioc.preflight`, :func:`blame`, :func:`settings_error`);
 :class:`Commands`, the group class of every ``ioc`` typer app, prints them. Anything else is a bug
@@ -40,9 +40,10 @@ def _mistake_types() -> tuple[type[BaseException], ...]:
     from dashboards.push import PushError
     from ingest.errors import ConfigError
     from ioc.servers import ServerError
+    from registry.errors import RegistryError
     from rules.errors import PackError
 
-    return (UserError, AlertsError, ConfigError, FleetError, PackError, PushError, ServerError)
+    return (UserError, AlertsError, ConfigError, FleetError, PackError, PushError, RegistryError, ServerError)
 
 
 def is_mistake(exc: BaseException) -> bool:

@@ -37,8 +37,16 @@ def test_defaults_are_valid() -> None:
     assert s.influx_api == "v1"
     assert s.influx_db == "ioc"
     assert s.influx_url == "http://127.0.0.1:8086"
-    assert s.fleet == Path("var/fleet.yaml")
+    assert s.fleet is None
+    assert s.registry_url is None
+    assert s.fleet_file == Path("var/fleet.yaml")
     assert s.retry_initial_s <= s.retry_max_s
+
+
+def test_a_registry_and_a_fleet_file_at_once_are_refused() -> None:
+    message = refused(registry_url="sqlite:///var/registry.db", fleet=Path("fleet.yaml"))
+    assert "--registry-url" in message
+    assert "--fleet" in message
 
 
 @pytest.mark.parametrize("url", ["http://broker:1883", "broker:1883", "mqtt://", "mqtt://:1883", "", "tcp://h"])

@@ -1,0 +1,203 @@
+"""``ioc devices …``: provision devices in the registry without restarting anything.
+
+The registry is ``--registry-url`` or ``IOC_REGISTRY_URL`` (default ``sqlite:///var/registry.db``);
+a running ingest and API follow every change within a few seconds. A mistake (a bad file, row,
+field or URL) is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract.fleet import DEVICE_STATES, Device, DeviceState
+from ioc.errors import Commands, UserError, settings_error
+from registry.errors import RegistryError
+from registry.files import FileFormat, parse, read_devices, render_csv, render_yaml, write_devices
+from registry.store import DeviceRecord, DeviceRegistry
+
+DEFAULT_URL = "sqlite:///var/registry.db"
+
+app = typer.Typer(
+    cls=Commands,
+    no_args_is_help=True,
+    add_completion=False,
+    help="The device registry: import, export, add, show, list, suspend, decommission.",
+)
+
+Opt = typer.Option
+Url = Annotated[str | None, Opt("--registry-url", help=f"registry database [IOC_REGISTRY_URL] (default {DEFAULT_URL})")]
+DeviceIdArg = Annotated[str, typer.Argument(help="device id")]
+AsJson = Annotated[bool, Opt("--json", help="print JSON")]
+
+
+class RegistrySettings(BaseSettings):
+    """Where the registry is (the one setting of ``ioc devices``)."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+
+    registry_url: str = Field(DEFAULT_URL, description="the device registry database")
+
+
+@contextmanager
+def _registry(url: str | None) -> Iterator[DeviceRegistry]:
+    given: dict[str, Any] = {"registry_url": url} if url is not None else {}
+    try:
+        settings = RegistrySettings(**given)
+    except ValidationError as exc:
+        raise settings_error(exc, RegistrySettings, flags={"registry_url": "--registry-url"}, given=given) from None
+    try:
+        registry = DeviceRegistry(settings.registry_url)
+    except RegistryError as exc:
+        raise UserError(f"{exc} (--registry-url, IOC_REGISTRY_URL)") from None
+    with closing(registry):
+        yield registry
+
+
+def _record_json(r: DeviceRecord) -> dict[str, Any]:
+    return {**r.device.model_dump(mode="json"), "created_ms": r.created_ms, "updated_ms": r.updated_ms}
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="fleet file, YAML or CSV ('-' reads YAML from stdin)")],
+    registry_url: Url = None,
+    format_: Annotated[FileFormat | None, Opt("--format", help="yaml or csv (default: from the file name)")] = None,
+) -> None:
+    """Add or change every device of a fleet file: all of them, or none (each bad row is named)."""
+    if str(file) == "-":
+        devices = parse(sys.stdin.read(), format_ or "yaml", "stdin")
+    elif format_ is not None:
+        devices = parse(file.read_text(encoding="utf-8-sig"), format_, str(file))
+    else:
+        devices = read_devices(file)
+    with _registry(registry_url) as registry:
+        result = registry.import_devices(devices, source=str(file))
+    typer.echo(
+        f"{file}: {result.added} added, {result.changed} changed, {result.unchanged} unchanged "
+        f"(registry revision {result.revision})"
+    )
+
+
+@app.command()
+def export(
+    file: Annotated[Path | None, typer.Argument(help="write here (.yaml or .csv); default: YAML to stdout")] = None,
+    registry_url: Url = None,
+    format_: Annotated[FileFormat, Opt("--format", help="yaml or csv, for stdout")] = "yaml",
+    state: Annotated[list[str] | None, Opt(help="only devices in this state (repeatable)")] = None,
+) -> None:
+    """Write the registry as a fleet file (the format ``import`` reads)."""
+    states = _states(state)
+    with _registry(registry_url) as registry:
+        devices = [r.device for r in registry.list(states=states)]
+    if file is None:
+        typer.echo(render_yaml(devices) if format_ == "yaml" else render_csv(devices), nl=False)
+        return
+    try:
+        write_devices(devices, file)
+    except OSError as exc:
+        raise UserError(f"{file}: cannot write ({exc.strerror})") from None
+    typer.echo(f"{file}: {len(devices)} devices")
+
+
+def _states(given: list[str] | None) -> list[DeviceState] | None:
+    if not given:
+        return None
+    bad = [s for s in given if s not in DEVICE_STATES]
+    if bad:
+        raise typer.BadParameter(f"{bad}: use {', '.join(DEVICE_STATES)}", param_hint="--state")
+    return [s for s in DEVICE_STATES if s in given]
+
+
+@app.command()
+def add(
+    device_id: Annotated[str, Opt("--id", help="device id")],
+    kind: Annotated[str, Opt(help="water_quality, salinity, light_trap or camera")],
+    province: Annotated[str, Opt(help="province slug, e.g. ben_tre")],
+    district: Annotated[str, Opt(help="district slug, e.g. ba_tri")],
+    site: Annotated[str, Opt(help="river, canal, pond, field, sluice, kitchen, road, market or school")],
+    lat: Annotated[float, Opt(help="latitude")],
+    lon: Annotated[float, Opt(help="longitude")],
+    crop: Annotated[str, Opt(help="crop or species")] = "none",
+    model: Annotated[str, Opt(help="hardware and payload format")] = "ioc_v1",
+    dev_eui: Annotated[str | None, Opt(help="LoRaWAN DevEUI")] = None,
+    tts_device_id: Annotated[str | None, Opt(help="The Things Stack device id")] = None,
+    sparkplug: Annotated[str | None, Opt(help="Sparkplug B group/edge[/device]")] = None,
+    thingsboard: Annotated[str | None, Opt(help="ThingsBoard device name")] = None,
+    registry_url: Url = None,
+) -> None:
+    """Register one new device (active at once: a running ingest stores its readings within seconds)."""
+    ids = {"dev_eui": dev_eui, "tts_device_id": tts_device_id, "sparkplug": sparkplug, "thingsboard": thingsboard}
+    raw = {
+        "id": device_id, "kind": kind, "province": province, "district": district, "site": site, "crop": crop,
+        "lat": lat, "lon": lon, "model": model, "external_ids": {k: v for k, v in ids.items() if v},
+    }  # fmt: skip
+    try:
+        device = Device.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'-'.join(str(p) for p in e['loc'][:1]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise UserError(problems) from None
+    with _registry(registry_url) as registry:
+        record = registry.add(device)
+    typer.echo(json.dumps(_record_json(record), ensure_ascii=False))
+
+
+@app.command()
+def show(device_id: DeviceIdArg, registry_url: Url = None) -> None:
+    """One device as JSON."""
+    with _registry(registry_url) as registry:
+        record = registry.get(device_id)
+    typer.echo(json.dumps(_record_json(record), ensure_ascii=False, indent=2))
+
+
+@app.command("list")
+def list_(
+    registry_url: Url = None,
+    province: Annotated[str | None, Opt(help="province slug")] = None,
+    kind: Annotated[str | None, Opt(help="device kind")] = None,
+    state: Annotated[list[str] | None, Opt(help="device state (repeatable)")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Devices by id: id, kind, province, district, site, state (or JSON lines)."""
+    with _registry(registry_url) as registry:
+        records = registry.list(province=province, kind=kind, states=_states(state))
+    for r in records:
+        d = r.device
+        if as_json:
+            typer.echo(json.dumps(_record_json(r), ensure_ascii=False))
+        else:
+            typer.echo(f"{d.id}\t{d.kind.value}\t{d.province}\t{d.district}\t{d.site}\t{d.state}")
+
+
+def _set_state(device_id: str, state: DeviceState, registry_url: str | None) -> None:
+    with _registry(registry_url) as registry:
+        record = registry.set_state(device_id, state)
+    typer.echo(f"{device_id}: {record.device.state} (registry revision {record.revision})")
+
+
+@app.command()
+def suspend(device_id: DeviceIdArg, registry_url: Url = None) -> None:
+    """Stop storing a device's readings (dead-lettered ``unknown_device``) until it is activated."""
+    _set_state(device_id, "suspended", registry_url)
+
+
+@app.command()
+def activate(device_id: DeviceIdArg, registry_url: Url = None) -> None:
+    """Store a suspended device's readings again."""
+    _set_state(device_id, "active", registry_url)
+
+
+@app.command()
+def decommission(device_id: DeviceIdArg, registry_url: Url = None) -> None:
+    """Retire a device for good: its readings are dead-lettered, its id is never reused."""
+    _set_state(device_id, "decommissioned", registry_url)
