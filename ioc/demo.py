@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from ingest.influxql import query
 from ingest.runner import IngestProcess, build, run_until_stopped
 from ioc.errors import UserError, blame
 from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, start_influxd, start_mosquitto
+from registry.store import DeviceRegistry
 from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
 from simulators.publisher import FleetPublisher
@@ -170,9 +172,13 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
         for sub in ("mosquitto", "influxdb"):
             shutil.rmtree(var / sub, ignore_errors=True)  # a demo starts from empty servers
-        for name in ("alerts.db", "alerts.db-wal", "alerts.db-shm"):
-            (var / name).unlink(missing_ok=True)
+        for name in ("alerts.db", "registry.db"):
+            for suffix in ("", "-wal", "-shm"):
+                (var / (name + suffix)).unlink(missing_ok=True)
         dump_fleet(fleet, fleet_file)
+    registry_url = f"sqlite:///{var / 'registry.db'}"
+    with closing(DeviceRegistry(registry_url)) as registry:  # provisioned as an operator would
+        registry.import_devices(fleet.devices, source=str(fleet_file))
     console = Console(stderr=True)
     broker: ServerProcess | None = None
     influx: InfluxServer | None = None
@@ -182,10 +188,10 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         influx.create_database(DB)
         console.print(
             f"mosquitto mqtt://127.0.0.1:{broker.port}  influxdb {influx.url} (db {DB})  "
-            f"fleet {fleet_file} ({len(fleet.devices)} devices)",
+            f"registry {registry_url} ({len(fleet.devices)} devices from {fleet_file})",
             highlight=False,
         )
-        return asyncio.run(_run(settings, fleet_file, broker, influx, console))
+        return asyncio.run(_run(settings, fleet_file, registry_url, broker, influx, console))
     finally:
         for server in (broker, influx):
             if server is not None:
@@ -193,7 +199,12 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
 
 
 async def _run(
-    settings: DemoSettings, fleet_file: Path, broker: ServerProcess, influx: InfluxServer, console: Console
+    settings: DemoSettings,
+    fleet_file: Path,
+    registry_url: str,
+    broker: ServerProcess,
+    influx: InfluxServer,
+    console: Console,
 ) -> dict[str, Any]:
     fleet = load_fleet(fleet_file)
     scripted = {d.id for d in scenario_fleet().devices}
@@ -201,7 +212,7 @@ async def _run(
     mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
     metrics_port = _port_or_free(settings.metrics_port)
     ingest_settings = IngestSettings(
-        mqtt_url=mqtt_url, influx_url=influx.url, influx_api="v1", influx_db=DB, fleet=fleet_file,
+        mqtt_url=mqtt_url, influx_url=influx.url, influx_api="v1", influx_db=DB, registry_url=registry_url,
         metrics_port=metrics_port, mqtt_client_id="ioc-ingest-demo", rules=True, webhooks=True,
     )  # fmt: skip
     webhooks = WebhookSettings(
