@@ -1,21 +1,26 @@
-"""Start real Mosquitto and InfluxDB 1.x processes on loopback, with their data in a folder.
+"""Start real Mosquitto, InfluxDB 1.x and PostgreSQL processes on loopback, with their data in a folder.
 
 Used by ``ioc demo`` (data under ``./var/``) and by the integration tests (temp folders, free
-ports). Both servers are Debian's packages: ``mosquitto`` and ``influxdb`` (``influxd``).
+ports). The servers are Debian's packages: ``mosquitto``, ``influxdb`` (``influxd``) and, for the
+device registry's tests only, ``postgresql`` (``initdb`` and ``postgres`` under
+``/usr/lib/postgresql/<version>/bin``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -24,6 +29,9 @@ from ingest.influxql import query
 MOSQUITTO_BIN = "mosquitto"
 INFLUXD_BIN = "influxd"
 _SBIN = ("/usr/sbin", "/usr/bin", "/usr/local/sbin")
+POSTGRES_LIB = Path("/usr/lib/postgresql")
+POSTGRES_USER = "postgres"
+"""The system user PostgreSQL runs as when we are root (it refuses to run as root); Debian creates it."""
 
 
 class ServerError(RuntimeError):
@@ -48,6 +56,32 @@ def missing_binaries() -> list[str]:
     return [pkg for pkg, binary in wanted.items() if find_binary(binary) is None]
 
 
+def _version_key(folder: Path) -> tuple[int, ...]:
+    """``/usr/lib/postgresql/15`` → (15,); ``9.6`` → (9, 6); anything else sorts first."""
+    try:
+        return tuple(int(part) for part in folder.name.split("."))
+    except ValueError:
+        return ()
+
+
+def find_postgres_binary(name: str) -> str | None:
+    """``initdb`` or ``postgres`` of the newest PostgreSQL under ``/usr/lib/postgresql/*/bin``.
+
+    Debian keeps them off PATH (one folder per major version); elsewhere PATH is searched.
+    """
+    versions = sorted(POSTGRES_LIB.glob("*/bin"), key=lambda b: _version_key(b.parent), reverse=True)
+    for folder in versions:
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(name)
+
+
+def missing_postgres() -> list[str]:
+    """``["postgresql"]`` when its ``initdb`` or ``postgres`` is not installed (only the registry needs it)."""
+    return [] if all(find_postgres_binary(b) for b in ("initdb", "postgres")) else ["postgresql"]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -70,6 +104,8 @@ class ServerProcess:
     port: int
     data_dir: Path
     ready_timeout_s: float = 30.0
+    run_as: str | None = None
+    """A system user to run the process as (we must be root); None: our own user."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -85,6 +121,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **_as_user(self.run_as),
         )
         self._wait_ready()
         return self
@@ -138,6 +175,14 @@ class ServerProcess:
     def restart(self) -> ServerProcess:
         self.stop()
         return self.start()
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """``subprocess`` keyword arguments that run a child as ``user`` (uid, gid, no extra groups)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def mosquitto_config(data_dir: Path, port: int, *, extra: str = "") -> str:
@@ -243,5 +288,103 @@ def start_influxd(data_dir: Path, *, port: int | None = None) -> InfluxServer:
     conf = data_dir / "influxdb.conf"
     conf.write_text(influxd_config(data_dir, port, free_port()))
     server = InfluxServer("influxd", [binary, "run", "-config", str(conf)], port, data_dir)
+    server.start()
+    return server
+
+
+@dataclass
+class PostgresServer(ServerProcess):
+    """PostgreSQL: ready when it accepts a login (it listens a moment before it accepts one)."""
+
+    def ready(self) -> bool:
+        import psycopg  # only the registry's tests need PostgreSQL; the demo runs without psycopg
+
+        if not _port_open(self.port):
+            return False
+        try:
+            with psycopg.connect(self.url, connect_timeout=2):
+                return True
+        except psycopg.Error:
+            return False
+
+    @property
+    def url(self) -> str:
+        """The ``postgres`` database as the superuser ``ioc`` (no password: trust on loopback)."""
+        return self.database_url("postgres")
+
+    def database_url(self, name: str) -> str:
+        return f"postgresql://ioc@127.0.0.1:{self.port}/{name}"
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database ``name``; return its URL."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.database_url(name)
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> None:
+        """Stop PostgreSQL; SIGINT is its fast shutdown (SIGTERM waits for every client to leave)."""
+        super().stop(sig, timeout_s)
+
+
+def _unreachable_ancestor(path: Path, user: str) -> Path | None:
+    """The first folder above ``path`` that ``user`` cannot enter (None: all can be entered)."""
+    entry = pwd.getpwnam(user)
+    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for folder in reversed(path.resolve().parents):
+        st = folder.stat()
+        if st.st_uid == entry.pw_uid:
+            ok = bool(st.st_mode & stat.S_IXUSR)
+        elif st.st_gid in groups:
+            ok = bool(st.st_mode & stat.S_IXGRP)
+        else:
+            ok = bool(st.st_mode & stat.S_IXOTH)
+        if not ok:
+            return folder
+    return None
+
+
+def start_postgres(data_dir: Path, *, port: int | None = None) -> PostgresServer:
+    """Start PostgreSQL on 127.0.0.1 with its cluster in ``data_dir`` (``initdb`` the first time).
+
+    Trust authentication, superuser ``ioc``, UTF8, fsync off: a throwaway server for tests. As root
+    it runs as the ``postgres`` system user, so ``data_dir`` is handed to that user and every folder
+    above it must let that user through (``/tmp/...`` does; pytest's ``tmp_path`` does not).
+    """
+    initdb, postgres = find_postgres_binary("initdb"), find_postgres_binary("postgres")
+    if initdb is None or postgres is None:
+        raise ServerError("PostgreSQL is not installed: apt-get install postgresql")
+    run_as = POSTGRES_USER if os.geteuid() == 0 else None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if run_as is not None:
+        try:
+            entry = pwd.getpwnam(run_as)
+        except KeyError:
+            raise ServerError(
+                f"PostgreSQL refuses to run as root and there is no {run_as!r} user: apt-get install postgresql"
+            ) from None
+        blocked = _unreachable_ancestor(data_dir, run_as)
+        if blocked is not None:
+            raise ServerError(
+                f"PostgreSQL runs as user {run_as!r}, who cannot enter {blocked}: "
+                f"give it a data folder it can reach (tempfile.mkdtemp(), say) instead of {data_dir}"
+            )
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if not (data_dir / "PG_VERSION").exists():
+        argv = [initdb, "-D", str(data_dir), "-U", "ioc", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync"]
+        done = subprocess.run(
+            argv, cwd=data_dir, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+            **_as_user(run_as),
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ServerError(f"initdb {data_dir} failed with {done.returncode}:\n{done.stdout}{done.stderr}")
+    port = port or free_port()
+    argv = [
+        postgres, "-D", str(data_dir), "-p", str(port), "-k", str(data_dir),
+        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+    ]  # fmt: skip
+    server = PostgresServer("postgres", argv, port, data_dir, run_as=run_as)
     server.start()
     return server

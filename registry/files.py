@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -39,8 +40,20 @@ def format_of(path: Path) -> FileFormat:
     raise RegistryError(f"{path}: a fleet file ends in .yaml, .yml or .csv")
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    """A row that cannot even be validated; ``reason`` says why."""
+
+    raw: dict[str, Any]
+    reason: str
+
+
+def _who(row: int, raw: Any) -> str:
+    return f"row {row}" + (f" ({raw.get('id')!r})" if isinstance(raw, dict) and raw.get("id") else "")
+
+
 def _problem(row: int, raw: Any, exc: ValidationError) -> list[str]:
-    who = f"row {row}" + (f" ({raw.get('id')!r})" if isinstance(raw, dict) and raw.get("id") else "")
+    who = _who(row, raw)
     return [f"{who}: {'.'.join(str(p) for p in e['loc']) or 'device'}: {e['msg']}" for e in exc.errors()]
 
 
@@ -48,6 +61,9 @@ def _validate_rows(rows: Iterable[tuple[int, Any]], source: str) -> list[Device]
     devices: list[Device] = []
     problems: list[str] = []
     for number, raw in rows:
+        if isinstance(raw, _Unreadable):
+            problems.append(f"{_who(number, raw.raw)}: {raw.reason}")
+            continue
         try:
             devices.append(Device.model_validate(raw))
         except ValidationError as exc:
@@ -77,7 +93,10 @@ def parse_yaml(text: str, source: str) -> list[Device]:
     return _validate_rows(enumerate(raw, start=1), source)
 
 
-def _csv_row(row: dict[str, str]) -> dict[str, Any]:
+def _csv_row(row: dict[str | Any, str | Any], columns: int) -> dict[str, Any] | _Unreadable:
+    extra = row.pop(None, None)  # csv.DictReader's place for cells beyond the header's columns
+    if extra:  # a shifted row: none of its cells can be trusted
+        return _Unreadable(row, f"{len(extra)} cell(s) more than the {columns} columns")
     out: dict[str, Any] = {}
     ids: dict[str, str] = {}
     for key, value in row.items():
@@ -98,17 +117,20 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
 def parse_csv(text: str, source: str) -> list[Device]:
     """Devices of a CSV fleet with a header row (see the module docstring for the columns)."""
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    header = list(reader.fieldnames or [])
     unknown = [c for c in header if c not in CSV_COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if unknown or missing:
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if unknown or missing or repeated:
         parts = []
         if unknown:
             parts.append(f"unknown column(s) {unknown}")
         if missing:
             parts.append(f"missing column(s) {missing}")
+        if repeated:
+            parts.append(f"repeated column(s) {repeated}")
         raise RegistryError(f"{source}: {'; '.join(parts)} (columns: {', '.join(CSV_COLUMNS)})")
-    rows = ((number, _csv_row(row)) for number, row in enumerate(reader, start=2))  # row 1 is the header
+    rows = ((number, _csv_row(row, len(header))) for number, row in enumerate(reader, start=2))  # 1: header
     return _validate_rows(rows, source)
 
 

@@ -10,7 +10,12 @@ polls :meth:`DeviceRegistry.revision` and asks :meth:`DeviceRegistry.changes_sin
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
+import re
+import sqlite3
+import threading
+import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,12 +64,12 @@ class ImportResult:
     revision: int
 
 
+_PASSWORD = re.compile(r"^([\w+]+://[^:/]*):[^@]*@")  # where SQLAlchemy's URL parser finds the password
+
+
 def redact(url: str) -> str:
-    """``url`` with its password hidden (for logs and messages)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    """``url`` as written, its password hidden (for logs and messages)."""
+    return _PASSWORD.sub(r"\1:***@", url, count=1)
 
 
 def _engine(url: str) -> Engine:
@@ -83,7 +88,12 @@ def _engine(url: str) -> Engine:
         if not memory and parsed.database is not None:
             from pathlib import Path
 
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryUnavailable(
+                    f"cannot open the registry {redact(url)}: cannot create its folder ({exc.strerror}: {exc.filename})"
+                ) from None
         engine = create_engine(
             parsed.set(drivername="sqlite+pysqlite"),
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -102,13 +112,30 @@ def _sqlite_transactions(engine: Engine, *, wal: bool) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         if wal:
-            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            _journal_mode_wal(dbapi_conn)
         dbapi_conn.execute("PRAGMA synchronous = FULL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("registry_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _journal_mode_wal(dbapi_conn: Any, timeout_s: float = 30.0) -> None:
+    """Put the file in WAL mode (it stays so); retried, as SQLite does not wait for the lock this takes.
+
+    Two processes opening a new file at once both switch it: the loser is told "database is locked"
+    at once, whatever the busy timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _row_to_device(row: RowMapping) -> Device:
@@ -163,12 +190,17 @@ def _transition_problem(old: Device, new: Device) -> str | None:
 
 
 class DeviceRegistry:
-    """The registry database (thread-safe: SQLAlchemy's pool gives each call its own connection)."""
+    """The registry database, thread-safe: SQLAlchemy's pool gives each call its own connection
+    (an in-memory SQLite database has one connection, which a lock lends to one call at a time)."""
 
     def __init__(self, url: str) -> None:
         """Open (and migrate) the database at ``url``; :class:`RegistryUnavailable` if it cannot."""
         self.url = redact(url)
         self._engine = _engine(url)
+        shared = isinstance(self._engine.pool, StaticPool)
+        self._one_at_a_time: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if shared else contextlib.nullcontext()
+        )
         try:
             with self._write() as conn:
                 migrate.upgrade(conn)
@@ -184,7 +216,11 @@ class DeviceRegistry:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         try:
-            with self._engine.connect().execution_options(registry_write=True) as conn, conn.begin():
+            with (
+                self._one_at_a_time,
+                self._engine.connect().execution_options(registry_write=True) as conn,
+                conn.begin(),
+            ):
                 yield conn
         except IntegrityError as exc:
             raise DeviceExists(_integrity_reason(exc)) from None
@@ -194,10 +230,20 @@ class DeviceRegistry:
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         try:
-            with self._engine.connect() as conn, conn.begin():
+            with self._one_at_a_time, self._engine.connect() as conn, conn.begin():
                 yield conn
         except OperationalError as exc:
             raise RegistryUnavailable(f"registry {self.url}: {_reason(exc)}") from None
+
+    @staticmethod
+    def _lock(conn: Connection) -> None:
+        """Take the writers' lock before reading what the write depends on.
+
+        SQLite's ``BEGIN IMMEDIATE`` holds it already; on PostgreSQL this locks the revision row, so
+        a concurrent writer waits here and then reads the rows this one committed (no lost update).
+        """
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(registry_meta.c.revision).where(registry_meta.c.id == 1).with_for_update())
 
     @staticmethod
     def _bump(conn: Connection) -> int:
@@ -281,6 +327,7 @@ class DeviceRegistry:
         """Register a new device; :class:`DeviceExists` if its id or an external id is taken."""
         at = now_ms()
         with self._write() as conn:
+            self._lock(conn)
             if conn.execute(select(devices.c.id).where(devices.c.id == device.id)).first() is not None:
                 raise DeviceExists(f"device {device.id!r} is registered already (change it with update)")
             rev = self._bump(conn)
@@ -290,6 +337,7 @@ class DeviceRegistry:
     def update(self, device_id: str, changes: Mapping[str, Any]) -> DeviceRecord:
         """Change some fields of a device (validated as a whole); :class:`DeviceNotFound` if absent."""
         with self._write() as conn:
+            self._lock(conn)
             row = conn.execute(select(devices).where(devices.c.id == device_id)).mappings().first()
             if row is None:
                 raise DeviceNotFound(f"no device {device_id!r} in the registry {self.url}")
@@ -330,6 +378,7 @@ class DeviceRegistry:
             seen.setdefault(d.id, i)
         at = now_ms()
         with self._write() as conn:
+            self._lock(conn)
             existing = {r["id"]: r for r in conn.execute(select(devices)).mappings()}
             owners = {
                 (col, r[col]): r["id"] for r in existing.values() for col in EXTERNAL_ID_COLUMNS if r[col] is not None
@@ -337,7 +386,7 @@ class DeviceRegistry:
             new_rows: builtins.list[dict[str, Any]] = []
             changed_rows: builtins.list[dict[str, Any]] = []
             unchanged = 0
-            claimed: dict[tuple[str, str], str] = {}
+            claimed: dict[tuple[str, str], tuple[str, int]] = {}  # (column, value) → (device id, row)
             released = _released(existing, incoming)
             for i, d in enumerate(incoming, start=1):
                 old_row = existing.get(d.id)
@@ -346,10 +395,17 @@ class DeviceRegistry:
                     value = getattr(d.external_ids, col)
                     if value is None:
                         continue
-                    owner = claimed.get((col, value)) or owners.get((col, value))
-                    if owner is not None and owner != d.id and (col, value) not in released:
+                    key = (col, value)
+                    other = claimed.get(key)
+                    owner = owners.get(key)
+                    if other is not None and other[0] != d.id:
+                        problems.append(
+                            f"row {i}: {col} {value!r} is given to device {other[0]!r} too (row {other[1]})"
+                        )
+                    elif owner is not None and owner != d.id and key not in released:
                         problems.append(f"row {i}: {col} {value!r} belongs to device {owner!r}")
-                    claimed[(col, value)] = d.id
+                    else:
+                        claimed.setdefault(key, (d.id, i))
                 if old is None:
                     new_rows.append(_device_columns(d))
                 elif old == d:

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed.
+# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed, and postgresql
+# for the device registry's tests (its initdb and postgres live in /usr/lib/postgresql/<version>/bin).
 # Installs them when missing and running as root; otherwise says what to install.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1; }
 
 missing=()
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
 have mosquitto_pub || missing+=(mosquitto-clients)
 have victoria-metrics || missing+=(victoria-metrics)  # a real /api/v2/write server for the v2 path tests
+have_postgres || missing+=(postgresql)  # the registry's tests start their own server (ioc/servers.py)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,8 +1,10 @@
-"""Fixtures: real Mosquitto and InfluxDB 1.x on free loopback ports, data in temp folders."""
+"""Fixtures: real Mosquitto, InfluxDB 1.x and PostgreSQL on free loopback ports, data in temp folders."""
 
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,12 +15,15 @@ import pytest
 from contract.fleet import Fleet
 from ioc.servers import (
     InfluxServer,
+    PostgresServer,
     ServerProcess,
     find_binary,
     free_port,
     missing_binaries,
+    missing_postgres,
     start_influxd,
     start_mosquitto,
+    start_postgres,
 )
 
 
@@ -60,6 +65,33 @@ def influx_db(influxd: InfluxServer) -> str:
     name = f"t{next(_db_numbers)}"
     influxd.create_database(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the session; each test gets its own database (``postgres_url``).
+
+    Its data lives in a ``tempfile.mkdtemp()`` folder, not under pytest's ``tmp_path``: run as root,
+    PostgreSQL runs as user ``postgres``, who cannot enter pytest's private temp folders.
+    """
+    if missing_postgres():
+        pytest.fail("the registry tests need Debian's postgresql: run `make test` (installs it)")
+    data = Path(tempfile.mkdtemp(prefix="ioc-postgres-"))
+    try:
+        server = start_postgres(data)
+        yield server
+        server.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+_pg_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL."""
+    return postgres.create_database(f"t{next(_pg_numbers)}")
 
 
 @pytest.fixture
