@@ -9,6 +9,7 @@ device registry's tests only, ``postgresql`` (``initdb`` and ``postgres`` under
 from __future__ import annotations
 
 import contextlib
+import glob
 import grp
 import os
 import pwd
@@ -220,15 +221,58 @@ def mosquitto_config(data_dir: Path, port: int, *, extra: str = "") -> str:
     )
 
 
-def start_mosquitto(data_dir: Path, *, port: int | None = None, extra_config: str = "") -> ServerProcess:
-    """Start Mosquitto on 127.0.0.1 with its persistence in ``data_dir``."""
+def dynsec_plugin() -> str | None:
+    """Mosquitto's dynamic security plugin as Debian installs it, if it is there."""
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")) + sorted(
+        glob.glob("/usr/lib/mosquitto_dynamic_security.so")
+    )
+    return found[0] if found else None
+
+
+def dynsec_config(data_dir: Path, admin_user: str, admin_password: str) -> str:
+    """Config lines that load the dynamic security plugin, its file made with ``mosquitto_ctrl dynsec init``.
+
+    The file starts with one admin account; every other account and role is created through the
+    plugin's MQTT API (:mod:`registry.broker_accounts`). Anonymous clients are refused.
+    """
+    plugin = dynsec_plugin()
+    ctrl = find_binary("mosquitto_ctrl")
+    if plugin is None or ctrl is None:
+        raise ServerError(
+            "the dynamic security plugin needs Debian's mosquitto and mosquitto-clients (mosquitto_ctrl): "
+            "apt-get install mosquitto mosquitto-clients"
+        )
+    state = data_dir / "dynamic-security.json"
+    if not state.exists():
+        done = subprocess.run(
+            [ctrl, "dynsec", "init", str(state), admin_user, admin_password],
+            capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if done.returncode != 0 or not state.exists():
+            raise ServerError(f"mosquitto_ctrl dynsec init failed: {done.stderr.strip() or done.stdout.strip()}")
+    return "\n".join(["allow_anonymous false", f"plugin {plugin}", f"plugin_opt_config_file {state}"])
+
+
+def start_mosquitto(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    extra_config: str = "",
+    dynsec_admin: tuple[str, str] | None = None,
+) -> ServerProcess:
+    """Start Mosquitto on 127.0.0.1 with its persistence in ``data_dir``.
+
+    With ``dynsec_admin`` (user, password) the broker authenticates every client through the dynamic
+    security plugin, starting with that one admin account; otherwise it is anonymous.
+    """
     binary = find_binary(MOSQUITTO_BIN)
     if binary is None:
         raise ServerError("mosquitto is not installed: apt-get install mosquitto")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = data_dir / "mosquitto.conf"
-    conf.write_text(mosquitto_config(data_dir, port, extra=extra_config))
+    security = dynsec_config(data_dir, *dynsec_admin) if dynsec_admin else ""
+    conf.write_text(mosquitto_config(data_dir, port, extra="\n".join(x for x in (security, extra_config) if x)))
     return ServerProcess("mosquitto", [binary, "-c", str(conf)], port, data_dir).start()
 
 

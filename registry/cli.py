@@ -8,18 +8,21 @@ field or URL) is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contract.fleet import DEVICE_STATES, Device, DeviceState
+from contract.topics import parse_mqtt_url
 from ioc.errors import Commands, UserError, settings_error
+from registry.broker_accounts import BrokerAccountError, BrokerAccounts, Credentials
 from registry.errors import RegistryError
 from registry.files import FileFormat, parse, read_devices, render_csv, render_yaml, write_devices
 from registry.store import DeviceRecord, DeviceRegistry
@@ -37,23 +40,66 @@ Opt = typer.Option
 Url = Annotated[str | None, Opt("--registry-url", help=f"registry database [IOC_REGISTRY_URL] (default {DEFAULT_URL})")]
 DeviceIdArg = Annotated[str, typer.Argument(help="device id")]
 AsJson = Annotated[bool, Opt("--json", help="print JSON")]
+BrokerUrl = Annotated[
+    str | None,
+    Opt("--broker-admin-url", help="create and disable device accounts on this broker [IOC_BROKER_ADMIN_URL]"),
+]
 
 
 class RegistrySettings(BaseSettings):
-    """Where the registry is (the one setting of ``ioc devices``)."""
+    """Where the registry is, and the broker whose accounts follow it (``ioc devices``)."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
     registry_url: str = Field(DEFAULT_URL, description="the device registry database")
+    broker_admin_url: str | None = Field(
+        None, description="broker with the dynamic security plugin: device accounts follow the registry (mqtt://…)"
+    )
+    broker_admin_username: str = Field("ioc-admin", description="dynamic security admin account")
+    broker_admin_password: SecretStr | None = Field(None, description="its password")
+
+    @field_validator("broker_admin_url")
+    @classmethod
+    def _broker_url(cls, v: str | None) -> str | None:
+        if v:
+            parse_mqtt_url(v)
+        return v or None
+
+    def accounts(self) -> BrokerAccounts | None:
+        """The broker's account admin, when one is configured."""
+        if not self.broker_admin_url:
+            return None
+        password = self.broker_admin_password.get_secret_value() if self.broker_admin_password else ""
+        return BrokerAccounts(self.broker_admin_url, self.broker_admin_username, password)
+
+
+def _settings(url: str | None, broker_url: str | None = None) -> RegistrySettings:
+    given: dict[str, Any] = {"registry_url": url, "broker_admin_url": broker_url}
+    given = {k: v for k, v in given.items() if v is not None}
+    flags = {"registry_url": "--registry-url", "broker_admin_url": "--broker-admin-url"}
+    try:
+        return RegistrySettings(**given)
+    except ValidationError as exc:
+        raise settings_error(exc, RegistrySettings, flags=flags, given=given) from None
+
+
+@contextmanager
+def _broker(settings: RegistrySettings) -> Iterator[BrokerAccounts | None]:
+    accounts = settings.accounts()
+    if accounts is None:
+        yield None
+        return
+    try:
+        with accounts:
+            accounts.ensure_roles()
+            yield accounts
+    except BrokerAccountError as exc:
+        raise UserError(f"{exc} (--broker-admin-url, IOC_BROKER_ADMIN_URL, IOC_BROKER_ADMIN_PASSWORD)") from None
 
 
 @contextmanager
 def _registry(url: str | None) -> Iterator[DeviceRegistry]:
-    given: dict[str, Any] = {"registry_url": url} if url is not None else {}
-    try:
-        settings = RegistrySettings(**given)
-    except ValidationError as exc:
-        raise settings_error(exc, RegistrySettings, flags={"registry_url": "--registry-url"}, given=given) from None
+    settings = _settings(url)
     try:
         registry = DeviceRegistry(settings.registry_url)
     except RegistryError as exc:
@@ -133,8 +179,13 @@ def add(
     sparkplug: Annotated[str | None, Opt(help="Sparkplug B group/edge[/device]")] = None,
     thingsboard: Annotated[str | None, Opt(help="ThingsBoard device name")] = None,
     registry_url: Url = None,
+    broker_admin_url: BrokerUrl = None,
 ) -> None:
-    """Register one new device (active at once: a running ingest stores its readings within seconds)."""
+    """Register one new device (active at once: a running ingest stores its readings within seconds).
+
+    With a broker admin configured, the device also gets its broker account; its password is
+    printed once, here, and never again.
+    """
     ids = {"dev_eui": dev_eui, "tts_device_id": tts_device_id, "sparkplug": sparkplug, "thingsboard": thingsboard}
     raw = {
         "id": device_id, "kind": kind, "province": province, "district": district, "site": site, "crop": crop,
@@ -147,9 +198,14 @@ def add(
             f"--{'-'.join(str(p) for p in e['loc'][:1]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
         )
         raise UserError(problems) from None
-    with _registry(registry_url) as registry:
+    settings = _settings(registry_url, broker_admin_url)
+    with _broker(settings) as accounts, _registry(registry_url) as registry:
         record = registry.add(device)
-    typer.echo(json.dumps(_record_json(record), ensure_ascii=False))
+        out = _record_json(record)
+        if accounts is not None:
+            cred = accounts.create_devices([device.id])[0]
+            out["mqtt_username"], out["mqtt_password"] = cred.username, cred.password
+    typer.echo(json.dumps(out, ensure_ascii=False))
 
 
 @app.command()
@@ -179,25 +235,73 @@ def list_(
             typer.echo(f"{d.id}\t{d.kind.value}\t{d.province}\t{d.district}\t{d.site}\t{d.state}")
 
 
-def _set_state(device_id: str, state: DeviceState, registry_url: str | None) -> None:
-    with _registry(registry_url) as registry:
+def _set_state(device_id: str, state: DeviceState, registry_url: str | None, broker_url: str | None) -> None:
+    settings = _settings(registry_url, broker_url)
+    with _broker(settings) as accounts, _registry(registry_url) as registry:
         record = registry.set_state(device_id, state)
-    typer.echo(f"{device_id}: {record.device.state} (registry revision {record.revision})")
+        if accounts is not None:
+            accounts.set_enabled([device_id], state == "active")
+    kicked = " (broker account disabled)" if accounts is not None and state != "active" else ""
+    typer.echo(f"{device_id}: {record.device.state}{kicked} (registry revision {record.revision})")
 
 
 @app.command()
-def suspend(device_id: DeviceIdArg, registry_url: Url = None) -> None:
-    """Stop storing a device's readings (dead-lettered ``unknown_device``) until it is activated."""
-    _set_state(device_id, "suspended", registry_url)
+def suspend(device_id: DeviceIdArg, registry_url: Url = None, broker_admin_url: BrokerUrl = None) -> None:
+    """Stop storing a device's readings (dead-lettered ``unknown_device``) until it is activated.
+
+    With a broker admin configured, its account is disabled too and the broker disconnects it.
+    """
+    _set_state(device_id, "suspended", registry_url, broker_admin_url)
 
 
 @app.command()
-def activate(device_id: DeviceIdArg, registry_url: Url = None) -> None:
-    """Store a suspended device's readings again."""
-    _set_state(device_id, "active", registry_url)
+def activate(device_id: DeviceIdArg, registry_url: Url = None, broker_admin_url: BrokerUrl = None) -> None:
+    """Store a suspended device's readings again (and enable its broker account)."""
+    _set_state(device_id, "active", registry_url, broker_admin_url)
 
 
 @app.command()
-def decommission(device_id: DeviceIdArg, registry_url: Url = None) -> None:
-    """Retire a device for good: its readings are dead-lettered, its id is never reused."""
-    _set_state(device_id, "decommissioned", registry_url)
+def decommission(device_id: DeviceIdArg, registry_url: Url = None, broker_admin_url: BrokerUrl = None) -> None:
+    """Retire a device for good: its readings are dead-lettered, its id is never reused, its account disabled."""
+    _set_state(device_id, "decommissioned", registry_url, broker_admin_url)
+
+
+@app.command("sync-broker")
+def sync_broker(
+    registry_url: Url = None,
+    broker_admin_url: BrokerUrl = None,
+    credentials_out: Annotated[
+        Path | None, Opt(help="write id,username,password of every account created here (CSV, mode 600)")
+    ] = None,
+) -> None:
+    """Bring the broker's device accounts in line with the registry: create missing ones (their
+    passwords go to --credentials-out, once), enable active devices, disable the others."""
+    settings = _settings(registry_url, broker_admin_url)
+    if settings.broker_admin_url is None:
+        raise UserError("no broker to sync: give --broker-admin-url (IOC_BROKER_ADMIN_URL)")
+    with _broker(settings) as accounts, _registry(registry_url) as registry:
+        assert accounts is not None
+        devices = [r.device for r in registry.list()]
+        known = accounts.usernames()
+        missing = [d.id for d in devices if d.id not in known]
+        if missing and credentials_out is None:
+            raise UserError(
+                f"{len(missing)} devices have no broker account: give --credentials-out FILE for their passwords"
+            )
+        created = accounts.create_devices(missing)
+        accounts.set_enabled([d.id for d in devices if d.active], True)
+        accounts.set_enabled([d.id for d in devices if not d.active], False)
+    if created and credentials_out is not None:
+        _write_credentials(credentials_out, created)
+    typer.echo(f"broker accounts: {len(created)} created, {len(devices) - len(created)} already there, "
+               f"{sum(not d.active for d in devices)} disabled")  # fmt: skip
+
+
+def _write_credentials(path: Path, creds: Sequence[Credentials]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write("device_id,username,password\n")
+            f.writelines(f"{c.device_id},{c.username},{c.password}\n" for c in creds)
+    except OSError as exc:
+        raise UserError(f"--credentials-out {path}: cannot write ({exc.strerror})") from None

@@ -1,0 +1,222 @@
+"""Broker accounts for registry devices, through Mosquitto's dynamic security plugin.
+
+Its control API is MQTT: JSON commands published to ``$CONTROL/dynamic-security/v1``, answers on
+``…/response``. Each device gets a client whose user name and bound client id are its device id,
+with the role ``ioc-device``: publish only under ``ioc/v1/+/+/{its id}/#`` (never a dead letter),
+read nothing. Suspending or decommissioning a device disables its client, which the broker also
+disconnects at once. Ingest, operators and the health check have roles of their own
+(:data:`ROLES`). Passwords are generated here and shown once; the broker keeps only a salted hash.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract.topics import parse_mqtt_url
+from registry.errors import RegistryError
+
+CONTROL_TOPIC: Final = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC: Final = CONTROL_TOPIC + "/response"
+DEVICE_ROLE: Final = "ioc-device"
+COMMANDS_PER_MESSAGE: Final = 200
+
+ROLES: Final[dict[str, list[dict[str, Any]]]] = {
+    # Devices: their own topics only (the broker puts the user name in for %u), no dead letters, no reads.
+    DEVICE_ROLE: [
+        {"acltype": "publishClientSend", "topic": "ioc/v1/_dlq/#", "allow": False, "priority": 10},
+        {"acltype": "publishClientSend", "topic": "ioc/v1/+/+/%u/#", "allow": True},
+    ],
+    # Ingest: reads every device topic and the broker's drop counter, writes dead letters.
+    "ioc-ingest": [
+        {"acltype": "subscribePattern", "topic": "ioc/v1/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": "$SYS/broker/publish/messages/dropped", "allow": True},
+        {"acltype": "publishClientSend", "topic": "ioc/v1/_dlq/#", "allow": True},
+    ],
+    # People watching the stream and the dead letters: read only.
+    "ioc-operator": [{"acltype": "subscribePattern", "topic": "ioc/v1/#", "allow": True}],
+    # The broker health check.
+    "ioc-health": [{"acltype": "subscribePattern", "topic": "$SYS/broker/uptime", "allow": True}],
+}
+
+
+class BrokerAccountError(RegistryError):
+    """The broker refused a command or could not be reached; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a device needs to log in: shown once, never stored by us."""
+
+    device_id: str
+    username: str
+    password: str
+
+
+def new_password() -> str:
+    """A random password for one device account (about 190 bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class BrokerAccounts:
+    """A connection to the broker's dynamic security plugin as its admin (a context manager)."""
+
+    def __init__(self, mqtt_url: str, username: str, password: str, *, timeout_s: float = 10.0) -> None:
+        self._url = mqtt_url
+        self._host, self._port = parse_mqtt_url(mqtt_url)
+        self._timeout = timeout_s
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{username}-{secrets.token_hex(4)}", protocol=paho.MQTTv5
+        )
+        self._client.username_pw_set(username, password)
+        self._cond = threading.Condition()
+        self._responses: list[dict[str, Any]] = []
+        self._subscribed = False
+        self._connect_error: str | None = None
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect = self._on_connect
+
+    # -- connection --------------------------------------------------------------------------
+
+    def __enter__(self) -> BrokerAccounts:
+        try:
+            self._client.connect(self._host, self._port, keepalive=30)
+        except OSError as exc:
+            raise BrokerAccountError(f"cannot reach the broker at {self._url} ({exc.strerror or exc})") from None
+        self._client.loop_start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._subscribed or self._connect_error is not None, self._timeout):
+                self.close()
+                raise BrokerAccountError(f"the broker at {self._url} did not answer within {self._timeout:.0f} s")
+        if self._connect_error is not None:
+            self.close()
+            raise BrokerAccountError(f"the broker at {self._url} refused the admin login: {self._connect_error}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any = None) -> None:
+        if rc.is_failure:
+            with self._cond:
+                self._connect_error = str(rc)
+                self._cond.notify_all()
+            return
+        client.subscribe(RESPONSE_TOPIC, qos=1)
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any = None) -> None:
+        with self._cond:
+            if any(c.is_failure for c in codes):
+                self._connect_error = "this account may not use the dynamic security API"
+            self._subscribed = True
+            self._cond.notify_all()
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            responses = json.loads(msg.payload).get("responses", [])
+        except (ValueError, AttributeError):
+            return
+        with self._cond:
+            self._responses.extend(r for r in responses if isinstance(r, dict))
+            self._cond.notify_all()
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def run(self, commands: Sequence[dict[str, Any]], *, ignore: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Send ``commands`` and wait for every answer; :class:`BrokerAccountError` on any error not in ``ignore``."""
+        tolerated = set(ignore)
+        answers: list[dict[str, Any]] = []
+        for chunk in _chunks(list(commands), COMMANDS_PER_MESSAGE):
+            tagged = [{**c, "correlationData": f"{i}-{secrets.token_hex(4)}"} for i, c in enumerate(chunk)]
+            wanted = {c["correlationData"] for c in tagged}
+            with self._cond:
+                self._responses.clear()
+            info = self._client.publish(CONTROL_TOPIC, json.dumps({"commands": tagged}), qos=1)
+            info.wait_for_publish(self._timeout)
+            with self._cond:
+                done = self._cond.wait_for(lambda w=wanted: w <= self._answered(), self._timeout)  # type: ignore[misc]
+                got = {r.get("correlationData"): r for r in self._responses}
+            if not done:
+                raise BrokerAccountError(f"the broker at {self._url} did not answer {len(chunk)} account command(s)")
+            for c in tagged:
+                answer = got[c["correlationData"]]
+                error = answer.get("error")
+                if error and error not in tolerated:
+                    who = c.get("username") or c.get("rolename") or ""
+                    raise BrokerAccountError(f"broker refused {c['command']} {who}: {error}")
+                answers.append(answer)
+        return answers
+
+    def _answered(self) -> set[object]:
+        return {r.get("correlationData") for r in self._responses}
+
+    def ensure_roles(self) -> None:
+        """Create the roles of :data:`ROLES` (or set their ACLs again if they exist)."""
+        commands: list[dict[str, Any]] = []
+        for role, acls in ROLES.items():
+            commands.append({"command": "createRole", "rolename": role})
+            commands.extend({"command": "addRoleACL", "rolename": role, **acl} for acl in acls)
+        self.run(commands, ignore={"Role already exists", "ACL with this topic already exists"})
+
+    def create_devices(self, device_ids: Sequence[str], passwords: dict[str, str] | None = None) -> list[Credentials]:
+        """A client per device (user name = bound client id = device id, role ``ioc-device``)."""
+        given = passwords or {}
+        creds = [Credentials(d, d, given.get(d) or new_password()) for d in device_ids]
+        self.run(
+            [
+                {
+                    "command": "createClient",
+                    "username": c.username,
+                    "password": c.password,
+                    "clientid": c.device_id,
+                    "roles": [{"rolename": DEVICE_ROLE}],
+                }
+                for c in creds
+            ]
+        )
+        return creds
+
+    def create_service(self, username: str, role: str, password: str | None = None) -> Credentials:
+        """An account for ingest, an operator or the health check (client id bound to the user name)."""
+        if role not in ROLES:
+            raise BrokerAccountError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        cred = Credentials(username, username, password or new_password())
+        self.run(
+            [{"command": "createClient", "username": username, "password": cred.password, "clientid": username,
+              "roles": [{"rolename": role}]}]
+        )  # fmt: skip
+        return cred
+
+    def set_enabled(self, device_ids: Iterable[str], enabled: bool) -> None:
+        """Enable device clients, or disable them (the broker disconnects them at once)."""
+        command = "enableClient" if enabled else "disableClient"
+        self.run([{"command": command, "username": d} for d in device_ids])
+
+    def reset_password(self, device_id: str) -> Credentials:
+        """A new password for a device (the old one stops working)."""
+        cred = Credentials(device_id, device_id, new_password())
+        self.run([{"command": "setClientPassword", "username": device_id, "password": cred.password}])
+        return cred
+
+    def usernames(self) -> set[str]:
+        """Every client the broker has (devices and services)."""
+        answer = self.run([{"command": "listClients", "verbose": False, "count": -1}])[0]
+        return {str(u) for u in answer.get("data", {}).get("clients", [])}
