@@ -2,9 +2,11 @@
 
 Its control API is MQTT: JSON commands published to ``$CONTROL/dynamic-security/v1``, answers on
 ``…/response``. Each device gets a client whose user name and bound client id are its device id,
-with the role ``ioc-device``: publish only under ``ioc/v1/+/+/{its id}/#`` (never a dead letter),
-read nothing. Suspending or decommissioning a device disables its client, which the broker also
-disconnects at once. Ingest, operators and the health check have roles of their own
+with a role of its own, ``ioc-device-{id}``: publish only under ``ioc/v1/+/+/{id}/#`` (never a
+dead letter), read nothing. (One role per device because the plugin of Mosquitto 2.0 does not put
+the user name or client id into ACL topics: ``%u`` and ``%c`` stay literal — measured.)
+Suspending or decommissioning a device disables its client, which the broker also disconnects at
+once. Ingest, operators and the health check have roles of their own
 (:data:`ROLES`). Passwords are generated here and shown once; the broker keeps only a salted hash.
 """
 
@@ -26,15 +28,19 @@ from registry.errors import RegistryError
 
 CONTROL_TOPIC: Final = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC: Final = CONTROL_TOPIC + "/response"
-DEVICE_ROLE: Final = "ioc-device"
+DEVICE_ROLE_PREFIX: Final = "ioc-device-"
 COMMANDS_PER_MESSAGE: Final = 200
 
-ROLES: Final[dict[str, list[dict[str, Any]]]] = {
-    # Devices: their own topics only (the broker puts the user name in for %u), no dead letters, no reads.
-    DEVICE_ROLE: [
+
+def device_acls(device_id: str) -> list[dict[str, Any]]:
+    """A device's own topics only, never a dead letter; it reads nothing (subscribing is denied by default)."""
+    return [
         {"acltype": "publishClientSend", "topic": "ioc/v1/_dlq/#", "allow": False, "priority": 10},
-        {"acltype": "publishClientSend", "topic": "ioc/v1/+/+/%u/#", "allow": True},
-    ],
+        {"acltype": "publishClientSend", "topic": f"ioc/v1/+/+/{device_id}/#", "allow": True},
+    ]
+
+
+ROLES: Final[dict[str, list[dict[str, Any]]]] = {
     # Ingest: reads every device topic and the broker's drop counter, writes dead letters.
     "ioc-ingest": [
         {"acltype": "subscribePattern", "topic": "ioc/v1/#", "allow": True},
@@ -177,21 +183,18 @@ class BrokerAccounts:
         self.run(commands, ignore={"Role already exists", "ACL with this topic already exists"})
 
     def create_devices(self, device_ids: Sequence[str], passwords: dict[str, str] | None = None) -> list[Credentials]:
-        """A client per device (user name = bound client id = device id, role ``ioc-device``)."""
+        """A client per device (user name = bound client id = device id) with its own role."""
         given = passwords or {}
         creds = [Credentials(d, d, given.get(d) or new_password()) for d in device_ids]
-        self.run(
-            [
-                {
-                    "command": "createClient",
-                    "username": c.username,
-                    "password": c.password,
-                    "clientid": c.device_id,
-                    "roles": [{"rolename": DEVICE_ROLE}],
-                }
-                for c in creds
-            ]
-        )
+        commands: list[dict[str, Any]] = []
+        for c in creds:
+            role = DEVICE_ROLE_PREFIX + c.device_id
+            commands.append({"command": "createRole", "rolename": role, "acls": device_acls(c.device_id)})
+            commands.append(
+                {"command": "createClient", "username": c.username, "password": c.password,
+                 "clientid": c.device_id, "roles": [{"rolename": role}]}
+            )  # fmt: skip
+        self.run(commands)
         return creds
 
     def create_service(self, username: str, role: str, password: str | None = None) -> Credentials:

@@ -1,0 +1,148 @@
+"""Per-device broker accounts through Mosquitto's dynamic security plugin, provisioned by
+``ioc devices`` (real processes) against a real broker, with ingest running on its own account."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerts.config import WebhookSettings
+from contract.fleet import dump_fleet
+from ioc.servers import InfluxServer, start_mosquitto
+from registry.broker_accounts import BrokerAccounts
+from registry.store import DeviceRegistry
+from tests.helpers import PipelineThread, ingest_settings
+from tests.integration.test_broker_sessions import Broker, Device
+from tests.integration.test_pipeline import small_fleet, telemetry
+from tests.integration.test_reliability import distinct_seqs, readings
+
+ADMIN = ("ioc-admin", "admin-password-for-tests")
+INGEST = "ioc-ingest"
+NOT_AUTHORIZED = 0x87
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A local broker with the dynamic security plugin: no anonymous clients, one admin account."""
+    server = start_mosquitto(tmp_path / "mosquitto", dynsec_admin=ADMIN)
+    url = f"mqtt://127.0.0.1:{server.port}"
+    with BrokerAccounts(url, *ADMIN) as accounts:
+        accounts.ensure_roles()
+        ingest = accounts.create_service(INGEST, "ioc-ingest")
+    yield Broker(server, {INGEST: ingest.password})
+    server.stop()
+
+
+def ioc(*args: str, broker: Broker) -> str:
+    env = {
+        **os.environ,
+        "IOC_BROKER_ADMIN_PASSWORD": ADMIN[1],
+        "IOC_BROKER_ADMIN_URL": f"mqtt://127.0.0.1:{broker.port}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc", *args], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_each_device_publishes_only_as_itself_and_a_disabled_account_is_thrown_off(
+    broker: Broker, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    fleet_file = tmp_path / "fleet.yaml"
+    dump_fleet(small_fleet(), fleet_file)
+    ioc("devices", "import", str(fleet_file), "--registry-url", url, broker=broker)
+    creds_file = tmp_path / "credentials.csv"
+    out = ioc("devices", "sync-broker", "--registry-url", url, "--credentials-out", str(creds_file), broker=broker)
+    assert out.startswith(f"broker accounts: {len(small_fleet().devices)} created, 0 already there")
+    assert oct(creds_file.stat().st_mode & 0o777) == "0o600"
+    with creds_file.open() as f:
+        broker.passwords.update({row["username"]: row["password"] for row in csv.DictReader(f)})
+    again = ioc("devices", "sync-broker", "--registry-url", url, broker=broker)
+    assert again.startswith(f"broker accounts: 0 created, {len(small_fleet().devices)} already there")
+
+    settings = ingest_settings(
+        broker.port, influxd.url, influx_db, mqtt_client_id=INGEST, mqtt_username=INGEST,
+        mqtt_password=broker.passwords[INGEST], registry_url=url, registry_poll_s=0.5,
+    )  # fmt: skip
+    webhooks = WebhookSettings(_env_file=None, alerts_db=tmp_path / "alerts.db")  # type: ignore[call-arg]
+    with PipelineThread(settings, webhooks) as ingest:
+        ingest.wait_for(lambda: ingest.service.connected, what="ingest subscribed on its own account")
+        honest = Device(broker, "bt-sal-1")
+        try:
+            assert honest.publish_all(readings("bt-sal-1", 0, 100)) == [0] * 100
+            # Another device's topic, a dead letter, and reading anything: refused.
+            assert honest.publish_all(readings("bt-sal-2", 0, 3)) == [NOT_AUTHORIZED] * 3
+            assert honest.publish_all([("ioc/v1/_dlq/x/bt-sal-1/y", b"{}")]) == [NOT_AUTHORIZED]
+            assert honest.subscribe("ioc/v1/#") == [NOT_AUTHORIZED]
+        finally:
+            honest.close()
+        # Its own password with ingest's client id: the broker binds the id to the account.
+        thief = Device(broker, "bt-sal-2", client_id=INGEST, clean_start=False)
+        assert thief.connack.is_failure
+        thief.close()
+        ingest.wait_for(lambda: len(distinct_seqs(influxd.url, influx_db)) == 100, what="100 stored")
+        assert ingest.metric("ioc_ingest_broker_reconnects_total") == 0
+
+        # A device added while everything runs: its account and password, printed once; stored.
+        added = ioc(
+            "devices", "add", "--id", "bt-sal-9", "--kind", "salinity", "--province", "ben_tre", "--district",
+            "ba_tri", "--site", "river", "--crop", "rice", "--lat", "10.0", "--lon", "106.5", "--registry-url", url,
+            broker=broker,
+        )  # fmt: skip
+        record = json.loads(added)
+        assert record["mqtt_username"] == "bt-sal-9"
+        broker.passwords["bt-sal-9"] = record["mqtt_password"]
+        newcomer = Device(broker, "bt-sal-9")
+        thrown_off = threading.Event()
+        newcomer.client.on_disconnect = lambda *_: thrown_off.set()
+        started = time.monotonic()
+        seq = 0
+        while time.monotonic() - started < 5:
+            assert newcomer.publish_all([(telemetry("bt-sal-9"), readings("bt-sal-9", seq, 1)[0][1])]) == [0]
+            seq += 1
+            if ingest.metric("ioc_ingest_readings_stored_total") > 100:
+                break
+            time.sleep(0.2)
+        assert ingest.metric("ioc_ingest_readings_stored_total") > 100, "the new device's reading stored within 5 s"
+
+        # Decommissioned: the broker disconnects it at once and refuses it from then on.
+        ioc("devices", "decommission", "bt-sal-9", "--registry-url", url, broker=broker)
+        assert thrown_off.wait(5), "the broker disconnected the decommissioned device"
+        newcomer.client.loop_stop()
+        again_device = Device(broker, "bt-sal-9")
+        assert again_device.connack.is_failure
+        again_device.close()
+        assert ingest.metric("ioc_ingest_broker_reconnects_total") == 0
+
+
+def test_a_broker_admin_that_cannot_log_in_is_one_line(broker: Broker, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "IOC_BROKER_ADMIN_PASSWORD": "wrong",
+        "IOC_BROKER_ADMIN_URL": f"mqtt://127.0.0.1:{broker.port}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc", "devices", "add", "--id", "x1", "--kind", "salinity", "--province", "ben_tre",
+         "--district", "ba_tri", "--site", "river", "--lat", "10", "--lon", "106",
+         "--registry-url", f"sqlite:///{tmp_path / 'r.db'}"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "refused the admin login" in lines[0]
+    assert "IOC_BROKER_ADMIN_PASSWORD" in lines[0]
+    registry = DeviceRegistry(f"sqlite:///{tmp_path / 'r.db'}")
+    assert registry.find("x1") is None
+    registry.close()
