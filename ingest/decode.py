@@ -156,7 +156,7 @@ class Decoder:
                 continue
             if is_event:
                 fields = encoder.encode(values[1:-2])
-                series = device.event_series[values[0]]
+                series = device.event_series(values[0])
             else:
                 fields = encoder.encode(values[:-2])
                 series = device.series

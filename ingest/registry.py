@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from contract.fields import CAMERA_EVENTS, Kind
 from contract.fleet import Device, Fleet
 from ingest.lineprotocol import escape_measurement, escape_tag
 
@@ -14,7 +15,7 @@ STATUS_MEASUREMENT = "device_status"
 
 @dataclass(frozen=True, slots=True)
 class RegisteredDevice:
-    """A device with its position in the registry's columns."""
+    """A device with its position in the registry's columns and its line-protocol series keys."""
 
     index: int
     device: Device
@@ -22,8 +23,14 @@ class RegisteredDevice:
     """Line-protocol series key of its kind: ``measurement,tag=v,...`` (tags sorted, escaped)."""
     status_series: str
     """Series key of its ``device_status`` points."""
-    event_series: dict[str, str]
-    """Series keys of its camera events by event class (cameras only)."""
+    _event_head: str
+    """``measurement,crop=…,device_id=…,district=…``: a camera event's key up to its ``event`` tag."""
+    _event_tail: str
+    """``province=…,site=…``: the tags after ``event`` in sorted order."""
+
+    def event_series(self, event: str) -> str:
+        """Series key of a camera event of class ``event`` (one of ``CAMERA_EVENTS``)."""
+        return f"{self._event_head},event={escape_tag(event)},{self._event_tail}"
 
 
 def series_key(measurement: str, tags: dict[str, str]) -> str:
@@ -43,14 +50,25 @@ def registry_tags(device: Device) -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
+def _shared_tag(value: str) -> str:
+    """An escaped tag value that many devices share (province, district, site, crop)."""
+    return sys.intern(escape_tag(value))
+
+
 def _registered(index: int, d: Device) -> RegisteredDevice:
-    tags = registry_tags(d)
+    """Its series keys as :func:`series_key` makes them (tags in sorted order; every registry tag is
+    non-empty), built once from escaped parts: 100,000 devices in well under a second."""
+    head = f"crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)}"
+    tail = f"province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
+    measurement = escape_measurement(d.kind.value)
     return RegisteredDevice(
         index,
         d,
-        series_key(d.kind.value, tags),
-        series_key(STATUS_MEASUREMENT, tags),
-        {e: series_key(d.kind.value, {**tags, "event": e}) for e in (CAMERA_EVENTS if d.kind is Kind.CAMERA else ())},
+        f"{measurement},{head},{tail}",
+        f"{STATUS_MEASUREMENT},{head},{tail}",
+        f"{measurement},{head}",
+        tail,
     )
 
 

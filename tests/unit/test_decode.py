@@ -25,7 +25,8 @@ from contract.reasons import Reason
 from contract.topics import Channel, parse_device_topic
 from ingest.batch import Batch, BatchBuilder, FieldEncoder
 from ingest.decode import Decoder, classify
-from ingest.registry import Registry, series_key
+from ingest.registry import Registry, registry_tags, series_key
+from simulators.fleetgen import generate_fleet
 
 NOW: Final = 1_767_240_000_000  # 2026-01-01T04:00:00Z
 TS: Final = NOW - 60_000
@@ -664,9 +665,20 @@ def test_series_key_sorts_and_escapes() -> None:
     assert series_key("m m", {"b": "x y", "a": "1,2", "c": "k=v", "empty": ""}) == (r"m\ m,a=1\,2,b=x\ y,c=k\=v")
     assert REGISTRY.by_id["wq-1"].series == WQ_SERIES
     assert REGISTRY.by_id["wq-1"].status_series == WQ_STATUS_SERIES
-    assert REGISTRY.by_id["wq-1"].event_series == {}
-    assert set(REGISTRY.by_id["cam-1"].event_series) == set(CAMERA_EVENTS)
     assert [d.index for d in REGISTRY.devices] == [0, 1, 2, 3, 4]
+
+
+def test_registry_keys_are_the_series_keys_of_every_device_and_event() -> None:
+    """The registry builds keys from escaped parts; they equal :func:`series_key` of its tags."""
+    fleet = generate_fleet(300, 7)
+    registry = Registry(fleet.devices)
+    assert {d.kind for d in fleet.devices} == set(Kind)
+    for rd in registry.devices:
+        tags = registry_tags(rd.device)
+        assert rd.series == series_key(rd.device.kind.value, tags)
+        assert rd.status_series == series_key("device_status", tags)
+        for camera_event in CAMERA_EVENTS:
+            assert rd.event_series(camera_event) == series_key(rd.device.kind.value, {**tags, "event": camera_event})
 
 
 # --- classify: msgspec error text → reason -----------------------------------------------------
