@@ -1,7 +1,7 @@
 """Settings of ``ioc api``: one typed object, validated once at start-up.
 
 Every field is an ``IOC_<FIELD>`` environment variable. Fields the API shares with ingest and the
-alert store keep their names (``IOC_INFLUX_URL``, ``IOC_FLEET``, ``IOC_ALERTS_DB``…), so one
+alert store keep their names (``IOC_INFLUX_URL``, ``IOC_REGISTRY_URL``, ``IOC_FLEET``, ``IOC_ALERTS_DB``…), so one
 ``.env`` serves every process; fields of the API alone start with ``api_`` (``IOC_API_PORT``,
 ``IOC_API_ADMIN_KEY``…).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerts.config import split_list
@@ -20,6 +20,7 @@ from alerts.targets import TargetPolicy
 from contract.topics import parse_mqtt_url
 
 MIN_ADMIN_KEY_CHARS = 32
+DEFAULT_FLEET = Path("var/fleet.yaml")
 
 
 class ApiSettings(BaseSettings):
@@ -32,7 +33,12 @@ class ApiSettings(BaseSettings):
     influx_username: str | None = Field(None, description="user (v1 auth)")
     influx_password: SecretStr | None = Field(None, description="password (v1 auth; on 2.x a token)")
     mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port")
-    fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (device registry)")
+    fleet: Path | None = Field(
+        None, description="a fleet file (YAML or CSV) read into an in-memory registry (default var/fleet.yaml)"
+    )
+    registry_url: str | None = Field(
+        None, description="the device registry database: sqlite:///var/registry.db or postgresql://… (instead of fleet)"
+    )
     alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
     rules_pack: Path | None = Field(None, description="the rule pack, YAML (default: the built-in Mekong pack)")
     webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="HTTP timeout of one delivery attempt")
@@ -101,6 +107,20 @@ class ApiSettings(BaseSettings):
                 "`ioc api keys create --scope admin` or `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return v
+
+    @model_validator(mode="after")
+    def _one_registry(self) -> ApiSettings:
+        if self.registry_url and self.fleet is not None:
+            raise ValueError(
+                "give the device registry once: --registry-url (IOC_REGISTRY_URL) or --fleet (IOC_FLEET), not both "
+                "(import a fleet file with `ioc devices import FILE --registry-url …`)"
+            )
+        return self
+
+    @property
+    def fleet_file(self) -> Path:
+        """The fleet file to read into an in-memory registry when there is no registry database."""
+        return self.fleet or DEFAULT_FLEET
 
     @property
     def mqtt_host_port(self) -> tuple[str, int]:

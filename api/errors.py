@@ -4,13 +4,18 @@
     ├── Unauthorized         401: no API key, or an unknown or revoked one
     ├── Forbidden            403: the key's scope or area does not allow this
     ├── NotFoundError        404: no such device, alert, subscription or key
+    ├── Conflict             409: the registry's state refuses the change (a decommissioned device)
     ├── Invalid              422: a value the API cannot use (time, field, pack)
     ├── BodyTooLarge         413: the request body is over ``IOC_API_MAX_BODY_BYTES``
-    └── Upstream             502/503: InfluxDB or the alert store failed
+    ├── UnsupportedMedia     415: a body in a format the route does not read
+    └── Upstream             502/503: InfluxDB, the alert store or the registry database failed
 
 Every error answer is JSON ``{"error": "<message>", "detail": <anything or null>}`` — also
 FastAPI's own 404/405/422 and any 500, which never carries a traceback.
-:func:`install` maps ``alerts``, ``rules``, ``httpx`` and InfluxQL errors into that shape.
+:func:`install` maps ``alerts``, ``registry``, ``rules``, ``httpx`` and InfluxQL errors into that
+shape; the registry's are (:func:`registry_error`): ``DeviceNotFound`` 404, ``DeviceExists`` 409,
+``ImportRefused`` 422 with every bad row in ``detail.problems``, ``RegistryUnavailable`` 503, any
+other ``RegistryError`` 422.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from starlette.routing import Match
 
 from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefused
 from ingest.influxql import InfluxQLError
+from registry.errors import DeviceExists, DeviceNotFound, ImportRefused, RegistryError, RegistryUnavailable
 from rules.errors import PackError
 
 log = logging.getLogger(__name__)
@@ -81,8 +87,16 @@ class NotFoundError(ApiError):
     status = 404
 
 
+class Conflict(ApiError):
+    status = 409
+
+
 class Invalid(ApiError):
     status = 422
+
+
+class UnsupportedMedia(ApiError):
+    status = 415
 
 
 class BodyTooLarge(ApiError):
@@ -119,6 +133,19 @@ def influx_error(exc: Exception) -> Upstream:
     if isinstance(exc, InfluxQLError):
         return Upstream("InfluxDB could not run the query", str(exc).split(": ", 1)[-1])
     return Upstream("InfluxDB failed")
+
+
+def registry_error(exc: RegistryError) -> ApiError:
+    """A device registry error as the answer the client gets (never the database URL)."""
+    if isinstance(exc, DeviceNotFound):
+        return NotFoundError("no such device in the registry")
+    if isinstance(exc, DeviceExists):
+        return Conflict(str(exc))
+    if isinstance(exc, ImportRefused):
+        return Invalid(f"{len(exc.problems)} bad row(s), nothing imported", {"problems": exc.problems})
+    if isinstance(exc, RegistryUnavailable):
+        return Upstream("the device registry is unavailable", status=503)
+    return Invalid(str(exc))
 
 
 _STATUS_TEXT = {
@@ -193,6 +220,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TargetRefused)
     async def _refused(request: Request, exc: TargetRefused) -> JSONResponse:
         return error_response(422, "webhook URL refused", str(exc))
+
+    @app.exception_handler(RegistryError)
+    async def _registry(request: Request, exc: RegistryError) -> JSONResponse:
+        answer = registry_error(exc)
+        if answer.status >= 500:
+            log.error("device registry failed: %s", exc)
+        return error_response(answer.status, answer.message, answer.detail)
 
     @app.exception_handler(PackError)
     async def _pack(request: Request, exc: PackError) -> JSONResponse:

@@ -8,8 +8,8 @@ guessing low-entropy passwords expensive, and nobody can guess 2^256 tokens; a f
 lets every request be checked with one indexed lookup. The bootstrap admin key from
 ``IOC_API_ADMIN_KEY`` is chosen by a person, so it must be at least 32 characters.
 
-Scopes are ordered: ``read`` (dashboards, open data) < ``operate`` (acknowledge, rules,
-subscriptions) < ``admin`` (manage keys). A key with provinces only sees and acts on those.
+Scopes are ordered: ``read`` (dashboards, open data) < ``operate`` (provision devices, acknowledge,
+rules, subscriptions) < ``admin`` (manage keys). A key with provinces only sees and acts on those.
 """
 
 from __future__ import annotations

@@ -20,17 +20,17 @@ from api.routes import alerts, devices, health, keys, opendata, readings, rules,
 from api.services import Services
 
 DESCRIPTION = """
-The operators' API of the Mekong IOC: the device registry and its state, readings (newest and
-downsampled history, JSON or CSV), alerts and their acknowledgement, the rule pack, webhook
-subscriptions, and open data.
+The operators' API of the Mekong IOC: the device registry and its state (and provisioning:
+register, change, decommission, import), readings (newest and downsampled history, JSON or CSV),
+alerts and their acknowledgement, the rule pack, webhook subscriptions, and open data.
 
 **Keys.** Send an API key as `Authorization: Bearer ioc_…` or `X-API-Key: ioc_…`. Scopes:
-`read` (dashboards, open data) < `operate` (acknowledge, rules, subscriptions) < `admin` (keys).
+`read` (dashboards, open data) < `operate` (devices, acknowledge, rules, subscriptions) < `admin` (keys).
 A key may be limited to provinces. Errors are `{"error": "…", "detail": …}`.
 """
 
 TAGS = [
-    {"name": "devices", "description": "The fleet registry with each device's state."},
+    {"name": "devices", "description": "The device registry with each device's state; provisioning (operate)."},
     {"name": "readings", "description": "Newest readings and history, downsampled in InfluxDB."},
     {"name": "alerts", "description": "Alerts raised by the rule pack; acknowledge them."},
     {"name": "rules", "description": "The rule pack: list, validate, reload, backtest."},

@@ -21,8 +21,8 @@ from ingest.config import IngestSettings
 from ingest.errors import ConfigError
 from ingest.service import IngestService
 from registry.errors import RegistryError
-from registry.files import read_devices
-from registry.store import MEMORY_URL, DeviceRegistry
+from registry.source import open_source
+from registry.store import DeviceRegistry
 from rules.errors import PackError
 from rules.pack import DEFAULT_PACK, load_pack
 
@@ -40,21 +40,16 @@ class IngestProcess:
 
 def open_devices(settings: IngestSettings) -> tuple[DeviceRegistry, int, Fleet]:
     """The registry database (or a fleet file read into an in-memory one), its revision and devices."""
-    if settings.registry_url:
-        try:
-            source = DeviceRegistry(settings.registry_url)
-            revision, records = source.changes_since(0)
-        except RegistryError as exc:
-            raise ConfigError(f"{exc} (the device registry: --registry-url, IOC_REGISTRY_URL)") from exc
-    else:
-        try:
-            devices = read_devices(settings.fleet_file)
-            source = DeviceRegistry(MEMORY_URL)
-            source.import_devices(devices, source=str(settings.fleet_file))
-        except RegistryError as exc:
-            raise ConfigError(f"{exc} (the fleet file: --fleet, IOC_FLEET)") from exc
-        revision, records = source.changes_since(0)
-    return source, revision, Fleet(devices=tuple(r.device for r in records))
+    try:
+        opened = open_source(settings.registry_url, settings.fleet_file)
+    except RegistryError as exc:
+        what = (
+            "the device registry: --registry-url, IOC_REGISTRY_URL"
+            if settings.registry_url
+            else "the fleet file: --fleet, IOC_FLEET"
+        )
+        raise ConfigError(f"{exc} ({what})") from exc
+    return opened.registry, opened.revision, Fleet(devices=tuple(r.device for r in opened.records))
 
 
 def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:

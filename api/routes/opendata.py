@@ -50,10 +50,13 @@ class FeatureCollection(BaseModel):
     responses={200: {"content": {GEOJSON_MEDIA_TYPE: {}}}},
 )
 def stations(_: Reader, registry: RegistryDep, province: ProvinceQuery = None, kind: KindQuery = None) -> JSONResponse:
-    """Every registered station as a GeoJSON Point (RFC 7946) with id, kind, province, district, site, crop."""
+    """Every registered station (decommissioned ones left out) as a GeoJSON Point (RFC 7946) with id, kind,
+    province, district, site, crop."""
     devices = [
         d
         for d in registry.devices
-        if (province is None or d.province == province) and (kind is None or d.kind.value == kind)
+        if d.state != "decommissioned"
+        and (province is None or d.province == province)
+        and (kind is None or d.kind.value == kind)
     ]
     return JSONResponse(stations_geojson(devices), media_type=GEOJSON_MEDIA_TYPE)

@@ -12,8 +12,9 @@ Two things the schema cannot say are told to schemathesis here, in its configura
 - the operations whose schema-valid requests may still be refused with 422 because of what JSON
   Schema cannot express (their OpenAPI 422 answer says which): a rule pack's own rules, `to` after
   `from` and at most IOC_API_MAX_POINTS buckets or IOC_API_BACKTEST_MAX_HOURS, and a webhook URL
-  that must resolve to an address the target policy allows. Everywhere else a 422 for a request
-  the schema allows is a failure.
+  that must resolve to an address the target policy allows, and a device import whose body (any
+  string, to JSON Schema) must be a valid fleet file. Everywhere else a 422 for a request the
+  schema allows is a failure.
 
 ``IOC_SCHEMATHESIS_EXAMPLES`` (default 15) sets the examples per operation and phase; a big run
 (``IOC_SCHEMATHESIS_EXAMPLES=300``) is the same test.
@@ -49,6 +50,7 @@ SEMANTIC_422 = (
     "GET /v1/readings/{device_id}/{field}",
     "POST /v1/subscriptions",
     "PATCH /v1/subscriptions/{sub_id}",
+    "POST /v1/devices/import",
 )
 """Operations whose schema-valid requests can be refused for reasons JSON Schema cannot express."""
 

@@ -1,0 +1,53 @@
+"""Open the device registry a service runs on: a database URL, or a fleet file read into memory.
+
+Ingest and the API both take either ``IOC_REGISTRY_URL`` (the registry database that ``ioc devices``
+writes) or ``IOC_FLEET`` (a YAML or CSV fleet file, imported into an in-memory SQLite registry that
+lives as long as the process). :func:`open_source` is that choice, made in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.errors import RegistryError
+from registry.files import read_devices
+from registry.store import MEMORY_URL, DeviceRecord, DeviceRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSource:
+    """A registry just opened: the database, its revision, and every device in it at that revision."""
+
+    registry: DeviceRegistry
+    revision: int
+    records: tuple[DeviceRecord, ...]
+    """Decommissioned devices included, in revision order (a fleet file's: by id)."""
+    in_memory: bool
+    """The fleet file's in-memory registry: what is written to it is lost when the process ends."""
+
+
+def open_source(registry_url: str | None, fleet_file: Path) -> OpenedSource:
+    """The registry at ``registry_url``, or ``fleet_file`` imported into an in-memory one.
+
+    Raises :class:`RegistryError`: the database cannot be opened, or the fleet file cannot be read
+    or has bad rows (each named). The caller knows which setting to blame: the URL when it gave one.
+    """
+    if registry_url:
+        registry = DeviceRegistry(registry_url)
+        in_memory = False
+    else:
+        devices = read_devices(fleet_file)
+        registry = DeviceRegistry(MEMORY_URL)
+        in_memory = True
+        try:
+            registry.import_devices(devices, source=str(fleet_file))
+        except RegistryError:
+            registry.close()
+            raise
+    try:
+        revision, records = registry.changes_since(0)
+    except RegistryError:
+        registry.close()
+        raise
+    return OpenedSource(registry, revision, tuple(records), in_memory)
