@@ -116,7 +116,13 @@ def _csv_row(row: dict[str | Any, str | Any], columns: int) -> dict[str, Any] | 
 
 def parse_csv(text: str, source: str) -> list[Device]:
     """Devices of a CSV fleet with a header row (see the module docstring for the columns)."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(csv.DictReader(io.StringIO(text)), source)
+    except csv.Error as exc:  # e.g. a cell over the csv module's field size limit
+        raise RegistryError(f"{source}: not readable as CSV ({exc})") from None
+
+
+def _parse_csv(reader: csv.DictReader[str], source: str) -> list[Device]:
     header = list(reader.fieldnames or [])
     unknown = [c for c in header if c not in CSV_COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -130,7 +136,7 @@ def parse_csv(text: str, source: str) -> list[Device]:
         if repeated:
             parts.append(f"repeated column(s) {repeated}")
         raise RegistryError(f"{source}: {'; '.join(parts)} (columns: {', '.join(CSV_COLUMNS)})")
-    rows = ((number, _csv_row(row, len(header))) for number, row in enumerate(reader, start=2))  # 1: header
+    rows = [(number, _csv_row(row, len(header))) for number, row in enumerate(reader, start=2)]  # 1: header
     return _validate_rows(rows, source)
 
 

@@ -289,3 +289,9 @@ def test_file_format_and_read_errors(tmp_path: Path) -> None:
     bom = tmp_path / "excel.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + render_csv([_device("a")]).encode())
     assert read_devices(bom) == [_device("a")]
+
+
+def test_csv_the_csv_module_cannot_read_is_one_error() -> None:
+    header = "id,kind,province,district,site,lat,lon\n"
+    with pytest.raises(RegistryError, match=r"^x\.csv: not readable as CSV \(field larger than field limit"):
+        parse_csv(header + "a," + "x" * 200_000 + "\n", "x.csv")
