@@ -66,6 +66,7 @@ class Plan:
     rule_readings: int
     rule_repeats: int
     webhook_probes: int
+    registry_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     first_guess_scale: float = 1.0
     """Round 1's ramp starts at this × the first guess (the quick plan starts higher, to save steps)."""
 

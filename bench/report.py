@@ -85,6 +85,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     hook = results.get("webhook", {})
     if hook:
         out.append(_target("publish → webhook p99 at 5k/s", hook.get("p99_ms"), "<=", 2000, "ms"))
+    sizes = {row["devices"]: row for row in results.get("registry", {}).get("sizes", [])}
+    if 100_000 in sizes:
+        big = sizes[100_000]
+        out += [
+            _target("registry: import 100k devices (CSV)", big["import_s"], "<=", 30, "s"),
+            _target("registry: ingest ready with 100k devices", big["ready_s"], "<=", 3, "s"),
+            _target("registry: ingest RSS growth 1k → 100k", big["rss_growth_mib"], "<=", 100 / 1.048576, "MiB"),
+            _target("registry: GET /v1/devices?limit=100 at 100k", big["api_page_ms"], "<=", 100, "ms"),
+        ]
     return out
 
 
@@ -138,6 +147,18 @@ def table(results: dict[str, Any]) -> str:
                   f"p50 {_fmt(hook['p50_ms'], 1)} ms, p99 {_fmt(hook['p99_ms'], 1)} ms, "
                   f"max {_fmt(hook['max_ms'], 1)} ms "
                   f"({hook['delivered']} of {hook['probes']} firings delivered).", ""]  # fmt: skip
+    registry = results.get("registry")
+    if registry:
+        lines += ["### The registry at scale", "",
+                  "| devices | import s | ingest ready s | ingest RSS MiB | growth MiB | GET 100 devices ms |",
+                  "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for row in registry["sizes"]:
+            lines.append(
+                f"| {row['devices']:,} | {_fmt(row['import_s'], 2)} | {_fmt(row['ready_s'], 2)} "
+                f"| {_fmt(row['ingest_rss_mib'], 1)} | {_fmt(row['rss_growth_mib'], 1)} "
+                f"| {_fmt(row['api_page_ms'], 1)} |"
+            )
+        lines.append("")
     lines += ["### Targets", "", "| target | measured | goal | met |", "|---|---:|---:|:---:|"]
     for t in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]

@@ -35,12 +35,13 @@ FULL = Plan(
     rounds=3, step_s=6.0, grace_s=1.5, factor=1.15, max_steps=10, latency_rate=5_000, latency_s=8.0,
     final_drain_s=20.0, workloads=tuple(Workload), contenders=tuple(BY_NAME), only={},
     latency_for=tuple(BY_NAME), store_only_readings=2_000_000, rule_readings=100_000, rule_repeats=5,
-    webhook_probes=30,
+    webhook_probes=30, registry_sizes=(1_000, 10_000, 100_000),
 )  # fmt: skip
 QUICK = dataclasses.replace(
     FULL, rounds=1, step_s=2.5, grace_s=1.5, factor=1.6, max_steps=5, latency_s=3.0, final_drain_s=5.0,
     workloads=(Workload.SINGLE, Workload.GATEWAY), only={"b": ("ours",)}, latency_for=("ours",),
     store_only_readings=300_000, rule_readings=30_000, rule_repeats=1, webhook_probes=3, first_guess_scale=2.0,
+    registry_sizes=(1_000, 10_000),
 )  # fmt: skip
 """About two minutes: one round, short steps, workload (b) and latency for ours only."""
 
@@ -178,6 +179,10 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
         from bench import rules_bench
 
         results["rules"] = rules_bench.run(readings=plan.rule_readings, repeats=plan.rule_repeats)
+        log("registry at scale …")
+        from bench import registry_bench
+
+        results["registry"] = registry_bench.run(plan.registry_sizes)
     results["ratios"] = report.ratios(results)
     results["targets"] = report.targets(results)
     results["seconds"] = round(time.monotonic() - started, 1)
