@@ -8,6 +8,9 @@ Policies (documented in docs/rules.md):
 * Row conditions (threshold, range) are evaluated at every reading, in device time order.
 * Window and change conditions are evaluated once per device per batch, at its newest reading.
 * A reading older than the newest one a rule has seen from that device is ignored by the rule.
+
+"Device" here means a slot of the rule's state: the engine gives a rule one per device it selects
+and passes slot numbers as ``Rows.device``; the evaluators never see the engine's device indexes.
 """
 
 from __future__ import annotations
@@ -150,23 +153,33 @@ class ThresholdEval:
 
 
 class BucketStats:
-    """Per-device rolling statistics in time buckets (a ring of ``slots`` buckets per device)."""
+    """Per-device rolling statistics in time buckets (a ring of ``slots`` buckets per device).
 
-    def __init__(self, window_ms: int, n_devices: int, buckets: int = 24) -> None:
+    Given a ``stat``, only what it needs is kept: sums for ``mean``; minima and maxima for ``min``,
+    ``max`` and ``range`` (without one, all of them). Counts are whole numbers (int32), summed as
+    floats as ever.
+    """
+
+    def __init__(self, window_ms: int, n_devices: int, buckets: int = 24, *, stat: str | None = None) -> None:
         self.window_ms = window_ms
         self.bucket_ms = max(1000, window_ms // buckets)
         self.span = math.ceil(window_ms / self.bucket_ms)
         self.slots = self.span + 1
+        self.kept = stat
         shape = (n_devices, self.slots)
         self.ids = np.full(shape, -1, dtype=np.int64)
-        self.sum = np.zeros(shape)
-        self.count = np.zeros(shape)
-        self.min = np.full(shape, np.inf)
-        self.max = np.full(shape, -np.inf)
+        self.count = np.zeros(shape, dtype=np.int32)
+        sums, extremes = stat in (None, "mean"), stat != "mean"
+        self.sum: Floats | None = np.zeros(shape) if sums else None
+        self.min: Floats | None = np.full(shape, np.inf) if extremes else None
+        self.max: Floats | None = np.full(shape, -np.inf) if extremes else None
 
     def grow(self, n: int) -> None:
-        self.ids, self.sum, self.count = grow(self.ids, n, -1), grow(self.sum, n, 0.0), grow(self.count, n, 0.0)
-        self.min, self.max = grow(self.min, n, np.inf), grow(self.max, n, -np.inf)
+        self.ids, self.count = grow(self.ids, n, -1), grow(self.count, n, 0)
+        if self.sum is not None:
+            self.sum = grow(self.sum, n, 0.0)
+        if self.min is not None and self.max is not None:
+            self.min, self.max = grow(self.min, n, np.inf), grow(self.max, n, -np.inf)
 
     def add(self, dev: Ints, ts: Ints, v: Floats) -> None:
         b = ts // self.bucket_ms
@@ -174,26 +187,34 @@ class BucketStats:
         target = self.ids.copy()
         np.maximum.at(target, (dev, slot), b)
         renewed = target != self.ids
-        self.sum[renewed], self.count[renewed] = 0.0, 0.0
-        self.min[renewed], self.max[renewed] = np.inf, -np.inf
+        self.count[renewed] = 0
         self.ids = target
         keep = b == target[dev, slot]
         d, s, x = dev[keep], slot[keep], v[keep]
-        np.add.at(self.sum, (d, s), x)
-        np.add.at(self.count, (d, s), 1.0)
-        np.minimum.at(self.min, (d, s), x)
-        np.maximum.at(self.max, (d, s), x)
+        np.add.at(self.count, (d, s), 1)
+        if self.sum is not None:
+            self.sum[renewed] = 0.0
+            np.add.at(self.sum, (d, s), x)
+        if self.min is not None and self.max is not None:
+            self.min[renewed], self.max[renewed] = np.inf, -np.inf
+            np.minimum.at(self.min, (d, s), x)
+            np.maximum.at(self.max, (d, s), x)
 
     def stat(self, dev: Ints, at_ts: Ints, stat: str) -> Floats:
         """The statistic over the window ending at ``at_ts`` for each device (NaN if empty)."""
         newest = (at_ts // self.bucket_ms)[:, None]
         ids = self.ids[dev]
-        valid = (ids > newest - self.span) & (ids <= newest) & (self.count[dev] > 0)
-        count = np.where(valid, self.count[dev], 0.0).sum(axis=1)
+        counts = self.count[dev]
+        valid = (ids > newest - self.span) & (ids <= newest) & (counts > 0)
+        count = np.where(valid, counts, 0.0).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             if stat == "mean":
+                if self.sum is None:
+                    raise ValueError(f"buckets kept for {self.kept!r}, not the mean")
                 result = np.where(valid, self.sum[dev], 0.0).sum(axis=1) / count
             else:
+                if self.min is None or self.max is None:
+                    raise ValueError(f"buckets kept for {self.kept!r}, not {stat!r}")
                 lo = np.where(valid, self.min[dev], np.inf).min(axis=1)
                 hi = np.where(valid, self.max[dev], -np.inf).max(axis=1)
                 result = {"min": lo, "max": hi, "range": hi - lo}[stat]
@@ -205,7 +226,7 @@ class WindowEval:
 
     def __init__(self, cond: Window, n_devices: int) -> None:
         self.cond = cond
-        self.stats = BucketStats(cond.window_ms, n_devices)
+        self.stats = BucketStats(cond.window_ms, n_devices, stat=cond.stat)
         self.on = np.zeros(n_devices, dtype=bool)
 
     def grow(self, n: int, now_ms: int) -> None:
@@ -233,7 +254,7 @@ class TrendGate:
 
     def __init__(self, gate: Trend, n_devices: int) -> None:
         self.gate = gate
-        self.stats = BucketStats(gate.window_ms, n_devices)
+        self.stats = BucketStats(gate.window_ms, n_devices, stat="mean")
         self.latest = np.full(n_devices, np.nan)
 
     def grow(self, n: int) -> None:

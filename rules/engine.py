@@ -1,8 +1,10 @@
 """The engine: every enabled rule of a pack against each batch of readings, vectorised.
 
-State lives in arrays indexed by device, one set per rule (rule × device). A batch is sorted by
-(device, time) once per kind; each rule then selects its rows with a boolean mask and runs its
-condition with numpy. Python loops run over rules and over the (rare) alert transitions only.
+State lives in arrays, one set per rule, with one slot per device the rule selects (rule × selected
+device): rules sharing a selector (kind and tags) share the map from the engine's device indexes to
+their slots. A batch is sorted by (device, time) once per kind; each selector picks its rows once,
+and each rule runs its condition on them with numpy. Python loops run over rules and over the
+(rare) alert transitions only. Transitions name devices by the engine's index.
 
 Alert state per (rule, device) is kept here too: one active alert at a time; after a resolve, a
 new fire waits ``min_gap`` (flapping suppression) and happens at the first later reading that
@@ -11,11 +13,14 @@ still meets the condition.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
+import numpy.typing as npt
 
 from rules.conditions import (
     AfterPeakEval,
@@ -32,14 +37,24 @@ from rules.conditions import (
 )
 from rules.derived import DERIVED, compute
 from rules.errors import RulesError
-from rules.kernels import Floats, Ints, grow
+from rules.kernels import Bools, Floats, Ints, grow
 from rules.messages import render, resolved_text
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
-from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Surge, Threshold, Window
+from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Selector, Surge, Threshold, Window
 
 EVENTS_KEY = "camera_event"
 STATUS_KEY = "device_status"
 NEVER = np.iinfo(np.int64).min // 2
+
+
+@dataclass(slots=True)
+class _Picked:
+    """The rows of one kind's batch that a selection takes, with their devices' slots."""
+
+    idx: Ints | slice
+    """Their positions in the batch; a slice of all when the selection takes every row (views, no copies)."""
+    slot: Ints
+    ts: Ints
 
 
 @dataclass(slots=True)
@@ -49,6 +64,7 @@ class _Sorted:
     device: Ints
     ts: Ints
     fields: dict[str, Floats]
+    picked: dict[_Selection, _Picked] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, cols: Readings) -> _Sorted:
@@ -64,28 +80,112 @@ class _Sorted:
             self.fields[name] = compute(name, self.fields)
         return self.fields[name]
 
+    def pick(self, sel: _Selection) -> _Picked:
+        """The rows of devices ``sel`` selects now (computed once per batch and selection)."""
+        p = self.picked.get(sel)
+        if p is None:
+            taken = np.flatnonzero(sel.mask[self.device])
+            idx: Ints | slice = slice(None) if len(taken) == len(self.device) else taken
+            p = self.picked[sel] = _Picked(idx, sel.local[self.device[idx]].astype(np.int64), self.ts[idx])
+        return p
 
-def _selector_mask(rule: Rule, devices: Sequence[DeviceInfo]) -> np.ndarray:
-    s = rule.select
-    return np.array(
-        [
-            d.kind == rule.kind
-            and (not s.province or d.province in s.province)
-            and (not s.district or d.district in s.district)
-            and (not s.site or d.site in s.site)
-            and (not s.crop or d.crop in s.crop)
-            and (not s.devices or d.id in s.devices)
-            for d in devices
-        ],
-        dtype=bool,
-    )
+
+TAGS = ("kind", "province", "district", "site", "crop")
+
+
+class _Tags:
+    """The devices' selector tags as integer codes (one array per tag), to select with numpy."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, int]] = {t: {} for t in TAGS}
+        self.codes: dict[str, npt.NDArray[np.int32]] = {t: np.empty(0, np.int32) for t in TAGS}
+
+    def update(self, devices: Sequence[DeviceInfo], idx: Ints) -> None:
+        """Code the tags of ``devices[idx]``; the arrays grow to ``len(devices)`` (new devices must be in ``idx``)."""
+        chosen = [devices[i] for i in idx.tolist()]
+        for tag in TAGS:
+            table = self.tables[tag]
+            codes = grow(self.codes[tag], len(devices), -1)
+            values = map(attrgetter(tag), chosen)
+            codes[idx] = np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32, len(chosen))
+            self.codes[tag] = codes
+
+    def select(self, kind: str, s: Selector, devices: Sequence[DeviceInfo], idx: Ints | None = None) -> Bools:
+        """Which devices (all, or those of ``idx``) are of ``kind`` and match every tag ``s`` lists."""
+
+        def matches(tag: str, values: Iterable[str]) -> Bools:
+            codes = self.codes[tag] if idx is None else self.codes[tag][idx]
+            table = self.tables[tag]
+            return np.isin(codes, np.array([table[v] for v in values if v in table], np.int32))
+
+        mask = matches("kind", (kind,))
+        for tag in TAGS[1:]:
+            values = getattr(s, tag)
+            if values:
+                mask &= matches(tag, values)
+        if s.devices:  # a short list of ids; only rules that name devices look at them
+            ids = set(s.devices)
+            chosen = devices if idx is None else [devices[i] for i in idx.tolist()]
+            mask &= np.fromiter((d.id in ids for d in chosen), bool, len(mask))
+        return mask
+
+
+class _Selection:
+    """The devices one selector (kind and tags) takes, and the state slots of the rules sharing it.
+
+    Slot ``k`` of every such rule's arrays is device ``members[k]``; ``local[device]`` is its slot,
+    -1 for none. A device gets a slot when first selected and keeps it: one that leaves the selection
+    keeps its state (``mask`` leaves it out), and finds it again if it comes back.
+    """
+
+    def __init__(self, kind: str, select: Selector, mask: Bools) -> None:
+        self.kind, self.select = kind, select
+        self.mask = mask
+        self.members: Ints = np.flatnonzero(mask).astype(np.int64)
+        self.local = np.full(len(mask), -1, dtype=np.int32)
+        self.local[self.members] = np.arange(len(self.members), dtype=np.int32)
+        self.rules: list[_CompiledRule] = []
+
+    def add(self, devices: Ints, now_ms: int) -> None:
+        """Give slots to those of ``devices`` (distinct, ascending) without one; grow the rules' state."""
+        new = devices[self.local[devices] < 0]
+        if not len(new):
+            return
+        m = len(self.members)
+        self.local[new] = np.arange(m, m + len(new), dtype=np.int32)
+        self.members = np.concatenate([self.members, new])
+        for r in self.rules:
+            r.resize(len(self.members), now_ms)
+
+    def slot(self, device: int, now_ms: int) -> int:
+        """The device's slot, given now if it has none."""
+        self.add(np.array([device], dtype=np.int64), now_ms)
+        return int(self.local[device])
+
+    def set_devices(self, devices: Sequence[DeviceInfo], tags: _Tags, changed: Ints, now_ms: int) -> None:
+        """Grow to ``len(devices)``; reselect the ``changed`` devices (new ones included).
+
+        Newly selected devices without a slot get one; see :meth:`Engine.set_devices`.
+        """
+        n = len(devices)
+        self.local, self.mask = grow(self.local, n, -1), grow(self.mask, n, False)
+        now = tags.select(self.kind, self.select, devices, changed)
+        was = self.mask[changed]
+        self.add(changed[now], now_ms)
+        self.mask[changed] = now
+        left = self.local[changed[was & ~now]].astype(np.int64)
+        selected = self.mask[self.members]
+        for r in self.rules:
+            r.reselect(left, selected, now_ms)
 
 
 class _CompiledRule:
-    def __init__(self, rule: Rule, devices: Sequence[DeviceInfo], event_classes: Sequence[str], start_ms: int) -> None:
+    """A rule and its state: every per-device array has one slot per device of its selection."""
+
+    def __init__(self, rule: Rule, sel: _Selection, event_classes: Sequence[str], start_ms: int) -> None:
         self.rule = rule
-        n = len(devices)
-        self.mask = _selector_mask(rule, devices)
+        self.sel = sel
+        n = len(sel.members)
         c = rule.condition
         self.field: str = getattr(c, "field", "")
         self.key = EVENTS_KEY if isinstance(c, Event) else rule.kind
@@ -107,31 +207,40 @@ class _CompiledRule:
         elif isinstance(c, AfterPeak):
             self.evaluator = AfterPeakEval(c, n)
         elif isinstance(c, NoData):
-            self.no_data = NoDataEval(c, n, self.mask, start_ms)
+            self.no_data = NoDataEval(c, n, np.ones(n, dtype=bool), start_ms)
             self.evaluator = self.no_data
         else:
             if c.event not in event_classes:
                 raise RulesError(f"rule {rule.id}: unknown camera event {c.event!r}")
             self.evaluator = EventEval(c, n, list(event_classes).index(c.event))
+        sel.rules.append(self)
 
-    def set_devices(self, devices: Sequence[DeviceInfo], changed: Ints, now_ms: int) -> None:
-        """Grow every per-device array to ``len(devices)``; reselect the ``changed`` devices (new ones included).
+    @property
+    def members(self) -> Ints:
+        """The engine's device index of each slot."""
+        return self.sel.members
 
-        A device the rule no longer selects keeps its alert state; only a fire still held back is dropped.
-        """
-        n = len(devices)
+    @property
+    def local(self) -> npt.NDArray[np.int32]:
+        """Each engine device's slot, -1 for none."""
+        return self.sel.local
+
+    def resize(self, n: int, now_ms: int) -> None:
+        """Grow every per-slot array to ``n`` slots; the new ones start as at construction, unselected."""
         self.last_ts, self.last_resolve = grow(self.last_ts, n, NEVER), grow(self.last_resolve, n, NEVER)
         self.alert_on, self.pending = grow(self.alert_on, n, False), grow(self.pending, n, False)
         for gate in self.gates:
             gate.grow(n)
         self.evaluator.grow(n, now_ms)
-        was = grow(self.mask, n, False)
-        mask = was.copy()
-        mask[changed] = _selector_mask(self.rule, [devices[i] for i in changed.tolist()])
-        self.pending[was & ~mask] = False  # no held-back fire for a device it left
-        self.mask = mask
+
+    def reselect(self, left: Ints, selected: Bools, now_ms: int) -> None:
+        """The selection changed: ``left`` are the slots of devices it lost, ``selected`` the slots it holds now.
+
+        A device the rule no longer selects keeps its alert state; only a fire still held back is dropped.
+        """
+        self.pending[left] = False
         if self.no_data is not None:
-            self.no_data.select(mask, now_ms)
+            self.no_data.select(selected, now_ms)
 
     def rows(self, batch: Mapping[str, _Sorted]) -> Rows:
         data = batch.get(self.key)
@@ -139,22 +248,23 @@ class _CompiledRule:
             return self._event_rows(data, batch.get(self.rule.kind))
         if data is None:
             return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-        value = data.field(self.field)
-        keep = self.mask[data.device] & ~np.isnan(value) & (data.ts > self.last_ts[data.device])
-        return Rows(data.device[keep], data.ts[keep], value[keep])
+        p = data.pick(self.sel)
+        value = data.field(self.field)[p.idx]
+        keep = ~np.isnan(value) & (p.ts > self.last_ts[p.slot])
+        return Rows(p.slot[keep], p.ts[keep], value[keep])
 
     def _event_rows(self, events: _Sorted | None, heartbeats: _Sorted | None) -> Rows:
         parts = []
         for data, is_event in ((events, True), (heartbeats, False)):
             if data is None:
                 continue
-            keep = self.mask[data.device]
-            n = int(keep.sum())
-            code = data.field("event_code")[keep] if is_event else np.full(n, -1.0)
-            frames = data.field("frames")[keep] if is_event else np.zeros(n)
-            confidence = data.field("confidence")[keep] if is_event else np.zeros(n)
-            value = data.field(self.field)[keep] if is_event else np.zeros(n)
-            parts.append((data.device[keep], data.ts[keep], value, code, frames, confidence))
+            p = data.pick(self.sel)
+            n = len(p.slot)
+            code = data.field("event_code")[p.idx] if is_event else np.full(n, -1.0)
+            frames = data.field("frames")[p.idx] if is_event else np.zeros(n)
+            confidence = data.field("confidence")[p.idx] if is_event else np.zeros(n)
+            value = data.field(self.field)[p.idx] if is_event else np.zeros(n)
+            parts.append((p.slot, p.ts, value, code, frames, confidence))
         if not parts:
             return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
         dev, ts, value, code, frames, confidence = (np.concatenate(p) for p in zip(*parts, strict=True))
@@ -163,21 +273,23 @@ class _CompiledRule:
         return Rows(dev[order], ts[order], value[order], extra)
 
     def evaluate(self, batch: Mapping[str, _Sorted], now_ms: int) -> Changes:
+        """The condition changes of one batch, by slot."""
         if self.no_data is not None:
             data = batch.get(self.rule.kind)
             if data is not None:
-                self.no_data.seen(np.unique(data.device[self.mask[data.device]]), now_ms)
+                self.no_data.seen(np.unique(data.pick(self.sel).slot), now_ms)
             status = batch.get(STATUS_KEY)
             if status is not None:
-                sel = self.mask[status.device]
-                self.no_data.status(status.device[sel], status.field("online")[sel])
+                p = status.pick(self.sel)
+                self.no_data.status(p.slot, status.field("online")[p.idx])
         rows = self.rows(batch)
         for gate in self.gates:
             data = batch.get(self.rule.kind)
             if data is not None:
-                v = data.field(gate.gate.field)
-                ok = self.mask[data.device] & ~np.isnan(v)
-                gate.update(data.device[ok], data.ts[ok], v[ok])
+                p = data.pick(self.sel)
+                v = data.field(gate.gate.field)[p.idx]
+                ok = ~np.isnan(v)
+                gate.update(p.slot[ok], p.ts[ok], v[ok])
         if len(rows):
             np.maximum.at(self.last_ts, rows.device, rows.ts)
         return self.evaluator.changes(rows, now_ms)
@@ -196,7 +308,20 @@ class Engine:
     ) -> None:
         self.pack = pack
         self.devices = tuple(devices)
-        self._rules = [_CompiledRule(r, self.devices, event_classes, start_ms) for r in pack.rules if r.enabled]
+        self._start_ms = start_ms
+        self._tags = _Tags()
+        self._tags.update(self.devices, np.arange(len(self.devices), dtype=np.int64))
+        selections: dict[tuple[object, ...], _Selection] = {}
+        self._rules: list[_CompiledRule] = []
+        for r in pack.rules:
+            if not r.enabled:
+                continue
+            key = (r.kind, *(getattr(r.select, t) for t in (*TAGS[1:], "devices")))
+            sel = selections.get(key)
+            if sel is None:
+                sel = selections[key] = _Selection(r.kind, r.select, self._tags.select(r.kind, r.select, self.devices))
+            self._rules.append(_CompiledRule(r, sel, event_classes, start_ms))
+        self._selections = list(selections.values())
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -214,9 +339,10 @@ class Engine:
     def set_devices(self, devices: Sequence[DeviceInfo], *, now_ms: int) -> None:
         """Follow a live registry: ``devices`` is the new full list, in the same order, new ones appended.
 
-        Every rule's per-device state grows; new devices start as in a new engine, except that a
-        no-data rule counts their silence from ``now_ms``. Devices whose tags changed are selected
-        by the rules that match them now; alert state already held is left as it is.
+        A rule's state grows by a slot for each device it newly selects; those start as in a new
+        engine, except that a no-data rule counts their silence from ``now_ms``. Devices whose tags
+        changed are selected by the rules that match them now; a device a rule no longer selects
+        keeps its slot and alert state, and finds them again if it is selected once more.
         """
         new = tuple(devices)
         old = self.devices
@@ -231,8 +357,9 @@ class Engine:
             raise RulesError("set_devices: duplicate device ids")
         changed = [i for i, (a, b) in pairs if a is not b and a != b]
         changed_or_new = np.array(changed + list(range(len(old), len(new))), dtype=np.int64)
-        for compiled in self._rules:
-            compiled.set_devices(new, changed_or_new, now_ms)
+        self._tags.update(new, changed_or_new)
+        for sel in self._selections:
+            sel.set_devices(new, self._tags, changed_or_new, now_ms)
         self.devices = new
 
     def restore_active(self, active: Iterable[tuple[str, str]]) -> int:
@@ -247,8 +374,9 @@ class Engine:
             c, d = rules.get(rule_id), index.get(device_id)
             if c is None or d is None:
                 continue
-            c.alert_on[d] = True
-            c.evaluator.on[d] = True
+            slot = c.sel.slot(d, self._start_ms)  # a device the rule does not select now gets one too
+            c.alert_on[slot] = True
+            c.evaluator.on[slot] = True
             restored += 1
         return restored
 
@@ -257,8 +385,10 @@ class Engine:
         return self.evaluate({}, now_ms=now_ms)
 
     def _alerts(self, c: _CompiledRule, ch: Changes) -> list[Transition]:
+        """Alert transitions from one rule's condition changes (``d``: a slot; ``g``: its engine device)."""
         rule = c.rule
         gap = rule.min_gap_ms
+        members = c.members
         out: list[Transition] = []
         gates_ok: dict[int, bool] = {}
         if c.gates and len(ch.device):
@@ -267,7 +397,11 @@ class Engine:
             for g in c.gates:
                 ok &= g.passes(devs, c.last_ts[devs])
             gates_ok = dict(zip(devs.tolist(), ok.tolist(), strict=True))
-        for d, t, v, on in zip(ch.device.tolist(), ch.ts.tolist(), ch.value.tolist(), ch.on.tolist(), strict=True):
+        changes = zip(
+            ch.device.tolist(), members[ch.device].tolist(), ch.ts.tolist(), ch.value.tolist(), ch.on.tolist(),
+            strict=True,
+        )  # fmt: skip
+        for d, g, t, v, on in changes:
             if on:
                 if c.alert_on[d]:
                     continue
@@ -275,24 +409,25 @@ class Engine:
                     c.pending[d] = True
                     continue
                 c.alert_on[d], c.pending[d] = True, False
-                out.append(self._transition(rule, d, State.FIRING, t, v))
+                out.append(self._transition(rule, g, State.FIRING, t, v))
             else:
                 c.pending[d] = False
                 if c.alert_on[d]:
                     c.alert_on[d] = False
                     c.last_resolve[d] = t
-                    out.append(self._transition(rule, d, State.RESOLVED, t, v))
+                    out.append(self._transition(rule, g, State.RESOLVED, t, v))
         # Fires held back by min_gap or a gate: due once the gap has passed and the gate opens.
         if c.pending.any() and len(ch.on_device):
             due = c.pending[ch.on_device] & (ch.on_ts - c.last_resolve[ch.on_device] >= gap)
             if c.gates and due.any():
                 for g in c.gates:
                     due &= g.passes(ch.on_device, ch.on_ts)
-            for d, t, v in zip(
-                ch.on_device[due].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True
+            slots = ch.on_device[due]
+            for d, g, t, v in zip(
+                slots.tolist(), members[slots].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True
             ):
                 c.alert_on[d], c.pending[d] = True, False
-                out.append(self._transition(rule, d, State.FIRING, t, v))
+                out.append(self._transition(rule, g, State.FIRING, t, v))
         return out
 
     def _transition(self, rule: Rule, d: int, state: State, ts: int, value: float) -> Transition:

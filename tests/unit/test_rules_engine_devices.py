@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from contract.fields import CAMERA_EVENTS
 from rules.engine import Engine
 from rules.errors import RulesError
 from rules.model import DeviceInfo, Readings, Transition
-from rules.pack import Pack, parse_pack
+from rules.pack import Pack, Rule, parse_pack
 from tests.unit.test_rules_engine import EVENTS, T0, Cols, M, cols, device, engine, summary
 from tests.unit.test_rules_reference import DEVICES, PACK, _random_batches
 
@@ -208,12 +209,13 @@ def test_grown_state_is_a_fresh_engines_state(k: int) -> None:
     grown = pack_engine(DEVICES[:k])
     grown.set_devices(DEVICES, now_ms=T0)
     fresh = pack_engine(DEVICES)
+    slots = {c.rule.id: len(c.members) for c in fresh._rules}
     got, want = dict(state(grown)), dict(state(fresh))
     assert got.keys() == want.keys()
     for path, a in want.items():
         assert got[path].dtype == a.dtype, path
         assert np.array_equal(got[path], a, equal_nan=True), path
-        assert len(a) == len(DEVICES), path
+        assert len(a) == slots[path.split(".")[0]], path  # one slot per device the rule selects
     assert {type(obj).__name__ for _, obj in holders(grown)} == {
         "_CompiledRule", "ThresholdEval", "WindowEval", "BucketStats", "TrendGate", "ChangeEval", "SurgeEval",
         "AfterPeakEval", "NoDataEval", "EventEval",
@@ -258,3 +260,131 @@ def test_event_rules_grow_with_the_engines_event_classes() -> None:
     smoke = EVENTS.index("smoke_fire")
     ev = cols([1], [T0 + M], event_code=[smoke], confidence=[0.9], frames=[3])
     assert summary(e.evaluate({"camera_event": ev}, now_ms=T0 + M)) == [(1, "firing", T0 + M)]
+
+
+# --- 6. state sized by the devices a rule selects ---------------------------------------------------
+
+
+def selects(rule: Rule, d: DeviceInfo) -> bool:
+    """The selector's meaning, device by device (what the engine computes with numpy)."""
+    s = rule.select
+    tags = all(not getattr(s, t) or getattr(d, t) in getattr(s, t) for t in ("province", "district", "site", "crop"))
+    return d.kind == rule.kind and tags and (not s.devices or d.id in s.devices)
+
+
+def test_a_rules_state_has_one_slot_per_device_it_selects() -> None:
+    """10 salinity stations among 100 devices: a salinity rule keeps 10-long arrays, not 100."""
+    rng = random.Random(6)
+    others = [device(i, rng.choice(["water_quality", "light_trap", "camera"]), crop=rng.choice(["rice", "shrimp"]),
+                     site=rng.choice(["river", "pond", "kitchen"])) for i in range(90)]  # fmt: skip
+    salinity = [device(90 + i, crop="rice" if i < 4 else "durian") for i in range(10)]
+    devices = others[:45] + salinity + others[45:]
+    e = pack_engine(devices)
+    sizes = {c.rule.id: len(c.members) for c in e._rules}
+    assert (sizes["SAL_1PPT"], sizes["SAL_RICE_2"], sizes["SAL_FRUIT"]) == (10, 4, 6)
+    for c in e._rules:
+        want = [i for i, d in enumerate(devices) if selects(c.rule, d)]
+        assert c.members.tolist() == want, c.rule.id
+        assert c.local[want].tolist() == list(range(len(want))), c.rule.id
+    for path, a in state(e):
+        assert a.shape[0] == sizes[path.split(".")[0]], path  # rule, evaluator, gates, bucket rings
+    assert {a.shape for p, a in state(e) if p.startswith("SAL_SAFE.")} >= {(10,), (10, 25)}  # the 1 h trend gate
+
+
+def test_a_device_retagged_out_and_back_keeps_its_slot_and_fires_as_in_a_fresh_engine() -> None:
+    """d0 leaves the rice rule (readings then ignored, slot kept), d1 joins (a new slot), d0 comes back."""
+    pack = rule_pack({"type": "threshold", "field": "salinity_ppt", "op": ">=", "value": 2, "consecutive": 2},
+                     {"crop": ["rice"]})  # fmt: skip
+    rice, durian = (dataclasses.replace(device(i), crop="rice") for i in (0, 2)), device(1)
+    d0, d2 = rice
+    e = Engine(pack, [d0, durian, d2], start_ms=T0)
+    c = e._rules[0]
+    before = e.evaluate({"salinity": cols([0, 0, 0, 2], [T0, T0 + M, T0 + 2 * M, T0], salinity_ppt=[3, 3, 1, 1])},
+                        now_ms=T0 + 2 * M)  # fmt: skip
+    assert summary(before) == [(0, "firing", T0 + M), (0, "resolved", T0 + 2 * M)]
+    assert c.members.tolist() == [0, 2]
+
+    e.set_devices([dataclasses.replace(d0, crop="durian"), durian, d2], now_ms=T0 + 3 * M)
+    kept = {p: a.copy() for p, a in state(e)}
+    out = {"salinity": cols([0, 0], [T0 + 4 * M, T0 + 5 * M], salinity_ppt=[3, 3])}
+    assert e.evaluate(out, now_ms=T0 + 5 * M) == []  # not selected: its readings are not seen
+    assert all(np.array_equal(kept[p], a) for p, a in state(e))  # its slot is left as it was
+
+    e.set_devices([dataclasses.replace(d0, crop="durian"), dataclasses.replace(durian, crop="rice"), d2],
+                  now_ms=T0 + 6 * M)  # fmt: skip
+    assert c.members.tolist() == [0, 2, 1]  # d1 appended
+    e.set_devices([d0, dataclasses.replace(durian, crop="rice"), d2], now_ms=T0 + 7 * M)
+    assert c.members.tolist() == [0, 2, 1]  # d0 back in its old slot
+    assert c.local.tolist() == [0, 2, 1]
+    assert {len(a) for _, a in state(e)} == {3}
+
+    after: list[tuple[Batch, int]] = [
+        ({"salinity": cols([0, 1, 2, 1], [T0 + 8 * M] * 3 + [T0 + 9 * M], salinity_ppt=[3, 3, 3, 3])}, T0 + 9 * M),
+        ({"salinity": cols([0, 1, 0], [T0 + 10 * M, T0 + 10 * M, T0 + 11 * M], salinity_ppt=[3, 1, 1])}, T0 + 11 * M),
+    ]
+    got = run(e, after)
+    assert keys(got) == keys(run(Engine(pack, e.devices, start_ms=T0), after))
+    assert summary(got) == [(1, "firing", T0 + 9 * M), (0, "firing", T0 + 10 * M), (1, "resolved", T0 + 10 * M),
+                            (0, "resolved", T0 + 11 * M)]  # fmt: skip
+
+
+def test_selection_follows_retagging_and_slots_are_never_reused() -> None:
+    """A random fleet re-tagged and grown three times: each rule selects what its selector says,
+    devices keep their slots, and new slots go only to devices without one."""
+    rng = random.Random(11)
+    values = {
+        "kind": ["salinity", "water_quality", "light_trap", "camera"],
+        "province": ["ben_tre", "soc_trang"],
+        "district": ["ba_tri", "tran_de"],
+        "site": ["river", "canal", "pond", "kitchen", "road"],
+        "crop": ["rice", "durian", "shrimp", "pangasius", ""],
+    }
+
+    def tagged(d: DeviceInfo) -> DeviceInfo:
+        return dataclasses.replace(d, **{t: rng.choice(v) for t, v in values.items()})
+
+    named = parse_pack({"name": "n", "rules": [{
+        "id": "NAMED", "kind": "salinity", "select": {"devices": ["d3", "d7", "d250"], "crop": ["rice"]},
+        "severity": "warning", "source": "t", "condition": {"type": "no_data", "after": "1h"},
+        "message": {"vi": "x", "en": "x"}}]}, "n")  # fmt: skip
+    pack = Pack(name="p", rules=(*PACK.rules, *named.rules))
+    devices = [tagged(device(i)) for i in range(200)]
+    for i in (3, 7):  # named by NAMED, and selected by it at first
+        devices[i] = dataclasses.replace(devices[i], kind="salinity", crop="rice")
+    e = Engine(pack, devices, event_classes=CAMERA_EVENTS, start_ms=T0)
+    slots_before: dict[str, list[int]] = {}
+    for step in range(4):
+        if step:
+            devices = [tagged(d) if rng.random() < 0.3 else d for d in devices] + [
+                tagged(device(i)) for i in range(len(devices), len(devices) + 30)
+            ]
+            e.set_devices(devices, now_ms=T0 + step * M)
+        for c in e._rules:
+            want = [i for i, d in enumerate(devices) if selects(c.rule, d)]
+            members = c.members.tolist()
+            assert np.flatnonzero(c.sel.mask).tolist() == want, (step, c.rule.id)
+            before = slots_before.get(c.rule.id, [])
+            assert members[: len(before)] == before  # a slot, once given, stays its device's
+            assert members[len(before) :] == sorted(set(want) - set(before))  # new slots: newly selected only
+            assert [c.local[g] for g in members] == list(range(len(members)))
+            assert (c.local >= 0).sum() == len(members)
+            assert {a.shape[0] for p, a in state(e) if p.split(".")[0] == c.rule.id} == {len(members)}
+            slots_before[c.rule.id] = members
+    assert len(e.devices) == 290
+    assert slots_before["NAMED"][:2] == [3, 7]
+    assert all(len(c.members) < 200 for c in e._rules)
+
+
+def test_a_restored_alert_of_a_device_the_rule_does_not_select_waits_in_its_slot() -> None:
+    """As before slots: counted as restored, left alone while unselected, resolved once back and clear."""
+    pack = rule_pack({"type": "threshold", "field": "salinity_ppt", "op": ">=", "value": 2}, {"crop": ["rice"]})
+    d0, d1 = device(0), dataclasses.replace(device(1), crop="rice")
+    e = Engine(pack, [d0, d1], start_ms=T0)
+    c = e._rules[0]
+    assert e.restore_active([("RULE", "d0"), ("RULE", "d1")]) == 2
+    assert (c.members.tolist(), c.alert_on.tolist()) == ([1, 0], [True, True])
+    assert e.evaluate({"salinity": cols([0], [T0], salinity_ppt=[0.1])}, now_ms=T0) == []  # not selected
+    e.set_devices([dataclasses.replace(d0, crop="rice"), d1], now_ms=T0 + M)
+    assert c.members.tolist() == [1, 0]
+    out = e.evaluate({"salinity": cols([0, 1], [T0 + 2 * M] * 2, salinity_ppt=[0.1, 3])}, now_ms=T0 + 2 * M)
+    assert summary(out) == [(0, "resolved", T0 + 2 * M)]  # d1 still firing: not fired again
