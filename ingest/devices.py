@@ -20,8 +20,11 @@ def _names(province: str, district: str) -> tuple[str, str]:
 def device_infos(devices: Fleet | Iterable[Device]) -> list[DeviceInfo]:
     """One :class:`DeviceInfo` per registered device, in registry order (the engine's indexes)."""
     infos = []
+    places: dict[tuple[str, str], str] = {}  # one string per district, shared by its devices
     for d in devices.devices if isinstance(devices, Fleet) else devices:
-        district, province = _names(d.province, d.district)
-        place = f"{district}, {province}"
+        place = places.get((d.province, d.district))
+        if place is None:
+            district, province = _names(d.province, d.district)
+            place = places[(d.province, d.district)] = f"{district}, {province}"
         infos.append(DeviceInfo(d.id, d.kind.value, d.province, d.district, d.site, d.crop, place, place))
     return infos

@@ -15,22 +15,25 @@ STATUS_MEASUREMENT = "device_status"
 
 @dataclass(frozen=True, slots=True)
 class RegisteredDevice:
-    """A device with its position in the registry's columns and its line-protocol series keys."""
+    """A device with its position in the registry's columns and its line-protocol series key."""
 
     index: int
     device: Device
     series: str
     """Line-protocol series key of its kind: ``measurement,tag=v,...`` (tags sorted, escaped)."""
-    status_series: str
-    """Series key of its ``device_status`` points."""
-    _event_head: str
-    """``measurement,crop=…,device_id=…,district=…``: a camera event's key up to its ``event`` tag."""
-    _event_tail: str
-    """``province=…,site=…``: the tags after ``event`` in sorted order."""
+    _tags_at: int
+    """Where the tags start in ``series`` (its first comma)."""
+    _tail_at: int
+    """Where ``province=…`` starts in ``series``: a camera event's ``event`` tag goes just before."""
+
+    @property
+    def status_series(self) -> str:
+        """Series key of its ``device_status`` points (the same tags)."""
+        return STATUS_MEASUREMENT + self.series[self._tags_at :]
 
     def event_series(self, event: str) -> str:
         """Series key of a camera event of class ``event`` (one of ``CAMERA_EVENTS``)."""
-        return f"{self._event_head},event={escape_tag(event)},{self._event_tail}"
+        return f"{self.series[: self._tail_at]}event={escape_tag(event)},{self.series[self._tail_at :]}"
 
 
 def series_key(measurement: str, tags: dict[str, str]) -> str:
@@ -57,19 +60,12 @@ def _shared_tag(value: str) -> str:
 
 
 def _registered(index: int, d: Device) -> RegisteredDevice:
-    """Its series keys as :func:`series_key` makes them (tags in sorted order; every registry tag is
-    non-empty), built once from escaped parts: 100,000 devices in well under a second."""
-    head = f"crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)}"
-    tail = f"province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
+    """Its series key as :func:`series_key` makes it (tags in sorted order; every registry tag is
+    non-empty), built from escaped parts; one string per device (100,000 devices: well under 1 s)."""
     measurement = escape_measurement(d.kind.value)
-    return RegisteredDevice(
-        index,
-        d,
-        f"{measurement},{head},{tail}",
-        f"{STATUS_MEASUREMENT},{head},{tail}",
-        f"{measurement},{head}",
-        tail,
-    )
+    head = f"{measurement},crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)},"
+    series = f"{head}province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
+    return RegisteredDevice(index, d, series, len(measurement), len(head))
 
 
 class Registry:
