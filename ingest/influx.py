@@ -76,7 +76,11 @@ class V1Transport:
             pw = settings.influx_password.get_secret_value() if settings.influx_password else ""
             auth = httpx.BasicAuth(settings.influx_username, pw)
         self._client = httpx.AsyncClient(
-            base_url=settings.influx_url, params=params, auth=auth, timeout=settings.write_timeout_s
+            base_url=settings.influx_url,
+            params=params,
+            auth=auth,
+            timeout=settings.write_timeout_s,
+            verify=settings.influx_verify(),  # https://: influx_ca_file, else the system's CAs
         )
 
     async def post(self, body: bytes) -> None:
@@ -110,6 +114,8 @@ class V2Transport:
             org=settings.influx_org,
             timeout=int(settings.write_timeout_s * 1000),
             retries=False,
+            verify_ssl=True,
+            ssl_ca_cert=str(settings.influx_ca_file) if settings.influx_ca_file else None,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
         # Threads of its own for the synchronous client: asyncio's default ones are shared.

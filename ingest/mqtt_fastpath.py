@@ -13,6 +13,12 @@ It also enforces the in-flight bound itself: it stops reading from the socket wh
 queue is full, rather than let paho hand it messages it would have to drop (Receive Maximum alone
 is not enough: Mosquitto 2.0.11 sends past it after a long outage).
 
+Over TLS (``mqtts://``, :func:`ingest.mqtt_public.tls_parameters`) it is the same code: paho's
+``_sock_recv`` reads the TLS socket, and a read of 256 KiB takes all of one TLS record's plaintext,
+so none is left inside the TLS object (``pending()``), where no readiness event would announce it
+(``_read_later`` drains it anyway after a pause, and aiomqtt's reader callback loops on it).
+tests/integration/test_tls.py stores a simulated fleet over TLS on this path and makes it pause.
+
 It stands on private attributes of aiomqtt (``_queue``, ``_client``, ``_loop``, ``_disconnected``)
 and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_in_packet``, ``_handle_publish``,
 ``_loop_rc_handle``, ``_packet_queue``, ``_protocol``). This module therefore refuses to import

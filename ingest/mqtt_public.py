@@ -31,7 +31,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -49,6 +51,24 @@ log = logging.getLogger(__name__)
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 QUEUE_HEADROOM = 10_000
 """Client queue slots above Receive Maximum (QoS 0: $SYS, stray publishes)."""
+
+
+def tls_parameters(settings: IngestSettings) -> aiomqtt.TLSParameters | None:
+    """TLS for an ``mqtts://`` broker (None: plaintext): the broker's certificate is verified, against
+    ``mqtt_ca_file`` or else the system's CAs, and its host name checked; ``mqtt_cert_file`` and
+    ``mqtt_key_file`` are our client certificate for mutual TLS."""
+    if not settings.mqtt_tls:
+        return None
+
+    def path(p: Path | None) -> str | None:
+        return None if p is None else str(p)
+
+    return aiomqtt.TLSParameters(
+        ca_certs=path(settings.mqtt_ca_file),
+        certfile=path(settings.mqtt_cert_file),
+        keyfile=path(settings.mqtt_key_file),
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
 
 
 def from_aiomqtt(m: aiomqtt.Message, generation: int) -> InMessage:
@@ -106,13 +126,14 @@ class PublicBroker:
         return aiomqtt.Client(**self._client_options())
 
     def _client_options(self) -> dict[str, Any]:
-        """aiomqtt's options: our persistent session, Receive Maximum, and the queue sized above it."""
+        """aiomqtt's options: our persistent session, Receive Maximum, the queue sized above it, and TLS."""
         s = self._settings
         host, port = s.mqtt_host_port
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.mqtt_session_expiry_s
         props.ReceiveMaximum = s.mqtt_receive_maximum
         return {
+            "tls_params": tls_parameters(s),
             "hostname": host,
             "port": port,
             "identifier": s.mqtt_client_id,

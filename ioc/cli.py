@@ -56,7 +56,12 @@ def _logging(verbose: bool) -> None:
 
 Opt = typer.Option
 
-MqttUrl = Annotated[str | None, Opt(help="broker URL mqtt://host:port [IOC_MQTT_URL]")]
+MqttUrl = Annotated[str | None, Opt(help="broker URL mqtt://host:port, or mqtts://host:port for TLS [IOC_MQTT_URL]")]
+MqttCaFile = Annotated[
+    Path | None, Opt(help="mqtts: trust this CA (PEM) for the broker's certificate [IOC_MQTT_CA_FILE]")
+]
+MqttCertFile = Annotated[Path | None, Opt(help="mqtts: client certificate, mutual TLS [IOC_MQTT_CERT_FILE]")]
+MqttKeyFile = Annotated[Path | None, Opt(help="mqtts: the client certificate's key [IOC_MQTT_KEY_FILE]")]
 Fleet = Annotated[Path | None, Opt(help="fleet file (device registry, YAML) [IOC_FLEET]")]
 RegistryUrl = Annotated[
     str | None, Opt(help="device registry, sqlite:///var/registry.db or postgresql://… [IOC_REGISTRY_URL]")
@@ -77,12 +82,18 @@ def ingest(
     mqtt_fast_path: Annotated[
         str | None, Opt(help="auto, on or off: the MQTT receive fast path [IOC_MQTT_FAST_PATH]")
     ] = None,
-    influx_url: Annotated[str | None, Opt(help="InfluxDB URL http://host:port [IOC_INFLUX_URL]")] = None,
+    mqtt_ca_file: MqttCaFile = None,
+    mqtt_cert_file: MqttCertFile = None,
+    mqtt_key_file: MqttKeyFile = None,
+    influx_url: Annotated[str | None, Opt(help="InfluxDB URL http(s)://host:port [IOC_INFLUX_URL]")] = None,
     influx_api: Annotated[str | None, Opt(help="v1 or v2 [IOC_INFLUX_API]")] = None,
     influx_db: Annotated[str | None, Opt(help="database, v1 [IOC_INFLUX_DB]")] = None,
     influx_bucket: Annotated[str | None, Opt(help="bucket, v2 [IOC_INFLUX_BUCKET]")] = None,
     influx_org: Annotated[str | None, Opt(help="organisation, v2 [IOC_INFLUX_ORG]")] = None,
     influx_token: Annotated[str | None, Opt(help="API token, v2 [IOC_INFLUX_TOKEN]")] = None,
+    influx_ca_file: Annotated[
+        Path | None, Opt(help="https: trust this CA (PEM) for InfluxDB's certificate [IOC_INFLUX_CA_FILE]")
+    ] = None,
     fleet: Fleet = None,
     registry_url: RegistryUrl = None,
     batch_max_readings: Annotated[int | None, Opt(help="readings per write [IOC_BATCH_MAX_READINGS]")] = None,
@@ -117,11 +128,17 @@ def _warn_unreachable(settings: Any) -> None:
     s = settings
     auth = (s.influx_username, s.influx_password.get_secret_value() if s.influx_password else "")
     db = s.influx_db if s.influx_api == "v1" else None
-    with httpx.Client(base_url=s.influx_url, auth=auth if s.influx_username else None) as client:
+    tls = {"ca_file": s.mqtt_ca_file, "cert_file": s.mqtt_cert_file, "key_file": s.mqtt_key_file}
+    verify = s.influx_verify()
+    with httpx.Client(base_url=s.influx_url, auth=auth if s.influx_username else None, verify=verify) as client:
         problems = (
-            broker_problem(s.mqtt_url, flag="--mqtt-url (IOC_MQTT_URL)"),
+            broker_problem(s.mqtt_url, flag="--mqtt-url (IOC_MQTT_URL)", **tls),
             influx_problem(
-                client, url_flag="--influx-url (IOC_INFLUX_URL)", db=db, db_flag="--influx-db (IOC_INFLUX_DB)"
+                client,
+                url_flag="--influx-url (IOC_INFLUX_URL)",
+                db=db,
+                db_flag="--influx-db (IOC_INFLUX_DB)",
+                ca_flag="--influx-ca-file (IOC_INFLUX_CA_FILE)",
             ),
         )
     for problem in problems:
@@ -132,6 +149,11 @@ def _warn_unreachable(settings: Any) -> None:
 @app.command()
 def simulate(
     mqtt_url: MqttUrl = None,
+    mqtt_ca_file: MqttCaFile = None,
+    mqtt_cert_file: Annotated[
+        Path | None, Opt(help="mqtts: client certificate; {device_id} in it: one per device [IOC_MQTT_CERT_FILE]")
+    ] = None,
+    mqtt_key_file: MqttKeyFile = None,
     fleet: Fleet = None,
     rate: Annotated[float | None, Opt(help="live messages/s for the fleet [IOC_RATE]")] = None,
     duration: Annotated[float | None, Opt(help="seconds of live publishing [IOC_DURATION]")] = None,
@@ -169,7 +191,10 @@ def simulate(
         return
     settings = _settings(SimulateSettings, **options)
     publisher = FleetPublisher(load_fleet(settings.fleet), settings)
-    require(broker_problem(settings.mqtt_url, flag="--mqtt-url (IOC_MQTT_URL)"))
+    first = publisher.fleet.devices[0].id if publisher.fleet.devices else ""
+    cert_file, key_file = settings.client_cert(first) or (None, None)
+    tls = {"ca_file": settings.mqtt_ca_file, "cert_file": cert_file, "key_file": key_file}
+    require(broker_problem(settings.mqtt_url, flag="--mqtt-url (IOC_MQTT_URL)", **tls))
     try:
         stats = publisher.run()
     except KeyboardInterrupt:

@@ -107,6 +107,8 @@ class ServerProcess:
     ready_timeout_s: float = 30.0
     run_as: str | None = None
     """A system user to run the process as (we must be root); None: our own user."""
+    tls_port: int | None = None
+    """A second port that speaks TLS (Mosquitto started with ``tls=``); ready when it listens too."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -142,7 +144,7 @@ class ServerProcess:
         )
 
     def ready(self) -> bool:
-        return _port_open(self.port)
+        return _port_open(self.port) and (self.tls_port is None or _port_open(self.tls_port))
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -186,14 +188,57 @@ def _as_user(user: str | None) -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-def mosquitto_config(data_dir: Path, port: int, *, extra: str = "") -> str:
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A Mosquitto TLS listener's files (made by :mod:`ioc.tls`, say) and whether clients need certificates."""
+
+    ca_file: Path
+    """Client certificates must come from this CA (and clients trust the broker's through it)."""
+    cert_file: Path
+    """The broker's certificate: its subject alternative names are what clients check."""
+    key_file: Path
+    mutual: bool = False
+    """Mutual TLS: ``require_certificate true``, ``use_identity_as_username true`` — a client logs in
+    with its certificate, whose common name becomes its user name (a password is ignored) — and
+    ``use_username_as_clientid true``, so that name is its client id too (one device cannot take
+    over another's session). What Mosquitto 2.0.11 does with this and dynsec: docs/security.md."""
+
+    def listener(self, port: int, host: str) -> str:
+        """The ``listener`` block for ``mosquitto.conf``."""
+        lines = [
+            f"listener {port} {host}",
+            f"cafile {self.ca_file}",
+            f"certfile {self.cert_file}",
+            f"keyfile {self.key_file}",
+            f"require_certificate {'true' if self.mutual else 'false'}",
+        ]
+        if self.mutual:
+            lines += ["use_identity_as_username true", "use_username_as_clientid true"]
+        return "\n".join(lines)
+
+
+def mosquitto_config(
+    data_dir: Path,
+    port: int,
+    *,
+    extra: str = "",
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
+    tls_host: str = "127.0.0.1",
+) -> str:
     """A local broker config: loopback only, persistence on, queue limits raised for ingest.
 
     Anonymous, unlike the compose broker (``deploy/mosquitto/``), which binds each client id to
     its account with ``use_username_as_clientid``: here there are no accounts to bind to, and that
     option would only refuse every client without a user name (ingest's default, ``mosquitto_sub``,
     the bench peers). Loopback keeps other machines out; accounts come with issue 12.
+
+    With ``tls`` a second listener on ``tls_host:tls_port`` speaks TLS (its block comes last, so
+    listener options in ``extra`` still belong to the plaintext listener). Every other setting is
+    global (``per_listener_settings false``): both listeners share the security settings.
     """
+    if (tls is None) != (tls_port is None):
+        raise ValueError("a TLS listener needs both tls and tls_port")
     return "\n".join(
         [
             f"listener {port} 127.0.0.1",
@@ -216,6 +261,7 @@ def mosquitto_config(data_dir: Path, port: int, *, extra: str = "") -> str:
             "log_type warning",
             "log_type notice",
             extra,
+            tls.listener(tls_port, tls_host) if tls is not None and tls_port is not None else "",
             "",
         ]
     )
@@ -259,21 +305,34 @@ def start_mosquitto(
     port: int | None = None,
     extra_config: str = "",
     dynsec_admin: tuple[str, str] | None = None,
+    tls: TlsFiles | None = None,
+    tls_port: int | None = None,
+    tls_host: str = "127.0.0.1",
 ) -> ServerProcess:
     """Start Mosquitto on 127.0.0.1 with its persistence in ``data_dir``.
 
     With ``dynsec_admin`` (user, password) the broker authenticates every client through the dynamic
-    security plugin, starting with that one admin account; otherwise it is anonymous.
+    security plugin, starting with that one admin account; otherwise it is anonymous. With ``tls``
+    it also listens with TLS on ``tls_port`` (a free one if not given; the returned server's
+    ``tls_port``), next to the plaintext loopback listener; see docs/security.md.
     """
     binary = find_binary(MOSQUITTO_BIN)
     if binary is None:
         raise ServerError("mosquitto is not installed: apt-get install mosquitto")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    if tls is not None:
+        tls_port = tls_port or free_port()
+        for path in (tls.ca_file, tls.cert_file, tls.key_file):
+            if not path.is_file():
+                raise ServerError(f"the broker's TLS listener needs {path}, which is not a file")
+    else:
+        tls_port = None
     conf = data_dir / "mosquitto.conf"
     security = dynsec_config(data_dir, *dynsec_admin) if dynsec_admin else ""
-    conf.write_text(mosquitto_config(data_dir, port, extra="\n".join(x for x in (security, extra_config) if x)))
-    return ServerProcess("mosquitto", [binary, "-c", str(conf)], port, data_dir).start()
+    extra = "\n".join(x for x in (security, extra_config) if x)
+    conf.write_text(mosquitto_config(data_dir, port, extra=extra, tls=tls, tls_port=tls_port, tls_host=tls_host))
+    return ServerProcess("mosquitto", [binary, "-c", str(conf)], port, data_dir, tls_port=tls_port).start()
 
 
 def influxd_config(data_dir: Path, port: int, rpc_port: int) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.topics import parse_mqtt_url
+from contract.topics import CERT_FLAG, KEY_FLAG, mqtt_tls_problem, parse_mqtt_url, readable_file
+
+DEVICE_PLACEHOLDER = "{device_id}"
+"""In ``mqtt_cert_file`` and ``mqtt_key_file``: each device's own id (a certificate per device)."""
 
 
 class SimulateSettings(BaseSettings):
@@ -15,7 +18,17 @@ class SimulateSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
-    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port")
+    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port or mqtts://host:port (TLS)")
+    mqtt_ca_file: Path | None = Field(
+        None, description="mqtts://: trust this CA (PEM) for the broker's certificate instead of the system's CAs"
+    )
+    mqtt_cert_file: Path | None = Field(
+        None,
+        description="mqtts://: client certificate (PEM) for mutual TLS; {device_id} in the path: one per device",
+    )
+    mqtt_key_file: Path | None = Field(
+        None, description="the private key of mqtt_cert_file (PEM, unencrypted; {device_id} as there)"
+    )
     fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (device registry)")
     seed: int = Field(1, ge=0, description="random seed: the same seed gives the same fleet and signals")
     rate: float | None = Field(
@@ -40,6 +53,49 @@ class SimulateSettings(BaseSettings):
     def _mqtt_url(cls, v: str) -> str:
         parse_mqtt_url(v)
         return v
+
+    @field_validator("mqtt_ca_file")
+    @classmethod
+    def _ca_file(cls, v: Path | None) -> Path | None:
+        return None if v is None else readable_file(v)
+
+    @field_validator("mqtt_cert_file", "mqtt_key_file")
+    @classmethod
+    def _tls_file(cls, v: Path | None) -> Path | None:
+        if v is not None and DEVICE_PLACEHOLDER in str(v):
+            if not v.parent.is_dir():  # the files themselves are checked per device when it connects
+                raise ValueError(f"folder {v.parent} does not exist")
+            return v
+        return None if v is None else readable_file(v)
+
+    @property
+    def per_device_certs(self) -> bool:
+        """Whether every device has a certificate of its own (``{device_id}`` in the paths)."""
+        return self.mqtt_cert_file is not None and DEVICE_PLACEHOLDER in str(self.mqtt_cert_file)
+
+    def client_cert(self, device_id: str) -> tuple[Path, Path] | None:
+        """The client certificate and key ``device_id`` presents (None: none)."""
+        if self.mqtt_cert_file is None or self.mqtt_key_file is None:
+            return None
+        cert, key = (
+            Path(str(p).replace(DEVICE_PLACEHOLDER, device_id)) for p in (self.mqtt_cert_file, self.mqtt_key_file)
+        )
+        return cert, key
+
+    @model_validator(mode="after")
+    def _tls(self) -> SimulateSettings:
+        if self.per_device_certs != (self.mqtt_key_file is not None and DEVICE_PLACEHOLDER in str(self.mqtt_key_file)):
+            raise ValueError(
+                f"{CERT_FLAG} and {KEY_FLAG}: name {DEVICE_PLACEHOLDER} in both paths (a certificate per device) "
+                "or in neither (one for all)"
+            )
+        problem = mqtt_tls_problem(
+            self.mqtt_url, self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file,
+            load_pair=not self.per_device_certs,
+        )  # fmt: skip
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @field_validator("device_secret_file")
     @classmethod

@@ -5,7 +5,14 @@ setting its retained status offline), as a real fleet does under per-device ACLs
 are driven from one thread with paho's external-loop API (``loop_read``/``loop_write``/
 ``loop_misc`` over a selector), so hundreds of devices cost no threads.
 
-Counts are by broker acknowledgement (PUBACK): a reading is *published* when the broker took it.
+Counts are by broker acknowledgement (PUBACK): a reading is *published* when the broker took it;
+one the broker refused (an MQTT v5 PUBACK with a failure reason code: not authorised by its ACL,
+say) is counted as *refused* instead.
+
+With an ``mqtts://`` URL every connection is TLS: the broker's certificate is verified (against
+``mqtt_ca_file`` or the system's CAs) and its host name checked; with ``mqtt_cert_file`` and
+``mqtt_key_file`` each device presents a client certificate — its own when the paths contain
+``{device_id}`` (``certs/{device_id}.crt``, as ``ioc devices issue-cert`` writes them).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import hmac
 import logging
 import random
 import selectors
+import ssl
 import threading
 import time
 from collections import Counter, defaultdict
@@ -29,7 +37,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract.fleet import Device, Fleet
-from contract.topics import Channel, device_topic, parse_mqtt_url
+from contract.topics import Channel, device_topic, mqtt_endpoint
 from simulators.config import SimulateSettings
 from simulators.malformed import malformed_message
 from simulators.model import FleetModel, SimMessage
@@ -57,6 +65,9 @@ class PublishStats:
     malformed_sent: int = 0
     malformed_acked: int = 0
     malformed_by_reason: Counter[str] = field(default_factory=Counter)
+    readings_refused: int = 0
+    """Readings in messages the broker answered with a failure reason code (not authorised, say)."""
+    messages_refused: int = 0
     devices_offline: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -67,6 +78,7 @@ class PublishStats:
             "statuses": self.statuses_acked,
             "malformed": self.malformed_acked,
             "malformed_by_reason": dict(self.malformed_by_reason),
+            "refused": self.readings_refused,
             "devices_offline": self.devices_offline,
             "seconds": round(time.monotonic() - self.started, 3),
         }
@@ -78,6 +90,8 @@ class _Conn:
     client: paho.Client
     connected: bool = False
     offline: bool = False
+    refused: bool = False
+    """The broker refused one of its publishes (logged once)."""
     pending: dict[int, tuple[int, str]] = field(default_factory=dict)
     """mid → (readings in the message, what it was: reading/status/malformed)."""
 
@@ -105,6 +119,7 @@ class FleetPublisher:
         self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._record: IO[bytes] | None = None
         self._secret = settings.device_secret_file.read_bytes().strip() if settings.device_secret_file else None
+        self._shared_tls: ssl.SSLContext | None = None
         self._last_misc = 0.0
         self.live = False
         """True once the backfill is published and the fleet runs in real time."""
@@ -118,8 +133,29 @@ class FleetPublisher:
             return self.settings.device_password.get_secret_value()
         return None
 
+    def _tls_context(self, device_id: str) -> ssl.SSLContext:
+        """The TLS settings of one device's connection: one shared context, or its own for ``{device_id}`` paths."""
+        s = self.settings
+        per_device = s.per_device_certs
+        if self._shared_tls is not None and not per_device:
+            return self._shared_tls
+        context = ssl.create_default_context(cafile=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
+        pair = s.client_cert(device_id)
+        if pair is not None:
+            try:
+                context.load_cert_chain(*pair)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectionError(
+                    f"device {device_id}: cannot load its client certificate {pair[0]} and key {pair[1]} "
+                    f"({getattr(exc, 'strerror', None) or exc}): check --mqtt-cert-file and --mqtt-key-file"
+                ) from None
+        if not per_device:
+            self._shared_tls = context
+        return context
+
     def _connect_all(self) -> None:
-        host, port = parse_mqtt_url(self.settings.mqtt_url)
+        endpoint = mqtt_endpoint(self.settings.mqtt_url)
+        host, port = endpoint.host, endpoint.port
         for device in self.fleet.devices:
             client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=paho.MQTTv5)
             conn = _Conn(device, client)
@@ -130,7 +166,21 @@ class FleetPublisher:
             client.max_inflight_messages_set(1000)
             client.on_connect = self._on_connect
             client.on_publish = self._on_publish
-            client.connect(host, port, keepalive=60, clean_start=True)
+            if endpoint.tls:
+                client.tls_set_context(self._tls_context(device.id))
+            try:
+                client.connect(host, port, keepalive=60, clean_start=True)
+            except ssl.SSLCertVerificationError as exc:
+                why = str(exc.verify_message or exc.reason)
+                fix = "--mqtt-url (IOC_MQTT_URL)" if "mismatch" in why.lower() else "--mqtt-ca-file (IOC_MQTT_CA_FILE)"
+                raise ConnectionError(
+                    f"the broker at {self.settings.mqtt_url} presents a certificate we do not accept ({why}): "
+                    f"check {fix}"
+                ) from None
+            except ssl.SSLError as exc:
+                raise ConnectionError(
+                    f"TLS with the broker at {self.settings.mqtt_url} failed ({exc.reason or exc})"
+                ) from None
             sock = client.socket()
             if sock is None:
                 raise ConnectionError(f"device {device.id}: no socket after connect")
@@ -155,6 +205,13 @@ class FleetPublisher:
         readings, what = conn.pending.pop(mid, (0, ""))
         s = self.stats
         s.messages_acked += 1
+        if getattr(rc, "is_failure", False):
+            s.messages_refused += 1
+            s.readings_refused += readings
+            if not conn.refused:
+                conn.refused = True
+                log.warning("device %s: the broker refused a publish (%s)", conn.device.id, rc)
+            return
         if what == "reading":
             s.readings_acked += readings
         elif what == "status":

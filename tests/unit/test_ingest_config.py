@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from ingest.config import IngestSettings
+from ingest.mqtt_public import tls_parameters
+from ioc.tls import CertPair, issue_client_cert, make_ca
+from simulators.config import SimulateSettings
 
 
 @pytest.fixture(autouse=True)
@@ -198,3 +202,99 @@ def test_env_file_is_read(tmp_path: Path) -> None:
     s = IngestSettings(_env_file=env)  # type: ignore[call-arg]
     assert s.influx_db == "from_file"
     assert s.metrics_port == 0
+
+
+# --- TLS: mqtts:// with a CA and a client certificate, https:// InfluxDB with a CA ---------------
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> CertPair:
+    return make_ca(tmp_path / "ca")
+
+
+@pytest.fixture
+def device(ca: CertPair, tmp_path: Path) -> CertPair:
+    return issue_client_cert(ca, tmp_path / "devices", "bt-sal-1")
+
+
+SETTINGS_CLASSES = [IngestSettings, SimulateSettings]
+
+
+def build(cls: type[BaseSettings], **values: Any) -> BaseSettings:
+    return cls(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def refused_by(cls: type[BaseSettings], **values: Any) -> str:
+    with pytest.raises(ValidationError) as info:
+        build(cls, **values)
+    return str(info.value)
+
+
+def test_mqtts_with_a_ca_and_a_client_certificate(ca: CertPair, device: CertPair) -> None:
+    s = settings(mqtt_url="mqtts://broker.example", mqtt_ca_file=ca.cert, mqtt_cert_file=device.cert,
+                 mqtt_key_file=device.key)  # fmt: skip
+    assert s.mqtt_tls
+    assert s.mqtt_host_port == ("broker.example", 8883)
+    params = tls_parameters(s)
+    assert params is not None
+    assert (params.ca_certs, params.certfile, params.keyfile) == (str(ca.cert), str(device.cert), str(device.key))
+    assert tls_parameters(settings()) is None  # mqtt://: plaintext
+    system = tls_parameters(settings(mqtt_url="mqtts://broker.example"))  # the system's CAs
+    assert system is not None
+    assert system.ca_certs is None
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES)
+def test_tls_files_with_a_plaintext_url_are_refused(cls: type[BaseSettings], ca: CertPair, device: CertPair) -> None:
+    text = refused_by(cls, mqtt_url="mqtt://broker", mqtt_ca_file=ca.cert)
+    assert "--mqtt-ca-file (IOC_MQTT_CA_FILE) need a TLS broker URL, mqtts://host:port" in text
+    assert "--mqtt-url (IOC_MQTT_URL)" in text
+    text = refused_by(cls, mqtt_url="mqtt://broker", mqtt_cert_file=device.cert, mqtt_key_file=device.key)
+    assert "--mqtt-cert-file (IOC_MQTT_CERT_FILE), --mqtt-key-file (IOC_MQTT_KEY_FILE) need" in text
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES)
+@pytest.mark.parametrize("given", ["mqtt_cert_file", "mqtt_key_file"])
+def test_a_certificate_and_its_key_come_together(cls: type[BaseSettings], given: str, device: CertPair) -> None:
+    path = device.cert if given == "mqtt_cert_file" else device.key
+    text = refused_by(cls, mqtt_url="mqtts://broker", **{given: path})
+    assert "a client certificate needs both --mqtt-cert-file (IOC_MQTT_CERT_FILE) and --mqtt-key-file" in text
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES)
+def test_tls_files_must_exist_and_be_what_they_say(
+    cls: type[BaseSettings], ca: CertPair, device: CertPair, tmp_path: Path
+) -> None:
+    assert "no such file" in refused_by(cls, mqtt_url="mqtts://b", mqtt_ca_file=tmp_path / "nope.crt")
+    assert "is not a file" in refused_by(cls, mqtt_url="mqtts://b", mqtt_ca_file=tmp_path)
+    text = refused_by(cls, mqtt_url="mqtts://b", mqtt_ca_file=device.key)  # a key is no CA
+    assert "--mqtt-ca-file (IOC_MQTT_CA_FILE)" in text
+    assert "no PEM CA certificate" in text
+    other = issue_client_cert(ca, tmp_path / "devices", "bt-sal-2")
+    text = refused_by(cls, mqtt_url="mqtts://b", mqtt_cert_file=device.cert, mqtt_key_file=other.key)
+    assert "not a PEM certificate and its unencrypted key" in text
+    assert "key values mismatch" in text
+
+
+def test_simulate_takes_a_certificate_per_device(ca: CertPair, device: CertPair, tmp_path: Path) -> None:
+    folder = device.cert.parent
+    s = build(SimulateSettings, mqtt_url="mqtts://b", mqtt_ca_file=ca.cert,
+              mqtt_cert_file=folder / "{device_id}.crt", mqtt_key_file=folder / "{device_id}.key")  # fmt: skip
+    assert isinstance(s, SimulateSettings)
+    assert s.per_device_certs
+    assert s.client_cert("bt-sal-9") == (folder / "bt-sal-9.crt", folder / "bt-sal-9.key")
+    text = refused_by(SimulateSettings, mqtt_url="mqtts://b", mqtt_cert_file=folder / "{device_id}.crt",
+                      mqtt_key_file=device.key)  # fmt: skip
+    assert "name {device_id} in both paths" in text
+    text = refused_by(SimulateSettings, mqtt_url="mqtts://b", mqtt_cert_file=tmp_path / "nope" / "{device_id}.crt",
+                      mqtt_key_file=tmp_path / "nope" / "{device_id}.key")  # fmt: skip
+    assert "does not exist" in text
+
+
+def test_influx_ca_file_needs_https(ca: CertPair, device: CertPair) -> None:
+    s = settings(influx_url="https://influx.example:8086", influx_ca_file=ca.cert)
+    assert s.influx_ca_file == ca.cert
+    assert settings().influx_verify() is True
+    text = refused(influx_url="http://influx:8086", influx_ca_file=ca.cert)
+    assert "--influx-ca-file (IOC_INFLUX_CA_FILE) needs an https:// InfluxDB URL" in text
+    assert "no PEM CA certificate" in refused(influx_url="https://influx", influx_ca_file=device.key)

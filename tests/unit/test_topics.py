@@ -12,9 +12,11 @@ from contract.topics import (
     SUBSCRIPTION,
     Channel,
     DeviceTopic,
+    MqttEndpoint,
     TopicError,
     device_topic,
     dlq_topic,
+    mqtt_endpoint,
     parse_device_topic,
     parse_mqtt_url,
 )
@@ -175,6 +177,8 @@ def test_prefixes() -> None:
         ("mqtt://broker.local:18830", ("broker.local", 18830)),
         ("mqtt://[::1]:1884", ("::1", 1884)),
         ("mqtt://user:pw@host:2000", ("host", 2000)),
+        ("mqtts://broker.example", ("broker.example", 8883)),
+        ("mqtts://10.0.0.5:18883", ("10.0.0.5", 18883)),
     ],
 )
 def test_parse_mqtt_url(url: str, expected: tuple[str, int]) -> None:
@@ -183,7 +187,17 @@ def test_parse_mqtt_url(url: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["tcp://host:1883", "http://host", "host:1883", "mqtt://", "mqtt://:1883", "", "mqtts//host"],
+    [
+        "tcp://host:1883",
+        "http://host",
+        "host:1883",
+        "mqtt://",
+        "mqtt://:1883",
+        "",
+        "mqtts//host",
+        "mqtts://",
+        "ssl://h",
+    ],
 )
 def test_parse_mqtt_url_rejects(url: str) -> None:
     with pytest.raises(ValueError, match="mqtt://host:port"):
@@ -194,3 +208,22 @@ def test_parse_mqtt_url_rejects(url: str) -> None:
 def test_parse_mqtt_url_bad_port(url: str) -> None:
     with pytest.raises(ValueError, match=r"[Pp]ort"):
         parse_mqtt_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://127.0.0.1", MqttEndpoint("127.0.0.1", 1883, tls=False)),
+        ("mqtt://h:8883", MqttEndpoint("h", 8883, tls=False)),  # the scheme says TLS, never the port
+        ("mqtts://broker.example", MqttEndpoint("broker.example", 8883, tls=True)),
+        ("mqtts://[::1]:1884", MqttEndpoint("::1", 1884, tls=True)),
+    ],
+)
+def test_mqtt_endpoint_says_whether_tls_is_on(url: str, expected: MqttEndpoint) -> None:
+    assert mqtt_endpoint(url) == expected
+    assert parse_mqtt_url(url) == (expected.host, expected.port)
+
+
+def test_mqtt_endpoint_names_both_schemes_when_it_refuses() -> None:
+    with pytest.raises(ValueError, match="mqtt://host:port or mqtts://host:port"):
+        mqtt_endpoint("https://broker")
