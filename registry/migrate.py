@@ -7,6 +7,7 @@ starting at once do not both migrate.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _ADVISORY_LOCK = 7_221_100_412  # any constant shared by every ingest and API process
 
@@ -41,10 +43,19 @@ def current(connection: Connection) -> str | None:
 
 
 def upgrade(connection: Connection, to: str = "head") -> None:
-    """Migrate up, in the connection's (already begun, locked) transaction."""
+    """Migrate up, in the connection's (already begun, locked) transaction.
+
+    Alembic's own INFO lines (its dialect, each step) are kept off a command's stderr; a migration
+    that runs is logged once here.
+    """
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    before = current(connection)
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
     command.upgrade(_config(connection), to)
+    after = current(connection)
+    if after != before:
+        log.debug("registry schema migrated from %s to %s", before or "empty", after)
 
 
 def downgrade(connection: Connection, to: str = "base") -> None:

@@ -502,22 +502,25 @@ class CertDevice:
         self.client.loop_stop()
 
 
-def test_disabling_a_certificate_devices_client_is_not_enough_deleting_it_is(
+def test_a_suspended_certificate_device_is_thrown_off_and_may_publish_nothing(
     mutual_broker: ServerProcess, pki: Pki
 ) -> None:
     """Measured on Mosquitto 2.0.11 (docs/security.md): with ``use_identity_as_username`` the plugin's
-    password check — where a disabled client is refused — is skipped. ``disableClient`` throws the
-    device off, and it is straight back in and publishing; with its dynsec client deleted it is
-    back in too, but every publish is refused (no client: no ACL allows anything)."""
+    password check — where a disabled client is refused — is skipped, so ``disableClient`` alone
+    throws the device off and it is straight back in and publishing. ``set_enabled(False)`` also
+    takes its role away: back in, every publish is refused; enabled again, it publishes."""
     device = CertDevice(mutual_broker, pki, "bt-sal-1")
     try:
         assert device.publish() == "No matching subscribers"  # accepted (nobody subscribes here)
         with BrokerAccounts(f"mqtt://127.0.0.1:{mutual_broker.port}", *ADMIN) as accounts:
-            accounts.set_enabled(["bt-sal-1"], False)
+            accounts.run([{"command": "disableClient", "username": "bt-sal-1"}])
             device.wait(lambda: device.disconnects >= 1 and device.connects >= 2, "thrown off, then back")
-            assert device.publish() == "No matching subscribers"  # disabled, and still publishing
-            accounts.run([{"command": "deleteClient", "username": "bt-sal-1"}])
+            assert device.publish() == "No matching subscribers"  # disabled alone: still publishing
+            accounts.run([{"command": "enableClient", "username": "bt-sal-1"}])
+            accounts.set_enabled(["bt-sal-1"], False)
             device.wait(lambda: device.disconnects >= 2 and device.connects >= 3, "thrown off, then back")
             assert device.publish() == "Not authorized"
+            accounts.set_enabled(["bt-sal-1"], True)
+            assert device.publish() == "No matching subscribers"
     finally:
         device.close()
