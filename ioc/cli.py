@@ -168,14 +168,16 @@ def simulate(
         Path | None, Opt(help="fleet secret for device passwords [IOC_DEVICE_SECRET_FILE]")
     ] = None,
     record: Annotated[Path | None, Opt(help="write published readings as JSON lines [IOC_RECORD]")] = None,
-    write_fleet: Annotated[Path | None, Opt(help="generate a fleet file here and exit")] = None,
+    write_fleet: Annotated[Path | None, Opt(help="generate a fleet file here (.yaml or .csv) and exit")] = None,
     devices: Annotated[int, Opt(help="devices in a generated fleet (with --write-fleet)")] = 200,
     verbose: Verbose = False,
 ) -> None:
     """Publish a simulated Mekong fleet, or generate a fleet file with --write-fleet."""
     options = _flags(locals(), "write_fleet", "devices")
-    from contract.fleet import dump_fleet, load_fleet
+    from contract.fleet import Fleet as FleetModel
     from ioc.preflight import broker_problem, require
+    from registry.errors import RegistryError
+    from registry.files import read_devices, write_devices
     from simulators.config import SimulateSettings
     from simulators.fleetgen import generate_fleet
     from simulators.publisher import FleetPublisher
@@ -185,12 +187,14 @@ def simulate(
         if devices < 1:
             raise UserError(f"--devices must be at least 1, got {devices}")
         generated = generate_fleet(devices, seed if seed is not None else 1)
-        with blame("--write-fleet"):
-            dump_fleet(generated, write_fleet)
+        with blame("--write-fleet", OSError, RegistryError):
+            write_devices(generated.devices, write_fleet)
         typer.echo(f"wrote {len(generated.devices)} devices to {write_fleet}", err=True)
         return
     settings = _settings(SimulateSettings, **options)
-    publisher = FleetPublisher(load_fleet(settings.fleet), settings)
+    with blame("--fleet (IOC_FLEET)", RegistryError):
+        devices_read = FleetModel(devices=tuple(read_devices(settings.fleet)))
+    publisher = FleetPublisher(devices_read, settings)
     first = publisher.fleet.devices[0].id if publisher.fleet.devices else ""
     cert_file, key_file = settings.client_cert(first) or (None, None)
     tls = {"ca_file": settings.mqtt_ca_file, "cert_file": cert_file, "key_file": key_file}

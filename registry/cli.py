@@ -305,3 +305,23 @@ def _write_credentials(path: Path, creds: Sequence[Credentials]) -> None:
             f.writelines(f"{c.device_id},{c.username},{c.password}\n" for c in creds)
     except OSError as exc:
         raise UserError(f"--credentials-out {path}: cannot write ({exc.strerror})") from None
+
+
+@app.command("issue-cert")
+def issue_cert(
+    device_id: DeviceIdArg,
+    ca_dir: Annotated[Path, Opt("--ca-dir", help="the local CA's folder (ca.crt, ca.key)")] = Path("var/tls"),
+    out: Annotated[Path, Opt("--out", help="write ID.crt and ID.key here")] = Path("var/tls/devices"),
+    new_ca: Annotated[bool, Opt("--new-ca", help="make a CA in --ca-dir if there is none")] = False,
+    registry_url: Url = None,
+) -> None:
+    """A client certificate for a registered device (CN = its id): with the broker's mutual TLS
+    listener it logs in with it, no password (the broker takes the CN as its user name)."""
+    from ioc.tls import issue_device_cert
+
+    with _registry(registry_url) as registry:
+        device = registry.get(device_id)
+    if not device.device.active:
+        raise UserError(f"device {device_id!r} is {device.device.state}: activate it before issuing a certificate")
+    pair = issue_device_cert(device_id, ca_dir=ca_dir, out_dir=out, new_ca=new_ca)
+    typer.echo(f"{device_id}: certificate {pair.cert}, key {pair.key} (CA {ca_dir / 'ca.crt'})")

@@ -29,7 +29,7 @@ class SimulateSettings(BaseSettings):
     mqtt_key_file: Path | None = Field(
         None, description="the private key of mqtt_cert_file (PEM, unencrypted; {device_id} as there)"
     )
-    fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (device registry)")
+    fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (YAML or CSV)")
     seed: int = Field(1, ge=0, description="random seed: the same seed gives the same fleet and signals")
     rate: float | None = Field(
         None, gt=0, description="live messages per second for the whole fleet (default: natural intervals)"

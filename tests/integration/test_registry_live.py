@@ -150,3 +150,28 @@ def test_devices_provisioned_while_ingest_runs_are_honoured_within_seconds(
             assert ingest.metric("ioc_ingest_broker_reconnects_total") == 0
     finally:
         dlq.close()
+
+
+def test_issue_cert_only_for_an_active_registered_device(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    fleet_file = tmp_path / "fleet.yaml"
+    dump_fleet(small_fleet(), fleet_file)
+    ioc("devices", "import", str(fleet_file), "--registry-url", url)
+    ca, out = tmp_path / "ca", tmp_path / "certs"
+    ioc("devices", "issue-cert", "bt-sal-1", "--registry-url", url, "--ca-dir", str(ca), "--out", str(out), "--new-ca")
+    cert = x509.load_pem_x509_certificate((out / "bt-sal-1.crt").read_bytes())
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "bt-sal-1"
+    ioc("devices", "suspend", "bt-sal-2", "--registry-url", url)
+    for device, words in (("ghost", "no device 'ghost'"), ("bt-sal-2", "is suspended")):
+        done = subprocess.run(
+            [sys.executable, "-m", "ioc", "devices", "issue-cert", device, "--registry-url", url,
+             "--ca-dir", str(ca), "--out", str(out)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert words in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bt-sal-1.crt", "bt-sal-1.key"]
