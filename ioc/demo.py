@@ -36,16 +36,17 @@ from alerts.signing import generate_secret
 from contract.clock import now_ms
 from contract.fields import Kind
 from contract.fleet import Fleet, dump_fleet, load_fleet
-from contract.topics import device_topic, parse_mqtt_url
+from contract.topics import device_topic, mqtt_endpoint
 from ingest.config import IngestSettings
 from ingest.influxql import query
 from ingest.runner import IngestProcess, build, run_until_stopped
+from ioc.demo_broker import DemoBroker, start_demo_broker
 from ioc.errors import UserError, blame
-from ioc.servers import InfluxServer, ServerProcess, free_port, missing_binaries, start_influxd, start_mosquitto
+from ioc.servers import InfluxServer, free_port, missing_binaries, start_influxd
 from registry.store import DeviceRegistry
 from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
-from simulators.publisher import FleetPublisher
+from simulators.publisher import FleetPublisher, device_password
 from simulators.scenarios import SCENARIOS, scenario_fleet
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ class DemoSettings(BaseSettings):
         0.005, ge=0, le=1, description="share of malformed messages (shows the dead-letter path)"
     )
     var_dir: Path = Field(Path("var"), description="data folder for the servers and the fleet file")
-    mqtt_port: int = Field(1883, ge=0, le=65_535, description="broker port (a free one if taken)")
+    mqtt_port: int = Field(1883, ge=0, le=65_535, description="broker port, loopback (a free one if taken)")
+    mqtts_port: int = Field(8883, ge=0, le=65_535, description="broker port over TLS (a free one if taken)")
     influx_port: int = Field(8086, ge=0, le=65_535, description="InfluxDB port (a free one if taken)")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="ingest metrics port (a free one if taken)")
 
@@ -94,24 +96,34 @@ def demo_fleet(devices: int, seed: int) -> Fleet:
     return Fleet(devices=(*generated, *scripted))
 
 
-def play_scenarios(mqtt_url: str, end_ms: int) -> int:
-    """Publish every scripted scenario, ending now (so its alerts reach the farmers' webhooks)."""
-    host, port = parse_mqtt_url(mqtt_url)
+def play_scenarios(broker: DemoBroker, end_ms: int) -> int:
+    """Publish every scripted scenario, ending now (so its alerts reach the farmers' webhooks).
+
+    Each scenario device logs in with its own account over TLS, as a field device would.
+    """
+    endpoint = mqtt_endpoint(broker.tls_url)
+    secret = broker.device_secret_file.read_bytes().strip()
     by_id = scenario_fleet().by_id()
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ioc-demo-scenarios", protocol=paho.MQTTv5)
-    client.connect(host, port)
-    client.loop_start()
-    infos = []
+    per_device: dict[str, list[tuple[str, bytes]]] = {}
     for script in SCENARIOS.values():
         for device_id, channel, reading in script(end_ms):
             d = by_id[device_id]
             topic = device_topic(d.province, d.kind, d.id, channel)
-            infos.append(client.publish(topic, msgspec.json.encode(reading), qos=1))
-    for info in infos:
-        info.wait_for_publish(30)
-    client.disconnect()
-    client.loop_stop()
-    return sum(1 for i in infos if i.is_published())
+            per_device.setdefault(device_id, []).append((topic, msgspec.json.encode(reading)))
+    published = 0
+    for device_id, messages in per_device.items():
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=paho.MQTTv5)
+        client.username_pw_set(device_id, device_password(secret, device_id))
+        client.tls_set(ca_certs=str(broker.ca_file))
+        client.connect(endpoint.host, endpoint.port)
+        client.loop_start()
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(30)
+        client.disconnect()
+        client.loop_stop()
+        published += sum(1 for i in infos if i.is_published())
+    return published
 
 
 def count_stored(url: str, db: str = DB) -> int:
@@ -180,16 +192,26 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     with closing(DeviceRegistry(registry_url)) as registry:  # provisioned as an operator would
         registry.import_devices(fleet.devices, source=str(fleet_file))
     console = Console(stderr=True)
-    broker: ServerProcess | None = None
+    broker: DemoBroker | None = None
     influx: InfluxServer | None = None
     try:
-        broker = start_mosquitto(var / "mosquitto", port=_port_or_free(settings.mqtt_port))
+        broker = start_demo_broker(
+            var, port=_port_or_free(settings.mqtt_port), tls_port=_port_or_free(settings.mqtts_port),
+            device_ids=[d.id for d in fleet.devices],
+        )  # fmt: skip
         influx = start_influxd(var / "influxdb", port=_port_or_free(settings.influx_port))
         influx.create_database(DB)
         console.print(
-            f"mosquitto mqtt://127.0.0.1:{broker.port}  influxdb {influx.url} (db {DB})  "
+            f"mosquitto {broker.tls_url} (TLS, CA {broker.ca_file}) and {broker.plain_url} (loopback), "
+            f"{broker.devices} device accounts  influxdb {influx.url} (db {DB})  "
             f"registry {registry_url} ({len(fleet.devices)} devices from {fleet_file})",
             highlight=False,
+        )
+        console.print(
+            f"watch: mosquitto_sub -p {broker.server.port} -u {broker.operator.username} "
+            f"-P \"$(cat {var / 'operator.pw'})\" -t 'ioc/v1/#' -v",
+            highlight=False,
+            markup=False,
         )
         return asyncio.run(_run(settings, fleet_file, registry_url, broker, influx, console))
     finally:
@@ -202,18 +224,20 @@ async def _run(
     settings: DemoSettings,
     fleet_file: Path,
     registry_url: str,
-    broker: ServerProcess,
+    broker: DemoBroker,
     influx: InfluxServer,
     console: Console,
 ) -> dict[str, Any]:
     fleet = load_fleet(fleet_file)
     scripted = {d.id for d in scenario_fleet().devices}
     simulated = Fleet(devices=tuple(d for d in fleet.devices if d.id not in scripted))
-    mqtt_url = f"mqtt://127.0.0.1:{broker.port}"
+    mqtt_url = broker.tls_url
     metrics_port = _port_or_free(settings.metrics_port)
     ingest_settings = IngestSettings(
-        mqtt_url=mqtt_url, influx_url=influx.url, influx_api="v1", influx_db=DB, registry_url=registry_url,
-        metrics_port=metrics_port, mqtt_client_id="ioc-ingest-demo", rules=True, webhooks=True,
+        mqtt_url=mqtt_url, mqtt_ca_file=broker.ca_file, mqtt_client_id=broker.ingest.username,
+        mqtt_username=broker.ingest.username, mqtt_password=broker.ingest.password,
+        influx_url=influx.url, influx_api="v1", influx_db=DB, registry_url=registry_url,
+        metrics_port=metrics_port, rules=True, webhooks=True,
     )  # fmt: skip
     webhooks = WebhookSettings(
         alerts_db=settings.var_dir.resolve() / "alerts.db", webhook_allow_hosts=["127.0.0.0/8"],
@@ -223,7 +247,8 @@ async def _run(
     assert process.alerting is not None
     store = process.alerting.store
     sim = SimulateSettings(
-        mqtt_url=mqtt_url, fleet=fleet_file, seed=settings.seed, rate=settings.rate or len(fleet.devices) / 10,
+        mqtt_url=mqtt_url, mqtt_ca_file=broker.ca_file, device_secret_file=broker.device_secret_file,
+        fleet=fleet_file, seed=settings.seed, rate=settings.rate or len(fleet.devices) / 10,
         duration=settings.duration, backfill_hours=settings.backfill_hours, malformed_share=settings.malformed_share,
     )  # fmt: skip
     publisher = FleetPublisher(simulated, sim)
@@ -238,7 +263,7 @@ async def _run(
             f"alerts {webhooks.alerts_db} — Ctrl-C stops",
             highlight=False,
         )
-        summary = await _stream(settings, process, publisher, mqtt_url, console)
+        summary = await _stream(settings, process, publisher, broker, console)
         summary["stored"] = count_stored(influx.url)
         transitions = process.service.metrics.registry
         summary["alerts_fired"] = int(sum(
@@ -260,7 +285,7 @@ async def _settle(condition: Callable[[], bool], *, timeout_s: float) -> None:
 
 
 async def _stream(
-    settings: DemoSettings, process: IngestProcess, publisher: FleetPublisher, mqtt_url: str, console: Console
+    settings: DemoSettings, process: IngestProcess, publisher: FleetPublisher, broker: DemoBroker, console: Console
 ) -> dict[str, Any]:
     """Run the fleet (backfill, then live) through ingest until it stops; drain; count."""
     stop_ingest = asyncio.Event()
@@ -291,12 +316,14 @@ async def _stream(
             if backfill_done is None and backfill_published is not None and stored >= backfill_published:
                 backfill_done = (time.monotonic(), stored)
                 # History is in: now the scripted field situations happen, live, for the farmers.
-                scripted = await asyncio.to_thread(play_scenarios, mqtt_url, now_ms())
+                scripted = await asyncio.to_thread(play_scenarios, broker, now_ms())
             tick("live" if backfill_done else "backfill")
             await asyncio.sleep(0.25)
         # Drain: wait until ingest has acknowledged every message the broker took.
         deadline = time.monotonic() + 120
-        expected = publisher.stats.messages_acked + publisher.stats.devices_offline + scripted  # + the wills
+        # What the broker took (not what it refused: a malformed message on another device's id) + the wills.
+        taken = publisher.stats.messages_acked - publisher.stats.messages_refused
+        expected = taken + publisher.stats.devices_offline + scripted
         while (
             m.value("ioc_ingest_messages_acked_total") < expected
             and time.monotonic() < deadline
@@ -334,4 +361,5 @@ async def _stream(
         "live_readings_per_s": round(live_stored / live_s, 1) if live_s > 0 else 0.0,
         "seconds": round(ended - started, 1),
         "broker_dropped": int(m.value("ioc_broker_messages_dropped")),
+        "broker_refused": stats.messages_refused,  # malformed messages under another device's id
     }

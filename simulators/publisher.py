@@ -64,6 +64,8 @@ class PublishStats:
     statuses_acked: int = 0
     malformed_sent: int = 0
     malformed_acked: int = 0
+    malformed_refused: int = 0
+    """Malformed messages the broker itself refused (published under another device's id)."""
     malformed_by_reason: Counter[str] = field(default_factory=Counter)
     readings_refused: int = 0
     """Readings in messages the broker answered with a failure reason code (not authorised, say)."""
@@ -78,6 +80,7 @@ class PublishStats:
             "statuses": self.statuses_acked,
             "malformed": self.malformed_acked,
             "malformed_by_reason": dict(self.malformed_by_reason),
+            "malformed_refused_by_broker": self.malformed_refused,
             "refused": self.readings_refused,
             "devices_offline": self.devices_offline,
             "seconds": round(time.monotonic() - self.started, 3),
@@ -208,6 +211,9 @@ class FleetPublisher:
         if getattr(rc, "is_failure", False):
             s.messages_refused += 1
             s.readings_refused += readings
+            if what not in ("reading", "status"):  # a malformed message on another id: refused, as it should be
+                s.malformed_refused += 1
+                return
             if not conn.refused:
                 conn.refused = True
                 log.warning("device %s: the broker refused a publish (%s)", conn.device.id, rc)

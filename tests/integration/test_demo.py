@@ -49,3 +49,14 @@ def test_demo_stores_every_published_reading(tmp_path: Path) -> None:
     assert "Phát hiện khói/lửa tại Ba Tri, Bến Tre" in out.stdout.decode()
     assert (tmp_path / "var" / "fleet.yaml").is_file()
     assert "published" in out.stderr.decode()  # the progress line
+    # Provisioned as a province would run it: the registry, an account per device, TLS.
+    from registry.store import DeviceRegistry
+
+    registry = DeviceRegistry(f"sqlite:///{tmp_path / 'var' / 'registry.db'}")
+    assert registry.count() == 40
+    registry.close()
+    assert "mqtts://127.0.0.1:" in out.stderr.decode()
+    assert "40 device accounts" in out.stderr.decode()
+    assert (tmp_path / "var" / "tls" / "ca.crt").is_file()
+    assert oct((tmp_path / "var" / "operator.pw").stat().st_mode & 0o777) == "0o600"
+    assert "ingest.service: subscribed to mqtts://" in out.stderr.decode()
