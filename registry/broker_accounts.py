@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -65,6 +65,14 @@ class Credentials:
     device_id: str
     username: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientState:
+    """A broker client as the plugin has it: disabled or not, and its roles."""
+
+    disabled: bool
+    roles: frozenset[str]
 
 
 def new_password() -> str:
@@ -208,21 +216,53 @@ class BrokerAccounts:
         )  # fmt: skip
         return cred
 
-    def set_enabled(self, device_ids: Iterable[str], enabled: bool) -> None:
+    def clients(self, usernames: Iterable[str] | None = None) -> dict[str, ClientState]:
+        """Clients the broker has (all, or these), with whether each is disabled and its roles."""
+        if usernames is None:
+            answer = self.run([{"command": "listClients", "verbose": True, "count": -1}])[0]
+            found = answer.get("data", {}).get("clients", [])
+        else:
+            answers = self.run(
+                [{"command": "getClient", "username": u} for u in usernames], ignore={"Client not found"}
+            )
+            found = [a["data"]["client"] for a in answers if not a.get("error")]
+        return {
+            str(c["username"]): ClientState(
+                bool(c.get("disabled", False)), frozenset(str(r["rolename"]) for r in c.get("roles", []))
+            )
+            for c in found
+        }
+
+    def set_enabled(
+        self, device_ids: Iterable[str], enabled: bool, *, known: Mapping[str, ClientState] | None = None
+    ) -> None:
         """Enable device clients, or disable them: the broker disconnects them at once.
 
         Disabling also takes the device's role away: a device that logs in with a certificate
         (``use_identity_as_username``) skips the password check where a disabled client is refused,
         and is straight back in (measured on Mosquitto 2.0.11); without its role every publish is
-        refused. Enabling gives the role back.
+        refused. Enabling gives the role back. Only what differs is sent (the plugin answers an
+        error to a role a client has already); ``known`` saves asking for each client's state.
         """
+        ids = list(device_ids)
+        states = known if known is not None else self.clients(ids)
         commands: list[dict[str, Any]] = []
-        for d in device_ids:
-            role = {"username": d, "rolename": DEVICE_ROLE_PREFIX + d}
+        for d in ids:
+            state = states.get(d)
+            if state is None:
+                raise BrokerAccountError(f"device {d!r} has no broker account (ioc devices sync-broker creates it)")
+            role = DEVICE_ROLE_PREFIX + d
+            has_role = role in state.roles
             if enabled:
-                commands += [{"command": "addClientRole", **role}, {"command": "enableClient", "username": d}]
+                if not has_role:
+                    commands.append({"command": "addClientRole", "username": d, "rolename": role})
+                if state.disabled:
+                    commands.append({"command": "enableClient", "username": d})
             else:
-                commands += [{"command": "removeClientRole", **role}, {"command": "disableClient", "username": d}]
+                if has_role:
+                    commands.append({"command": "removeClientRole", "username": d, "rolename": role})
+                if not state.disabled:
+                    commands.append({"command": "disableClient", "username": d})
         self.run(commands)
 
     def reset_password(self, device_id: str) -> Credentials:
@@ -230,8 +270,3 @@ class BrokerAccounts:
         cred = Credentials(device_id, device_id, new_password())
         self.run([{"command": "setClientPassword", "username": device_id, "password": cred.password}])
         return cred
-
-    def usernames(self) -> set[str]:
-        """Every client the broker has (devices and services)."""
-        answer = self.run([{"command": "listClients", "verbose": False, "count": -1}])[0]
-        return {str(u) for u in answer.get("data", {}).get("clients", [])}

@@ -282,15 +282,16 @@ def sync_broker(
     with _broker(settings) as accounts, _registry(registry_url) as registry:
         assert accounts is not None
         devices = [r.device for r in registry.list()]
-        known = accounts.usernames()
+        known = accounts.clients()
         missing = [d.id for d in devices if d.id not in known]
         if missing and credentials_out is None:
             raise UserError(
                 f"{len(missing)} devices have no broker account: give --credentials-out FILE for their passwords"
             )
         created = accounts.create_devices(missing)
-        accounts.set_enabled([d.id for d in devices if d.active], True)
-        accounts.set_enabled([d.id for d in devices if not d.active], False)
+        known = {**known, **accounts.clients([c.username for c in created])}
+        accounts.set_enabled([d.id for d in devices if d.active], True, known=known)
+        accounts.set_enabled([d.id for d in devices if not d.active], False, known=known)
     if created and credentials_out is not None:
         _write_credentials(credentials_out, created)
     typer.echo(f"broker accounts: {len(created)} created, {len(devices) - len(created)} already there, "

@@ -28,6 +28,7 @@ from tests.integration.test_reliability import distinct_seqs, readings
 ADMIN = ("ioc-admin", "admin-password-for-tests")
 INGEST = "ioc-ingest"
 NOT_AUTHORIZED = 0x87
+NO_SUBSCRIBERS = 0x10
 
 
 @pytest.fixture
@@ -146,3 +147,25 @@ def test_a_broker_admin_that_cannot_log_in_is_one_line(broker: Broker, tmp_path:
     registry = DeviceRegistry(f"sqlite:///{tmp_path / 'r.db'}")
     assert registry.find("x1") is None
     registry.close()
+
+
+def test_suspended_then_activated_publishes_again_and_repeats_are_harmless(broker: Broker, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    added = ioc(
+        "devices", "add", "--id", "bt-sal-1", "--kind", "salinity", "--province", "ben_tre", "--district",
+        "ba_tri", "--site", "river", "--lat", "10.0", "--lon", "106.5", "--registry-url", url, broker=broker,
+    )  # fmt: skip
+    broker.passwords["bt-sal-1"] = json.loads(added)["mqtt_password"]
+    topic_reading = readings("bt-sal-1", 0, 1)
+    for command in ("suspend", "suspend"):
+        assert "broker account disabled" in ioc("devices", command, "bt-sal-1", "--registry-url", url, broker=broker)
+    refused = Device(broker, "bt-sal-1")
+    assert refused.connack.is_failure
+    refused.close()
+    for _ in range(2):
+        assert "bt-sal-1: active" in ioc("devices", "activate", "bt-sal-1", "--registry-url", url, broker=broker)
+    device = Device(broker, "bt-sal-1")
+    try:
+        assert device.publish_all(topic_reading) == [NO_SUBSCRIBERS]  # accepted; nobody subscribes here
+    finally:
+        device.close()
