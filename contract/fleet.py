@@ -8,7 +8,7 @@ registry facts because they describe the same physical place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final, Literal, get_args
+from typing import Annotated, Final, Literal, NamedTuple, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -54,6 +54,23 @@ class ExternalIds(BaseModel):
         return data
 
 
+class DeviceTags(NamedTuple):
+    """What ingest and the rule engine need of a device — identity, kind, tags, state — and nothing
+    more: a running ingest holds one per device (100,000 in about 10 MB)."""
+
+    id: str
+    kind: Kind
+    province: str
+    district: str
+    site: str
+    crop: str
+    state: str
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
 class Device(BaseModel):
     """One registered device."""
 
@@ -77,6 +94,9 @@ class Device(BaseModel):
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+    def tags(self) -> DeviceTags:
+        return DeviceTags(self.id, self.kind, self.province, self.district, self.site, self.crop, self.state)
 
 
 class Fleet(BaseModel):

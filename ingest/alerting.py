@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from alerts.errors import StoreError
 from alerts.store import AlertEvent, AlertStore
 from contract.fields import CAMERA_EVENTS
-from contract.fleet import Fleet
+from contract.fleet import DeviceTags, Fleet
 from contract.retry import Backoff
 from ingest.batch import Batch
 from ingest.devices import device_infos
@@ -65,7 +65,7 @@ class Alerting:
     def __init__(
         self,
         pack: Pack,
-        fleet: Fleet,
+        fleet: Fleet | Sequence[DeviceTags],
         store: AlertStore,
         *,
         deliver_max_age_ms: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from contract.fleet import Device, Fleet
+from contract.fleet import Device, DeviceTags, Fleet
 from contract.geography import PROVINCE_BY_SLUG
 from rules.model import DeviceInfo
 
@@ -17,7 +17,7 @@ def _names(province: str, district: str) -> tuple[str, str]:
     return (d.name if d else district), p.name
 
 
-def device_infos(devices: Fleet | Iterable[Device]) -> list[DeviceInfo]:
+def device_infos(devices: Fleet | Iterable[Device | DeviceTags]) -> list[DeviceInfo]:
     """One :class:`DeviceInfo` per registered device, in registry order (the engine's indexes)."""
     infos = []
     places: dict[tuple[str, str], str] = {}  # one string per district, shared by its devices

@@ -64,7 +64,7 @@ class RegistryFollower:
         """Apply what changed since the last poll; returns how many devices changed."""
         loop = asyncio.get_running_loop()
         try:
-            revision, records = await loop.run_in_executor(self._worker, self.source.changes_since, self.revision)
+            revision, records = await loop.run_in_executor(self._worker, self.source.tags_since, self.revision)
         except RegistryError as exc:
             self.errors.inc()
             if not self._failing:
@@ -77,7 +77,7 @@ class RegistryFollower:
         if not records:
             self.revision = revision
             return 0
-        added = self.registry.apply(r.device for r in records)
+        added = self.registry.apply(records)
         self.revision = revision
         for listener in self.listeners:
             listener(self.registry)

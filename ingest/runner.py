@@ -14,7 +14,7 @@ from alerts.config import WebhookSettings
 from alerts.errors import AlertsError
 from alerts.sender import WebhookSender
 from alerts.store import AlertStore
-from contract.fleet import Fleet
+from contract.fleet import DeviceTags
 from contract.retry import Backoff
 from ingest.alerting import Alerting
 from ingest.config import IngestSettings
@@ -38,10 +38,10 @@ class IngestProcess:
     sender: WebhookSender | None = None
 
 
-def open_devices(settings: IngestSettings) -> tuple[DeviceRegistry, int, Fleet]:
+def open_devices(settings: IngestSettings) -> tuple[DeviceRegistry, int, tuple[DeviceTags, ...]]:
     """The registry database (or a fleet file read into an in-memory one), its revision and devices."""
     try:
-        opened = open_source(settings.registry_url, settings.fleet_file)
+        opened = open_source(settings.registry_url, settings.fleet_file, light=True)
     except RegistryError as exc:
         what = (
             "the device registry: --registry-url, IOC_REGISTRY_URL"
@@ -49,7 +49,7 @@ def open_devices(settings: IngestSettings) -> tuple[DeviceRegistry, int, Fleet]:
             else "the fleet file: --fleet, IOC_FLEET"
         )
         raise ConfigError(f"{exc} ({what})") from exc
-    return opened.registry, opened.revision, Fleet(devices=tuple(r.device for r in opened.records))
+    return opened.registry, opened.revision, opened.tags
 
 
 def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:

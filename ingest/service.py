@@ -28,12 +28,12 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
 from contract.clock import now_ms
-from contract.fleet import Fleet
+from contract.fleet import DeviceTags, Fleet
 from contract.reasons import Reason
 from contract.topics import Channel, device_topic, dlq_topic
 from ingest.batch import Batch, BatchBuilder, Rejection
@@ -99,7 +99,7 @@ class IngestService:
     def __init__(
         self,
         settings: IngestSettings,
-        fleet: Fleet,
+        fleet: Fleet | Sequence[DeviceTags],
         *,
         metrics: IngestMetrics | None = None,
         on_batch: BatchHook | None = None,
@@ -110,7 +110,7 @@ class IngestService:
         self.settings = settings
         self.broker_factory = broker or broker_factory(settings)
         self.metrics = metrics or IngestMetrics()
-        self.registry = Registry.from_fleet(fleet)
+        self.registry = Registry(fleet.devices if isinstance(fleet, Fleet) else fleet)
         self._decoder = Decoder(
             self.registry,
             max_payload_bytes=settings.max_payload_bytes,

@@ -96,13 +96,14 @@ def demo_fleet(devices: int, seed: int) -> Fleet:
     return Fleet(devices=(*generated, *scripted))
 
 
-def play_scenarios(broker: DemoBroker, end_ms: int) -> int:
+def play_scenarios(mqtt_url: str, end_ms: int, *, ca_file: Path | None = None, secret: bytes | None = None) -> int:
     """Publish every scripted scenario, ending now (so its alerts reach the farmers' webhooks).
 
-    Each scenario device logs in with its own account over TLS, as a field device would.
+    Each scenario device connects on its own, as a field device would: over TLS for ``mqtts://``
+    (trusting ``ca_file``), and with its account (password derived from the fleet ``secret``) when
+    there is one.
     """
-    endpoint = mqtt_endpoint(broker.tls_url)
-    secret = broker.device_secret_file.read_bytes().strip()
+    endpoint = mqtt_endpoint(mqtt_url)
     by_id = scenario_fleet().by_id()
     per_device: dict[str, list[tuple[str, bytes]]] = {}
     for script in SCENARIOS.values():
@@ -113,8 +114,10 @@ def play_scenarios(broker: DemoBroker, end_ms: int) -> int:
     published = 0
     for device_id, messages in per_device.items():
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=paho.MQTTv5)
-        client.username_pw_set(device_id, device_password(secret, device_id))
-        client.tls_set(ca_certs=str(broker.ca_file))
+        if secret is not None:
+            client.username_pw_set(device_id, device_password(secret, device_id))
+        if endpoint.tls:
+            client.tls_set(ca_certs=str(ca_file) if ca_file else None)
         client.connect(endpoint.host, endpoint.port)
         client.loop_start()
         infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
@@ -316,7 +319,10 @@ async def _stream(
             if backfill_done is None and backfill_published is not None and stored >= backfill_published:
                 backfill_done = (time.monotonic(), stored)
                 # History is in: now the scripted field situations happen, live, for the farmers.
-                scripted = await asyncio.to_thread(play_scenarios, broker, now_ms())
+                scripted = await asyncio.to_thread(
+                    play_scenarios, broker.tls_url, now_ms(), ca_file=broker.ca_file,
+                    secret=broker.device_secret_file.read_bytes().strip(),
+                )  # fmt: skip
             tick("live" if backfill_done else "backfill")
             await asyncio.sleep(0.25)
         # Drain: wait until ingest has acknowledged every message the broker took.

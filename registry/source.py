@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.fleet import DeviceTags
 from registry.errors import RegistryError
 from registry.files import read_devices
 from registry.store import MEMORY_URL, DeviceRecord, DeviceRegistry
@@ -22,12 +23,14 @@ class OpenedSource:
     registry: DeviceRegistry
     revision: int
     records: tuple[DeviceRecord, ...]
-    """Decommissioned devices included, in revision order (a fleet file's: by id)."""
+    """Decommissioned devices included, in revision order (a fleet file's: by id); empty if ``light``."""
+    tags: tuple[DeviceTags, ...]
+    """The same devices, only what ingest needs of each (``light``); else empty."""
     in_memory: bool
     """The fleet file's in-memory registry: what is written to it is lost when the process ends."""
 
 
-def open_source(registry_url: str | None, fleet_file: Path) -> OpenedSource:
+def open_source(registry_url: str | None, fleet_file: Path, *, light: bool = False) -> OpenedSource:
     """The registry at ``registry_url``, or ``fleet_file`` imported into an in-memory one.
 
     Raises :class:`RegistryError`: the database cannot be opened, or the fleet file cannot be read
@@ -46,8 +49,11 @@ def open_source(registry_url: str | None, fleet_file: Path) -> OpenedSource:
             registry.close()
             raise
     try:
+        if light:
+            revision, tags = registry.tags_since(0)
+            return OpenedSource(registry, revision, (), tuple(tags), in_memory)
         revision, records = registry.changes_since(0)
     except RegistryError:
         registry.close()
         raise
-    return OpenedSource(registry, revision, tuple(records), in_memory)
+    return OpenedSource(registry, revision, tuple(records), (), in_memory)

@@ -30,7 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from contract.clock import now_ms
 from contract.fields import Kind
-from contract.fleet import Device, DeviceState, ExternalIds
+from contract.fleet import Device, DeviceState, DeviceTags, ExternalIds
 from registry import migrate
 from registry.errors import DeviceExists, DeviceNotFound, ImportRefused, RegistryError, RegistryUnavailable
 from registry.schema import devices, registry_meta
@@ -141,6 +141,7 @@ def _journal_mode_wal(dbapi_conn: Any, timeout_s: float = 30.0) -> None:
 
 
 _NO_IDS: Final = ExternalIds()
+_KINDS: Final = {k.value: k for k in Kind}
 _ALL_FIELDS: Final = set(Device.model_fields)
 """One fields-set shared by every device read back (each would otherwise carry a set of its own)."""
 _SHARED_TEXT: Final = ("province", "district", "site", "crop", "coast", "model", "state")
@@ -323,6 +324,24 @@ class DeviceRegistry:
                 .order_by(devices.c.revision, devices.c.id)
             )
             return now, [_record(r) for r in conn.execute(q).mappings()]
+
+    def tags_since(self, revision: int) -> tuple[int, builtins.list[DeviceTags]]:
+        """Like :meth:`changes_since`, but only what ingest needs of each device (10 times lighter)."""
+        cols = [devices.c[name] for name in DeviceTags._fields]
+        with self._read() as conn:
+            now = int(conn.execute(select(registry_meta.c.revision).where(registry_meta.c.id == 1)).scalar_one())
+            if now == revision:
+                return now, []
+            q = (
+                select(*cols)
+                .where(devices.c.revision > revision, devices.c.revision <= now)
+                .order_by(devices.c.revision, devices.c.id)
+            )
+            intern = sys.intern
+            return now, [
+                DeviceTags(i, _KINDS[k], intern(p), intern(d), intern(si), intern(c), intern(st))
+                for i, k, p, d, si, c, st in conn.execute(q)
+            ]
 
     # -- writes ------------------------------------------------------------------------------
 
