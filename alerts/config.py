@@ -30,32 +30,16 @@ def split_list(v: Any) -> Any:
     return v
 
 
-class WebhookSettings(BaseSettings):
-    """Settings of the alert store and the webhook sender."""
+class WebhookTargets(BaseSettings):
+    """Where webhooks may go and how long one attempt may take (the sender's and the API's test route)."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
-
-    alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
-    alerts_busy_timeout_s: float = Field(
-        30.0, gt=0, le=600, description="how long one alert-store write waits for a lock before it is retried"
-    )
     webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="HTTP timeout of one delivery attempt")
-    webhook_max_attempts: int = Field(20, ge=1, le=1_000, description="attempts before an event is dead-lettered")
-    webhook_max_age_s: float = Field(
-        86_400.0, gt=0, description="an event still failing this long after it was queued is dead-lettered"
-    )
-    webhook_backoff_initial_s: float = Field(2.0, gt=0, description="first back-off after a failed delivery")
-    webhook_backoff_max_s: float = Field(900.0, gt=0, description="longest back-off between attempts")
     webhook_allow_private: bool = Field(
         False, description="allow webhooks to private, loopback and link-local addresses (never in production)"
     )
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(
         [], description="CIDRs, addresses or host names webhooks may reach even if private"
     )
-    webhook_poll_interval_s: float = Field(
-        1.0, gt=0, le=60, description="how often the sender looks for new outbox rows when not notified"
-    )
-    webhook_concurrency: int = Field(8, ge=1, le=256, description="subscribers delivered to at the same time")
 
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
@@ -68,12 +52,33 @@ class WebhookSettings(BaseSettings):
         TargetPolicy.parse(v)  # raises ValueError naming the bad entry
         return v
 
+    def target_policy(self, *, resolver: Resolver | None = None) -> TargetPolicy:
+        """The outbound-target policy these settings describe."""
+        return TargetPolicy.parse(self.webhook_allow_hosts, allow_private=self.webhook_allow_private, resolver=resolver)
+
+
+class WebhookSettings(WebhookTargets):
+    """Settings of the alert store and the webhook sender."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+
+    alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
+    alerts_busy_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="how long one alert-store write waits for a lock before it is retried"
+    )
+    webhook_max_attempts: int = Field(20, ge=1, le=1_000, description="attempts before an event is dead-lettered")
+    webhook_max_age_s: float = Field(
+        86_400.0, gt=0, description="an event still failing this long after it was queued is dead-lettered"
+    )
+    webhook_backoff_initial_s: float = Field(2.0, gt=0, description="first back-off after a failed delivery")
+    webhook_backoff_max_s: float = Field(900.0, gt=0, description="longest back-off between attempts")
+    webhook_poll_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often the sender looks for new outbox rows when not notified"
+    )
+    webhook_concurrency: int = Field(8, ge=1, le=256, description="subscribers delivered to at the same time")
+
     @model_validator(mode="after")
     def _backoff(self) -> WebhookSettings:
         if self.webhook_backoff_max_s < self.webhook_backoff_initial_s:
             raise ValueError("webhook_backoff_max_s must be at least webhook_backoff_initial_s")
         return self
-
-    def target_policy(self, *, resolver: Resolver | None = None) -> TargetPolicy:
-        """The outbound-target policy these settings describe."""
-        return TargetPolicy.parse(self.webhook_allow_hosts, allow_private=self.webhook_allow_private, resolver=resolver)

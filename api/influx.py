@@ -9,6 +9,7 @@ statement's meaning.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
@@ -144,10 +145,17 @@ class Influx:
     """The API's InfluxDB connection: one pooled client, InfluxQL through ``/query``."""
 
     def __init__(
-        self, url: str, db: str, *, username: str | None = None, password: str | None = None, timeout_s: float = 30.0
+        self,
+        url: str,
+        db: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         auth = httpx.BasicAuth(username, password or "") if username else None
-        self._client = httpx.Client(base_url=url, auth=auth, timeout=timeout_s, trust_env=False)
+        self._client = httpx.Client(base_url=url, auth=auth, timeout=timeout_s, trust_env=False, verify=verify)
         self._db = db
         self._username = username
         self._password = password

@@ -249,6 +249,7 @@ class Services:
             username=settings.influx_username,
             password=password,
             timeout_s=settings.api_query_timeout_s,
+            verify=settings.influx_verify(),
         )
         return cls(settings, registry, rules, store, keys, influx)
 

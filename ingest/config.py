@@ -6,25 +6,21 @@ or from the matching ``ioc ingest`` flag.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from contract.topics import mqtt_endpoint, mqtt_tls_problem, parse_mqtt_url, readable_file
+from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice
+from contract.topics import mqtt_tls_problem, readable_file
 
-DEFAULT_FLEET = Path("var/fleet.yaml")
 
-
-class IngestSettings(BaseSettings):
-    """Settings of ``ioc ingest``."""
+class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
+    """Settings of ``ioc ingest`` (the broker, InfluxDB and registry groups: :mod:`contract.settings`)."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
-    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port or mqtts://host:port (TLS)")
     mqtt_client_id: str = Field(
         "ioc-ingest",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -46,32 +42,17 @@ class IngestSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="subscribe as $share/<group>/... (several workers, an account each; keep it secret)",
     )
-    mqtt_ca_file: Path | None = Field(
-        None, description="mqtts://: trust this CA (PEM) for the broker's certificate instead of the system's CAs"
-    )
     mqtt_cert_file: Path | None = Field(
         None, description="mqtts://: our client certificate (PEM), for a broker that requires one (mutual TLS)"
     )
     mqtt_key_file: Path | None = Field(None, description="the private key of mqtt_cert_file (PEM, unencrypted)")
 
-    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL")
     influx_api: Literal["v1", "v2"] = Field("v1", description="write dialect: v1 /write or v2 (influxdb-client)")
     influx_db: str | None = Field("ioc", description="database (v1)")
-    influx_username: str | None = Field(None, description="user (v1 auth)")
-    influx_password: SecretStr | None = Field(None, description="password (v1 auth)")
     influx_bucket: str | None = Field(None, description="bucket (v2)")
     influx_org: str | None = Field(None, description="organisation (v2)")
     influx_token: SecretStr | None = Field(None, description="API token (v2)")
-    influx_ca_file: Path | None = Field(
-        None, description="https://: trust this CA (PEM) for InfluxDB's certificate instead of the system's CAs"
-    )
 
-    fleet: Path | None = Field(
-        None, description="a fleet file (YAML or CSV) read into an in-memory registry (default var/fleet.yaml)"
-    )
-    registry_url: str | None = Field(
-        None, description="the device registry database: sqlite:///var/registry.db or postgresql://… (instead of fleet)"
-    )
     registry_poll_s: float = Field(1.0, gt=0, le=60, description="how often a running ingest looks for device changes")
 
     batch_max_readings: int = Field(10_000, ge=1, le=100_000, description="write a batch at this many readings")
@@ -98,23 +79,10 @@ class IngestSettings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Prometheus metrics address")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus metrics port (0: off)")
 
-    @field_validator("mqtt_url")
-    @classmethod
-    def _mqtt_url(cls, v: str) -> str:
-        parse_mqtt_url(v)
-        return v
-
-    @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file", "influx_ca_file")
+    @field_validator("mqtt_cert_file", "mqtt_key_file")
     @classmethod
     def _readable(cls, v: Path | None) -> Path | None:
         return None if v is None else readable_file(v)
-
-    @field_validator("influx_url")
-    @classmethod
-    def _influx_url(cls, v: str) -> str:
-        if urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname:
-            raise ValueError(f"InfluxDB URL must look like http://host:port, got {v!r}")
-        return v.rstrip("/")
 
     @model_validator(mode="after")
     def _dialect(self) -> IngestSettings:
@@ -125,11 +93,6 @@ class IngestSettings(BaseSettings):
             if missing:
                 flags = ", ".join("--" + m.replace("_", "-") for m in missing)
                 raise ValueError(f"--influx-api v2 needs {flags}")
-        if self.registry_url and self.fleet is not None:
-            raise ValueError(
-                "give the device registry once: --registry-url (IOC_REGISTRY_URL) or --fleet (IOC_FLEET), not both "
-                "(import a fleet file with `ioc devices import FILE --registry-url …`)"
-            )
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be at least retry_initial_s")
         return self
@@ -139,37 +102,4 @@ class IngestSettings(BaseSettings):
         problem = mqtt_tls_problem(self.mqtt_url, self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
         if problem:
             raise ValueError(problem)
-        if self.influx_ca_file is not None:
-            if urlsplit(self.influx_url).scheme != "https":
-                raise ValueError(
-                    "--influx-ca-file (IOC_INFLUX_CA_FILE) needs an https:// InfluxDB URL in --influx-url "
-                    f"(IOC_INFLUX_URL); got {self.influx_url}"
-                )
-            try:
-                ssl.create_default_context(cafile=str(self.influx_ca_file))
-            except ssl.SSLError as exc:
-                raise ValueError(
-                    f"--influx-ca-file (IOC_INFLUX_CA_FILE): {self.influx_ca_file} holds no PEM CA certificate "
-                    f"({exc.reason or exc})"
-                ) from None
         return self
-
-    @property
-    def fleet_file(self) -> Path:
-        """The fleet file to read when there is no registry database."""
-        return self.fleet or DEFAULT_FLEET
-
-    @property
-    def mqtt_host_port(self) -> tuple[str, int]:
-        return parse_mqtt_url(self.mqtt_url)
-
-    @property
-    def mqtt_tls(self) -> bool:
-        """Whether the broker URL is ``mqtts://`` (TLS)."""
-        return mqtt_endpoint(self.mqtt_url).tls
-
-    def influx_verify(self) -> ssl.SSLContext | bool:
-        """httpx's ``verify=`` for InfluxDB: a context trusting ``influx_ca_file``, else the system's CAs."""
-        if self.influx_ca_file is None:
-            return True
-        return ssl.create_default_context(cafile=str(self.influx_ca_file))

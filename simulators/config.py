@@ -5,23 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from contract.topics import CERT_FLAG, KEY_FLAG, mqtt_tls_problem, parse_mqtt_url, readable_file
+from contract.settings import BrokerUrl
+from contract.topics import CERT_FLAG, KEY_FLAG, mqtt_tls_problem, readable_file
 
 DEVICE_PLACEHOLDER = "{device_id}"
 """In ``mqtt_cert_file`` and ``mqtt_key_file``: each device's own id (a certificate per device)."""
 
 
-class SimulateSettings(BaseSettings):
+class SimulateSettings(BrokerUrl):
     """What the simulated fleet publishes, where, and how fast."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
-    mqtt_url: str = Field("mqtt://127.0.0.1:1883", description="broker, mqtt://host:port or mqtts://host:port (TLS)")
-    mqtt_ca_file: Path | None = Field(
-        None, description="mqtts://: trust this CA (PEM) for the broker's certificate instead of the system's CAs"
-    )
     mqtt_cert_file: Path | None = Field(
         None,
         description="mqtts://: client certificate (PEM) for mutual TLS; {device_id} in the path: one per device",
@@ -47,17 +44,6 @@ class SimulateSettings(BaseSettings):
     )
     device_password: SecretStr | None = Field(None, description="one password for every device (tests)")
     record: Path | None = Field(None, description="write every published reading as JSON lines here")
-
-    @field_validator("mqtt_url")
-    @classmethod
-    def _mqtt_url(cls, v: str) -> str:
-        parse_mqtt_url(v)
-        return v
-
-    @field_validator("mqtt_ca_file")
-    @classmethod
-    def _ca_file(cls, v: Path | None) -> Path | None:
-        return None if v is None else readable_file(v)
 
     @field_validator("mqtt_cert_file", "mqtt_key_file")
     @classmethod
