@@ -40,14 +40,23 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _TICK
 
 
-def peak_rss_mib(pids: list[int]) -> float:
-    """Sum of the processes' peak resident set sizes (``VmHWM``), MiB."""
+def _status_mib(pids: list[int], field: str) -> float:
     total_kib = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     total_kib += int(line.split()[1])
         except OSError:
             continue
     return round(total_kib / 1024, 1)
+
+
+def peak_rss_mib(pids: list[int]) -> float:
+    """Sum of the processes' peak resident set sizes (``VmHWM``), MiB."""
+    return _status_mib(pids, "VmHWM")
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Sum of the processes' resident set sizes now (``VmRSS``), MiB."""
+    return _status_mib(pids, "VmRSS")

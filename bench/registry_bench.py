@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from bench.procstat import tree
+from bench.procstat import rss_mib, tree
 from contract.topics import device_topic
 from ingest.influxql import query
 from ioc.servers import free_port, start_influxd, start_mosquitto
@@ -41,18 +41,6 @@ from simulators.fleetgen import generate_fleet
 SIZES = (1_000, 10_000, 100_000)
 BIN = Path(sys.executable).parent
 ADMIN_KEY = "bench-admin-key-0123456789abcdefghijklmnop"
-
-
-def _rss_mib(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total / 1024, 1)
 
 
 def _publish_until_stored(mqtt_port: int, influx_url: str, db: str, device: Any, deadline: float) -> bool:
@@ -109,7 +97,7 @@ def measure(n: int, work: Path) -> dict[str, Any]:
     try:
         stored = _publish_until_stored(broker.port, influx.url, db, fleet.devices[-1], started + 120)
         figures["ready_s"] = round(time.monotonic() - started, 2) if stored else None
-        figures["ingest_rss_mib"] = _rss_mib(ingest.pid)
+        figures["ingest_rss_mib"] = rss_mib(tree(ingest.pid))
         figures["api_page_ms"] = _api_page_ms(url, work, n, fleet.devices[n // 2].id, influx.url, db)
     finally:
         ingest.send_signal(signal.SIGTERM)
