@@ -149,7 +149,8 @@ def table(results: dict[str, Any]) -> str:
                   f"({hook['delivered']} of {hook['probes']} firings delivered).", ""]  # fmt: skip
     registry = results.get("registry")
     if registry:
-        lines += ["### The registry at scale", "",
+        when = f" (measured {registry['date']} at {registry['commit']})" if "date" in registry else ""
+        lines += [f"### The registry at scale{when}", "",
                   "| devices | import s | ingest ready s | ingest RSS MiB | growth MiB | GET 100 devices ms |",
                   "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for row in registry["sizes"]:
