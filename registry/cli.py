@@ -273,22 +273,33 @@ def sync_broker(
     credentials_out: Annotated[
         Path | None, Opt(help="write id,username,password of every account created here (CSV, mode 600)")
     ] = None,
+    device_secret_file: Annotated[
+        Path | None,
+        Opt(
+            "--device-secret-file",
+            help="derive the password of each account created here from this fleet secret, as `ioc simulate "
+            "--device-secret-file` does (hex HMAC-SHA256(secret, device id)), instead of generating one",
+        ),
+    ] = None,
 ) -> None:
     """Bring the broker's device accounts in line with the registry: create missing ones (their
-    passwords go to --credentials-out, once), enable active devices, disable the others."""
+    passwords go to --credentials-out, once, or are derived from --device-secret-file), enable
+    active devices, disable the others."""
     settings = _settings(registry_url, broker_admin_url)
     if settings.broker_admin_url is None:
         raise UserError("no broker to sync: give --broker-admin-url (IOC_BROKER_ADMIN_URL)")
+    secret = _device_secret(device_secret_file) if device_secret_file is not None else None
     with _broker(settings) as accounts, _registry(registry_url) as registry:
         assert accounts is not None
         devices = [r.device for r in registry.list()]
         known = accounts.clients()
         missing = [d.id for d in devices if d.id not in known]
-        if missing and credentials_out is None:
+        if missing and credentials_out is None and secret is None:
             raise UserError(
-                f"{len(missing)} devices have no broker account: give --credentials-out FILE for their passwords"
+                f"{len(missing)} devices have no broker account: give --credentials-out FILE for their passwords "
+                "(or --device-secret-file to derive them)"
             )
-        created = accounts.create_devices(missing)
+        created = accounts.create_devices(missing, _derived_passwords(secret, missing) if secret else None)
         known = {**known, **accounts.clients([c.username for c in created])}
         accounts.set_enabled([d.id for d in devices if d.active], True, known=known)
         accounts.set_enabled([d.id for d in devices if not d.active], False, known=known)
@@ -296,6 +307,30 @@ def sync_broker(
         _write_credentials(credentials_out, created)
     typer.echo(f"broker accounts: {len(created)} created, {len(devices) - len(created)} already there, "
                f"{sum(not d.active for d in devices)} disabled")  # fmt: skip
+
+
+MIN_DEVICE_SECRET_CHARS = 16
+
+
+def _device_secret(path: Path) -> bytes:
+    """The fleet secret in ``path``, surrounding whitespace removed (as the simulators read it)."""
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise UserError(f"--device-secret-file {path}: cannot read it ({exc.strerror})") from None
+    if len(secret) < MIN_DEVICE_SECRET_CHARS:
+        raise UserError(
+            f"--device-secret-file {path}: the secret is too short: use at least {MIN_DEVICE_SECRET_CHARS} "
+            "characters (openssl rand -hex 32)"
+        )
+    return secret
+
+
+def _derived_passwords(secret: bytes, device_ids: Sequence[str]) -> dict[str, str]:
+    """Each device's password as the simulators compute it (``simulators.publisher.device_password``)."""
+    from simulators.publisher import device_password
+
+    return {d: device_password(secret, d) for d in device_ids}
 
 
 def _write_credentials(path: Path, creds: Sequence[Credentials]) -> None:

@@ -169,3 +169,57 @@ def test_suspended_then_activated_publishes_again_and_repeats_are_harmless(broke
         assert device.publish_all(topic_reading) == [NO_SUBSCRIBERS]  # accepted; nobody subscribes here
     finally:
         device.close()
+
+
+def test_sync_broker_derives_passwords_from_the_fleet_secret(broker: Broker, tmp_path: Path) -> None:
+    """``--device-secret-file``: each account created gets the password the simulators derive
+    (``simulators.publisher.device_password``), nothing to write out; existing accounts keep theirs."""
+    from simulators.publisher import device_password
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    fleet_file = tmp_path / "fleet.yaml"
+    dump_fleet(small_fleet(), fleet_file)
+    ioc("devices", "import", str(fleet_file), "--registry-url", url, broker=broker)
+    secret = "s" * 40
+    secret_file = tmp_path / "device_secret"
+    secret_file.write_text(secret + "\n")  # surrounding whitespace is not part of the secret
+    devices = [d.id for d in small_fleet().devices]
+    args = ("devices", "sync-broker", "--registry-url", url, "--device-secret-file", str(secret_file))
+    assert ioc(*args, broker=broker).startswith(f"broker accounts: {len(devices)} created, 0 already there")
+    broker.passwords.update({d: device_password(secret.encode(), d) for d in devices})
+    for device_id in devices:
+        device = Device(broker, device_id)
+        try:
+            assert not device.connack.is_failure, device_id
+            assert device.publish_all(readings(device_id, 0, 1)) == [NO_SUBSCRIBERS]
+        finally:
+            device.close()
+    secret_file.write_text("t" * 40)
+    assert ioc(*args, broker=broker).startswith(f"broker accounts: 0 created, {len(devices)} already there")
+    device = Device(broker, devices[0])  # the first password still works: nothing was reset
+    assert not device.connack.is_failure
+    device.close()
+
+
+@pytest.mark.parametrize(("content", "problem"), [("short", "too short"), (None, "cannot read it")])
+def test_sync_broker_refuses_a_bad_secret_file_in_one_line(
+    broker: Broker, tmp_path: Path, content: str | None, problem: str
+) -> None:
+    secret_file = tmp_path / "device_secret"
+    if content is not None:
+        secret_file.write_text(content)
+    env = {
+        **os.environ,
+        "IOC_BROKER_ADMIN_PASSWORD": ADMIN[1],
+        "IOC_BROKER_ADMIN_URL": f"mqtt://127.0.0.1:{broker.port}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc", "devices", "sync-broker", "--registry-url", f"sqlite:///{tmp_path / 'r.db'}",
+         "--device-secret-file", str(secret_file)],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"--device-secret-file {secret_file}: " in lines[0]
+    assert problem in lines[0]

@@ -1,9 +1,11 @@
 """Session-level attacks by a device with valid credentials, against the compose broker config.
 
-Mosquitto runs ``deploy/mosquitto/mosquitto.conf`` and ``acl`` with fleet-init's users (see
-``tests/unit/test_compose.py``); ingest runs for real with the ``ioc-ingest`` account and writes to
-a real InfluxDB. The attacker is one device of the fleet (``bt-sal-2``) with its own password.
-What the broker does in each case is written down in ``deploy/mosquitto/README.md``.
+Mosquitto runs ``deploy/mosquitto/mosquitto.conf`` — the dynamic security plugin, TLS — with the
+accounts compose's init jobs create (``start_compose_broker`` in ``tests/unit/test_compose.py``);
+every client connects over TLS, trusting the compose CA. Ingest runs for real with the
+``ioc-ingest`` account and writes to a real InfluxDB. The attacker is one device of the fleet
+(``bt-sal-2``) with its own password. What the broker does in each case is written down in
+``deploy/mosquitto/README.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from simulators.publisher import FleetPublisher
 from tests.helpers import IngestThread, ingest_settings
 from tests.integration.test_pipeline import small_fleet, telemetry
 from tests.integration.test_reliability import distinct_seqs, readings
-from tests.unit.test_compose import DEVICE_SECRET, MOSQUITTO_CONF_PATH, start_compose_broker
+from tests.unit.test_compose import DEVICE_SECRET, MOSQUITTO_CONF_PATH, ComposeBroker, fleet_path, start_compose_broker
 
 INGEST = "ioc-ingest"
 OPERATOR = "ioc-operator"
@@ -46,10 +48,33 @@ NO_SUBSCRIBERS = 0x10
 class Broker:
     server: ServerProcess
     passwords: dict[str, str]
+    ca_file: Path | None = None
+    """Set: clients connect over TLS to the server's ``tls_port``, trusting this CA (the compose
+    broker). None: plaintext to its ``port``."""
+    compose: ComposeBroker | None = None
+    """The compose broker's init-job view (its admin API), when it is one."""
 
     @property
     def port(self) -> int:
+        if self.ca_file is not None:
+            assert self.server.tls_port is not None
+            return self.server.tls_port
         return self.server.port
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"{'mqtts' if self.ca_file is not None else 'mqtt'}://127.0.0.1:{self.port}"
+
+    @classmethod
+    def from_compose(cls, broker: ComposeBroker) -> Broker:
+        return cls(broker.server, broker.passwords, broker.ca_file, broker)
+
+    def allow_shared_group(self, group: str) -> None:
+        """What deploy/mosquitto/README.md has an operator do for ingest workers sharing ``group``."""
+        assert self.compose is not None
+        acl = {"acltype": "subscribePattern", "topic": f"$share/{group}/{SUBSCRIPTION}", "allow": True}
+        with self.compose.admin() as accounts:
+            accounts.run([{"command": "addRoleACL", "rolename": INGEST, **acl}])
 
     def final_log(self) -> str:
         """Stop the broker and return its log (Mosquitto buffers its stdout until it exits)."""
@@ -60,9 +85,9 @@ class Broker:
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     """The compose broker config, with the test fleet's device accounts."""
-    server, passwords = start_compose_broker(tmp_path, fleet=small_fleet())
-    yield Broker(server, passwords)
-    server.stop()
+    started = start_compose_broker(tmp_path, fleet=small_fleet())
+    yield Broker.from_compose(started)
+    started.stop()
 
 
 class Device:
@@ -85,6 +110,8 @@ class Device:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id or user, protocol=MQTTProtocolVersion.MQTTv5
         )
+        if broker.ca_file is not None:
+            self.client.tls_set(ca_certs=str(broker.ca_file))
         self.client.username_pw_set(user, broker.passwords[user])
         if will_topic is not None:
             self.client.will_set(will_topic, b'{"state": "offline"}', qos=1, retain=True)
@@ -153,10 +180,12 @@ class Device:
 
 
 def ingest_thread(broker: Broker, influxd: InfluxServer, db: str, **overrides: Any) -> IngestThread:
+    tls = {"mqtt_url": broker.mqtt_url, "mqtt_ca_file": broker.ca_file} if broker.ca_file is not None else {}
     settings = ingest_settings(
         broker.port,
         influxd.url,
         db,
+        **tls,
         mqtt_client_id=INGEST,
         mqtt_username=INGEST,
         mqtt_password=broker.passwords[INGEST],
@@ -207,6 +236,8 @@ TAKEN_OVER = re.compile(rf"Client {INGEST} already connected, closing old connec
 def test_a_device_with_ingests_client_id_gets_its_own_session_and_ingest_loses_nothing(
     broker: Broker, influxd: InfluxServer, influx_db: str
 ) -> None:
+    """The compose config: the TLS listener makes the user name the client id before the plugin
+    checks the account's bound id, so the device is let in under its own id."""
     n = 16_000
     with ingest_thread(broker, influxd, influx_db) as ingest:
         sender = Stream(broker, n)
@@ -224,37 +255,72 @@ def test_a_device_with_ingests_client_id_gets_its_own_session_and_ingest_loses_n
     assert f"as {ATTACKER} (p5, c0, k60, u'{ATTACKER}')" in log
 
 
-def test_negative_control_without_the_binding_the_device_throws_ingest_off(
+def _compose_broker_without_listener_binding(tmp_path: Path) -> tuple[Broker, ComposeBroker]:
+    conf = MOSQUITTO_CONF_PATH.read_text()
+    assert "use_username_as_clientid true" in conf
+    started = start_compose_broker(
+        tmp_path, fleet=small_fleet(), conf=conf.replace("use_username_as_clientid true", "")
+    )
+    return Broker.from_compose(started), started
+
+
+def test_without_the_listener_option_the_plugin_refuses_a_device_with_ingests_client_id(
     influxd: InfluxServer, influx_db: str, tmp_path: Path
 ) -> None:
-    """The same takeover against the config without ``use_username_as_clientid``: the test can fail."""
-    conf = MOSQUITTO_CONF_PATH.read_text().replace("use_username_as_clientid true", "")
-    unbound, passwords = start_compose_broker(tmp_path, fleet=small_fleet(), conf=conf)
+    """The second lock alone (as on ``ioc demo``'s broker): the plugin binds each account's client
+    id, and a device sending ingest's is refused at CONNECT."""
+    broker, started = _compose_broker_without_listener_binding(tmp_path)
     try:
-        weak = Broker(unbound, passwords)
-        with ingest_thread(weak, influxd, influx_db) as ingest:
-            sender = Stream(weak, 4_000)
+        n = 4_000
+        with ingest_thread(broker, influxd, influx_db) as ingest:
+            sender = Stream(broker, n)
             ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 200, what="streaming")
-            take_over(weak, times=2)
-            assert sender.join() <= {0, 0x10}, "acknowledged (0x10: no subscriber at that moment)"
+            attempts = take_over(broker, times=4)
+            assert sender.join() == {0}
+            ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= n, what="all stored")
+            assert ingest.metric("ioc_ingest_broker_reconnects_total") == 0
+        assert [str(a.connack) for a in attempts] == ["Not authorized"] * 4
+        assert distinct_seqs(influxd.url, influx_db) == set(range(n))
+        assert not TAKEN_OVER.search(broker.final_log())
+    finally:
+        started.stop()
+
+
+def test_negative_control_an_unbound_account_throws_ingest_off(
+    influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    """Both locks off — no ``use_username_as_clientid``, and the attacker's account without a bound
+    client id (``setClientId`` with none, as an account made by hand without ``-c``): the takeover
+    works, so the two tests above can fail."""
+    broker, started = _compose_broker_without_listener_binding(tmp_path)
+    try:
+        with started.admin() as accounts:
+            accounts.run([{"command": "setClientId", "username": ATTACKER}])
+        with ingest_thread(broker, influxd, influx_db) as ingest:
+            sender = Stream(broker, 4_000)
+            ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 200, what="streaming")
+            take_over(broker, times=2)
+            assert sender.join() <= {0, NO_SUBSCRIBERS}, "acknowledged (0x10: no subscriber at that moment)"
             ingest.wait_for(lambda: ingest.metric("ioc_ingest_broker_reconnects_total") >= 1, what="thrown off")
-        log = weak.final_log()
+        log = broker.final_log()
         assert TAKEN_OVER.search(log)
         assert f"as {INGEST} (p5, c0, k60, u'{ATTACKER}')" in log, "the device got ingest's session"
     finally:
-        unbound.stop()
+        started.stop()
 
 
 def test_the_simulated_fleet_still_connects_and_is_stored(
     broker: Broker, influxd: InfluxServer, influx_db: str, tmp_path: Path
 ) -> None:
-    """The simulators log in with user name = client id = device id: the binding changes nothing."""
+    """The simulators log in over TLS with user name = client id = device id and the password
+    derived from the fleet secret, as broker-accounts derived it."""
     secret = tmp_path / "device_secret"
     secret.write_text(DEVICE_SECRET + "\n")
     settings = SimulateSettings(  # type: ignore[call-arg]
         _env_file=None,
-        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-        fleet=tmp_path / "data" / "fleet.yaml",  # written by start_compose_broker
+        mqtt_url=broker.mqtt_url,
+        mqtt_ca_file=broker.ca_file,
+        fleet=fleet_path(tmp_path),  # written by start_compose_broker, imported by ioc-init
         device_secret_file=secret,
         readings=1_000,
         rate=2_000,
@@ -275,14 +341,16 @@ def test_the_simulated_fleet_still_connects_and_is_stored(
 def test_a_device_subscribing_in_a_shared_group_steals_nothing(
     broker: Broker, influxd: InfluxServer, influx_db: str, shared_group: str | None
 ) -> None:
-    """Compose runs one ingest without a group; several workers share an unguessable group name."""
+    """The plugin refuses every subscription of a device (its role allows none)."""
     n = 3_000
+    if shared_group is not None:
+        broker.allow_shared_group(shared_group)
     thief = Device(broker, ATTACKER)
     try:
         guesses = ["ingest", INGEST, "ioc", "workers"]
         for group in guesses:
-            assert thief.subscribe(f"$share/{group}/{SUBSCRIPTION}") == [1], "Mosquitto grants it (QoS 1)"
-        assert thief.subscribe("#") == [1]
+            assert thief.subscribe(f"$share/{group}/{SUBSCRIPTION}") == [NOT_AUTHORIZED]
+        assert thief.subscribe("#") == [NOT_AUTHORIZED]
         with ingest_thread(broker, influxd, influx_db, mqtt_shared_group=shared_group) as ingest:
             assert Stream(broker, n).join() == {0}
             ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= n, what="all stored")
@@ -293,27 +361,31 @@ def test_a_device_subscribing_in_a_shared_group_steals_nothing(
     assert distinct_seqs(influxd.url, influx_db) == set(range(n))
 
 
-def test_limit_a_device_that_knows_the_shared_group_takes_a_share_and_the_broker_drops_it(
-    broker: Broker,
-) -> None:
-    """Mosquitto 2.0's acl_file does not check SUBSCRIBE: a device in ingest's group is served its
-    turn of the round robin, the READ check then refuses delivery, and no other member gets the
-    message. Pinned here; the group name must stay secret until the dynamic security plugin
-    refuses device subscriptions (issue 12)."""
+def test_a_device_that_knows_the_shared_group_is_refused_and_the_group_loses_nothing(broker: Broker) -> None:
+    """With ``acl_file`` (the config before), Mosquitto 2.0 granted this subscription, served the
+    device its turn of the round robin, refused the delivery, and gave the message to no other
+    member: every second message was lost. The plugin checks SUBSCRIBE: the device is refused
+    (SUBACK 0x87), never joins the group, and the worker gets every message.
+
+    The plugin matches the whole filter, ``$share/<group>/…``, against the role's patterns: ingest's
+    role (``ioc/v1/#``) does not allow a shared subscription until the group is added to it."""
     group = "known"
     worker = Device(broker, INGEST)
     thief = Device(broker, ATTACKER)
     publisher = Device(broker, DEVICE)
     try:
+        assert worker.subscribe(f"$share/{group}/{SUBSCRIPTION}") == [NOT_AUTHORIZED], "not in ingest's role yet"
+        broker.allow_shared_group(group)
         assert worker.subscribe(f"$share/{group}/{SUBSCRIPTION}") == [1]
-        assert thief.subscribe(f"$share/{group}/{SUBSCRIPTION}") == [1]
+        assert thief.subscribe(f"$share/{group}/{SUBSCRIPTION}") == [NOT_AUTHORIZED]
         n = 40
         assert set(publisher.publish_all(readings(DEVICE, 0, n))) == {0}
         assert publisher.publish_all([(telemetry(DEVICE), b'{"last": true}')]) == [0]
+        assert worker.wait_for(telemetry(DEVICE))
         time.sleep(1.0)
         received = [p for t, p, _ in worker.messages if t == telemetry(DEVICE)]
         assert thief.messages == []
-        assert 0 < len(received) < n + 1, "half of them are lost"
+        assert len(received) == n + 1, "nothing lost"
     finally:
         for client in (worker, thief, publisher):
             client.close()
