@@ -44,6 +44,8 @@ ROLES: Final[dict[str, list[dict[str, Any]]]] = {
     # Ingest: reads every device topic and the broker's drop counter, writes dead letters.
     "ioc-ingest": [
         {"acltype": "subscribePattern", "topic": "ioc/v1/#", "allow": True},
+        # Workers sharing the stream: the plugin checks the whole $share/<group>/… filter.
+        {"acltype": "subscribePattern", "topic": "$share/+/ioc/v1/#", "allow": True},
         {"acltype": "subscribePattern", "topic": "$SYS/broker/publish/messages/dropped", "allow": True},
         {"acltype": "publishClientSend", "topic": "ioc/v1/_dlq/#", "allow": True},
     ],

@@ -785,6 +785,7 @@ def test_roles_confine_devices_and_grant_the_services() -> None:
     granted = {role: {(a["acltype"], a["topic"]) for a in acls if a["allow"]} for role, acls in ROLES.items()}
     assert granted["ioc-ingest"] == {
         ("subscribePattern", SUBSCRIPTION),
+        ("subscribePattern", f"$share/+/{SUBSCRIPTION}"),  # ingest workers sharing the stream
         ("subscribePattern", "$SYS/broker/publish/messages/dropped"),
         ("publishClientSend", f"{DLQ_PREFIX}/#"),
     }
