@@ -40,7 +40,7 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
     mqtt_shared_group: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="subscribe as $share/<group>/... (several workers, an account each; keep it secret)",
+        description="subscribe as $share/<group>/... (several workers, an account each)",
     )
     mqtt_cert_file: Path | None = Field(
         None, description="mqtts://: our client certificate (PEM), for a broker that requires one (mutual TLS)"

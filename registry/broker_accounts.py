@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract.topics import parse_mqtt_url
+from contract.topics import mqtt_endpoint
 from registry.errors import RegistryError
 
 CONTROL_TOPIC: Final = "$CONTROL/dynamic-security/v1"
@@ -90,14 +92,20 @@ def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dic
 class BrokerAccounts:
     """A connection to the broker's dynamic security plugin as its admin (a context manager)."""
 
-    def __init__(self, mqtt_url: str, username: str, password: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, mqtt_url: str, username: str, password: str, *, ca_file: Path | None = None, timeout_s: float = 10.0
+    ) -> None:
+        """Log in as the plugin's admin at ``mqtt_url`` (``mqtts://``: TLS, trusting ``ca_file``)."""
         self._url = mqtt_url
-        self._host, self._port = parse_mqtt_url(mqtt_url)
+        endpoint = mqtt_endpoint(mqtt_url)
+        self._host, self._port = endpoint.host, endpoint.port
         self._timeout = timeout_s
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=f"{username}-{secrets.token_hex(4)}", protocol=paho.MQTTv5
         )
         self._client.username_pw_set(username, password)
+        if endpoint.tls:
+            self._client.tls_set(ca_certs=str(ca_file) if ca_file else None)
         self._cond = threading.Condition()
         self._responses: list[dict[str, Any]] = []
         self._subscribed = False
@@ -111,6 +119,10 @@ class BrokerAccounts:
     def __enter__(self) -> BrokerAccounts:
         try:
             self._client.connect(self._host, self._port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise BrokerAccountError(
+                f"the broker at {self._url} failed the TLS handshake ({getattr(exc, 'verify_message', None) or exc})"
+            ) from None
         except OSError as exc:
             raise BrokerAccountError(f"cannot reach the broker at {self._url} ({exc.strerror or exc})") from None
         self._client.loop_start()

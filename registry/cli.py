@@ -57,6 +57,9 @@ class RegistrySettings(BaseSettings):
     )
     broker_admin_username: str = Field("ioc-admin", description="dynamic security admin account")
     broker_admin_password: SecretStr | None = Field(None, description="its password")
+    broker_admin_ca_file: Path | None = Field(
+        None, description="mqtts:// broker admin URL: trust this CA (PEM) for the broker's certificate"
+    )
 
     @field_validator("broker_admin_url")
     @classmethod
@@ -70,7 +73,9 @@ class RegistrySettings(BaseSettings):
         if not self.broker_admin_url:
             return None
         password = self.broker_admin_password.get_secret_value() if self.broker_admin_password else ""
-        return BrokerAccounts(self.broker_admin_url, self.broker_admin_username, password)
+        return BrokerAccounts(
+            self.broker_admin_url, self.broker_admin_username, password, ca_file=self.broker_admin_ca_file
+        )
 
 
 def _settings(url: str | None, broker_url: str | None = None) -> RegistrySettings:

@@ -223,3 +223,26 @@ def test_sync_broker_refuses_a_bad_secret_file_in_one_line(
     assert len(lines) == 1
     assert f"--device-secret-file {secret_file}: " in lines[0]
     assert problem in lines[0]
+
+
+def test_the_admin_api_over_tls_trusts_only_its_ca(tmp_path: Path) -> None:
+    from ioc.servers import TlsFiles
+    from ioc.tls import issue_server_cert, make_ca
+    from registry.broker_accounts import BrokerAccountError
+
+    ca = make_ca(tmp_path / "ca")
+    other = make_ca(tmp_path / "other-ca")
+    server_pair = issue_server_cert(ca, tmp_path / "server")
+    server = start_mosquitto(
+        tmp_path / "mosquitto", dynsec_admin=ADMIN, tls=TlsFiles(ca.cert, server_pair.cert, server_pair.key)
+    )
+    try:
+        url = f"mqtts://127.0.0.1:{server.tls_port}"
+        with BrokerAccounts(url, *ADMIN, ca_file=ca.cert) as accounts:
+            accounts.ensure_roles()
+            assert accounts.create_devices(["bt-sal-1"])[0].username == "bt-sal-1"
+            assert set(accounts.clients()) == {ADMIN[0], "bt-sal-1"}
+        with pytest.raises(BrokerAccountError, match="failed the TLS handshake"):
+            BrokerAccounts(url, *ADMIN, ca_file=other.cert).__enter__()
+    finally:
+        server.stop()
