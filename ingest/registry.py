@@ -53,6 +53,11 @@ def registry_tags(device: Device | DeviceTags) -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=16)
+def _measurement(kind: str) -> str:
+    return escape_measurement(kind)
+
+
 @functools.lru_cache(maxsize=4096)
 def _shared_tag(value: str) -> str:
     """An escaped tag value that many devices share (province, district, site, crop)."""
@@ -62,7 +67,7 @@ def _shared_tag(value: str) -> str:
 def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
     """Its series key as :func:`series_key` makes it (tags in sorted order; every registry tag is
     non-empty), built from escaped parts; one string per device (100,000 devices: well under 1 s)."""
-    measurement = escape_measurement(d.kind.value)
+    measurement = _measurement(d.kind.value)
     head = f"{measurement},crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)},"
     series = f"{head}province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
     return RegisteredDevice(index, d, series, len(measurement), len(head))

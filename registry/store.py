@@ -338,10 +338,11 @@ class DeviceRegistry:
                 .order_by(devices.c.revision, devices.c.id)
             )
             intern = sys.intern
-            return now, [
-                DeviceTags(i, _KINDS[k], intern(p), intern(d), intern(si), intern(c), intern(st))
-                for i, k, p, d, si, c, st in conn.execute(q)
-            ]
+            rows = conn.execute(q).all()  # one fetch: row by row costs twice as much at 100k
+        return now, [
+            DeviceTags(i, _KINDS[k], intern(p), intern(d), intern(si), intern(c), intern(st))
+            for i, k, p, d, si, c, st in rows
+        ]
 
     # -- writes ------------------------------------------------------------------------------
 
