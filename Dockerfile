@@ -22,8 +22,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# /data: the fleet volume; /broker-auth: where compose's fleet-init writes the broker's
-# password list. Created here so that named volumes mounted there start owned by `ioc`.
+# /data: the fleet file and the registry database; /broker-auth: where compose's ioc-init writes
+# the local CA, the broker's certificate and the service passwords. Created here so that named
+# volumes mounted there start owned by `ioc`.
 RUN groupadd --system --gid 10001 ioc \
  && useradd --system --uid 10001 --gid ioc --home-dir /home/ioc --create-home --shell /usr/sbin/nologin ioc \
  && mkdir -p /data /broker-auth \
