@@ -16,11 +16,12 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from alerts.config import WebhookTargets, split_list
 from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice
+from registry.broker_accounts import BrokerAdmin
 
 MIN_ADMIN_KEY_CHARS = 32
 
 
-class ApiSettings(WebhookTargets, RegistryChoice, InfluxConnection, BrokerUrl):
+class ApiSettings(BrokerAdmin, WebhookTargets, RegistryChoice, InfluxConnection, BrokerUrl):
     """Settings of ``ioc api`` (shared groups: :mod:`contract.settings`, :class:`alerts.config.WebhookTargets`)."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")

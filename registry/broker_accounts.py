@@ -24,6 +24,8 @@ from typing import Any, Final
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings
 
 from contract.topics import mqtt_endpoint
 from registry.errors import RegistryError
@@ -56,6 +58,35 @@ ROLES: Final[dict[str, list[dict[str, Any]]]] = {
     # The broker health check.
     "ioc-health": [{"acltype": "subscribePattern", "topic": "$SYS/broker/uptime", "allow": True}],
 }
+
+
+class BrokerAdmin(BaseSettings):
+    """The settings group of whoever provisions devices (``ioc devices``, the API): the broker's admin."""
+
+    broker_admin_url: str | None = Field(
+        None, description="broker with the dynamic security plugin: device accounts follow the registry (mqtt://…)"
+    )
+    broker_admin_username: str = Field("ioc-admin", description="dynamic security admin account")
+    broker_admin_password: SecretStr | None = Field(None, description="its password")
+    broker_admin_ca_file: Path | None = Field(
+        None, description="mqtts:// broker admin URL: trust this CA (PEM) for the broker's certificate"
+    )
+
+    @field_validator("broker_admin_url")
+    @classmethod
+    def _broker_url(cls, v: str | None) -> str | None:
+        if v:
+            mqtt_endpoint(v)
+        return v or None
+
+    def accounts(self) -> BrokerAccounts | None:
+        """The broker's account admin, when one is configured (a context manager to log in)."""
+        if not self.broker_admin_url:
+            return None
+        password = self.broker_admin_password.get_secret_value() if self.broker_admin_password else ""
+        return BrokerAccounts(
+            self.broker_admin_url, self.broker_admin_username, password, ca_file=self.broker_admin_ca_file
+        )
 
 
 class BrokerAccountError(RegistryError):

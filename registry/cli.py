@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import SettingsConfigDict
 
 from contract.fleet import DEVICE_STATES, Device, DeviceState
-from contract.topics import parse_mqtt_url
 from ioc.errors import Commands, UserError, settings_error
-from registry.broker_accounts import BrokerAccountError, BrokerAccounts, Credentials
+from registry.broker_accounts import BrokerAccountError, BrokerAccounts, BrokerAdmin, Credentials
 from registry.errors import RegistryError
 from registry.files import FileFormat, parse, read_devices, render_csv, render_yaml, write_devices
 from registry.store import DeviceRecord, DeviceRegistry
@@ -46,36 +45,12 @@ BrokerUrl = Annotated[
 ]
 
 
-class RegistrySettings(BaseSettings):
+class RegistrySettings(BrokerAdmin):
     """Where the registry is, and the broker whose accounts follow it (``ioc devices``)."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
     registry_url: str = Field(DEFAULT_URL, description="the device registry database")
-    broker_admin_url: str | None = Field(
-        None, description="broker with the dynamic security plugin: device accounts follow the registry (mqtt://…)"
-    )
-    broker_admin_username: str = Field("ioc-admin", description="dynamic security admin account")
-    broker_admin_password: SecretStr | None = Field(None, description="its password")
-    broker_admin_ca_file: Path | None = Field(
-        None, description="mqtts:// broker admin URL: trust this CA (PEM) for the broker's certificate"
-    )
-
-    @field_validator("broker_admin_url")
-    @classmethod
-    def _broker_url(cls, v: str | None) -> str | None:
-        if v:
-            parse_mqtt_url(v)
-        return v or None
-
-    def accounts(self) -> BrokerAccounts | None:
-        """The broker's account admin, when one is configured."""
-        if not self.broker_admin_url:
-            return None
-        password = self.broker_admin_password.get_secret_value() if self.broker_admin_password else ""
-        return BrokerAccounts(
-            self.broker_admin_url, self.broker_admin_username, password, ca_file=self.broker_admin_ca_file
-        )
 
 
 def _settings(url: str | None, broker_url: str | None = None) -> RegistrySettings:

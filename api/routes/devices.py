@@ -10,9 +10,11 @@ page's URL in a ``Link: <…>; rel="next"`` header (RFC 8288).
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from bisect import bisect_right
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -25,6 +27,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from alerts.store import AlertStore
 from api.auth import Operator, Principal, Reader
+from api.config import ApiSettings
 from api.deps import InfluxDep, RegistryDep, SettingsDep, StoreDep
 from api.errors import (
     ERROR_RESPONSES,
@@ -35,6 +38,7 @@ from api.errors import (
     Invalid,
     NotFoundError,
     UnsupportedMedia,
+    Upstream,
 )
 from api.influx import STATUS, TELEMETRY, Influx
 from api.services import Registry
@@ -43,9 +47,12 @@ from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind
 from contract.fleet import Crop, Device, DeviceState, Site
 from contract.geography import PROVINCE_BY_SLUG
+from registry.broker_accounts import BrokerAccountError, BrokerAccounts
 from registry.errors import ImportRefused
 from registry.files import FileFormat, parse
 from registry.store import DeviceRecord
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"], responses=ERROR_RESPONSES)
 
@@ -172,6 +179,12 @@ class RegisteredDevice(BaseModel):
     created_at: str
     updated_at: str
     revision: int = Field(description="the registry revision of its last change")
+    mqtt_username: str | None = Field(
+        None, description="its broker account (when the API manages accounts: IOC_BROKER_ADMIN_URL), at creation"
+    )
+    mqtt_password: str | None = Field(
+        None, description="the account's generated password: shown this once, never stored by the API"
+    )
 
 
 class ExternalIdsIn(BaseModel):
@@ -480,6 +493,11 @@ def get_device(
 # -- provisioning ------------------------------------------------------------------------------
 
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    502: {
+        "model": ErrorBody,
+        "description": "the registry took the change but the broker refused the device's account change or could "
+        "not be reached (`ioc devices sync-broker` brings the accounts in line)",
+    },
     503: {"model": ErrorBody, "description": "the registry database is unreachable"},
 }
 CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -534,21 +552,64 @@ IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=CREATE_RESPONSES,
 )
 def create_device(
-    principal: Operator, registry: RegistryDep, response: Response, body: Annotated[DeviceIn, Body()]
+    principal: Operator,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    response: Response,
+    body: Annotated[DeviceIn, Body()],
 ) -> RegisteredDevice:
-    """Register a new device (`operate`); a running ingest stores its readings within seconds."""
+    """Register a new device (`operate`); a running ingest stores its readings within seconds.
+
+    Where the API manages broker accounts (`IOC_BROKER_ADMIN_URL`), the device gets its account too,
+    and the answer carries its password, this once."""
     principal.check_province(body.province)
     device = Device.model_validate(body.model_dump())
     record = registry.add(device)
     response.headers["location"] = f"{router.prefix}/{device.id}"
-    return registered(record)
+    out = registered(record)
+    with broker_accounts(settings, device.id) as accounts:
+        if accounts is not None:
+            cred = accounts.create_devices([device.id])[0]
+            out.mqtt_username, out.mqtt_password = cred.username, cred.password
+    return out
+
+
+@contextmanager
+def broker_accounts(settings: ApiSettings, device_id: str) -> Iterator[BrokerAccounts | None]:
+    """The broker's account admin, logged in (None where the API does not manage accounts); its
+    failure after the registry changed is a 502 that says so."""
+    accounts = settings.accounts()
+    if accounts is None:
+        yield None
+        return
+    try:
+        with accounts:
+            accounts.ensure_roles()
+            yield accounts
+    except BrokerAccountError as exc:
+        log.error("broker account of %s not changed: %s", device_id, exc)
+        raise Upstream(
+            f"device {device_id!r} is registered as asked, but its broker account was not changed: {exc}; "
+            "`ioc devices sync-broker` brings the accounts in line"
+        ) from None
+
+
+def _follow_state(settings: ApiSettings, record: DeviceRecord) -> None:
+    """Enable or disable the device's broker account after its state changed (if accounts are managed)."""
+    with broker_accounts(settings, record.device.id) as accounts:
+        if accounts is not None:
+            accounts.set_enabled([record.device.id], record.device.active)
 
 
 @router.patch(
     "/{device_id:device_id}", response_model=RegisteredDevice, summary="Change a device", responses=PATCH_RESPONSES
 )
 def update_device(
-    device_id: RegistryIdPath, principal: Operator, registry: RegistryDep, body: Annotated[DevicePatch, Body()]
+    device_id: RegistryIdPath,
+    principal: Operator,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    body: Annotated[DevicePatch, Body()],
 ) -> RegisteredDevice:
     """Change a device's place and tags, model, external ids or state (`operate`); its id and kind stay."""
     current = visible_record(registry, principal, device_id).device
@@ -567,7 +628,10 @@ def update_device(
             f"device {device_id!r} is decommissioned: it stays so (register the hardware under a new id)",
             {"state": current.state},
         )
-    return registered(registry.update(device_id, changes))
+    record = registry.update(device_id, changes)
+    if "state" in changes and changes["state"] != current.state:
+        _follow_state(settings, record)
+    return registered(record)
 
 
 @router.delete(
@@ -576,13 +640,18 @@ def update_device(
     summary="Decommission a device",
     responses=DELETE_RESPONSES,
 )
-def decommission_device(device_id: RegistryIdPath, principal: Operator, registry: RegistryDep) -> RegisteredDevice:
+def decommission_device(
+    device_id: RegistryIdPath, principal: Operator, registry: RegistryDep, settings: SettingsDep
+) -> RegisteredDevice:
     """Decommission a device (`operate`): its readings are dead-lettered from now on, its id is never reused.
 
     It stays in the registry: `GET /v1/devices/{id}` shows it, the list only with `state=decommissioned`.
     Decommissioning it again changes nothing (200)."""
-    visible_record(registry, principal, device_id)
-    return registered(registry.update(device_id, {"state": "decommissioned"}))
+    before = visible_record(registry, principal, device_id).device.state
+    record = registry.update(device_id, {"state": "decommissioned"})
+    if before != "decommissioned":
+        _follow_state(settings, record)
+    return registered(record)
 
 
 def _fleet_format(request: Request) -> FileFormat:
