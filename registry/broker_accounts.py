@@ -17,6 +17,7 @@ import secrets
 import ssl
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -87,6 +88,17 @@ class BrokerAdmin(BaseSettings):
         return BrokerAccounts(
             self.broker_admin_url, self.broker_admin_username, password, ca_file=self.broker_admin_ca_file
         )
+
+    @contextmanager
+    def session(self) -> Iterator[BrokerAccounts | None]:
+        """Logged in as the admin with the roles in place (None when no broker admin is configured)."""
+        accounts = self.accounts()
+        if accounts is None:
+            yield None
+            return
+        with accounts:
+            accounts.ensure_roles()
+            yield accounts
 
 
 class BrokerAccountError(RegistryError):

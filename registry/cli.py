@@ -65,13 +65,8 @@ def _settings(url: str | None, broker_url: str | None = None) -> RegistrySetting
 
 @contextmanager
 def _broker(settings: RegistrySettings) -> Iterator[BrokerAccounts | None]:
-    accounts = settings.accounts()
-    if accounts is None:
-        yield None
-        return
     try:
-        with accounts:
-            accounts.ensure_roles()
+        with settings.session() as accounts:
             yield accounts
     except BrokerAccountError as exc:
         raise UserError(f"{exc} (--broker-admin-url, IOC_BROKER_ADMIN_URL, IOC_BROKER_ADMIN_PASSWORD)") from None

@@ -578,13 +578,8 @@ def create_device(
 def broker_accounts(settings: ApiSettings, device_id: str) -> Iterator[BrokerAccounts | None]:
     """The broker's account admin, logged in (None where the API does not manage accounts); its
     failure after the registry changed is a 502 that says so."""
-    accounts = settings.accounts()
-    if accounts is None:
-        yield None
-        return
     try:
-        with accounts:
-            accounts.ensure_roles()
+        with settings.session() as accounts:
             yield accounts
     except BrokerAccountError as exc:
         log.error("broker account of %s not changed: %s", device_id, exc)
