@@ -294,20 +294,6 @@ def names(province: str, district: str) -> tuple[str, str]:
     return p.name, d.name if d else district
 
 
-def select(
-    devices: Sequence[Device],
-    principal: Principal,
-    *,
-    province: str | None = None,
-    district: str | None = None,
-    kind: str | None = None,
-    site: str | None = None,
-    states: Collection[str] | None = None,
-) -> list[Device]:
-    """Devices matching every given filter that the key may see (403 for a province it may not)."""
-    return list(matching(devices, principal, province=province, district=district, kind=kind, site=site, states=states))
-
-
 def matching(
     devices: Iterable[Device],
     principal: Principal,
@@ -318,7 +304,8 @@ def matching(
     site: str | None = None,
     states: Collection[str] | None = None,
 ) -> Iterable[Device]:
-    """:func:`select`, lazily (403 at once for a province the key may not see)."""
+    """Devices matching every given filter that the key may see, lazily (403 at once for a province
+    the key may not see)."""
     if province is not None:
         principal.check_province(province)
     return (

@@ -21,9 +21,9 @@ from api.routes.devices import (
     KindQuery,
     ProvinceQuery,
     SiteQuery,
+    matching,
     visible_device,
 )
-from api.routes.devices import select as select_devices
 from api.times import LOOKBACK_PATTERN, MAX_LOOKBACK_MS, TIME_HELP, TIME_PATTERN, iso, parse_time_ms
 from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind, field_specs
@@ -228,7 +228,7 @@ def latest(
 ) -> list[LatestReading] | Response:
     """Each matching device's newest telemetry (JSON, or CSV with `format=csv` / `Accept: text/csv`)."""
     start = _since(since)
-    devices = select_devices(registry.devices, principal, province=province, district=district, kind=kind, site=site)
+    devices = list(matching(registry.devices, principal, province=province, district=district, kind=kind, site=site))
     if device_id is not None:
         visible_device(registry, principal, device_id)
         devices = [d for d in devices if d.id == device_id]
@@ -256,7 +256,7 @@ def areas(
 ) -> list[AreaField]:
     """Per province (or district) and field: how many devices, min, mean and max of their newest values."""
     start = _since(since)
-    devices = select_devices(registry.devices, principal, province=province, kind=kind)
+    devices = list(matching(registry.devices, principal, province=province, kind=kind))
     readings = latest_readings(devices, influx, start, province=province) if devices else []
     return area_summary(readings, level)
 
