@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contract.fields import Kind
+from contract.yamltext import safe_load
 
 Site = Literal["river", "canal", "pond", "field", "sluice", "kitchen", "road", "market", "school"]
 Crop = Literal["rice", "durian", "fruit", "pineapple", "shrimp", "pangasius", "none"]
@@ -123,7 +124,7 @@ class Fleet(BaseModel):
 def load_fleet(path: Path) -> Fleet:
     """Read and validate a fleet file; raise :class:`FleetError` with a clear message."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise FleetError(f"{path}: cannot read the fleet file ({exc.strerror})") from exc
     except UnicodeDecodeError as exc:

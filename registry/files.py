@@ -19,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from contract.fleet import Device, ExternalIds, Fleet, fleet_yaml
+from contract.yamltext import safe_load
 from registry.errors import ImportRefused, RegistryError
 
 FileFormat = Literal["yaml", "csv"]
@@ -76,7 +77,7 @@ def _validate_rows(rows: Iterable[tuple[int, Any]], source: str) -> list[Device]
 def parse_yaml(text: str, source: str) -> list[Device]:
     """Devices of a YAML fleet (``{version: 1, devices: [...]}``, or a bare list of devices)."""
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError(f"{source}: not valid YAML ({exc})") from None
     if isinstance(raw, dict):

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contract.fields import CAMERA_EVENTS, EVENT_FIELDS, TELEMETRY_FIELDS, Kind
+from contract.yamltext import safe_load
 from rules.derived import DERIVED
 from rules.errors import PackError
 from rules.model import Severity
@@ -336,7 +337,7 @@ def parse_pack(raw: Any, source: str) -> Pack:
 def load_pack(path: Path) -> Pack:
     """Read and validate a rule pack file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PackError(f"{path}: cannot read the rule pack ({exc.strerror})") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
