@@ -24,10 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from alerts.errors import StoreError
 from alerts.store import AlertEvent, AlertStore
 from contract.fields import CAMERA_EVENTS
-from contract.fleet import DeviceTags, Fleet
 from contract.retry import Backoff
 from ingest.batch import Batch
-from ingest.devices import device_infos
 from ingest.lineprotocol import escape_tag, format_float, format_string_field
 from ingest.registry import Registry
 from rules.engine import Engine
@@ -65,7 +63,7 @@ class Alerting:
     def __init__(
         self,
         pack: Pack,
-        fleet: Fleet | Sequence[DeviceTags],
+        devices: Sequence[DeviceInfo],
         store: AlertStore,
         *,
         deliver_max_age_ms: int,
@@ -74,7 +72,7 @@ class Alerting:
         clock: Callable[[], float] = time.time,
         retry: Backoff | None = None,
     ) -> None:
-        self.devices: Sequence[DeviceInfo] = device_infos(fleet)
+        self.devices: Sequence[DeviceInfo] = list(devices)
         self.store = store
         self._clock = clock
         self.engine = Engine(pack, self.devices, event_classes=CAMERA_EVENTS, start_ms=self._now())
@@ -107,7 +105,7 @@ class Alerting:
 
     def follow(self, registry: Registry) -> None:
         """The registry changed: name devices anew and grow the engine's state for new ones."""
-        self.devices = device_infos(rd.device for rd in registry.devices)
+        self.devices = list(registry.devices)  # a snapshot: the engine's list, until the next change
         self.engine.set_devices(self.devices, now_ms=self._now())
 
     async def on_batch(self, batch: Batch) -> list[str]:

@@ -106,16 +106,15 @@ class Decoder:
         except TopicError as exc:
             out.reject(Rejection(topic, Reason.BAD_TOPIC, str(exc), payload))
             return None
-        device = self._registry.by_id.get(parsed.device_id)
+        device = self._registry.active(parsed.device_id)
         if device is None:
             out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, self._registry.refusal(parsed.device_id), payload))
             return None
-        reg = device.device
-        if reg.province != parsed.province or reg.kind is not parsed.kind:
-            detail = f"registered as {reg.province}/{reg.kind.value}, topic says {parsed.province}/{parsed.kind.value}"
+        if device.province != parsed.province or device.device_kind is not parsed.kind:
+            detail = f"registered as {device.province}/{device.kind}, topic says {parsed.province}/{parsed.kind.value}"
             out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, detail, payload))
             return None
-        if parsed.channel is Channel.EVENT and reg.kind is not Kind.CAMERA:
+        if parsed.channel is Channel.EVENT and device.device_kind is not Kind.CAMERA:
             out.reject(Rejection(topic, Reason.TOPIC_MISMATCH, "only cameras publish events", payload))
             return None
         self._routes[topic] = (parsed, device)

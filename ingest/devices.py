@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
+from contract.fields import Kind
 from contract.fleet import Device, DeviceTags, Fleet
 from contract.geography import PROVINCE_BY_SLUG
 from rules.model import DeviceInfo
 
+KIND_TEXT: dict[Kind, str] = {k: k.value for k in Kind}
+"""A kind's text, by kind (a dict: an enum's ``.value`` costs a Python call)."""
 
-def _names(province: str, district: str) -> tuple[str, str]:
+
+@functools.lru_cache(maxsize=4096)
+def place_name(province: str, district: str) -> str:
+    """How a farmer names where a device is, e.g. "Ba Tri, Bến Tre" (slugs as they are if unknown);
+    one string per district, shared by its devices."""
     p = PROVINCE_BY_SLUG.get(province)
     if p is None:
-        return district, province
+        return f"{district}, {province}"
     d = next((d for d in p.districts if d.slug == district), None)
-    return (d.name if d else district), p.name
+    return f"{d.name if d else district}, {p.name}"
 
 
 def device_infos(devices: Fleet | Iterable[Device | DeviceTags]) -> list[DeviceInfo]:
     """One :class:`DeviceInfo` per registered device, in registry order (the engine's indexes)."""
     infos = []
-    places: dict[tuple[str, str], str] = {}  # one string per district, shared by its devices
     for d in devices.devices if isinstance(devices, Fleet) else devices:
-        place = places.get((d.province, d.district))
-        if place is None:
-            district, province = _names(d.province, d.district)
-            place = places[(d.province, d.district)] = f"{district}, {province}"
-        infos.append(DeviceInfo(d.id, d.kind.value, d.province, d.district, d.site, d.crop, place, place))
+        place = place_name(d.province, d.district)
+        infos.append(DeviceInfo(d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place))
     return infos

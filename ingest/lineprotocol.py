@@ -9,7 +9,10 @@ escape. Newlines can not be escaped at all: callers must refuse them before (our
 from __future__ import annotations
 
 import math
+import re
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/@+-]*").fullmatch
+"""Text with nothing to escape or refuse (ids, slugs, kinds): returned as it is, without a copy."""
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ "})
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _STRING = str.maketrans({'"': r"\"", "\\": "\\\\"})
@@ -33,11 +36,15 @@ def _checked_name(value: str) -> str:
 
 def escape_measurement(name: str) -> str:
     """Escape a measurement name."""
+    if _PLAIN(name):
+        return name
     return _checked_name(name).translate(_MEASUREMENT)
 
 
 def escape_tag(value: str) -> str:
     """Escape a tag key, tag value or field key."""
+    if _PLAIN(value):
+        return value
     return _checked_name(value).translate(_TAG)
 
 

@@ -2,7 +2,7 @@
 
 Every ``registry_poll_s`` seconds one cheap query asks for the registry's revision; when it moved,
 the changed devices are applied to ingest's :class:`~ingest.registry.Registry` (new devices take the
-next index, inactive ones leave ``by_id``) and each listener is told (the decoder forgets its
+next index, inactive ones are refused) and each listener is told (the decoder forgets its
 checked topics, the rule engine grows its state). The database calls run in a thread of their own,
 never on the event loop. A registry that cannot be reached keeps the devices ingest has, counted
 and logged, and is asked again at the next poll.
@@ -56,7 +56,7 @@ class RegistryFollower:
 
     def _publish(self) -> None:
         self.revision_gauge.set(self.revision)
-        states = Tally(rd.device.state for rd in self.registry.devices)
+        states = Tally(rd.state for rd in self.registry.devices)
         for state in ("active", "suspended", "decommissioned"):
             self.devices_gauge.labels(state).set(states.get(state, 0))
 

@@ -99,7 +99,7 @@ class IngestService:
     def __init__(
         self,
         settings: IngestSettings,
-        fleet: Fleet | Sequence[DeviceTags],
+        fleet: Fleet | Sequence[DeviceTags] | Registry,
         *,
         metrics: IngestMetrics | None = None,
         on_batch: BatchHook | None = None,
@@ -110,7 +110,10 @@ class IngestService:
         self.settings = settings
         self.broker_factory = broker or broker_factory(settings)
         self.metrics = metrics or IngestMetrics()
-        self.registry = Registry(fleet.devices if isinstance(fleet, Fleet) else fleet)
+        if isinstance(fleet, Registry):
+            self.registry = fleet
+        else:
+            self.registry = Registry(fleet.devices if isinstance(fleet, Fleet) else fleet)
         self._decoder = Decoder(
             self.registry,
             max_payload_bytes=settings.max_payload_bytes,
@@ -301,13 +304,12 @@ class IngestService:
         device = self.registry.by_id.get(match.group(1)) if match else None
         if device is None:
             return ""
-        d = device.device
         channel = (
             Channel.STATUS
             if line.startswith("device_status,")
             else (Channel.EVENT if ",event=" in line.split(" ", 1)[0] else Channel.TELEMETRY)
         )
-        return device_topic(d.province, d.kind, d.id, channel)
+        return device_topic(device.province, device.device_kind, device.id, channel)
 
     async def _publish_dead_letters(self, rejections: list[Rejection]) -> None:
         received_ms = now_ms()

@@ -7,6 +7,7 @@ lives as long as the process). :func:`open_source` is that choice, made in one p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +24,22 @@ class OpenedSource:
     registry: DeviceRegistry
     revision: int
     records: tuple[DeviceRecord, ...]
-    """Decommissioned devices included, in revision order (a fleet file's: by id); empty if ``light``."""
-    tags: tuple[DeviceTags, ...]
-    """The same devices, only what ingest needs of each (``light``); else empty."""
+    """Decommissioned devices included, in revision order (a fleet file's: by id); empty if they
+    went to ``tags_into``."""
     in_memory: bool
     """The fleet file's in-memory registry: what is written to it is lost when the process ends."""
 
 
-def open_source(registry_url: str | None, fleet_file: Path, *, light: bool = False) -> OpenedSource:
+def open_source(
+    registry_url: str | None,
+    fleet_file: Path,
+    *,
+    tags_into: Callable[[list[DeviceTags]], object] | None = None,
+) -> OpenedSource:
     """The registry at ``registry_url``, or ``fleet_file`` imported into an in-memory one.
+
+    Its devices come as records, or, given ``tags_into`` (ingest), as :class:`DeviceTags` handed to it
+    a few thousand at a time.
 
     Raises :class:`RegistryError`: the database cannot be opened, or the fleet file cannot be read
     or has bad rows (each named). The caller knows which setting to blame: the URL when it gave one.
@@ -49,11 +57,10 @@ def open_source(registry_url: str | None, fleet_file: Path, *, light: bool = Fal
             registry.close()
             raise
     try:
-        if light:
-            revision, tags = registry.tags_since(0)
-            return OpenedSource(registry, revision, (), tuple(tags), in_memory)
+        if tags_into is not None:
+            return OpenedSource(registry, registry.each_tags_since(0, tags_into), (), in_memory)
         revision, records = registry.changes_since(0)
     except RegistryError:
         registry.close()
         raise
-    return OpenedSource(registry, revision, tuple(records), (), in_memory)
+    return OpenedSource(registry, revision, tuple(records), in_memory)

@@ -83,7 +83,7 @@ def _ids(records: Any) -> list[str]:
 def test_open_migrates_to_head(registry: DeviceRegistry, raw_engine: Engine) -> None:
     assert _tables(raw_engine) == REGISTRY_TABLES | {"alembic_version"}
     with raw_engine.connect() as conn:
-        assert migrate.current(conn) == migrate.head() == "0001"
+        assert migrate.current(conn) == migrate.head() == migrate.HEAD == "0001"
         assert conn.execute(text("SELECT id, revision FROM registry_meta")).all() == [(1, 0)]
     assert registry.revision() == 0
     assert registry.count() == 0

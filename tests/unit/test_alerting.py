@@ -18,6 +18,7 @@ from contract.topics import Channel, device_topic
 from ingest.alerting import Alerting
 from ingest.batch import Batch, BatchBuilder
 from ingest.decode import Decoder
+from ingest.devices import device_infos
 from ingest.registry import Registry
 from rules.pack import DEFAULT_PACK, load_pack
 from simulators.scenarios import SCENARIOS, scenario_fleet
@@ -41,7 +42,7 @@ def test_a_retried_hook_records_the_first_evaluation_and_evaluates_once(tmp_path
     fleet = scenario_fleet()
     store = AlertStore(tmp_path / "alerts.db")
     alerting = Alerting(
-        load_pack(DEFAULT_PACK), fleet, store, deliver_max_age_ms=3_600_000, registry=CollectorRegistry()
+        load_pack(DEFAULT_PACK), device_infos(fleet), store, deliver_max_age_ms=3_600_000, registry=CollectorRegistry()
     )
     evaluations = 0
     evaluate = alerting.engine.evaluate

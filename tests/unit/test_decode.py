@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -25,7 +26,9 @@ from contract.reasons import Reason
 from contract.topics import Channel, parse_device_topic
 from ingest.batch import Batch, BatchBuilder, FieldEncoder
 from ingest.decode import Decoder, classify
+from ingest.devices import device_infos
 from ingest.registry import Registry, registry_tags, series_key
+from rules.model import DeviceInfo
 from simulators.fleetgen import generate_fleet
 
 NOW: Final = 1_767_240_000_000  # 2026-01-01T04:00:00Z
@@ -674,12 +677,25 @@ def test_registry_keys_are_the_series_keys_of_every_device_and_event() -> None:
     registry = Registry(fleet.devices)
     assert {d.kind for d in fleet.devices} == set(Kind)
     for rd in registry.devices:
-        tags = registry_tags(rd.device)
-        assert rd.series == series_key(rd.device.kind.value, tags)
+        tags = registry_tags(rd.tags())
+        assert rd.series == series_key(rd.kind, tags)
         assert rd.status_series == series_key("device_status", tags)
         for camera_event in CAMERA_EVENTS:
-            assert rd.event_series(camera_event) == series_key(rd.device.kind.value, {**tags, "event": camera_event})
+            assert rd.event_series(camera_event) == series_key(rd.kind, {**tags, "event": camera_event})
 
+
+
+def test_registered_devices_are_the_rule_engines_device_infos() -> None:
+    """Ingest hands its own device objects to the engine: they must say what ``device_infos`` says."""
+    fleet = generate_fleet(300, 7)
+    registry = Registry(fleet.devices)
+    names = [f.name for f in dataclasses.fields(DeviceInfo)]
+    infos = device_infos(fleet)
+    assert [tuple(getattr(rd, n) for n in names) for rd in registry.devices] == [
+        tuple(getattr(i, n) for n in names) for i in infos
+    ]
+    assert all(type(rd.kind) is str for rd in registry.devices)  # text, as the alert store keeps it
+    assert [rd.tags() for rd in registry.devices] == [d.tags() for d in fleet.devices]
 
 # --- classify: msgspec error text → reason -----------------------------------------------------
 
