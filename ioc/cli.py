@@ -109,12 +109,13 @@ def ingest(
     options = _flags(locals(), "alerts_db")
     from alerts.config import WebhookSettings
     from ingest.config import IngestSettings
-    from ingest.runner import build, run_until_signalled
+    from ingest.runner import build, run_until_signalled, start_up
 
     _logging(verbose)
     settings = _settings(IngestSettings, **options)
     webhook_settings = _settings(WebhookSettings, alerts_db=alerts_db)
-    process = build(settings, webhook_settings)
+    with start_up():
+        process = build(settings, webhook_settings)
     _warn_unreachable(settings)
     asyncio.run(run_until_signalled(process))
 
@@ -228,7 +229,18 @@ def demo(
     typer.echo(msgspec.json.encode(summary).decode())
 
 
+OWN_COMMANDS = frozenset({"demo", "simulate", "ingest"})
+
+
+def _runs_own_command(argv: list[str]) -> bool:
+    """``ioc ingest …`` (or ``demo``, ``simulate``) from the shell: the mounted commands' modules are
+    not needed, and not importing them takes a third of a second off every start."""
+    return len(argv) > 1 and argv[1] in OWN_COMMANDS and Path(argv[0]).name in {"ioc", "__main__.py"}
+
+
 def _mount_subcommands() -> None:
+    if _runs_own_command(sys.argv):
+        return
     from alerts.cli import app as subscriptions_app
     from api.cli import app as api_app
     from dashboards.cli import app as grafana_app

@@ -1,0 +1,47 @@
+"""``ioc ingest`` starts without importing the other commands' modules; ``ioc --help`` lists them all."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ioc.cli import _runs_own_command
+
+
+def _imported(module: str, importtime: str) -> bool:
+    return re.search(rf"^import time:.*\|\s+{re.escape(module)}$", importtime, re.MULTILINE) is not None
+
+
+def _imports(*args: str) -> tuple[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ioc", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("command", ["ingest", "simulate", "demo"])
+def test_an_own_command_leaves_the_mounted_ones_unimported(command: str) -> None:
+    out, imported = _imports(command, "--help")
+    assert "Usage:" in out
+    for module in ("registry.cli", "alerts.cli", "api.cli", "dashboards.cli"):
+        assert not _imported(module, imported)
+
+
+def test_a_mounted_command_and_the_top_level_help_have_them_all() -> None:
+    out, imported = _imports("devices", "--help")
+    assert "import" in out and _imported("registry.cli", imported)
+    out, _ = _imports("--help")
+    for command in ("ingest", "simulate", "demo", "devices", "api", "grafana", "rules", "subscriptions"):
+        assert command in out
+
+
+def test_only_the_console_script_or_python_m_skips_mounting() -> None:
+    assert _runs_own_command(["/x/.venv/bin/ioc", "ingest", "--fleet", "f.yaml"])
+    assert _runs_own_command(["/x/ioc/__main__.py", "demo"])
+    assert not _runs_own_command(["/x/.venv/bin/ioc", "devices", "list"])
+    assert not _runs_own_command(["/x/.venv/bin/ioc"])
+    assert not _runs_own_command(["/x/bin/pytest", "ingest"])
