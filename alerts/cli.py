@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -33,12 +32,12 @@ app = typer.Typer(
 )
 
 Opt = typer.Option
-Db = Annotated[Path | None, Opt("--db", help="alert store (SQLite) [IOC_ALERTS_DB]")]
+Db = Annotated[str | None, Opt("--db", help="alert store, a SQLite file or postgresql://… [IOC_ALERTS_DB]")]
 AsJson = Annotated[bool, Opt("--json", help="print JSON")]
 Names = Annotated[list[str] | None, Opt(help="repeatable; any of these (empty = all)")]
 
 
-def _settings(db: Path | None) -> WebhookSettings:
+def _settings(db: str | None) -> WebhookSettings:
     given: dict[str, Any] = {"alerts_db": db} if db is not None else {}
     try:
         return WebhookSettings(**given)
@@ -47,7 +46,7 @@ def _settings(db: Path | None) -> WebhookSettings:
 
 
 @contextmanager
-def _store(db: Path | None) -> Iterator[AlertStore]:
+def _store(db: str | None) -> Iterator[AlertStore]:
     """The store; its errors in the block (not found, invalid) print as one line at the ``ioc`` boundary."""
     settings = _settings(db)
     with blame(f"--db (IOC_ALERTS_DB) {settings.alerts_db}", AlertsError):

@@ -2,7 +2,8 @@
 
 Every field can be set from the environment as ``IOC_<FIELD>`` (e.g. ``IOC_ALERTS_DB``,
 ``IOC_WEBHOOK_MAX_ATTEMPTS``). ``IOC_WEBHOOK_ALLOW_HOSTS`` takes a comma-separated list (or a JSON
-list) of CIDRs, addresses, host names and ``*.domain`` wildcards.
+list) of CIDRs, addresses, host names and ``*.domain`` wildcards. ``IOC_ALERTS_DB`` is a SQLite
+file or a ``postgresql://`` URL (:data:`AlertsDb`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,27 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alerts.database import Location, PostgresUrl, parse_location
 from alerts.targets import Resolver, TargetPolicy
+
+
+def _dump_location(location: Location) -> str:
+    return location.conninfo if isinstance(location, PostgresUrl) else str(location)
+
+
+AlertsDb = Annotated[
+    Location,
+    PlainValidator(parse_location),
+    PlainSerializer(_dump_location, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+"""The alert store: a SQLite file path, or ``postgresql://user:password@host:5432/db`` (never a mangled ``Path``)."""
+ALERTS_DB_HELP = (
+    "alert store: a SQLite file, or postgresql://user:password@host:5432/db shared by several ingest machines"
+)
 
 
 def split_list(v: Any) -> Any:
@@ -60,9 +78,10 @@ class WebhookTargets(BaseSettings):
 class WebhookSettings(WebhookTargets):
     """Settings of the alert store and the webhook sender."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused IOC_ALERTS_DB may be a URL with a password in it
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
+    alerts_db: AlertsDb = Field(Path("var/alerts.db"), description=ALERTS_DB_HELP)
     alerts_busy_timeout_s: float = Field(
         30.0, gt=0, le=600, description="how long one alert-store write waits for a lock before it is retried"
     )

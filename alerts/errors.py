@@ -2,16 +2,16 @@
 
     AlertsError
     ├── ConfigError          bad settings: refuse to start
-    ├── StoreError           the SQLite store failed (locked, corrupt, disk full)
+    ├── StoreError           the store's database failed (locked, unreachable, corrupt, disk full)
     ├── NotFound             no such alert, subscription or dead letter
     ├── InvalidSubscription  a subscription's fields are wrong (language, severity, secret)
     ├── TargetRefused        a webhook URL points where we must not send (private address, bad scheme)
     └── SignatureError       a webhook's signature is missing, wrong or stale (receiver side)
 
-Foreign errors are mapped into this tree in one place each: ``sqlite3`` in :mod:`alerts.store`,
-``standardwebhooks`` in :mod:`alerts.signing`, DNS in :mod:`alerts.targets`. HTTP outcomes of a
-delivery are not exceptions: :func:`alerts.outbox.classify` turns them into an
-:class:`~alerts.outbox.Outcome`.
+Foreign errors are mapped into this tree in one place each: ``sqlite3`` in :mod:`alerts.sqlite`,
+``psycopg`` in :mod:`alerts.postgres`, ``standardwebhooks`` in :mod:`alerts.signing`, DNS in
+:mod:`alerts.targets`. HTTP outcomes of a delivery are not exceptions:
+:func:`alerts.outbox.classify` turns them into an :class:`~alerts.outbox.Outcome`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class ConfigError(AlertsError):
 
 
 class StoreError(AlertsError):
-    """The alert store (SQLite) could not do what was asked."""
+    """The alert store (SQLite or PostgreSQL) could not do what was asked."""
 
 
 class NotFound(AlertsError):

@@ -1,6 +1,6 @@
 """The outbox's rows and the delivery policy: what an HTTP answer means and when to try again.
 
-Every alert event for a subscriber becomes one outbox row, written in the same SQLite transaction
+Every alert event for a subscriber becomes one outbox row, written in the same database transaction
 as the alert change (:meth:`alerts.store.AlertStore.apply`). The sender takes a subscriber's oldest
 pending row, posts it, and records the outcome here decided:
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from contract.retry import Backoff, parse_retry_after
 
 RETRY_AFTER_CAP_S = 86_400.0
-"""The longest Retry-After a receiver may ask for (a row waits in SQLite, nothing is held)."""
+"""The longest Retry-After a receiver may ask for (a row waits in the store, nothing is held)."""
 
 
 class Verdict(enum.StrEnum):

@@ -5,7 +5,8 @@
 foreign keys on, a busy timeout (30 s by default), rows as :class:`sqlite3.Row`. :meth:`SQLiteFile.write`
 wraps its block in ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any error, a failed
 ``COMMIT`` included); :meth:`SQLiteFile.read` uses the thread's connection as it is. Every
-``sqlite3`` error, and a failure to create the file's folder, is raised as ``error_type``.
+``sqlite3`` error, and a failure to create the file's folder, is raised as ``error_type``. Its
+PostgreSQL twin is :class:`alerts.postgres.PostgresDatabase` (both: :class:`alerts.database.Database`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Final
+
+from alerts.database import Connection, Dialect
 
 
 class SQLiteFile:
     """Per-thread connections to one SQLite file and the transactions on them (thread-safe)."""
+
+    dialect: Final[Dialect] = "sqlite"
 
     def __init__(
         self, path: Path | str, error_type: type[Exception], *, name: str = "the database", busy_timeout_s: float = 30.0
@@ -47,6 +53,19 @@ class SQLiteFile:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def location(self) -> Path:
+        return self._path
+
+    @staticmethod
+    def schema_version(conn: Connection) -> int:
+        """The file's ``PRAGMA user_version`` (0 for a new file)."""
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @staticmethod
+    def set_schema_version(conn: Connection, version: int) -> None:
+        conn.execute(f"PRAGMA user_version = {int(version)}")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False)

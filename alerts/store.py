@@ -1,20 +1,22 @@
-"""The alert store: alerts, subscriptions, the outbox and its delivery log, in one SQLite file.
+"""The alert store: alerts, subscriptions, the outbox and its delivery log, in one database.
 
-SQLite in WAL mode, one connection per thread (readers never block the writer), every change in
-one ``BEGIN IMMEDIATE`` transaction. :meth:`AlertStore.apply` records a batch of rule transitions
-*and*, in the same transaction, one outbox row per matching enabled subscription — so an alert
-change is never stored without its notifications, nor a notification queued for a change that
-was rolled back.
+A SQLite file (one machine) or a PostgreSQL database (``postgresql://…``: several ingest machines
+and API processes share one store), through :mod:`alerts.database`: one connection per thread,
+every change in one transaction, writers one at a time (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's
+advisory lock). :meth:`AlertStore.apply` records a batch of rule transitions *and*, in the same
+transaction, one outbox row per matching enabled subscription — so an alert change is never stored
+without its notifications, nor a notification queued for a change that was rolled back.
 
 Lifecycle: a ``firing`` transition opens an alert (one active alert per rule and device, enforced
 by a unique partial index), a ``resolved`` one closes it; an operator may acknowledge it at any
 time (who, when; the first acknowledgement stands). Applying the same transitions again (ingest
-redelivers a batch after a crash) changes nothing and queues nothing: a firing with the same
-device time is the alert already stored, and a resolve with no open alert, or older than the open
-one, is a replay.
+redelivers a batch after a crash, or two ingest machines apply the same one) changes nothing and
+queues nothing: a firing with the same device time is the alert already stored, and a resolve with
+no open alert, or older than the open one, is a replay.
 
-``sqlite3`` errors are mapped to :class:`~alerts.errors.StoreError` in one place,
-:class:`alerts.sqlite.SQLiteFile` (connections and transactions, shared with :mod:`api.keys`).
+Driver errors (``sqlite3``, ``psycopg``) are mapped to :class:`~alerts.errors.StoreError` in one
+place each, :class:`alerts.sqlite.SQLiteFile` and :class:`alerts.postgres.PostgresDatabase`
+(connections and transactions, shared with :mod:`api.keys`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import builtins
 import json
 import math
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -30,10 +31,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alerts.database import Connection, Location, PostgresUrl, Row, ddl, open_database, parse_location
 from alerts.errors import NotFound, StoreError
 from alerts.outbox import DeadLetter, DeliveryAttempt, OutboxEntry, Outcome, Status, Verdict
 from alerts.signing import generate_secret, validate_secret
-from alerts.sqlite import SQLiteFile
 from alerts.subscriptions import Filters, Language, Subscription, parse_language, parse_severity
 from alerts.targets import TargetPolicy
 from contract.clock import now_ms
@@ -41,6 +42,9 @@ from rules.model import DeviceInfo, Severity, State, Transition
 
 SCHEMA_VERSION = 1
 
+# One schema for both databases (alerts.database.ddl): {serial} is an auto-numbered key, {rowid} gives
+# PostgreSQL tables the insertion order SQLite's rowid is. SQLite files of schema 1 made before
+# PostgreSQL was supported say INTEGER/REAL where this says BIGINT/DOUBLE PRECISION: the same to SQLite.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
@@ -56,18 +60,18 @@ CREATE TABLE IF NOT EXISTS alerts (
     severity INTEGER NOT NULL CHECK (severity BETWEEN 1 AND 3),
     state TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
     source TEXT NOT NULL,
-    fired_at_ms INTEGER NOT NULL,
-    value REAL,
+    fired_at_ms BIGINT NOT NULL,
+    value DOUBLE PRECISION,
     message_vi TEXT NOT NULL,
     message_en TEXT NOT NULL,
-    resolved_at_ms INTEGER,
-    resolved_value REAL,
+    resolved_at_ms BIGINT,
+    resolved_value DOUBLE PRECISION,
     resolved_message_vi TEXT,
     resolved_message_en TEXT,
     acknowledged_by TEXT,
-    acknowledged_at_ms INTEGER,
-    created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL
+    acknowledged_at_ms BIGINT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule_id, device_id) WHERE state = 'firing';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_fired_once ON alerts (rule_id, device_id, fired_at_ms);
@@ -77,12 +81,12 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
     alert_id TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
     type TEXT NOT NULL CHECK (type IN ('alert.firing', 'alert.resolved')),
-    ts_ms INTEGER NOT NULL,
-    value REAL,
+    ts_ms BIGINT NOT NULL,
+    value DOUBLE PRECISION,
     severity INTEGER NOT NULL,
     message_vi TEXT NOT NULL,
     message_en TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms BIGINT NOT NULL{rowid}
 );
 CREATE INDEX IF NOT EXISTS events_by_alert ON events (alert_id);
 
@@ -100,39 +104,39 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     enabled INTEGER NOT NULL DEFAULT 1,
     disabled_reason TEXT,
     description TEXT NOT NULL DEFAULT '',
-    created_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL{rowid}
 );
 
 CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {serial},
     event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
     subscription_id TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
     event_type TEXT NOT NULL,
     body TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
     attempts INTEGER NOT NULL DEFAULT 0,
-    created_at_ms INTEGER NOT NULL,
-    queued_at_ms INTEGER NOT NULL,
-    next_attempt_at_ms INTEGER NOT NULL,
-    last_attempt_at_ms INTEGER,
+    created_at_ms BIGINT NOT NULL,
+    queued_at_ms BIGINT NOT NULL,
+    next_attempt_at_ms BIGINT NOT NULL,
+    last_attempt_at_ms BIGINT,
     last_status INTEGER,
     last_error TEXT,
-    delivered_at_ms INTEGER,
+    delivered_at_ms BIGINT,
     lease_owner TEXT,
-    lease_until_ms INTEGER,
+    lease_until_ms BIGINT,
     UNIQUE (event_id, subscription_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (subscription_id, seq) WHERE status = 'pending';
 
 CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    seq INTEGER NOT NULL REFERENCES outbox (seq) ON DELETE CASCADE,
+    id {serial},
+    seq BIGINT NOT NULL REFERENCES outbox (seq) ON DELETE CASCADE,
     event_id TEXT NOT NULL,
     subscription_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL,
-    duration_ms INTEGER NOT NULL,
+    at_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
     status INTEGER,
     error TEXT,
     verdict TEXT NOT NULL
@@ -141,16 +145,16 @@ CREATE INDEX IF NOT EXISTS deliveries_by_seq ON deliveries (seq);
 CREATE INDEX IF NOT EXISTS deliveries_by_subscription ON deliveries (subscription_id, id);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    seq INTEGER NOT NULL REFERENCES outbox (seq) ON DELETE CASCADE,
+    id {serial},
+    seq BIGINT NOT NULL REFERENCES outbox (seq) ON DELETE CASCADE,
     event_id TEXT NOT NULL,
     subscription_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     last_status INTEGER,
     last_error TEXT,
-    dead_at_ms INTEGER NOT NULL,
-    replayed_at_ms INTEGER
+    dead_at_ms BIGINT NOT NULL,
+    replayed_at_ms BIGINT
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (subscription_id, id) WHERE replayed_at_ms IS NULL;
 """
@@ -295,7 +299,7 @@ def _default_source(device: DeviceInfo) -> str:
     return f"ioc/v1/{device.province}/{device.kind}/{device.id}"
 
 
-def _alert(row: sqlite3.Row) -> Alert:
+def _alert(row: Row) -> Alert:
     return Alert(
         id=row["id"],
         rule_id=row["rule_id"],
@@ -325,7 +329,7 @@ def _alert(row: sqlite3.Row) -> Alert:
     )
 
 
-def _subscription(row: sqlite3.Row) -> Subscription:
+def _subscription(row: Row) -> Subscription:
     def names(column: str) -> frozenset[str]:
         return frozenset(json.loads(row[column]))
 
@@ -350,7 +354,7 @@ def _subscription(row: sqlite3.Row) -> Subscription:
     )
 
 
-def _entry(row: sqlite3.Row) -> OutboxEntry:
+def _entry(row: Row) -> OutboxEntry:
     return OutboxEntry(
         seq=row["seq"],
         event_id=row["event_id"],
@@ -369,7 +373,7 @@ def _entry(row: sqlite3.Row) -> OutboxEntry:
     )
 
 
-def _event(row: sqlite3.Row, alert: Alert) -> AlertEvent:
+def _event(row: Row, alert: Alert) -> AlertEvent:
     return AlertEvent(
         id=row["id"],
         type=row["type"],
@@ -390,11 +394,11 @@ def _names_json(values: Iterable[str]) -> str:
 
 
 class AlertStore:
-    """Alerts, subscriptions and the webhook outbox in one SQLite database (thread-safe)."""
+    """Alerts, subscriptions and the webhook outbox in one SQLite or PostgreSQL database (thread-safe)."""
 
     def __init__(
         self,
-        path: Path | str,
+        location: Location | str,
         *,
         policy: TargetPolicy | None = None,
         clock: Callable[[], int] = now_ms,
@@ -403,33 +407,46 @@ class AlertStore:
         """Open (and create or migrate) the store.
 
         Args:
-            path: the SQLite file; its folder is created. ``:memory:`` is refused (one connection
-                per thread needs a file).
+            location: a SQLite file (its folder is created) or a ``postgresql://`` URL (see
+                :func:`alerts.database.parse_location`). ``:memory:`` is refused (one connection per
+                thread needs a file).
             policy: where subscription URLs may point; the default refuses private, loopback and
                 link-local addresses.
             clock: epoch milliseconds, for record-keeping times (tests pass a fake one).
-            busy_timeout_s: how long a write waits for another process's lock before it fails.
+            busy_timeout_s: how long a write waits for another writer's lock before it fails.
         """
-        if str(path) == ":memory:":
-            raise StoreError("the alert store needs a file (one connection per thread)")
-        self._path = Path(path)
+        try:
+            self._location = parse_location(location)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
         self._policy = policy or TargetPolicy()
         self._clock = clock
-        self._db = SQLiteFile(path, StoreError, name="the alert store", busy_timeout_s=busy_timeout_s)
-        with self._db.write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self._path} has schema {version}, newer than this code ({SCHEMA_VERSION})")
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
+        self._db = open_database(self._location, StoreError, name="the alert store", busy_timeout_s=busy_timeout_s)
+        try:
+            with self._db.write() as conn:
+                version = self._db.schema_version(conn)
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"{self._location} has schema {version}, newer than this code ({SCHEMA_VERSION})")
+                for statement in ddl(SCHEMA, self._db.dialect):
                     conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.set_schema_version(conn, SCHEMA_VERSION)
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- connections and transactions -------------------------------------------------------
 
     @property
+    def location(self) -> Location:
+        """The SQLite file or the PostgreSQL URL (which prints with its password hidden)."""
+        return self._location
+
+    @property
     def path(self) -> Path:
-        return self._path
+        """The SQLite file (:class:`StoreError` for a store on PostgreSQL)."""
+        if isinstance(self._location, PostgresUrl):
+            raise StoreError(f"the alert store {self._location} is a PostgreSQL database, not a file")
+        return self._location
 
     @property
     def policy(self) -> TargetPolicy:
@@ -523,14 +540,14 @@ class AlertStore:
                 for sub in queued:
                     body = render_body(alert, event, sub.language)
                     conn.execute(
-                        "INSERT OR IGNORE INTO outbox (event_id, subscription_id, event_type, body, created_at_ms,"
-                        " queued_at_ms, next_attempt_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO outbox (event_id, subscription_id, event_type, body, created_at_ms,"
+                        " queued_at_ms, next_attempt_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         (event.id, sub.id, event.type, body, created, created, created),
                     )
                 events.append(replace(event, queued_for=tuple(s.id for s in queued)))
         return events
 
-    def _fire(self, conn: sqlite3.Connection, t: Transition, device: DeviceInfo, source: str, now: int) -> Alert | None:
+    def _fire(self, conn: Connection, t: Transition, device: DeviceInfo, source: str, now: int) -> Alert | None:
         seen = conn.execute(
             "SELECT 1 FROM alerts WHERE rule_id = ? AND device_id = ? AND (fired_at_ms = ? OR state = 'firing')",
             (t.rule_id, t.device_id, t.ts_ms),
@@ -565,7 +582,7 @@ class AlertStore:
         )
         return self._get(conn, alert_id)
 
-    def _resolve(self, conn: sqlite3.Connection, t: Transition, now: int) -> Alert | None:
+    def _resolve(self, conn: Connection, t: Transition, now: int) -> Alert | None:
         row = conn.execute(
             "SELECT id, fired_at_ms FROM alerts WHERE rule_id = ? AND device_id = ? AND state = 'firing'",
             (t.rule_id, t.device_id),
@@ -580,7 +597,7 @@ class AlertStore:
         return self._get(conn, row["id"])
 
     @staticmethod
-    def _get(conn: sqlite3.Connection, alert_id: str) -> Alert:
+    def _get(conn: Connection, alert_id: str) -> Alert:
         row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if row is None:
             raise NotFound(f"no alert {alert_id!r}")
@@ -664,18 +681,14 @@ class AlertStore:
         with self._db.read() as conn:
             alert = self._get(conn, alert_id)
             rows = conn.execute("SELECT * FROM events WHERE alert_id = ? ORDER BY rowid", (alert_id,)).fetchall()
-            queued = {
-                r["event_id"]: r["subs"]
-                for r in conn.execute(
-                    "SELECT event_id, group_concat(subscription_id) AS subs FROM outbox WHERE event_id IN"
-                    " (SELECT id FROM events WHERE alert_id = ?) GROUP BY event_id",
-                    (alert_id,),
-                )
-            }
-        return [
-            replace(_event(r, alert), queued_for=tuple(filter(None, (queued.get(r["id"]) or "").split(","))))
-            for r in rows
-        ]
+            queued: dict[str, builtins.list[str]] = {}
+            for r in conn.execute(
+                "SELECT event_id, subscription_id FROM outbox WHERE event_id IN"
+                " (SELECT id FROM events WHERE alert_id = ?) ORDER BY seq",
+                (alert_id,),
+            ):
+                queued.setdefault(r["event_id"], []).append(r["subscription_id"])
+        return [replace(_event(r, alert), queued_for=tuple(queued.get(r["id"], ()))) for r in rows]
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -744,7 +757,7 @@ class AlertStore:
             return self._subscription(conn, sub_id)
 
     @staticmethod
-    def _subscription(conn: sqlite3.Connection, sub_id: str) -> Subscription:
+    def _subscription(conn: Connection, sub_id: str) -> Subscription:
         row = conn.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,)).fetchone()
         if row is None:
             raise NotFound(f"no subscription {sub_id!r}")
@@ -952,7 +965,7 @@ class AlertStore:
                 self._bury(conn, rest, at_ms)
 
     @staticmethod
-    def _bury(conn: sqlite3.Connection, seqs: Sequence[int], at_ms: int) -> None:
+    def _bury(conn: Connection, seqs: Sequence[int], at_ms: int) -> None:
         for seq in seqs:
             conn.execute(
                 "INSERT INTO dead_letters (seq, event_id, subscription_id, event_type, attempts, last_status,"

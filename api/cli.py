@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -33,7 +32,9 @@ keys_app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False,
 app.add_typer(keys_app, name="keys")
 
 Opt = typer.Option
-Db = Annotated[Path | None, Opt("--db", help="alert store, SQLite, where the keys live [IOC_ALERTS_DB]")]
+Db = Annotated[
+    str | None, Opt("--db", help="alert store, a SQLite file or postgresql://…, where the keys live [IOC_ALERTS_DB]")
+]
 
 
 _FLAGS = {"api_host": "--host", "api_port": "--port", "alerts_db": "--db"}
@@ -52,7 +53,7 @@ def _settings(**options: Any) -> ApiSettings:
 
 
 @contextmanager
-def _keys(db: Path | None) -> Iterator[KeyStore]:
+def _keys(db: str | None) -> Iterator[KeyStore]:
     from alerts.errors import StoreError
     from api.keys import KeyStore
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from alerts.config import WebhookTargets, split_list
+from alerts.config import ALERTS_DB_HELP, AlertsDb, WebhookTargets, split_list
 from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice
 from registry.broker_accounts import BrokerAdmin
 
@@ -24,10 +24,11 @@ MIN_ADMIN_KEY_CHARS = 32
 class ApiSettings(BrokerAdmin, WebhookTargets, RegistryChoice, InfluxConnection, BrokerUrl):
     """Settings of ``ioc api`` (shared groups: :mod:`contract.settings`, :class:`alerts.config.WebhookTargets`)."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused IOC_ALERTS_DB may be a URL with a password in it
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     influx_db: str = Field("ioc", min_length=1, description="database (v1; on 2.x the DBRP-mapped name)")
-    alerts_db: Path = Field(Path("var/alerts.db"), description="SQLite file of alerts, subscriptions and outbox")
+    alerts_db: AlertsDb = Field(Path("var/alerts.db"), description=ALERTS_DB_HELP)
     rules_pack: Path | None = Field(None, description="the rule pack, YAML (default: the built-in Mekong pack)")
 
     api_host: str = Field("127.0.0.1", description="address the API listens on")

@@ -1,12 +1,13 @@
 """API keys: random tokens, stored hashed, with a scope and optionally a list of provinces.
 
 A key is ``ioc_`` + 43 characters of URL-safe base64 (32 random bytes). Only its SHA-256 is
-stored, in table ``api_keys`` of the alert store's SQLite file (this module opens its own
-connections; :mod:`alerts.store` knows nothing of it). A plain, unsalted SHA-256 is the right
-tool for *random* 256-bit tokens: salting and slow hashes (scrypt, argon2) exist to make
-guessing low-entropy passwords expensive, and nobody can guess 2^256 tokens; a fast hash also
-lets every request be checked with one indexed lookup. The bootstrap admin key from
-``IOC_API_ADMIN_KEY`` is chosen by a person, so it must be at least 32 characters.
+stored, in table ``api_keys`` of the alert store's database, SQLite or PostgreSQL (this module
+opens its own connections through :mod:`alerts.database`; :mod:`alerts.store` knows nothing of
+it). A plain, unsalted SHA-256 is the right tool for *random* 256-bit tokens: salting and slow
+hashes (scrypt, argon2) exist to make guessing low-entropy passwords expensive, and nobody can
+guess 2^256 tokens; a fast hash also lets every request be checked with one indexed lookup. The
+bootstrap admin key from ``IOC_API_ADMIN_KEY`` is chosen by a person, so it must be at least 32
+characters.
 
 Scopes are ordered: ``read`` (dashboards, open data) < ``operate`` (provision devices, acknowledge,
 rules, subscriptions) < ``admin`` (manage keys). A key with provinces only sees and acts on those.
@@ -19,14 +20,12 @@ import enum
 import hashlib
 import json
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from alerts.database import Connection, Location, Row, ddl, open_database, parse_location
 from alerts.errors import NotFound, StoreError
-from alerts.sqlite import SQLiteFile
 from contract.clock import now_ms
 
 TOKEN_PREFIX = "ioc_"
@@ -43,10 +42,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     provinces TEXT NOT NULL DEFAULT '[]',
     hash TEXT NOT NULL UNIQUE,
     hint TEXT NOT NULL,
-    created_at_ms INTEGER NOT NULL,
+    created_at_ms BIGINT NOT NULL,
     created_by TEXT NOT NULL DEFAULT '',
-    last_used_at_ms INTEGER,
-    revoked_at_ms INTEGER
+    last_used_at_ms BIGINT,
+    revoked_at_ms BIGINT{rowid}
 )
 """
 
@@ -102,7 +101,7 @@ class ApiKey:
         return self.revoked_at_ms is None
 
 
-def _key(row: sqlite3.Row) -> ApiKey:
+def _key(row: Row) -> ApiKey:
     return ApiKey(
         id=row["id"],
         name=row["name"],
@@ -121,12 +120,22 @@ def _provinces(values: Iterable[str] | None) -> list[str]:
 
 
 class KeyStore:
-    """API keys in a SQLite file (thread-safe: one connection per thread)."""
+    """API keys in the alert store's SQLite file or PostgreSQL database (thread-safe: a connection per thread)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self._db = SQLiteFile(path, StoreError, name="the key store")
-        with self._db.write() as conn:
-            conn.execute(SCHEMA)
+    def __init__(self, location: Location | str) -> None:
+        """Open the store at ``location`` (a file or a ``postgresql://`` URL) and create its table."""
+        try:
+            where = parse_location(location)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        self._db = open_database(where, StoreError, name="the key store")
+        try:
+            with self._db.write() as conn:
+                for statement in ddl(SCHEMA, self._db.dialect):
+                    conn.execute(statement)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -198,7 +207,7 @@ class KeyStore:
         return key
 
     @staticmethod
-    def _get(conn: sqlite3.Connection, key_id: str) -> ApiKey:
+    def _get(conn: Connection, key_id: str) -> ApiKey:
         row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         if row is None:
             raise NotFound(f"no API key {key_id!r}")

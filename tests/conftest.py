@@ -75,7 +75,7 @@ def postgres() -> Iterator[PostgresServer]:
     PostgreSQL runs as user ``postgres``, who cannot enter pytest's private temp folders.
     """
     if missing_postgres():
-        pytest.fail("the registry tests need Debian's postgresql: run `make test` (installs it)")
+        pytest.fail("the registry and alert-store tests need Debian's postgresql: run `make test` (installs it)")
     data = Path(tempfile.mkdtemp(prefix="ioc-postgres-"))
     try:
         server = start_postgres(data)
@@ -92,6 +92,15 @@ _pg_numbers = itertools.count(1)
 def postgres_url(postgres: PostgresServer) -> str:
     """The URL of a new, empty database on the session's PostgreSQL."""
     return postgres.create_database(f"t{next(_pg_numbers)}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def alerts_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where an empty alert store goes: a SQLite file, or (integration) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "var" / "alerts.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -14,6 +13,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from alerts.database import Location, PostgresUrl
+from alerts.errors import StoreError
+from alerts.postgres import ping
 from api.auth import Reader
 from api.config import ApiSettings
 from api.deps import SettingsDep
@@ -62,8 +64,15 @@ async def check_influx(url: str, timeout_s: float) -> Check:
     return Check(ok=True, detail=f"{url}/ping answered 204" + (f" (InfluxDB {version})" if version else ""))
 
 
-def check_store(path: Path, timeout_s: float) -> Check:
-    """The alert store's file opens read-only and its alerts table can be read."""
+def check_store(location: Location, timeout_s: float) -> Check:
+    """The alert store's alerts table can be read: the file opened read-only, or PostgreSQL within the timeout."""
+    if isinstance(location, PostgresUrl):
+        try:
+            ping(location, timeout_s, StoreError)
+        except StoreError as exc:
+            return Check(ok=False, detail=str(exc))
+        return Check(ok=True, detail=f"{location} is readable")
+    path = location
     try:
         conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=timeout_s)
         try:

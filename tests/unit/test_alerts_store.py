@@ -1,4 +1,9 @@
-"""The alert store: lifecycle, one active alert per rule and device, idempotent replay, outbox."""
+"""The alert store: lifecycle, one active alert per rule and device, idempotent replay, outbox.
+
+Tests taking ``alerts_location`` run twice: on a SQLite file, and (marked integration) on a real
+PostgreSQL (``tests/conftest.py``). Two stores sharing one PostgreSQL, the webhook senders on it,
+the API and ingest on it: ``tests/integration/test_alert_store_postgres.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from alerts.database import PostgresUrl
 from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefused
 from alerts.outbox import Outcome, Status, Verdict
 from alerts.store import AlertStore, event_id
 from alerts.subscriptions import Filters
 from alerts.targets import TargetPolicy
+from ioc.servers import free_port
 from rules.model import DeviceInfo, Severity, State, Transition
+from tests.stores import on_postgres, raw
 
 DEVICES = (
     DeviceInfo(
@@ -82,9 +91,14 @@ def open_store(path: Path, **kw: object) -> AlertStore:
     return AlertStore(path / "var" / "alerts.db", **kw)  # type: ignore[arg-type]
 
 
+def open_at(location: Path | str, **kw: object) -> AlertStore:
+    kw.setdefault("policy", PUBLIC)
+    return AlertStore(location, **kw)  # type: ignore[arg-type]
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AlertStore]:
-    s = open_store(tmp_path, clock=Clock())
+def store(alerts_location: Path | str) -> Iterator[AlertStore]:
+    s = open_at(alerts_location, clock=Clock())
     yield s
     s.close()
 
@@ -157,16 +171,17 @@ def test_one_active_alert_per_rule_and_device(store: AlertStore) -> None:
     assert len(store.active()) == 3
 
 
-def test_the_database_itself_enforces_one_active_alert(store: AlertStore) -> None:
+def test_the_database_itself_enforces_one_active_alert(store: AlertStore, alerts_location: Path | str) -> None:
     store.apply([fire()], DEVICES)
-    conn = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with (
+        raw(alerts_location) as conn,
+        pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError), match=r"(?i)unique"),
+    ):
         conn.execute(
             "INSERT INTO alerts SELECT 'x', rule_id, device_id, kind, province, district, site, crop, place_vi,"
             " place_en, severity, 'firing', source, fired_at_ms + 1, value, message_vi, message_en, NULL, NULL,"
             " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms FROM alerts"
         )
-    conn.close()
 
 
 def test_replaying_the_same_transitions_is_idempotent(store: AlertStore) -> None:
@@ -275,15 +290,15 @@ def test_subscription_checks(store: AlertStore) -> None:
         store.add_subscription(URL, min_severity="urgent")
 
 
-def test_subscription_url_must_pass_the_target_policy(tmp_path: Path) -> None:
-    strict = open_store(tmp_path, policy=TargetPolicy.parse(resolver=lambda h, p: ["10.0.0.7"]))
+def test_subscription_url_must_pass_the_target_policy(alerts_location: Path | str) -> None:
+    strict = open_at(alerts_location, policy=TargetPolicy.parse(resolver=lambda h, p: ["10.0.0.7"]))
     with pytest.raises(TargetRefused):
         strict.add_subscription("http://127.0.0.1:8080/hook")
     with pytest.raises(TargetRefused):
         strict.add_subscription("https://looks-public.example.org/hook")
     assert strict.list_subscriptions() == []
     strict.close()
-    default = AlertStore(tmp_path / "default.db")  # default policy: private refused
+    default = AlertStore(alerts_location)  # default policy: private refused
     with pytest.raises(TargetRefused):
         default.add_subscription("http://169.254.169.254/latest")
     default.close()
@@ -339,45 +354,56 @@ def test_outbox_rows_for_matching_enabled_subscriptions(store: AlertStore) -> No
     assert "Độ mặn" in rows[0].body, "UTF-8 on the wire, not \\u escapes"
 
 
-def test_outbox_rows_are_written_in_the_same_transaction_as_the_alert(tmp_path: Path) -> None:
-    """If queueing fails half-way, the alert change is rolled back with it: both or neither."""
-    store = open_store(tmp_path)
-    store.add_subscription(URL)
-    conn = sqlite3.connect(store.path)
-    conn.execute(
+FAIL_SECOND_OUTBOX_ROW = {
+    "sqlite": [
         "CREATE TRIGGER fail_second AFTER INSERT ON outbox WHEN (SELECT count(*) FROM outbox) > 1"
         " BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
-    )
-    conn.commit()
+    ],
+    "postgresql": [
+        "CREATE FUNCTION fail_second() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF (SELECT count(*) FROM outbox) > 1 THEN RAISE EXCEPTION 'disk full (simulated)'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER fail_second AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_second()",
+    ],
+}
+
+
+def test_outbox_rows_are_written_in_the_same_transaction_as_the_alert(alerts_location: Path | str) -> None:
+    """If queueing fails half-way, the alert change is rolled back with it: both or neither."""
+    store = open_at(alerts_location)
+    store.add_subscription(URL)
+    with raw(alerts_location) as conn:
+        for statement in FAIL_SECOND_OUTBOX_ROW["postgresql" if on_postgres(alerts_location) else "sqlite"]:
+            conn.execute(statement)
     with pytest.raises(StoreError, match="simulated"):
         store.apply([fire(device=0), fire(device=1)], DEVICES)
     assert store.list() == [], "nothing half-written"
     assert store.outbox() == [], "nothing half-written"
-    conn.execute("DROP TRIGGER fail_second")
-    conn.commit()
-    conn.close()
+    with raw(alerts_location) as conn:
+        conn.execute("DROP TRIGGER fail_second" + (" ON outbox" if on_postgres(alerts_location) else ""))
     events = store.apply([fire(device=0), fire(device=1)], DEVICES)
     assert len(events) == 2
     assert len(store.outbox()) == 2
     store.close()
 
 
-def test_outbox_reader_never_sees_an_alert_without_its_rows(tmp_path: Path) -> None:
+def test_outbox_reader_never_sees_an_alert_without_its_rows(alerts_location: Path | str) -> None:
     """Another connection sees the alert and its outbox rows appear together (one commit)."""
-    store = open_store(tmp_path)
+    store = open_at(alerts_location)
     store.add_subscription(URL)
     seen: list[tuple[int, int]] = []
     stop = threading.Event()
+    # one snapshot for both counts: SQLite's read transaction, PostgreSQL's REPEATABLE READ
+    begin = "BEGIN ISOLATION LEVEL REPEATABLE READ" if on_postgres(alerts_location) else "BEGIN"
 
     def watch() -> None:
-        conn = sqlite3.connect(store.path)
-        while not stop.is_set():
-            conn.execute("BEGIN")
-            a = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
-            o = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-            conn.execute("COMMIT")
-            seen.append((a, o))
-        conn.close()
+        with raw(alerts_location) as conn:
+            while not stop.is_set():
+                conn.execute(begin)
+                a = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+                o = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                conn.execute("COMMIT")
+                seen.append((a, o))
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -385,12 +411,13 @@ def test_outbox_reader_never_sees_an_alert_without_its_rows(tmp_path: Path) -> N
         store.apply([fire(rule=f"r{i}", ts=T0 + i)], DEVICES)
     stop.set()
     watcher.join()
+    assert seen
     assert all(a == o for a, o in seen)
     store.close()
 
 
-def test_store_survives_reopen_and_threads(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_store_survives_reopen_and_threads(alerts_location: Path | str) -> None:
+    store = open_at(alerts_location)
     sub = store.add_subscription(URL)
     results: list[int] = []
 
@@ -404,14 +431,47 @@ def test_store_survives_reopen_and_threads(tmp_path: Path) -> None:
         t.join()
     assert sum(results) == 8
     store.close()
-    again = open_store(tmp_path)
+    again = open_at(alerts_location)
     assert len(again.active()) == 8
     assert again.pending_count(sub.id) == 8
-    assert again.path.parent.name == "var"
-    assert sqlite3.connect(again.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again.close()
     with pytest.raises(StoreError, match="closed"):
         again.active()
+
+
+def test_a_sqlite_store_is_a_wal_file_in_its_folder(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    assert store.path == store.location == tmp_path / "var" / "alerts.db"
+    assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_a_store_newer_than_the_code_is_refused(alerts_location: Path | str) -> None:
+    open_at(alerts_location).close()
+    newer = "UPDATE alert_store_schema SET version = 99" if on_postgres(alerts_location) else "PRAGMA user_version = 99"
+    with raw(alerts_location) as conn:
+        conn.execute(newer)
+    with pytest.raises(StoreError, match="schema 99, newer than this code"):
+        open_at(alerts_location)
+
+
+def test_where_a_store_cannot_be() -> None:
+    with pytest.raises(StoreError, match="needs a file path"):
+        AlertStore(":memory:")
+    with pytest.raises(StoreError, match="postgresql://user:password@host"):
+        AlertStore("mysql://ioc:s3cret@db/alerts")
+    url = f"postgresql://ioc:s3cret@127.0.0.1:{free_port()}/alerts"  # nobody listens there
+    with pytest.raises(StoreError, match="cannot open") as refused:
+        AlertStore(url)
+    assert "s3cret" not in str(refused.value)
+    assert f"postgresql://ioc:***@127.0.0.1:{url.split(':')[-1]}" in str(refused.value)
+
+
+def test_a_postgresql_url_never_shows_its_password() -> None:
+    url = PostgresUrl("postgresql://ioc:s3cret@db:5432/alerts?sslmode=require&password=other")
+    assert "s3cret" not in f"{url} {url!r}"
+    assert "other" not in str(url)
+    assert str(url) == "postgresql://ioc:***@db:5432/alerts?sslmode=require&password=***"
 
 
 def test_claim_record_dead_letter_and_replay(store: AlertStore) -> None:

@@ -1,9 +1,12 @@
-"""API keys: tokens, hashing, scopes, the key store, and what a key may see (provinces)."""
+"""API keys: tokens, hashing, scopes, the key store, and what a key may see (provinces).
+
+The key store's tests take ``alerts_location``: they run on a SQLite file and (marked integration)
+on a real PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from alerts.store import AlertStore
 from api.auth import Principal
 from api.errors import Forbidden
 from api.keys import BOOTSTRAP_ID, TOKEN_PREFIX, KeyStore, Scope, hash_token, new_token
+from tests.stores import dump, tables
 
 
 def test_tokens_are_random_urlsafe_and_long() -> None:
@@ -47,18 +51,18 @@ def test_scopes_are_ordered(have: str, need: str, ok: bool) -> None:
     assert Scope(have).allows(Scope(need)) is ok
 
 
-def test_store_keeps_only_the_hash(tmp_path: Path) -> None:
-    keys = KeyStore(tmp_path / "alerts.db")
+def test_store_keeps_only_the_hash(alerts_location: Path | str) -> None:
+    keys = KeyStore(alerts_location)
     key, token = keys.create("lan", "operate", provinces=["ben_tre", " ben_tre ", ""])
     keys.close()
     assert key.provinces == frozenset({"ben_tre"})
-    dump = "\n".join(sqlite3.connect(tmp_path / "alerts.db").iterdump())
-    assert token not in dump
-    assert hash_token(token) in dump
+    rows = dump(alerts_location, "api_keys")
+    assert token not in rows
+    assert hash_token(token) in rows
 
 
-def test_authenticate_revoke_and_list(tmp_path: Path) -> None:
-    keys = KeyStore(tmp_path / "k.db")
+def test_authenticate_revoke_and_list(alerts_location: Path | str) -> None:
+    keys = KeyStore(alerts_location)
     key, token = keys.create("ops", Scope.READ)
     found = keys.authenticate(token)
     assert found is not None
@@ -76,8 +80,15 @@ def test_authenticate_revoke_and_list(tmp_path: Path) -> None:
         keys.revoke("key_missing")
 
 
-def test_admin_keys_cannot_be_limited_and_names_are_needed(tmp_path: Path) -> None:
-    keys = KeyStore(tmp_path / "k.db")
+def test_keys_are_listed_in_the_order_they_were_created(alerts_location: Path | str) -> None:
+    keys = KeyStore(alerts_location)
+    made = [keys.create(f"key {i}", "read")[0].id for i in range(12)]  # ids are random: not their order
+    assert [k.id for k in keys.list_keys()] == made
+    keys.close()
+
+
+def test_admin_keys_cannot_be_limited_and_names_are_needed(alerts_location: Path | str) -> None:
+    keys = KeyStore(alerts_location)
     with pytest.raises(ValueError, match="admin"):
         keys.create("boss", "admin", provinces=["ben_tre"])
     with pytest.raises(ValueError, match="name"):
@@ -86,8 +97,8 @@ def test_admin_keys_cannot_be_limited_and_names_are_needed(tmp_path: Path) -> No
         keys.create("x", "root")
 
 
-def test_bootstrap_key_is_replaced_when_the_variable_changes(tmp_path: Path) -> None:
-    keys = KeyStore(tmp_path / "k.db")
+def test_bootstrap_key_is_replaced_when_the_variable_changes(alerts_location: Path | str) -> None:
+    keys = KeyStore(alerts_location)
     first, second = "a" * 40, "b" * 40
     keys.ensure_bootstrap(first)
     keys.ensure_bootstrap(first)  # a restart with the same key
@@ -102,14 +113,12 @@ def test_bootstrap_key_is_replaced_when_the_variable_changes(tmp_path: Path) -> 
     assert key.active
 
 
-def test_keys_share_the_alert_store_file(tmp_path: Path) -> None:
-    db = tmp_path / "alerts.db"
-    store = AlertStore(db)
-    keys = KeyStore(db)
+def test_keys_share_the_alert_store_database(alerts_location: Path | str) -> None:
+    store = AlertStore(alerts_location)
+    keys = KeyStore(alerts_location)
     keys.create("x", "read")
     assert store.list() == []
-    tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"alerts", "subscriptions", "api_keys"} <= tables
+    assert {"alerts", "subscriptions", "api_keys"} <= tables(alerts_location)
     store.close()
     keys.close()
 
