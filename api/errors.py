@@ -32,9 +32,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefused
-from ingest.influxql import InfluxQLError
 from registry.errors import DeviceExists, DeviceNotFound, ImportRefused, RegistryError, RegistryUnavailable
 from rules.errors import PackError
+from storage.influxql import InfluxQLError
 
 log = logging.getLogger(__name__)
 

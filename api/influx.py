@@ -18,14 +18,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from contract.fields import Kind
-from ingest.influxql import query
+from storage.influxql import query
+from storage.layout import DEVICE_ID, EVENT
 
 Every = Literal["1m", "5m", "15m", "1h", "6h", "1d"]
 EVERY: Final = get_args(Every)
 EVERY_MS: Final = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "6h": 21_600_000, "1d": 86_400_000}
-TELEMETRY: Final = tuple(k.value for k in Kind)
-STATUS: Final = "device_status"
-TAGS: Final = ("province", "district", "site", "crop")
 
 
 def ident(name: str) -> str:
@@ -80,7 +78,7 @@ def history_query(kind: str, device_id: str, field: str, start_ms: int, end_ms: 
     if every not in EVERY:
         raise ValueError(f"every must be one of {', '.join(EVERY)}")
     f = ident(field)
-    conditions = [*tags_equal({"device_id": device_id}), *time_range(start_ms, end_ms)]
+    conditions = [*tags_equal({DEVICE_ID: device_id}), *time_range(start_ms, end_ms)]
     return (
         f"SELECT mean({f}) AS {ident('mean')}, min({f}) AS {ident('min')}, max({f}) AS {ident('max')},"
         f" count({f}) AS {ident('count')} FROM {ident(kind)}{_where(conditions)} GROUP BY time({every}) fill(none)"
@@ -91,18 +89,18 @@ def latest_query(kind: str, since_ms: int, tags: Mapping[str, str | None], devic
     """Each device's newest telemetry row of one kind since ``since_ms`` (camera events left out)."""
     conditions = [*time_range(since_ms), *tags_equal(tags)]
     if devices is not None:
-        conditions.append(any_of("device_id", devices))
+        conditions.append(any_of(DEVICE_ID, devices))
     if kind == Kind.CAMERA.value:
-        conditions.append(f"{ident('event')} = ''")  # telemetry rows have no event tag
-    return f"SELECT * FROM {ident(kind)}{_where(conditions)} GROUP BY {ident('device_id')} ORDER BY time DESC LIMIT 1"
+        conditions.append(f"{ident(EVENT)} = ''")  # telemetry rows have no event tag
+    return f"SELECT * FROM {ident(kind)}{_where(conditions)} GROUP BY {ident(DEVICE_ID)} ORDER BY time DESC LIMIT 1"
 
 
 def last_query(field: str, measurements: Iterable[str], since_ms: int, devices: Iterable[str] | None = None) -> str:
     """``last(field)`` per device and measurement since ``since_ms`` (its time is the point's time)."""
     conditions = time_range(since_ms)
     if devices is not None:
-        conditions.append(any_of("device_id", devices))
-    return f"SELECT last({ident(field)}) FROM {_from(measurements)}{_where(conditions)} GROUP BY {ident('device_id')}"
+        conditions.append(any_of(DEVICE_ID, devices))
+    return f"SELECT last({ident(field)}) FROM {_from(measurements)}{_where(conditions)} GROUP BY {ident(DEVICE_ID)}"
 
 
 def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,7 +120,7 @@ def newest_by_device(series: list[dict[str, Any]], column: str = "last") -> dict
     """device id → (time, value) of the newest row over every series (e.g. several measurements)."""
     best: dict[str, tuple[int, Any]] = {}
     for row in rows(series):
-        device, t, value = row.get("device_id"), row.get("time"), row.get(column)
+        device, t, value = row.get(DEVICE_ID), row.get("time"), row.get(column)
         if not isinstance(device, str) or not isinstance(t, int) or value is None:
             continue
         if device not in best or t > best[device][0]:

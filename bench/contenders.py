@@ -17,7 +17,7 @@ from typing import IO, ClassVar
 
 from bench.peers import TOPICS
 from bench.procstat import cpu_seconds, peak_rss_mib, tree
-from ingest.influxql import query
+from storage.influxql import query
 
 ROOT = Path(__file__).resolve().parents[1]
 

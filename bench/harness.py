@@ -34,8 +34,8 @@ from bench.contenders import ROOT, Contender, ContenderError, Stage
 from bench.latency import LatencyProbe
 from bench.publish import PublishResult
 from bench.workload import Workload
-from ingest.influxql import query
 from ioc.servers import InfluxServer, ServerProcess, start_mosquitto
+from storage.influxql import query
 
 BATCH_ALLOWANCE_S = 1.0
 """A consumer that writes once a second (the DIY peer) stores in steps: lag may wobble by that much."""

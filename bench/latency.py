@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from ingest.influxql import query
+from storage.influxql import query
 
 _SEQ = re.compile(rb"[ ,]seq=(\d+)")  # an integer field (1234i), or a float (Node-RED's 1234)
 SUBSCRIPTION = "bench_latency"

@@ -39,11 +39,12 @@ from operator import attrgetter
 from typing import Final
 
 from rules.derived import _PSS_A, _PSS_B, _PSS_K, _RT_C, C35_US_CM, CHLORIDE_SHARE, TRAP_NIGHT_FIELDS
-from rules.engine import EVENTS_KEY, STATUS_KEY
+from rules.engine import EVENTS_KEY
 from rules.errors import RulesError
 from rules.messages import render, resolved_text
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Surge, Threshold, Trend, Window
+from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
 
 NEVER: Final = -(2**62)
 """Same as the engine's ``np.iinfo(np.int64).min // 2``."""
@@ -579,7 +580,7 @@ class _NoDataRule(_Rule):
     def __init__(self, rule: Rule, devices: Sequence[DeviceInfo], cond: NoData, mine: list[int], start_ms: int) -> None:
         super().__init__(rule, devices)
         self.cond = cond
-        self.keys = (rule.kind, STATUS_KEY)
+        self.keys = (rule.kind, STATUS_MEASUREMENT)
         self.mine = mine
         self.last_arrival = dict.fromkeys(mine, start_ms)
         self.offline = dict.fromkeys(mine, False)
@@ -588,8 +589,8 @@ class _NoDataRule(_Rule):
         self.status: dict[int, float] = {}
 
     def feed(self, r: Reading) -> None:
-        if r.key == STATUS_KEY:
-            self.status[r.device] = r.fields.get("online", NAN)
+        if r.key == STATUS_MEASUREMENT:
+            self.status[r.device] = r.fields.get(STATUS_ONLINE, NAN)
         else:
             self.seen.add(r.device)
 

@@ -96,8 +96,8 @@ def check(
     from dashboards.check import run
     from dashboards.interpolate import InterpolationError, TimeRange, duration_ms
     from dashboards.queries import DATASOURCE_MIN_INTERVAL
-    from ingest.influxql import query
     from ioc.preflight import influx_problem, require
+    from storage.influxql import query
 
     try:
         now = at if at is not None else now_ms()

@@ -46,6 +46,7 @@ from dashboards.panels import (
 )
 from dashboards.queries import KINDS, InfluxQL, datasource, lookback, where
 from dashboards.thresholds import Steps
+from storage.layout import ALERTS_MEASUREMENT, DEVICE_ID, RULE_ID, STATUS_MEASUREMENT, STATUS_ONLINE
 
 UID: Final = "ioc-overview"
 TITLE: Final = "Tổng quan IOC · IOC overview"
@@ -65,17 +66,19 @@ KIND_NAMES: Final = {
 
 def _last_alerts(*group_by: str) -> str:
     """Each (rule, device)'s last transition, with its level and state, as a subquery."""
-    tags = ", ".join(f'"{t}"' for t in ("rule_id", "device_id", *group_by))
+    tags = ", ".join(f'"{t}"' for t in (RULE_ID, DEVICE_ID, *group_by))
     return (
-        f'SELECT last("level") AS "level", "state" FROM "alerts" {where(time=lookback(LOOKBACK_DAYS))} GROUP BY {tags}'
+        f'SELECT last("level") AS "level", "state" FROM "{ALERTS_MEASUREMENT}" '
+        f"{where(time=lookback(LOOKBACK_DAYS))} GROUP BY {tags}"
     )
 
 
 def _last_status(*group_by: str) -> str:
     """Each device's last ``online`` (1/0) from its retained status, as a subquery."""
-    tags = ", ".join(f'"{t}"' for t in ("device_id", *group_by))
+    tags = ", ".join(f'"{t}"' for t in (DEVICE_ID, *group_by))
     return (
-        f'SELECT last("online") AS "online" FROM "device_status" {where(time=lookback(LOOKBACK_DAYS))} GROUP BY {tags}'
+        f'SELECT last("{STATUS_ONLINE}") AS "online" FROM "{STATUS_MEASUREMENT}" '
+        f"{where(time=lookback(LOOKBACK_DAYS))} GROUP BY {tags}"
     )
 
 
@@ -188,7 +191,7 @@ def dashboard() -> dash.Dashboard:
     ).table()
     latest = InfluxQL(
         'SELECT "severity", "state", "rule_id", "device_id", "district", "province", "value", "message_vi", '
-        f'"message_en" FROM "alerts" {where()} ORDER BY time DESC LIMIT 100'
+        f'"message_en" FROM "{ALERTS_MEASUREMENT}" {where()} ORDER BY time DESC LIMIT 100'
     ).table()
     points = InfluxQL(
         f'SELECT count("seq") * 60000 / $__interval_ms FROM {", ".join(KINDS)} {where()} '
@@ -199,7 +202,7 @@ def dashboard() -> dash.Dashboard:
     ).alias("$measurement")
     fired = "\"state\" = 'firing'"
     alerts_per_hour = InfluxQL(
-        f'SELECT count("level") FROM "alerts" {where(fired)} GROUP BY time(1h), "severity" fill(none)'
+        f'SELECT count("level") FROM "{ALERTS_MEASUREMENT}" {where(fired)} GROUP BY time(1h), "severity" fill(none)'
     ).alias("$tag_severity")
     freshness = InfluxQL(
         f'SELECT last("seq") AS "seq" FROM {", ".join(KINDS)} {where(time=lookback(7))} '

@@ -22,6 +22,17 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards.queries import InfluxQL, annotation, datasource, where
 from dashboards.thresholds import Steps
+from storage.layout import (
+    ALERTS_MEASUREMENT,
+    DEVICE_ID,
+    DISTRICT,
+    MESSAGE_EN,
+    MESSAGE_VI,
+    PROVINCE,
+    RULE_ID,
+    SEVERITY,
+    STATE,
+)
 
 # --- units (Grafana unit ids; custom ones as "suffix:" / "prefix:") --------------------------------
 
@@ -295,12 +306,12 @@ def tag_values(tag: str, measurement: str | None, *conditions: str) -> str:
 
 def variables(measurement: str | None) -> list[dash.QueryVariable]:
     """Province → district → device, chained, each with "All" (every value the query finds)."""
-    province = '"province" =~ /^${province:regex}$/'
-    district = '"district" =~ /^${district:regex}$/'
+    province = f'"{PROVINCE}" =~ /^${{province:regex}}$/'
+    district = f'"{DISTRICT}" =~ /^${{district:regex}}$/'
     specs = [
-        ("province", "Tỉnh · Province", tag_values("province", measurement)),
-        ("district", "Huyện · District", tag_values("district", measurement, province)),
-        ("device", "Trạm · Device", tag_values("device_id", measurement, province, district)),
+        ("province", "Tỉnh · Province", tag_values(PROVINCE, measurement)),
+        ("district", "Huyện · District", tag_values(DISTRICT, measurement, province)),
+        ("device", "Trạm · Device", tag_values(DEVICE_ID, measurement, province, district)),
     ]
     return [
         dash.QueryVariable(name)
@@ -318,19 +329,16 @@ def variables(measurement: str | None) -> list[dash.QueryVariable]:
 
 def alert_annotations() -> list[dash.AnnotationQuery]:
     """Alert transitions (measurement ``alerts``) of the selected places as annotations."""
-    columns = '"message_vi", "message_en", "rule_id", "severity", "device_id"'
+    tags = (RULE_ID, SEVERITY, DEVICE_ID)
+    columns = ", ".join(f'"{c}"' for c in (MESSAGE_VI, MESSAGE_EN, *tags))
     found = []
     for state, name, color in (
         ("firing", "Cảnh báo · Alerts firing", "red"),
         ("resolved", "Hết cảnh báo · Alerts resolved", "green"),
     ):
-        condition = f"\"state\" = '{state}'"
-        query = f'SELECT {columns} FROM "alerts" {where(condition)}'
-        found.append(
-            annotation(
-                name, query, color=color, text_column="message_vi", tags_columns=("rule_id", "severity", "device_id")
-            )
-        )
+        condition = f"\"{STATE}\" = '{state}'"
+        query = f'SELECT {columns} FROM "{ALERTS_MEASUREMENT}" {where(condition)}'
+        found.append(annotation(name, query, color=color, text_column=MESSAGE_VI, tags_columns=tags))
     return found
 
 

@@ -21,6 +21,8 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard as model
 
+from storage.layout import DEVICE_ID, DISTRICT, PROVINCE, TELEMETRY_MEASUREMENTS
+
 DATASOURCE_UID: Final = "ioc-influxdb"
 """The provisioned InfluxDB data source (grafana/provisioning/datasources/ioc.yaml)."""
 
@@ -31,10 +33,10 @@ DATASOURCE_DB: Final = "ioc"
 DATASOURCE_MIN_INTERVAL: Final = "1m"
 """The data source's minimum ``$__interval`` (``jsonData.timeInterval``): devices report every few minutes."""
 
-KINDS: Final = ('"water_quality"', '"salinity"', '"light_trap"', '"camera"')
+KINDS: Final = tuple(f'"{m}"' for m in TELEMETRY_MEASUREMENTS)
 """The four kind measurements, quoted, for ``FROM`` lists."""
 
-TAG_OF_VARIABLE: Final = {"province": "province", "district": "district", "device": "device_id"}
+TAG_OF_VARIABLE: Final = {"province": PROVINCE, "district": DISTRICT, "device": DEVICE_ID}
 """Dashboard variable → the tag it filters."""
 
 FILTERS: Final = " AND ".join(f'"{tag}" =~ /^${{{var}:regex}}$/' for var, tag in TAG_OF_VARIABLE.items())

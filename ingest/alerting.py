@@ -26,34 +26,47 @@ from alerts.store import AlertEvent, AlertStore
 from contract.fields import CAMERA_EVENTS
 from contract.retry import Backoff
 from ingest.batch import Batch
-from ingest.lineprotocol import escape_tag, format_float, format_string_field
 from ingest.registry import Registry
 from rules.engine import Engine
 from rules.model import DeviceInfo, Transition
 from rules.pack import Pack
+from storage.layout import (
+    ALERTS_MEASUREMENT,
+    CROP,
+    DEVICE_ID,
+    DISTRICT,
+    LEVEL,
+    MESSAGE_EN,
+    MESSAGE_VI,
+    PROVINCE,
+    RULE_ID,
+    SEVERITY,
+    SITE,
+    STATE,
+    VALUE,
+)
+from storage.lineprotocol import escape_tag, format_float, format_string_field
 
 log = logging.getLogger(__name__)
-
-ALERTS_MEASUREMENT = "alerts"
 
 
 def alert_line(t: Transition, device: DeviceInfo) -> str:
     """One transition as a point of measurement ``alerts`` (for Grafana annotations)."""
-    tags = {
-        "crop": device.crop,
-        "device_id": t.device_id,
-        "district": device.district,
-        "province": device.province,
-        "rule_id": t.rule_id,
-        "severity": t.severity.label,
-        "site": device.site,
-        "state": t.state.value,
+    tags = {  # in ALERT_TAGS order (sorted, as InfluxDB keeps them)
+        CROP: device.crop,
+        DEVICE_ID: t.device_id,
+        DISTRICT: device.district,
+        PROVINCE: device.province,
+        RULE_ID: t.rule_id,
+        SEVERITY: t.severity.label,
+        SITE: device.site,
+        STATE: t.state.value,
     }
     tag_part = ",".join(f"{k}={escape_tag(v)}" for k, v in tags.items() if v)
-    fields = [f"level={int(t.severity)}i"]
+    fields = [f"{LEVEL}={int(t.severity)}i"]
     if math.isfinite(t.value):  # NaN for no-data rules
-        fields.append(f"value={format_float(t.value)}")
-    fields += [f"message_vi={format_string_field(t.message_vi)}", f"message_en={format_string_field(t.message_en)}"]
+        fields.append(f"{VALUE}={format_float(t.value)}")
+    fields += [f"{MESSAGE_VI}={format_string_field(t.message_vi)}", f"{MESSAGE_EN}={format_string_field(t.message_en)}"]
     return f"{ALERTS_MEASUREMENT},{tag_part} {','.join(fields)} {t.ts_ms}"
 
 

@@ -19,13 +19,14 @@ from contract.fields import CAMERA_EVENTS, Kind
 from contract.fleet import Fleet
 from ingest.batch import EVENTS, Columns
 from ingest.devices import device_infos
-from ingest.influxql import query
 from rules.engine import Engine
 from rules.model import State, Transition
 from rules.pack import Pack
+from storage.influxql import query
+from storage.layout import DEVICE_ID, DEVICE_TAGS, EVENT, KIND_MEASUREMENTS, STATUS_MEASUREMENT, STATUS_ONLINE
 
 SLICE_MS = 3_600_000
-_SKIP = {"time", "device_id", "province", "district", "site", "crop", "event", "seq", "image_url"}
+_SKIP = {"time", *DEVICE_TAGS, EVENT, "seq", "image_url"}
 
 
 @dataclass
@@ -64,7 +65,7 @@ def _columns(series: list[dict[str, Any]], index: dict[str, int], events: bool) 
     for s in series:
         cols = s["columns"]
         rows.extend(dict(zip(cols, values, strict=True)) for values in s["values"])
-    rows = [r for r in rows if r.get("device_id") in index and (r.get("event") is not None) == events]
+    rows = [r for r in rows if r.get(DEVICE_ID) in index and (r.get(EVENT) is not None) == events]
     if not rows:
         return None
     names = sorted({k for r in rows for k, v in r.items() if k not in _SKIP and isinstance(v, int | float)})
@@ -73,9 +74,9 @@ def _columns(series: list[dict[str, Any]], index: dict[str, int], events: bool) 
     }
     if events:
         codes = {e: i for i, e in enumerate(CAMERA_EVENTS)}
-        fields["event_code"] = np.array([codes.get(r["event"], -1) for r in rows], dtype=np.float64)
+        fields["event_code"] = np.array([codes.get(r[EVENT], -1) for r in rows], dtype=np.float64)
     return Columns(
-        np.array([index[r["device_id"]] for r in rows], dtype=np.int32),
+        np.array([index[r[DEVICE_ID]] for r in rows], dtype=np.int32),
         np.array([r["time"] for r in rows], dtype=np.int64),
         np.zeros(len(rows), dtype=np.int64),
         fields,
@@ -93,8 +94,8 @@ def read_slices(
             stop = min(t + SLICE_MS, end_ms)
             where = f"time >= {t}ms AND time < {stop}ms"
             batch: dict[str, Columns] = {}
-            for kind in Kind:
-                series = query(client, f'SELECT * FROM "{kind.value}" WHERE {where}', db=db)
+            for kind, measurement in KIND_MEASUREMENTS.items():
+                series = query(client, f'SELECT * FROM "{measurement}" WHERE {where}', db=db)
                 telemetry = _columns(series, index, events=False)
                 if telemetry is not None:
                     batch[kind.value] = telemetry
@@ -102,10 +103,10 @@ def read_slices(
                     ev = _columns(series, index, events=True)
                     if ev is not None:
                         batch[EVENTS] = ev
-            status_series = query(client, f'SELECT "online" FROM "device_status" WHERE {where}', db=db)
+            status_series = query(client, f'SELECT "{STATUS_ONLINE}" FROM "{STATUS_MEASUREMENT}" WHERE {where}', db=db)
             status = _columns(status_series, index, False)
             if status is not None:
-                batch["device_status"] = status
+                batch[STATUS_MEASUREMENT] = status
             yield stop, batch
             t = stop
 
@@ -115,6 +116,6 @@ def backtest(pack: Pack, fleet: Fleet, *, url: str, db: str, start_ms: int, end_
     engine = Engine(pack, device_infos(fleet), event_classes=CAMERA_EVENTS, start_ms=start_ms)
     report = BacktestReport()
     for slice_end, batch in read_slices(url, db, fleet, start_ms, end_ms):
-        report.readings += sum(len(c.device) for k, c in batch.items() if k != "device_status")
+        report.readings += sum(len(c.device) for k, c in batch.items() if k != STATUS_MEASUREMENT)
         report.transitions.extend(engine.evaluate(batch, now_ms=slice_end))
     return report

@@ -17,7 +17,8 @@ from msgspec import UNSET
 
 from contract.fields import EVENT_FIELDS, TELEMETRY_FIELDS, FieldSpec
 from contract.reasons import Reason
-from ingest.lineprotocol import LineProtocolError, format_int, format_string_field
+from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
+from storage.lineprotocol import LineProtocolError, format_int, format_string_field
 
 _NAN: Final = float("nan")
 
@@ -114,10 +115,9 @@ class _KindRows:
 
 EVENTS: Final = "camera_event"
 """Key of camera events in :meth:`Batch.columns` (their fields differ from camera telemetry)."""
-STATUSES: Final = "device_status"
-"""Key of status reports in :meth:`Batch.columns` (field ``online``: 1 or 0)."""
 EVENT_CODE: Final = FieldSpec("event_code", "", "index of the event class in CAMERA_EVENTS", 0, 100, "int")
-ONLINE: Final = FieldSpec("online", "0/1", "the device said online (1) or its will said offline (0)", 0, 1, "int")
+ONLINE: Final = FieldSpec(STATUS_ONLINE, "0/1", "the device said online (1) or its will said offline (0)", 0, 1, "int")
+"""The field of status reports, which :meth:`Batch.columns` keys by their measurement, ``device_status``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ class BatchBuilder:
     def __init__(self) -> None:
         self._specs: dict[str, tuple[FieldSpec, ...]] = {k.value: v for k, v in TELEMETRY_FIELDS.items()}
         self._specs[EVENTS] = (EVENT_CODE, *EVENT_FIELDS)
-        self._specs[STATUSES] = (ONLINE,)
+        self._specs[STATUS_MEASUREMENT] = (ONLINE,)
         self._reset()
 
     def _reset(self) -> None:
@@ -187,7 +187,7 @@ class BatchBuilder:
 
     def add_status(self, device: int, ts_ms: int, online: bool, line: str) -> None:
         """Add one accepted status report."""
-        rows = self._rows[STATUSES]
+        rows = self._rows[STATUS_MEASUREMENT]
         rows.device.append(device)
         rows.ts_ms.append(ts_ms)
         rows.seq.append(-1)

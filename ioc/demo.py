@@ -38,7 +38,6 @@ from contract.fields import Kind
 from contract.fleet import Fleet, dump_fleet, load_fleet
 from contract.topics import device_topic, mqtt_endpoint
 from ingest.config import IngestSettings
-from ingest.influxql import query
 from ingest.runner import IngestProcess, build, run_until_stopped
 from ioc.demo_broker import DemoBroker, start_demo_broker
 from ioc.errors import UserError, blame
@@ -48,6 +47,7 @@ from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
 from simulators.publisher import FleetPublisher, device_password
 from simulators.scenarios import SCENARIOS, scenario_fleet
+from storage.influxql import query
 
 log = logging.getLogger(__name__)
 DB = "ioc"

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 
 from contract.topics import CA_FLAG, CERT_FLAG, KEY_FLAG, mqtt_endpoint
-from ingest.influxql import InfluxQLError, query
 from ioc.errors import UserError
+from storage.influxql import InfluxQLError, query
 
 TIMEOUT_S = 5.0
 

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import httpx
 
-from ingest.influxql import query
+from storage.influxql import query
 
 MOSQUITTO_BIN = "mosquitto"
 INFLUXD_BIN = "influxd"

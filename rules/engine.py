@@ -41,9 +41,9 @@ from rules.kernels import Bools, Floats, Ints, grow
 from rules.messages import render, resolved_text
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Selector, Surge, Threshold, Window
+from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
 
 EVENTS_KEY = "camera_event"
-STATUS_KEY = "device_status"
 NEVER = np.iinfo(np.int64).min // 2
 
 
@@ -278,10 +278,10 @@ class _CompiledRule:
             data = batch.get(self.rule.kind)
             if data is not None:
                 self.no_data.seen(np.unique(data.pick(self.sel).slot), now_ms)
-            status = batch.get(STATUS_KEY)
+            status = batch.get(STATUS_MEASUREMENT)
             if status is not None:
                 p = status.pick(self.sel)
-                self.no_data.status(p.slot, status.field("online")[p.idx])
+                self.no_data.status(p.slot, status.field(STATUS_ONLINE)[p.idx])
         rows = self.rows(batch)
         for gate in self.gates:
             data = batch.get(self.rule.kind)
@@ -328,7 +328,12 @@ class Engine:
         return tuple(r.rule for r in self._rules)
 
     def evaluate(self, columns: Mapping[str, Readings], *, now_ms: int) -> list[Transition]:
-        """Run every rule over one batch; return the alert transitions, oldest first."""
+        """Run every rule over one batch; return the alert transitions, oldest first.
+
+        ``columns`` holds readings by kind (:class:`~contract.fields.Kind` value), camera events under
+        :data:`EVENTS_KEY` and status reports (field ``online``) under their measurement's name,
+        :data:`~storage.layout.STATUS_MEASUREMENT`.
+        """
         batch = {k: _Sorted.of(v) for k, v in columns.items() if len(v.device)}
         out: list[Transition] = []
         for compiled in self._rules:

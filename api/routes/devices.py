@@ -40,7 +40,7 @@ from api.errors import (
     UnsupportedMedia,
     Upstream,
 )
-from api.influx import STATUS, TELEMETRY, Influx
+from api.influx import Influx
 from api.services import Registry
 from api.times import iso, iso_or_none
 from contract.clock import now_ms
@@ -51,6 +51,7 @@ from registry.broker_accounts import BrokerAccountError, BrokerAccounts
 from registry.errors import ImportRefused
 from registry.files import FileFormat, parse
 from registry.store import DeviceRecord
+from storage.layout import KIND_MEASUREMENTS, STATUS_MEASUREMENT, STATUS_ONLINE, TELEMETRY_MEASUREMENTS
 
 log = logging.getLogger(__name__)
 
@@ -348,9 +349,10 @@ def describe(
     now = now_ms()
     since = now - LOOKBACK_MS
     only = [d.id for d in devices] if one else None
-    seen = influx.last("seq", (*TELEMETRY, STATUS), since, only)
-    status = influx.last("online", (STATUS,), since, only)
-    battery = influx.last("battery_v", (STATUS, *(k for k in TELEMETRY if k != Kind.CAMERA.value)), since, only)
+    seen = influx.last("seq", (*TELEMETRY_MEASUREMENTS, STATUS_MEASUREMENT), since, only)
+    status = influx.last(STATUS_ONLINE, (STATUS_MEASUREMENT,), since, only)
+    powered = (m for k, m in KIND_MEASUREMENTS.items() if k is not Kind.CAMERA)
+    battery = influx.last("battery_v", (STATUS_MEASUREMENT, *powered), since, only)
     wanted = {d.id for d in devices}
     counts: dict[str, int] = {}
     worst: dict[str, int] = {}

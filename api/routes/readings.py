@@ -29,6 +29,7 @@ from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind, field_specs
 from contract.fleet import Device
 from rules.pack import parse_duration_ms
+from storage import layout
 
 router = APIRouter(prefix="/v1/readings", tags=["readings"], responses=ERROR_RESPONSES)
 
@@ -152,11 +153,11 @@ def latest_readings(
     for kind in Kind:
         if not any(d.kind is kind for d in devices):
             continue
-        tags = {"province": province, "district": district, "site": site}
+        tags = {layout.PROVINCE: province, layout.DISTRICT: district, layout.SITE: site}
         only = [d.id for d in devices] if len(devices) == 1 else None
         fields = [f.name for f in TELEMETRY_FIELDS[kind]]
         for row in influx.latest(kind.value, since_ms, tags, only):
-            device = by_id.get(row.get("device_id", ""))
+            device = by_id.get(row.get(layout.DEVICE_ID, ""))
             if device is None or device.kind is not kind:
                 continue
             out.append(

@@ -24,8 +24,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.peers import nodered
-from ingest.influxql import query
 from ioc.servers import start_influxd, start_mosquitto
+from storage.influxql import query
 
 DB = "nodered_smoke"
 KIND = "water_quality"

@@ -34,10 +34,10 @@ from api.services import Services
 from contract.fields import Kind, field_specs
 from ingest.backtest import backtest
 from ingest.devices import device_infos
-from ingest.influxql import query
 from ioc.servers import ServerProcess, free_port, start_mosquitto
 from rules.model import Severity, State, Transition
 from rules.pack import DEFAULT_PACK, load_pack
+from storage.influxql import query
 from tests.conftest import SimulatedData
 
 with warnings.catch_warnings():  # Starlette 1.x nudges towards httpx2; httpx is what the project has

@@ -24,9 +24,9 @@ from dashboards.geography import districts
 from dashboards.interpolate import TimeRange, interpolate, interval_ms
 from dashboards.queries import DATASOURCE_MIN_INTERVAL
 from dashboards.water import NH3_EXPRESSION
-from ingest.influxql import query
 from ioc.servers import InfluxServer
 from rules.derived import nh3_mg_l
+from storage.influxql import query
 from tests.conftest import SimulatedData
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"

@@ -40,7 +40,7 @@ def readings(device: str, first: int, n: int) -> list[tuple[str, bytes]]:
 
 
 def distinct_seqs(url: str, db: str) -> set[int]:
-    from ingest.influxql import query
+    from storage.influxql import query
 
     series = query(url, 'SELECT "seq" FROM "salinity"', db=db)
     return {int(v[1]) for s in series for v in s["values"]}

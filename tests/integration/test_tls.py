@@ -31,7 +31,6 @@ from contract.fleet import Fleet, dump_fleet
 from contract.topics import device_topic
 from ingest import mqtt_public
 from ingest.broker import path_name
-from ingest.influxql import query
 from ioc.servers import (
     INFLUXD_BIN,
     InfluxServer,
@@ -47,6 +46,7 @@ from registry.broker_accounts import BrokerAccounts
 from simulators.config import SimulateSettings
 from simulators.fleetgen import generate_fleet
 from simulators.publisher import FleetPublisher, PublishStats
+from storage.influxql import query
 from tests.helpers import IngestThread, count_points, ingest_settings, publish
 from tests.integration.test_pipeline import small_fleet
 from tests.integration.test_reliability import distinct_seqs, readings

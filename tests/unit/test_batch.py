@@ -239,7 +239,7 @@ def test_field_encoder_backslashes_in_strings_still_escaped() -> None:
 
 def test_field_encoder_numeric_indexes() -> None:
     assert FieldEncoder(_SPECS).numeric == (0, 1, 3)
-    assert FieldEncoder(STATUS_FIELDS).numeric == (0, 1)  # fw is a string
+    assert FieldEncoder(STATUS_FIELDS).numeric == (0, 1, 2)  # fw is a string
 
 
 def test_field_encoder_float_round_trip() -> None:

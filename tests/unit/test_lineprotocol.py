@@ -1,4 +1,4 @@
-"""Line protocol escaping and value formatting (ingest.lineprotocol)."""
+"""Line protocol escaping and value formatting (storage.lineprotocol)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.lineprotocol import (
+from storage.lineprotocol import (
     LineProtocolError,
     escape_measurement,
     escape_tag,
