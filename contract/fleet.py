@@ -56,8 +56,9 @@ class ExternalIds(BaseModel):
 
 
 class DeviceTags(NamedTuple):
-    """What ingest and the rule engine need of a device — identity, kind, tags, state — and nothing
-    more: a running ingest holds one per device (100,000 in about 10 MB)."""
+    """What ingest and the rule engine need of a device — identity, kind, tags, state, and how its
+    payloads name it (model, external ids) — and nothing more; the field names are the registry's
+    column names."""
 
     id: str
     kind: Kind
@@ -66,6 +67,11 @@ class DeviceTags(NamedTuple):
     site: str
     crop: str
     state: str
+    model: str = "ioc_v1"
+    dev_eui: str | None = None
+    tts_device_id: str | None = None
+    sparkplug: str | None = None
+    thingsboard: str | None = None
 
     @property
     def active(self) -> bool:
@@ -97,7 +103,11 @@ class Device(BaseModel):
         return self.state == "active"
 
     def tags(self) -> DeviceTags:
-        return DeviceTags(self.id, self.kind, self.province, self.district, self.site, self.crop, self.state)
+        x = self.external_ids
+        return DeviceTags(
+            self.id, self.kind, self.province, self.district, self.site, self.crop, self.state,
+            self.model, x.dev_eui, x.tts_device_id, x.sparkplug, x.thingsboard,
+        )  # fmt: skip
 
 
 class Fleet(BaseModel):

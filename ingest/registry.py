@@ -6,14 +6,14 @@ import functools
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from contract.fields import Kind
 from contract.fleet import Device, DeviceTags, Fleet
 from ingest.devices import KIND_TEXT, place_name
-from ingest.lineprotocol import escape_measurement, escape_tag
 from rules.model import DeviceInfo
-
-STATUS_MEASUREMENT = "device_status"
+from storage.layout import STATUS_MEASUREMENT
+from storage.lineprotocol import escape_measurement, escape_tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,10 @@ class RegisteredDevice(DeviceInfo):
     """Where the tags start in ``series`` (its first comma)."""
     _tail_at: int
     """Where ``province=…`` starts in ``series``: a camera event's ``event`` tag goes just before."""
+    model: str
+    """The hardware and payload format it speaks (a sources file maps a model's field names)."""
+    external: ExternalKeys | None
+    """Its ids in other systems (DevEUI, The Things Stack, Sparkplug, ThingsBoard); None: none."""
 
     @property
     def active(self) -> bool:
@@ -38,7 +42,10 @@ class RegisteredDevice(DeviceInfo):
 
     def tags(self) -> DeviceTags:
         """What the registry database says of it."""
-        return DeviceTags(self.id, self.device_kind, self.province, self.district, self.site, self.crop, self.state)
+        return DeviceTags(
+            self.id, self.device_kind, self.province, self.district, self.site, self.crop, self.state, self.model,
+            *(self.external or _NO_EXTERNAL),
+        )  # fmt: skip
 
     @property
     def status_series(self) -> str:
@@ -77,6 +84,12 @@ def _shared_tag(value: str) -> str:
     return sys.intern(escape_tag(value))
 
 
+ExternalKeys = tuple[str | None, str | None, str | None, str | None]
+"""A device's external ids in :data:`EXTERNAL_SCHEMES` order."""
+EXTERNAL_SCHEMES: Final = ("dev_eui", "tts_device_id", "sparkplug", "thingsboard")
+_NO_EXTERNAL: Final[ExternalKeys] = (None, None, None, None)
+
+
 def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
     """Its series key as :func:`series_key` makes it (tags in sorted order; every registry tag is
     non-empty), built from escaped parts; one string per device (100,000 devices: well under 1 s)."""
@@ -84,9 +97,11 @@ def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
     head = f"{measurement},crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)},"
     series = f"{head}province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
     place = place_name(d.province, d.district)
+    external = d[8:12]
     return RegisteredDevice(
         d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place,
         index, d.kind, d.state, series, len(measurement), len(head),
+        d.model, None if external == _NO_EXTERNAL else external,
     )  # fmt: skip
 
 
@@ -101,6 +116,8 @@ class Registry:
     def __init__(self, devices: Iterable[Device | DeviceTags] = ()) -> None:
         self.devices: list[RegisteredDevice] = []
         self.by_id: dict[str, RegisteredDevice] = {}
+        self.by_external: dict[tuple[str, str], RegisteredDevice] = {}
+        """(scheme, id) → device, for devices that have external ids (:data:`EXTERNAL_SCHEMES`)."""
         self.apply(devices)
 
     @classmethod
@@ -118,8 +135,25 @@ class Registry:
                 self.devices.append(registered)
                 added += 1
             elif known.tags() != d:
-                self.by_id[d.id] = self.devices[known.index] = _registered(known.index, d)
+                self._unindex(known)
+                self.by_id[d.id] = self.devices[known.index] = registered = _registered(known.index, d)
+            else:
+                continue
+            if registered.external is not None:
+                for scheme, value in zip(EXTERNAL_SCHEMES, registered.external, strict=True):
+                    if value is not None:
+                        self.by_external[(scheme, value)] = registered
         return added
+
+    def _unindex(self, device: RegisteredDevice) -> None:
+        for scheme, value in zip(EXTERNAL_SCHEMES, device.external or _NO_EXTERNAL, strict=True):
+            if value is not None and self.by_external.get((scheme, value)) is device:
+                del self.by_external[(scheme, value)]
+
+    def external(self, scheme: str, value: str) -> RegisteredDevice | None:
+        """The active device that ``scheme`` (one of :data:`EXTERNAL_SCHEMES`) calls ``value``."""
+        device = self.by_external.get((scheme, value))
+        return device if device is not None and device.state == "active" else None
 
     def active(self, device_id: str) -> RegisteredDevice | None:
         """The device, if it is registered and active (its readings are taken)."""

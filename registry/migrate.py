@@ -60,9 +60,9 @@ def upgrade(connection: Connection, to: str = "head") -> None:
     """
     if to == "head" and current(connection) == HEAD:
         return
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before the import: it logs its plugins
     from alembic import command
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
     before = current(connection)

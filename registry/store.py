@@ -346,12 +346,12 @@ class DeviceRegistry:
                 .where(devices.c.revision > revision, devices.c.revision <= now)
                 .order_by(devices.c.revision, devices.c.id)
             )
-            intern = sys.intern
+            n = sys.intern
             # In partitions: 100,000 rows at once would be ~50 MB of row objects that the heap keeps.
             for part in conn.execution_options(yield_per=_TAGS_PER_FETCH).execute(q).partitions():
                 consume([
-                    DeviceTags(i, _KINDS[k], intern(p), intern(d), intern(si), intern(c), intern(st))
-                    for i, k, p, d, si, c, st in part
+                    DeviceTags(i, _KINDS[k], n(p), n(d), n(si), n(c), n(st), n(m), e, t, s, b)
+                    for i, k, p, d, si, c, st, m, e, t, s, b in part
                 ])  # fmt: skip
         return now
 
