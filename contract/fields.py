@@ -135,6 +135,7 @@ EVENT_FIELDS: Final[tuple[FieldSpec, ...]] = (
 
 STATUS_FIELDS: Final[tuple[FieldSpec, ...]] = (
     _battery(),
+    FieldSpec("battery_pct", "%", "battery level (LoRaWAN DevStatusAns, as network servers report it)", 0.0, 100.0),
     _rssi(),
     FieldSpec("fw", "", "firmware version", type="string", max_length=32),
 )

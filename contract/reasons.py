@@ -30,6 +30,8 @@ class Reason(enum.StrEnum):
     """A field has the wrong JSON type (a string, a boolean or null where a number belongs)."""
     OUT_OF_RANGE = "out_of_range"
     """A value outside the field's physical range."""
+    BAD_UNIT = "bad_unit"
+    """A value in a unit that cannot be converted to the field's own (another format's payload)."""
     BAD_TIMESTAMP = "bad_timestamp"
     """``ts`` is before 2000, more than 5 minutes ahead, or not epoch milliseconds."""
     DB_REJECTED = "db_rejected"

@@ -77,8 +77,9 @@ class BrokerConnection(Protocol):
         ...
 
 
-BrokerFactory = Callable[[IngestSettings, IngestMetrics, int], BrokerConnection]
-"""Makes connection number ``generation`` (1, 2, …) with the service's settings and metrics."""
+BrokerFactory = Callable[[IngestSettings, IngestMetrics, int, tuple[str, ...]], BrokerConnection]
+"""Makes connection number ``generation`` (1, 2, …) with the service's settings and metrics,
+subscribed to the given topic filters (the native contract's, and the sources file's)."""
 
 
 def broker_factory(settings: IngestSettings) -> BrokerFactory:

@@ -65,6 +65,9 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
     retry_initial_s: float = Field(0.2, gt=0, description="first back-off after a failed write")
     retry_max_s: float = Field(10.0, gt=0, description="longest back-off between write attempts")
 
+    sources: Path | None = Field(
+        None, description="the sources file: topics of other payload formats (default: the ioc/v1 contract alone)"
+    )
     max_payload_bytes: int = Field(262_144, ge=256, description="larger payloads are dead-lettered")
     max_readings_per_message: int = Field(10_000, ge=1, description="gateway batches beyond this are refused")
     dlq_payload_cap: int = Field(4_096, ge=64, description="bytes of the original payload kept in a dead letter")

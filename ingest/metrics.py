@@ -59,6 +59,12 @@ class IngestMetrics:
             registry=r,
         )
         self.reconnects = Counter("ioc_ingest_broker_reconnects", "broker connections re-established", registry=r)
+        self.ignored = Counter(
+            "ioc_ingest_ignored",
+            "messages of other formats that carry no reading (joins, logs, acks), acknowledged",
+            ["event"],
+            registry=r,
+        )
         self.broker_dropped = Gauge(
             "ioc_broker_messages_dropped",
             "the broker's own $SYS/broker/publish/messages/dropped counter (messages it discarded)",

@@ -40,6 +40,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 
+from contract.topics import SUBSCRIPTION
 from ingest.broker import AckHandle, BrokerError, InMessage
 from ingest.config import IngestSettings
 from ingest.metrics import IngestMetrics
@@ -207,8 +208,14 @@ class FastPathBroker(PublicBroker):
 
     PATH = "fast"
 
-    def __init__(self, settings: IngestSettings, metrics: IngestMetrics, generation: int) -> None:
-        super().__init__(settings, metrics, generation)
+    def __init__(
+        self,
+        settings: IngestSettings,
+        metrics: IngestMetrics,
+        generation: int,
+        topics: tuple[str, ...] = (SUBSCRIPTION,),
+    ) -> None:
+        super().__init__(settings, metrics, generation, topics)
         self._fast = _FastPath(self._client, generation, self._dropped)
 
     def _make_client(self) -> _CountingClient:

@@ -82,8 +82,15 @@ class PublicBroker:
 
     PATH = "public"
 
-    def __init__(self, settings: IngestSettings, metrics: IngestMetrics, generation: int) -> None:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        metrics: IngestMetrics,
+        generation: int,
+        topics: tuple[str, ...] = (SUBSCRIPTION,),
+    ) -> None:
         self._settings = settings
+        self._topics = topics
         self._metrics = metrics
         self.generation = generation
         # A logger of this connection's own (not registered: nothing to clean up), at WARNING so
@@ -165,10 +172,9 @@ class PublicBroker:
         return self
 
     async def _subscribe(self, suback_wait_s: float | None) -> None:
-        topic = SUBSCRIPTION
-        if self._settings.mqtt_shared_group:
-            topic = f"$share/{self._settings.mqtt_shared_group}/{SUBSCRIPTION}"
-        for name, qos in ((topic, 1), (BROKER_DROPPED_TOPIC, 0)):
+        group = self._settings.mqtt_shared_group
+        topics = [(f"$share/{group}/{t}" if group else t, 1) for t in self._topics]
+        for name, qos in (*topics, (BROKER_DROPPED_TOPIC, 0)):
             granted = await self._client.subscribe(name, qos=qos, timeout=suback_wait_s)
             refused = [code for code in granted if getattr(code, "is_failure", False)]
             if refused:

@@ -22,6 +22,7 @@ from ingest.config import IngestSettings
 from ingest.errors import ConfigError
 from ingest.registry import Registry
 from ingest.service import IngestService
+from ingest.sources.config import NATIVE_ONLY, load_sources
 from registry.errors import RegistryError
 from registry.source import open_source
 from registry.store import DeviceRegistry
@@ -72,13 +73,14 @@ def start_up() -> Iterator[None]:
 
 def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
     """Everything ``ioc ingest`` runs; raises :class:`ConfigError` for a bad registry, fleet file or pack."""
+    sources = load_sources(settings.sources) if settings.sources else NATIVE_ONLY
     source, revision, fleet = open_devices(settings)
     try:
         pack = load_pack(settings.rules_pack or DEFAULT_PACK) if settings.rules else None
     except PackError as exc:
         raise ConfigError(f"{exc} (the rule pack: --rules-pack, IOC_RULES_PACK)") from exc
     if pack is None:
-        service = IngestService(settings, fleet)
+        service = IngestService(settings, fleet, sources=sources)
         service.follow(source, revision)
         return IngestProcess(service)
     try:
@@ -87,7 +89,7 @@ def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
         )
     except AlertsError as exc:
         raise ConfigError(f"alert store {webhooks.alerts_db}: {exc} (--alerts-db, IOC_ALERTS_DB)") from exc
-    service = IngestService(settings, fleet)
+    service = IngestService(settings, fleet, sources=sources)
     follower = service.follow(source, revision)
     sender = WebhookSender(store, webhooks) if settings.webhooks else None
     alerting = Alerting(

@@ -44,9 +44,13 @@ from ingest.influx import Backoff, InfluxWriter, make_transport
 from ingest.metrics import IngestMetrics
 from ingest.registry import Registry
 from ingest.registry_follow import RegistryFollower
+from ingest.sources.config import NATIVE_ONLY, SourcesFile
+from ingest.sources.router import Router
 from registry.store import DeviceRegistry
+from storage.layout import STATUS_MEASUREMENT
 
 log = logging.getLogger(__name__)
+_STATUS_PREFIX = STATUS_MEASUREMENT + ","
 
 _DEVICE_TAG = re.compile(r"(?:^|,)device_id=([A-Za-z0-9_-]+)")
 BatchHook = Callable[[Batch], Awaitable[list[str]]]
@@ -106,6 +110,7 @@ class IngestService:
         on_tick: TickHook | None = None,
         tick_s: float = 5.0,
         broker: BrokerFactory | None = None,
+        sources: SourcesFile = NATIVE_ONLY,
     ) -> None:
         self.settings = settings
         self.broker_factory = broker or broker_factory(settings)
@@ -118,6 +123,9 @@ class IngestService:
             self.registry,
             max_payload_bytes=settings.max_payload_bytes,
             max_readings=settings.max_readings_per_message,
+        )
+        self.router = Router(
+            sources, self._decoder, self.registry, lambda event: self.metrics.ignored.labels(event).inc()
         )
         self._on_batch = on_batch
         self._on_tick = on_tick
@@ -169,7 +177,7 @@ class IngestService:
         counters = {c.value: received.labels(c.value) for c in Channel}
         other = received.labels("other")
         inflight = self.metrics.inflight
-        decode = self._decoder.decode
+        decode = self.router.decode
         clock = now_ms
         async for msg in broker.messages():
             builder = self._builder
@@ -276,7 +284,7 @@ class IngestService:
             await self._publish_dead_letters(rejections)
         done = time.monotonic()
         m = self.metrics
-        refused_statuses = sum(1 for line, _ in refused if line.startswith("device_status,"))
+        refused_statuses = sum(1 for line, _ in refused if line.startswith(_STATUS_PREFIX))
         m.readings_stored.inc(batch.readings - (len(refused) - refused_statuses))
         m.statuses_stored.inc(batch.statuses - refused_statuses)
         for r in rejections:
@@ -306,7 +314,7 @@ class IngestService:
             return ""
         channel = (
             Channel.STATUS
-            if line.startswith("device_status,")
+            if line.startswith(_STATUS_PREFIX)
             else (Channel.EVENT if ",event=" in line.split(" ", 1)[0] else Channel.TELEMETRY)
         )
         return device_topic(device.province, device.device_kind, device.id, channel)
@@ -374,7 +382,7 @@ class IngestService:
             while not stop.is_set():
                 generation += 1
                 try:
-                    async with self.broker_factory(s, self.metrics, generation) as broker:
+                    async with self.broker_factory(s, self.metrics, generation, self.router.filters) as broker:
                         if generation > 1:
                             self.metrics.reconnects.inc()
                             log.warning("reconnected to the broker")

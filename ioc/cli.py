@@ -96,13 +96,16 @@ def ingest(
     ] = None,
     fleet: Fleet = None,
     registry_url: RegistryUrl = None,
+    sources: Annotated[
+        Path | None, Opt(help="sources file: other payload formats' topics, device models [IOC_SOURCES]")
+    ] = None,
     batch_max_readings: Annotated[int | None, Opt(help="readings per write [IOC_BATCH_MAX_READINGS]")] = None,
     batch_max_age_ms: Annotated[int | None, Opt(help="max wait before a write [IOC_BATCH_MAX_AGE_MS]")] = None,
     metrics_port: Annotated[int | None, Opt(help="Prometheus port, 0 = off [IOC_METRICS_PORT]")] = None,
     rules: Annotated[bool | None, Opt("--rules/--no-rules", help="evaluate the rule pack [IOC_RULES]")] = None,
     rules_pack: Annotated[Path | None, Opt(help="rule pack YAML [IOC_RULES_PACK]")] = None,
     webhooks: Annotated[bool | None, Opt("--webhooks/--no-webhooks", help="send alert webhooks [IOC_WEBHOOKS]")] = None,
-    alerts_db: Annotated[Path | None, Opt(help="alert store, SQLite [IOC_ALERTS_DB]")] = None,
+    alerts_db: Annotated[str | None, Opt(help="alert store, a SQLite file or postgresql://… [IOC_ALERTS_DB]")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Subscribe, validate, batch and store readings until SIGTERM/SIGINT, then drain and exit 0."""

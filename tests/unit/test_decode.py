@@ -359,7 +359,7 @@ def test_decode_table(topic: str, payload: bytes | str | dict[str, Any], expecte
 
 def test_every_decoder_reason_is_covered() -> None:
     covered = {c[3] for c in CASES}
-    assert set(Reason) - covered == {Reason.DB_REJECTED}  # the writer's, not the decoder's
+    assert set(Reason) - covered == {Reason.DB_REJECTED, Reason.BAD_UNIT}  # the writer's; other formats' units
 
 
 # --- batch envelope, control characters, status ts/seq (documented in contract.reasons) -------
@@ -684,7 +684,6 @@ def test_registry_keys_are_the_series_keys_of_every_device_and_event() -> None:
             assert rd.event_series(camera_event) == series_key(rd.kind, {**tags, "event": camera_event})
 
 
-
 def test_registered_devices_are_the_rule_engines_device_infos() -> None:
     """Ingest hands its own device objects to the engine: they must say what ``device_infos`` says."""
     fleet = generate_fleet(300, 7)
@@ -696,6 +695,7 @@ def test_registered_devices_are_the_rule_engines_device_infos() -> None:
     ]
     assert all(type(rd.kind) is str for rd in registry.devices)  # text, as the alert store keeps it
     assert [rd.tags() for rd in registry.devices] == [d.tags() for d in fleet.devices]
+
 
 # --- classify: msgspec error text → reason -----------------------------------------------------
 

@@ -31,7 +31,7 @@ from simulators.malformed import (
 )
 
 NOW = 1_712_000_000_000
-NOT_PRODUCED_HERE = {Reason.TOO_LARGE, Reason.DB_REJECTED}
+NOT_PRODUCED_HERE = {Reason.TOO_LARGE, Reason.DB_REJECTED, Reason.BAD_UNIT}  # bad_unit: other formats only
 
 
 def _no_constants(name: str) -> Any:

@@ -1,0 +1,195 @@
+"""LoRaWAN network servers' MQTT integrations: ChirpStack v4 and The Things Stack v3 (JSON).
+
+Decided, from the payloads these servers publish (``../shared/realworld/chirpstack_v4``, ``tts_v3``):
+
+- **Identity**: ChirpStack's ``deviceInfo.devEui`` (lower-case hex; the topic's is the same), TTS's
+  ``end_device_ids.device_id``, looked up in the registry's external ids (``dev_eui``,
+  ``tts_device_id``; a TTS device registered by DevEUI alone is found by ``dev_eui`` too). Unknown
+  or inactive → ``unknown_device``.
+- **Time**: the network server's receive time (ChirpStack ``time``, TTS ``received_at``, else
+  ``uplink_message.received_at``); LoRaWAN devices have no clock of their own. A message without
+  one is stamped with ingest's receive time.
+- **Counter**: ``fCnt`` / ``f_cnt`` is the reading's ``seq``; both servers omit it when it is 0
+  (the first uplink after a join), so absent means 0. It resets on join: it is never used to drop
+  a reading.
+- **Fields**: the codec's output (``object`` / ``decoded_payload``) through the device model's
+  mapping (the sources file); the strongest gateway's RSSI is ``rssi_dbm``. No codec output → the
+  uplink carries nothing we can store: ``missing_field``, naming it.
+- **ChirpStack status** (``event/status``): ``batteryLevel`` (percent) → ``battery_pct`` of a
+  ``device_status`` point; ``batteryLevelUnavailable`` or ``externalPowerSource`` → no battery
+  value (never 0 %). Joins, logs, acks and other events carry no readings: they are counted
+  (``ioc_ingest_ignored_total``) and acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from contract.reasons import Reason
+from ingest.batch import BatchBuilder, Rejection
+from ingest.registry import RegisteredDevice, Registry
+from ingest.sources.mapping import FieldMapper
+from ingest.sources.sink import ReadingSink
+
+Ignore = Callable[[str], None]
+"""Count a message that is not a reading (its event name)."""
+
+
+class _Gateway(msgspec.Struct):
+    rssi: float | None = None
+
+
+class _DeviceInfo(msgspec.Struct, rename="camel"):
+    dev_eui: str = ""
+
+
+class ChirpStackEvent(msgspec.Struct, rename="camel"):
+    """What ingest reads of a ChirpStack v4 event (``up`` or ``status``); the rest is ignored."""
+
+    device_info: _DeviceInfo = msgspec.field(default_factory=_DeviceInfo)
+    time: datetime | None = None
+    f_cnt: int | None = None
+    object: dict[str, Any] | None = None
+    rx_info: list[_Gateway] | None = None
+    battery_level: float | None = None
+    battery_level_unavailable: bool | None = None
+    external_power_source: bool | None = None
+
+
+class _TtsIds(msgspec.Struct):
+    device_id: str = ""
+    dev_eui: str | None = None
+
+
+class _TtsUplink(msgspec.Struct):
+    f_cnt: int | None = None
+    decoded_payload: dict[str, Any] | None = None
+    rx_metadata: list[_Gateway] | None = None
+    received_at: datetime | None = None
+
+
+class TtsUplink(msgspec.Struct):
+    """What ingest reads of a The Things Stack v3 uplink."""
+
+    end_device_ids: _TtsIds = msgspec.field(default_factory=_TtsIds)
+    received_at: datetime | None = None
+    uplink_message: _TtsUplink | None = None
+
+
+def _ms(at: datetime | None, now_ms: int) -> int:
+    return now_ms if at is None else int(at.timestamp() * 1000)
+
+
+def _best_rssi(gateways: list[_Gateway] | None) -> float | None:
+    values = [g.rssi for g in gateways or () if g.rssi is not None]
+    return max(values) if values else None
+
+
+class _LoRaWAN:
+    """What both servers' decoders share: the sink, the model mapping, and the uplink's readings."""
+
+    def __init__(self, registry: Registry, mapper: FieldMapper, ignore: Ignore) -> None:
+        self._registry = registry
+        self._mapper = mapper
+        self._sink = ReadingSink()
+        self._ignore = ignore
+
+    def _uplink(
+        self,
+        topic: str,
+        payload: bytes,
+        device: RegisteredDevice,
+        ts_ms: int,
+        f_cnt: int | None,
+        decoded: dict[str, Any] | None,
+        rssi: float | None,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        if decoded is None:
+            detail = "the uplink has no decoded payload (no codec on the network server): nothing to store"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
+            return
+        values, refused = self._mapper.values(device.model, decoded)
+        for r in refused:
+            out.reject(Rejection(topic, r.reason, f"{r}; the rest of the reading was stored", payload))
+        if not values:
+            hint = (
+                "" if self._mapper.has(device.model) else f" (model {device.model!r} has no entry in the sources file)"
+            )
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"no field of the payload maps to ours{hint}", payload))
+            return
+        if rssi is not None:
+            values.setdefault("rssi_dbm", rssi)
+        self._sink.reading(topic, payload, device, ts_ms, f_cnt or 0, values, now_ms=now_ms, out=out)
+
+    def _unknown(self, topic: str, payload: bytes, what: str, out: BatchBuilder) -> None:
+        out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, f"{what} is not an active registered device", payload))
+
+
+class ChirpStackV4(_LoRaWAN):
+    """``application/{app}/device/{devEui}/event/{up|status|join|log|…}`` (JSON)."""
+
+    FORMAT = "chirpstack_v4"
+    _decoder = msgspec.json.Decoder(ChirpStackEvent)
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        event = topic.rsplit("/", 1)[-1]
+        if event not in ("up", "status"):
+            self._ignore(event)
+            return
+        try:
+            msg = self._decoder.decode(payload)
+        except msgspec.MsgspecError as exc:
+            reason = Reason.BAD_SHAPE if isinstance(exc, msgspec.ValidationError) else Reason.BAD_JSON
+            out.reject(Rejection(topic, reason, f"not a ChirpStack v4 {event} event: {exc}", payload))
+            return
+        eui = msg.device_info.dev_eui.lower()
+        device = self._registry.external("dev_eui", eui) if eui else None
+        if device is None:
+            self._unknown(topic, payload, f"DevEUI {eui!r}", out)
+            return
+        ts = _ms(msg.time, now_ms)
+        if event == "status":
+            battery = msg.battery_level
+            if msg.battery_level_unavailable or msg.external_power_source:
+                battery = None
+            values = {} if battery is None else {"battery_pct": battery}
+            self._sink.status(topic, payload, device, ts, True, values, now_ms=now_ms, out=out)
+            return
+        self._uplink(topic, payload, device, ts, msg.f_cnt, msg.object, _best_rssi(msg.rx_info), now_ms, out)
+
+
+class TtsV3(_LoRaWAN):
+    """``v3/{app}@{tenant}/devices/{device}/up`` (JSON); other TTS messages carry no readings."""
+
+    FORMAT = "tts_v3"
+    _decoder = msgspec.json.Decoder(TtsUplink)
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        if not topic.endswith("/up"):
+            self._ignore(topic.split("/devices/", 1)[-1].split("/", 1)[-1])
+            return
+        try:
+            msg = self._decoder.decode(payload)
+        except msgspec.MsgspecError as exc:
+            reason = Reason.BAD_SHAPE if isinstance(exc, msgspec.ValidationError) else Reason.BAD_JSON
+            out.reject(Rejection(topic, reason, f"not a The Things Stack v3 uplink: {exc}", payload))
+            return
+        ids = msg.end_device_ids
+        device = self._registry.external("tts_device_id", ids.device_id) if ids.device_id else None
+        if device is None and ids.dev_eui:
+            device = self._registry.external("dev_eui", ids.dev_eui.lower())
+        if device is None:
+            self._unknown(topic, payload, f"TTS device {ids.device_id!r}", out)
+            return
+        up = msg.uplink_message
+        if up is None:
+            self._ignore("no uplink_message")
+            return
+        ts = _ms(msg.received_at or up.received_at, now_ms)
+        self._uplink(topic, payload, device, ts, up.f_cnt, up.decoded_payload, _best_rssi(up.rx_metadata), now_ms, out)

@@ -1,0 +1,78 @@
+"""Which decoder a message goes to: the sources file's topic filters, matched once per topic.
+
+The native ``ioc/v1`` contract keeps its own decoder (:class:`ingest.decode.Decoder`); every other
+format has one of :mod:`ingest.sources`. A topic's match is remembered (a bounded map: topics are
+per device, a few per device), so the hot path is one dict lookup, as before.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from contract.reasons import Reason
+from contract.topics import DLQ_PREFIX
+from ingest.batch import BatchBuilder, Rejection
+from ingest.decode import Decoder
+from ingest.registry import Registry
+from ingest.sources.config import NATIVE_ONLY, SourcesFile
+from ingest.sources.lorawan import ChirpStackV4, Ignore, TtsV3
+from ingest.sources.mapping import FieldMapper
+
+MAX_REMEMBERED: Final = 1_000_000
+"""Topics whose decoder is remembered; past it the map starts again (a burst of junk topics)."""
+
+
+class FormatDecoder(Protocol):
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None: ...
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching (``+`` one level, ``#`` the rest; ``$`` topics only by explicit filters)."""
+    if topic.startswith("$") and not topic_filter.startswith("$"):
+        return False
+    f, t = topic_filter.split("/"), topic.split("/")
+    for i, level in enumerate(f):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(f) == len(t)
+
+
+class Router:
+    """Sends each message to its format's decoder; a topic no source claims is dead-lettered."""
+
+    def __init__(self, sources: SourcesFile, native: Decoder, registry: Registry, ignore: Ignore) -> None:
+        mapper = FieldMapper(sources.models)
+        decoders: dict[str, FormatDecoder] = {"ioc_v1": native}
+        self._routes: list[tuple[str, FormatDecoder]] = []
+        for source in sources.sources:
+            if source.format not in decoders:
+                cls = ChirpStackV4 if source.format == "chirpstack_v4" else TtsV3
+                decoders[source.format] = cls(registry, mapper, ignore)
+            self._routes.extend((f, decoders[source.format]) for f in source.filters)
+        self.native_only = sources == NATIVE_ONLY
+        self._native = native
+        self._by_topic: dict[str, FormatDecoder | None] = {}
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """Every topic filter to subscribe to."""
+        return tuple(f for f, _ in self._routes)
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        """Decode one message into ``out`` with its format's decoder."""
+        if self.native_only:
+            self._native.decode(topic, payload, retained=retained, now_ms=now_ms, out=out)
+            return
+        try:
+            decoder = self._by_topic[topic]
+        except KeyError:
+            if len(self._by_topic) >= MAX_REMEMBERED:
+                self._by_topic.clear()
+            decoder = self._by_topic[topic] = next((d for f, d in self._routes if matches(f, topic)), None)
+        if decoder is not None:
+            decoder.decode(topic, payload, retained=retained, now_ms=now_ms, out=out)
+        elif not topic.startswith(DLQ_PREFIX):
+            detail = "no source of the sources file takes this topic"
+            out.reject(Rejection(topic, Reason.BAD_TOPIC, detail, payload))

@@ -1,0 +1,67 @@
+"""Units other systems name, converted to the units our fields carry (``ec_us_cm`` in µS/cm, …).
+
+A payload's unit is honoured or refused, never ignored: a value in a unit we cannot convert to the
+field's own is refused with its reason (``bad_unit``), not stored as if it were ours. Names follow
+the SenML units registry (RFC 8428 §12.1: ``Cel``, ``S/m``, ``%RH``, ``%EL``) and what vendors
+write (``mS/cm``, ``mV``, ``°C``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+Convert = Callable[[float], float]
+
+_SAME: Final[dict[str, tuple[str, ...]]] = {
+    "µS/cm": ("µS/cm", "uS/cm", "us/cm"),
+    "°C": ("°C", "Cel", "C", "degC", "celsius"),
+    "‰": ("‰", "ppt", "PSU", "psu", "g/L", "g/l"),
+    "V": ("V", "volt", "volts"),
+    "dBm": ("dBm", "dBW+30"),
+    "mg/L": ("mg/L", "mg/l", "ppm"),
+    "pH": ("pH", "ph"),
+    "NTU": ("NTU", "ntu", "FNU"),
+    "cm": ("cm",),
+    "%": ("%", "%RH", "/"),
+    "0/1": ("0/1", "bool"),
+    "s": ("s", "sec"),
+    "insects": ("insects", "count", "1"),
+    "frames/s": ("frames/s", "fps"),
+    "0..1": ("0..1", "ratio"),
+}
+"""Names of the same unit as ours (``/`` is SenML's ratio, taken as a percentage only where noted)."""
+
+_SCALED: Final[dict[tuple[str, str], Convert]] = {
+    ("µS/cm", "mS/cm"): lambda x: x * 1_000.0,
+    ("µS/cm", "S/m"): lambda x: x * 10_000.0,
+    ("µS/cm", "mS/m"): lambda x: x * 10.0,
+    ("°C", "K"): lambda x: x - 273.15,
+    ("°C", "°F"): lambda x: (x - 32.0) * 5.0 / 9.0,
+    ("°C", "degF"): lambda x: (x - 32.0) * 5.0 / 9.0,
+    ("V", "mV"): lambda x: x / 1_000.0,
+    ("cm", "m"): lambda x: x * 100.0,
+    ("cm", "mm"): lambda x: x / 10.0,
+    ("mg/L", "g/L"): lambda x: x * 1_000.0,
+    ("mg/L", "kg/m3"): lambda x: x * 1_000.0,
+    ("‰", "%"): lambda x: x * 10.0,
+    ("s", "min"): lambda x: x * 60.0,
+    ("s", "ms"): lambda x: x / 1_000.0,
+}
+
+
+def _identity(x: float) -> float:
+    return x
+
+
+def converter(ours: str, theirs: str) -> Convert | None:
+    """How a value in unit ``theirs`` becomes one in ``ours``; None when it cannot."""
+    if theirs == ours or theirs in _SAME.get(ours, ()):
+        return _identity
+    scaled = _SCALED.get((ours, theirs))
+    if scaled is not None:
+        return scaled
+    for alias, names in _SAME.items():  # theirs is another name of a unit we scale from
+        if theirs in names and (ours, alias) in _SCALED:
+            return _SCALED[(ours, alias)]
+    return None
