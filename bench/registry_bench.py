@@ -34,10 +34,11 @@ import msgspec
 
 from bench.procstat import rss_mib, tree
 from contract.topics import device_topic
-from ingest.influxql import query
 from ioc.servers import free_port, start_influxd, start_mosquitto
 from registry.files import write_devices
 from simulators.fleetgen import generate_fleet
+from storage.influxql import query
+from storage.layout import DEVICE_ID, STATUS_MEASUREMENT, STATUS_ONLINE
 
 SIZES = (1_000, 10_000, 100_000)
 STARTS = 3
@@ -60,9 +61,10 @@ def _publish_until_stored(mqtt_port: int, influx_url: str, db: str, device: Any,
             body = {"ts": int(time.time() * 1000), "seq": seq, "state": "online"}
             client.publish(topic, msgspec.json.encode(body), qos=1).wait_for_publish(5)
             seq += 1
-            rows = query(
-                influx_url, f'SELECT count("online") FROM "device_status" WHERE device_id = \'{device.id}\'', db=db
+            stored = (
+                f'SELECT count("{STATUS_ONLINE}") FROM "{STATUS_MEASUREMENT}" WHERE "{DEVICE_ID}" = \'{device.id}\''
             )
+            rows = query(influx_url, stored, db=db)
             if rows:
                 return True
             time.sleep(0.02)
