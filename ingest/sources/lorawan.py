@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -35,6 +35,7 @@ from ingest.registry import RegisteredDevice, Registry
 from ingest.sources.mapping import FieldMapper
 from ingest.sources.sink import ReadingSink
 
+T = TypeVar("T")
 Ignore = Callable[[str], None]
 """Count a message that is not a reading (its event name)."""
 
@@ -78,6 +79,16 @@ class TtsUplink(msgspec.Struct):
     end_device_ids: _TtsIds = msgspec.field(default_factory=_TtsIds)
     received_at: datetime | None = None
     uplink_message: _TtsUplink | None = None
+
+
+def _parse(decoder: msgspec.json.Decoder[T], topic: str, payload: bytes, what: str, out: BatchBuilder) -> T | None:
+    """The envelope, or None with the payload refused: ``bad_json``, or ``bad_shape`` naming ``what``."""
+    try:
+        return decoder.decode(payload)
+    except msgspec.MsgspecError as exc:
+        reason = Reason.BAD_SHAPE if isinstance(exc, msgspec.ValidationError) else Reason.BAD_JSON
+        out.reject(Rejection(topic, reason, f"not {what}: {exc}", payload))
+        return None
 
 
 def _ms(at: datetime | None, now_ms: int) -> int:
@@ -142,11 +153,8 @@ class ChirpStackV4(_LoRaWAN):
         if event not in ("up", "status"):
             self._ignore(event)
             return
-        try:
-            msg = self._decoder.decode(payload)
-        except msgspec.MsgspecError as exc:
-            reason = Reason.BAD_SHAPE if isinstance(exc, msgspec.ValidationError) else Reason.BAD_JSON
-            out.reject(Rejection(topic, reason, f"not a ChirpStack v4 {event} event: {exc}", payload))
+        msg = _parse(self._decoder, topic, payload, f"a ChirpStack v4 {event} event", out)
+        if msg is None:
             return
         eui = msg.device_info.dev_eui.lower()
         device = self._registry.external("dev_eui", eui) if eui else None
@@ -174,11 +182,8 @@ class TtsV3(_LoRaWAN):
         if not topic.endswith("/up"):
             self._ignore(topic.split("/devices/", 1)[-1].split("/", 1)[-1])
             return
-        try:
-            msg = self._decoder.decode(payload)
-        except msgspec.MsgspecError as exc:
-            reason = Reason.BAD_SHAPE if isinstance(exc, msgspec.ValidationError) else Reason.BAD_JSON
-            out.reject(Rejection(topic, reason, f"not a The Things Stack v3 uplink: {exc}", payload))
+        msg = _parse(self._decoder, topic, payload, "a The Things Stack v3 uplink", out)
+        if msg is None:
             return
         ids = msg.end_device_ids
         device = self._registry.external("tts_device_id", ids.device_id) if ids.device_id else None
