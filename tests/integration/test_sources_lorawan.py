@@ -8,6 +8,7 @@ The corpus is read in place from ``../shared/realworld/`` (CI has it); a clone w
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +25,11 @@ from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess, query
 from tests.helpers import Collector, IngestThread, LoopThread, ingest_settings, publish
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "realworld"
+CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
+"""The corpus beside the project (``../shared/realworld``), or where ``IOC_REALWORLD`` says."""
 pytestmark = pytest.mark.skipif(
-    not (CORPUS / "manifest.json").is_file(), reason=f"the real-payload corpus is not at {CORPUS} (CI has it)"
+    not (CORPUS / "manifest.json").is_file(),
+    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
 )
 
 SOURCES = parse_sources(
