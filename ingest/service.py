@@ -177,7 +177,7 @@ class IngestService:
         counters = {c.value: received.labels(c.value) for c in Channel}
         other = received.labels("other")
         inflight = self.metrics.inflight
-        decode = self.router.decode
+        decode = self._decoder.decode if self.router.native_only else self.router.decode
         clock = now_ms
         async for msg in broker.messages():
             builder = self._builder

@@ -52,7 +52,6 @@ class Router:
                 decoders[source.format] = cls(registry, mapper, ignore)
             self._routes.extend((f, decoders[source.format]) for f in source.filters)
         self.native_only = sources == NATIVE_ONLY
-        self._native = native
         self._by_topic: dict[str, FormatDecoder | None] = {}
 
     @property
@@ -61,10 +60,8 @@ class Router:
         return tuple(f for f, _ in self._routes)
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
-        """Decode one message into ``out`` with its format's decoder."""
-        if self.native_only:
-            self._native.decode(topic, payload, retained=retained, now_ms=now_ms, out=out)
-            return
+        """Decode one message into ``out`` with its format's decoder (without a sources file, callers
+        use the native decoder directly: :attr:`native_only`)."""
         try:
             decoder = self._by_topic[topic]
         except KeyError:
