@@ -130,6 +130,8 @@ class Batch:
     rejections: list[Rejection]
     acks: list[Any]
     """Opaque broker handles, in the order the messages arrived."""
+    commands: list[tuple[str, bytes]]
+    """Messages to publish once the batch is stored (a Sparkplug rebirth request): topic, payload."""
     opened_at: float
     """``time.monotonic()`` when the first message of the batch arrived."""
     _rows: dict[str, _KindRows]
@@ -158,6 +160,7 @@ class BatchBuilder:
         self.statuses = 0
         self.rejections: list[Rejection] = []
         self.acks: list[Any] = []
+        self.commands: list[tuple[str, bytes]] = []
         self.opened_at = 0.0
         self._rows = {k: _KindRows(v) for k, v in self._specs.items()}
 
@@ -198,8 +201,15 @@ class BatchBuilder:
     def reject(self, rejection: Rejection) -> None:
         self.rejections.append(rejection)
 
+    def command(self, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``topic`` after this batch is stored (a decoder asking a device)."""
+        self.commands.append((topic, payload))
+
     def seal(self) -> Batch:
         """Hand out what was collected and start a new batch."""
-        batch = Batch(self.lines, self.readings, self.statuses, self.rejections, self.acks, self.opened_at, self._rows)
+        batch = Batch(
+            self.lines, self.readings, self.statuses, self.rejections, self.acks, self.commands, self.opened_at,
+            self._rows,
+        )  # fmt: skip
         self._reset()
         return batch

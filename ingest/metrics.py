@@ -65,6 +65,11 @@ class IngestMetrics:
             ["event"],
             registry=r,
         )
+        self.commands = Counter(
+            "ioc_ingest_commands",
+            "messages ingest published to devices once their batch was stored (Sparkplug rebirth requests)",
+            registry=r,
+        )
         self.broker_dropped = Gauge(
             "ioc_broker_messages_dropped",
             "the broker's own $SYS/broker/publish/messages/dropped counter (messages it discarded)",

@@ -282,6 +282,9 @@ class IngestService:
             rejections.append(Rejection(self._topic_of(line), Reason.DB_REJECTED, message, line.encode()))
         if rejections:
             await self._publish_dead_letters(rejections)
+        if batch.commands:
+            await self._publish(list(batch.commands), "commands")
+            self.metrics.commands.inc(len(batch.commands))
         done = time.monotonic()
         m = self.metrics
         refused_statuses = sum(1 for line, _ in refused if line.startswith(_STATUS_PREFIX))
@@ -323,6 +326,10 @@ class IngestService:
         received_ms = now_ms()
         cap = self.settings.dlq_payload_cap
         letters = [(dlq_topic(r.reason.value), dead_letter(r, cap=cap, received_ms=received_ms)) for r in rejections]
+        await self._publish(letters, "dead letters")
+
+    async def _publish(self, letters: list[tuple[str, bytes]], what: str) -> None:
+        """Publish every (topic, payload), retrying across reconnects until each is sent."""
         while letters:
             await self._connected.wait()
             broker = self._broker
@@ -333,7 +340,7 @@ class IngestService:
                 raise
             letters = [lt for lt, res in zip(letters, results, strict=True) if isinstance(res, BaseException)]
             if letters:
-                log.warning("%d dead letters not published yet; retrying after reconnect", len(letters))
+                log.warning("%d %s not published yet; retrying after reconnect", len(letters), what)
                 await asyncio.sleep(0.5)
 
     # -- lifecycle ---------------------------------------------------------------------------

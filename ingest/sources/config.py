@@ -30,18 +30,35 @@ from contract.yamltext import safe_load
 from ingest.errors import ConfigError
 from ingest.sources.units import converter
 
-Format = Literal["ioc_v1", "chirpstack_v4", "tts_v3"]
-"""The payload formats this version decodes."""
-
-PLANNED: Final = ("sparkplug_b", "senml", "thingsboard", "influx_lp", "json_map")
-"""Formats named by the sources design that this version does not decode yet (refused on load)."""
+Format = Literal["ioc_v1", "chirpstack_v4", "tts_v3", "sparkplug_b", "senml", "thingsboard", "influx_lp", "json_map"]
+"""The payload formats ingest decodes."""
 
 DEFAULT_TOPICS: Final[dict[str, tuple[str, ...]]] = {
     "ioc_v1": ("ioc/v1/#",),
     "chirpstack_v4": ("application/+/device/+/event/+",),
     "tts_v3": ("v3/+/devices/+/up",),
+    "sparkplug_b": ("spBv1.0/#",),
+    "thingsboard": (
+        "v1/devices/+/telemetry",
+        "v1/devices/+/attributes",
+        "v1/gateway/telemetry",
+        "v1/gateway/attributes",
+        "v1/gateway/connect",
+        "v1/gateway/disconnect",
+    ),
+    "influx_lp": ("telegraf/+/+",),
 }
-"""Where each format's publisher puts it by default (ChirpStack's template is configurable)."""
+"""Where each format's publisher puts it by default (ChirpStack's template is configurable; SenML
+and vendor JSON have no standard topic: their sources must name theirs)."""
+
+Scheme = Literal["id", "dev_eui", "tts_device_id", "sparkplug", "thingsboard", "senml"]
+"""Which of the registry's names a payload's device name is: its own id, or an external id."""
+
+TimeFormat = Literal["unix_s", "unix_ms", "unix_us", "unix_ns", "iso8601"]
+"""How a payload writes its time: a Unix number in a unit, or an RFC 3339 / ISO 8601 text."""
+
+Precision = Literal["s", "ms", "us", "ns"]
+"""Line protocol's timestamp unit, which the line itself does not say."""
 
 FIELD_SPECS: Final[dict[str, FieldSpec]] = {
     s.name: s for specs in (*TELEMETRY_FIELDS.values(), STATUS_FIELDS) for s in specs
@@ -61,23 +78,99 @@ def _topic_filter(value: str) -> str:
 TopicFilter = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_topic_filter)]
 
 
+KeyPath = Annotated[str, Field(min_length=1, max_length=200)]
+"""A key of a decoded object; dots go into nested objects (``uplink.rssi``)."""
+
+
+class DeviceRef(BaseModel):
+    """Where a message names its device (exactly one of a topic level or a payload path), and which
+    of the registry's names that is (``scheme``): the device is always one the registry issued."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic_level: int | None = Field(None, ge=0, le=31)
+    """The topic level holding it, from 0 (``vendor/{device}/data``: 1)."""
+    path: KeyPath | None = None
+    """The payload's key holding it (for ``influx_lp``: a tag key)."""
+    scheme: Scheme = "id"
+
+    @model_validator(mode="after")
+    def _one_place(self) -> DeviceRef:
+        if (self.topic_level is None) == (self.path is None):
+            raise ValueError("give exactly one of topic_level and path")
+        return self
+
+
+class TimeRef(BaseModel):
+    """Where a payload holds its reading's time, and how it writes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: KeyPath
+    format: TimeFormat = "unix_ms"
+
+
+class Records(BaseModel):
+    """A payload whose readings are an array of ``{id, t, v}`` records (one quantity each)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field("", max_length=200)
+    """Where the array is; empty: the payload itself is the array."""
+    name: KeyPath = "id"
+    """The record's key naming its quantity (the key a model's ``fields`` map)."""
+    value: KeyPath = "v"
+    time: KeyPath | None = None
+    """The record's own time (in ``time.format``); None: the message's."""
+
+
+_OPTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "precision": ("influx_lp",),
+    "device": ("influx_lp", "json_map"),
+    "time": ("json_map",),
+    "seq": ("json_map",),
+    "records": ("json_map",),
+    "rebirth": ("sparkplug_b",),
+}
+"""Which formats take which option."""
+
+
 class Source(BaseModel):
-    """Topics that carry one payload format."""
+    """Topics that carry one payload format, and the options that format takes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: Format
     topics: tuple[TopicFilter, ...] = ()
     """MQTT topic filters (``+`` and ``#`` wildcards); empty: the format's default topics."""
+    model: str | None = Field(None, min_length=1, max_length=64)
+    """The ``models`` entry these payloads are read with; None: each device's own model."""
+    precision: Precision | None = None
+    """``influx_lp`` (required): the unit of the lines' timestamps."""
+    device: DeviceRef | None = None
+    """``influx_lp`` and ``json_map`` (required): where a message names its device."""
+    time: TimeRef | None = None
+    """``json_map``: the reading's time; None: ingest's receive time."""
+    seq: KeyPath | None = None
+    """``json_map``: a frame counter (the reading's ``seq``)."""
+    records: Records | None = None
+    """``json_map``: readings as an array of ``{id, t, v}`` records."""
+    rebirth: bool = True
+    """``sparkplug_b``: ask an edge node to rebirth (NCMD) when its data cannot be read."""
 
-    @field_validator("format", mode="before")
-    @classmethod
-    def _planned(cls, value: Any) -> Any:
-        if value in PLANNED:
-            raise ValueError(
-                f"format {value!r} is planned, not decoded by this version: use ioc_v1, chirpstack_v4, tts_v3"
-            )
-        return value
+    @model_validator(mode="after")
+    def _options_of_the_format(self) -> Source:
+        for option, formats in _OPTIONS.items():
+            given = option in self.model_fields_set
+            if given and self.format not in formats:
+                raise ValueError(f"{option}: only for {', '.join(formats)}, not {self.format}")
+        if not self.topics and self.format not in DEFAULT_TOPICS:
+            raise ValueError(f"topics: {self.format} has no standard topic; name the topics it arrives on")
+        if self.format == "influx_lp" and self.precision is None:
+            raise ValueError("precision: line protocol does not say its timestamps' unit; give s, ms, us or ns")
+        if self.format in ("influx_lp", "json_map") and self.device is None:
+            raise ValueError(f"device: say where a {self.format} message names its device (topic_level or path)")
+        return self
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -138,7 +231,9 @@ class SourcesFile(BaseModel):
     @model_validator(mode="after")
     def _one_format_per_filter(self) -> SourcesFile:
         seen: dict[str, str] = {}
-        for s in self.sources:
+        for i, s in enumerate(self.sources):
+            if s.model is not None and s.model not in self.models:
+                raise ValueError(f"sources.{i}.model: no model {s.model!r} under models:")
             for f in s.filters:
                 if seen.setdefault(f, s.format) != s.format:
                     raise ValueError(f"topic filter {f!r} is given to both {seen[f]} and {s.format}")

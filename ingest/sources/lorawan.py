@@ -23,7 +23,6 @@ Decided, from the payloads these servers publish (``../shared/realworld/chirpsta
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,13 +30,12 @@ import msgspec
 
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
-from ingest.registry import RegisteredDevice, Registry
-from ingest.sources.mapping import FieldMapper
+from ingest.registry import RegisteredDevice
+from ingest.sources.base import SourceContext
+from ingest.sources.config import Source
 from ingest.sources.sink import ReadingSink
 
 T = TypeVar("T")
-Ignore = Callable[[str], None]
-"""Count a message that is not a reading (its event name)."""
 
 
 class _Gateway(msgspec.Struct):
@@ -103,11 +101,12 @@ def _best_rssi(gateways: list[_Gateway] | None) -> float | None:
 class _LoRaWAN:
     """What both servers' decoders share: the sink, the model mapping, and the uplink's readings."""
 
-    def __init__(self, registry: Registry, mapper: FieldMapper, ignore: Ignore) -> None:
-        self._registry = registry
-        self._mapper = mapper
+    def __init__(self, source: Source, context: SourceContext) -> None:
+        self._registry = context.registry
+        self._mapper = context.mapper
         self._sink = ReadingSink()
-        self._ignore = ignore
+        self._ignore = context.ignore
+        self._model = source.model
 
     def _uplink(
         self,
@@ -125,12 +124,13 @@ class _LoRaWAN:
             detail = "the uplink has no decoded payload (no codec on the network server): nothing to store"
             out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
             return
-        values, refused = self._mapper.values(device.model, decoded)
+        model = self._model or device.model
+        values, refused = self._mapper.values(model, decoded)
         for r in refused:
             out.reject(Rejection(topic, r.reason, f"{r}; the rest of the reading was stored", payload))
         if not values:
             hint = (
-                "" if self._mapper.has(device.model) else f" (model {device.model!r} has no entry in the sources file)"
+                "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
             )
             out.reject(Rejection(topic, Reason.MISSING_FIELD, f"no field of the payload maps to ours{hint}", payload))
             return

@@ -54,26 +54,39 @@ class FieldMapper:
     def has(self, model: str) -> bool:
         return model in self._models
 
-    def values(self, model: str, obj: Mapping[str, Any]) -> tuple[dict[str, Any], list[Refused]]:
-        """(our field → value, refusals) of one decoded object."""
+    def values(
+        self, model: str, obj: Mapping[str, Any], units: Mapping[str, str] | None = None
+    ) -> tuple[dict[str, Any], list[Refused]]:
+        """(our field → value, refusals) of one decoded object; ``units`` are the units the payload
+        itself gives its keys (SenML ``u``, Sparkplug ``engUnit``), which win over the model's."""
         entry = self._models.get(model)
-        if entry is None:
-            return {k: v for k, v in obj.items() if k in FIELD_SPECS}, []
         out: dict[str, Any] = {}
         refused: list[Refused] = []
+        if entry is None:
+            for key, raw in obj.items():
+                if key in FIELD_SPECS and raw is not None:
+                    self._put(out, refused, key, raw, units.get(key) if units else None)
+            return out, refused
         for name, where in entry.fields.items():
-            raw = next((v for v in (lookup(obj, p) for p in where.path) if v is not _MISSING and v is not None), None)
-            if raw is None:
-                continue
-            if where.unit is None:
-                out[name] = raw
-                continue
-            convert = converter(FIELD_SPECS[name].unit, where.unit)
-            if convert is None:  # the sources file was checked on load; a unit from the payload may not be
-                refused.append(Refused(Reason.BAD_UNIT, f"{name}: cannot convert {where.unit!r}"))
-                continue
-            try:
-                out[name] = convert(as_number(name, raw))
-            except Refused as exc:
-                refused.append(exc)
+            for path in where.path:
+                raw = lookup(obj, path)
+                if raw is not _MISSING and raw is not None:
+                    given = units.get(path) if units else None
+                    self._put(out, refused, name, raw, given or where.unit)
+                    break
         return out, refused
+
+    @staticmethod
+    def _put(out: dict[str, Any], refused: list[Refused], name: str, raw: Any, unit: str | None) -> None:
+        """``raw`` in ``unit`` as field ``name``'s value (converted), or its refusal."""
+        if unit is None:
+            out[name] = raw
+            return
+        convert = converter(FIELD_SPECS[name].unit, unit)
+        if convert is None:  # the sources file was checked on load; a unit from the payload may not be
+            refused.append(Refused(Reason.BAD_UNIT, f"{name}: cannot convert {unit!r} to {FIELD_SPECS[name].unit!r}"))
+            return
+        try:
+            out[name] = convert(as_number(name, raw))
+        except Refused as exc:
+            refused.append(exc)

@@ -7,23 +7,37 @@ per device, a few per device), so the hot path is one dict lookup, as before.
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+import importlib
+from typing import Final, cast
 
 from contract.reasons import Reason
 from contract.topics import DLQ_PREFIX
 from ingest.batch import BatchBuilder, Rejection
 from ingest.decode import Decoder
 from ingest.registry import Registry
+from ingest.sources.base import DecoderClass, FormatDecoder, Ignore, SourceContext
 from ingest.sources.config import NATIVE_ONLY, SourcesFile
-from ingest.sources.lorawan import ChirpStackV4, Ignore, TtsV3
 from ingest.sources.mapping import FieldMapper
 
 MAX_REMEMBERED: Final = 1_000_000
 """Topics whose decoder is remembered; past it the map starts again (a burst of junk topics)."""
 
+DECODERS: Final = {
+    "chirpstack_v4": "ingest.sources.lorawan:ChirpStackV4",
+    "tts_v3": "ingest.sources.lorawan:TtsV3",
+    "sparkplug_b": "ingest.sources.sparkplug:SparkplugB",
+    "senml": "ingest.sources.senml:SenML",
+    "thingsboard": "ingest.sources.thingsboard:ThingsBoard",
+    "influx_lp": "ingest.sources.lineprotocol:InfluxLineProtocol",
+    "json_map": "ingest.sources.jsonmap:JsonMap",
+}
+"""Each format's decoder class (imported only when a source uses it)."""
 
-class FormatDecoder(Protocol):
-    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None: ...
+
+def decoder_class(format_name: str) -> DecoderClass:
+    """The decoder class of ``format_name`` (one of :data:`DECODERS`)."""
+    module, name = DECODERS[format_name].split(":")
+    return cast(DecoderClass, getattr(importlib.import_module(module), name))
 
 
 def matches(topic_filter: str, topic: str) -> bool:
@@ -43,14 +57,11 @@ class Router:
     """Sends each message to its format's decoder; a topic no source claims is dead-lettered."""
 
     def __init__(self, sources: SourcesFile, native: Decoder, registry: Registry, ignore: Ignore) -> None:
-        mapper = FieldMapper(sources.models)
-        decoders: dict[str, FormatDecoder] = {"ioc_v1": native}
+        context = SourceContext(registry, FieldMapper(sources.models), ignore)
         self._routes: list[tuple[str, FormatDecoder]] = []
         for source in sources.sources:
-            if source.format not in decoders:
-                cls = ChirpStackV4 if source.format == "chirpstack_v4" else TtsV3
-                decoders[source.format] = cls(registry, mapper, ignore)
-            self._routes.extend((f, decoders[source.format]) for f in source.filters)
+            decoder = native if source.format == "ioc_v1" else decoder_class(source.format)(source, context)
+            self._routes.extend((f, decoder) for f in source.filters)
         self.native_only = sources == NATIVE_ONLY
         self._by_topic: dict[str, FormatDecoder | None] = {}
 

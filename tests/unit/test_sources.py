@@ -194,7 +194,16 @@ def test_units_convert_or_are_refused() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"sources": [{"format": "sparkplug_b"}]}, "sources.0.format: format 'sparkplug_b' is planned, not decoded"),
+        ({"sources": [{"format": "mqtt_json"}]}, "sources.0.format: Input should be 'ioc_v1', 'chirpstack_v4'"),
+        ({"sources": [{"format": "senml"}]}, "sources.0: topics: senml has no standard topic; name the topics"),
+        ({"sources": [{"format": "influx_lp", "device": {"topic_level": 1}}]}, "sources.0: precision: line protocol"),
+        (
+            {"sources": [{"format": "json_map", "topics": ["v/#"], "device": {"topic_level": 1, "path": "id"}}]},
+            "sources.0.device: give exactly one of topic_level and path",
+        ),
+        ({"sources": [{"format": "json_map", "topics": ["v/#"]}]}, "sources.0: device: say where a json_map message"),
+        ({"sources": [{"format": "senml", "topics": ["s/#"], "precision": "s"}]}, "sources.0: precision: only for"),
+        ({"sources": [{"format": "tts_v3", "model": "nope"}]}, "sources.0.model: no model 'nope' under models:"),
         ({"sources": [{"format": "tts_v3", "topics": ["a/#/b"]}]}, "sources.0.topics.0: 'a/#/b' is not an MQTT"),
         (
             {"sources": [{"format": "ioc_v1"}], "models": {"m": {"fields": {"ec": "x"}}}},
