@@ -46,6 +46,7 @@ class ExternalIds(BaseModel):
     tts_device_id: ExternalId | None = Field(None, description="The Things Stack device id")
     sparkplug: ExternalId | None = Field(None, description="Sparkplug B group/edge node[/device]")
     thingsboard: ExternalId | None = Field(None, description="ThingsBoard device name or access user")
+    senml: ExternalId | None = Field(None, description="SenML base name (bn)")
 
     @model_validator(mode="before")
     @classmethod
@@ -72,6 +73,7 @@ class DeviceTags(NamedTuple):
     tts_device_id: str | None = None
     sparkplug: str | None = None
     thingsboard: str | None = None
+    senml: str | None = None
 
     @property
     def active(self) -> bool:
@@ -106,7 +108,7 @@ class Device(BaseModel):
         x = self.external_ids
         return DeviceTags(
             self.id, self.kind, self.province, self.district, self.site, self.crop, self.state,
-            self.model, x.dev_eui, x.tts_device_id, x.sparkplug, x.thingsboard,
+            self.model, x.dev_eui, x.tts_device_id, x.sparkplug, x.thingsboard, x.senml,
         )  # fmt: skip
 
 

@@ -84,10 +84,10 @@ def _shared_tag(value: str) -> str:
     return sys.intern(escape_tag(value))
 
 
-ExternalKeys = tuple[str | None, str | None, str | None, str | None]
+ExternalKeys = tuple[str | None, str | None, str | None, str | None, str | None]
 """A device's external ids in :data:`EXTERNAL_SCHEMES` order."""
-EXTERNAL_SCHEMES: Final = ("dev_eui", "tts_device_id", "sparkplug", "thingsboard")
-_NO_EXTERNAL: Final[ExternalKeys] = (None, None, None, None)
+EXTERNAL_SCHEMES: Final = ("dev_eui", "tts_device_id", "sparkplug", "thingsboard", "senml")
+_NO_EXTERNAL: Final[ExternalKeys] = (None, None, None, None, None)
 
 
 def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
@@ -97,7 +97,7 @@ def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
     head = f"{measurement},crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)},"
     series = f"{head}province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
     place = place_name(d.province, d.district)
-    external = d[8:12]
+    external = d[8:13]
     return RegisteredDevice(
         d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place,
         index, d.kind, d.state, series, len(measurement), len(head),

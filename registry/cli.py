@@ -153,6 +153,7 @@ def add(
     tts_device_id: Annotated[str | None, Opt(help="The Things Stack device id")] = None,
     sparkplug: Annotated[str | None, Opt(help="Sparkplug B group/edge[/device]")] = None,
     thingsboard: Annotated[str | None, Opt(help="ThingsBoard device name")] = None,
+    senml: Annotated[str | None, Opt(help="SenML base name (bn)")] = None,
     registry_url: Url = None,
     broker_admin_url: BrokerUrl = None,
 ) -> None:
@@ -161,7 +162,10 @@ def add(
     With a broker admin configured, the device also gets its broker account; its password is
     printed once, here, and never again.
     """
-    ids = {"dev_eui": dev_eui, "tts_device_id": tts_device_id, "sparkplug": sparkplug, "thingsboard": thingsboard}
+    ids = {
+        "dev_eui": dev_eui, "tts_device_id": tts_device_id, "sparkplug": sparkplug, "thingsboard": thingsboard,
+        "senml": senml,
+    }  # fmt: skip
     raw = {
         "id": device_id, "kind": kind, "province": province, "district": district, "site": site, "crop": crop,
         "lat": lat, "lon": lon, "model": model, "external_ids": {k: v for k, v in ids.items() if v},

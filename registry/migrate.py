@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0001"
+HEAD = "0002"
 """The newest revision in ``migrations/`` (a test checks it against Alembic's own answer): a
 database already there is opened without importing Alembic (a tenth of a second at every start)."""
 _ADVISORY_LOCK = 7_221_100_412  # any constant shared by every ingest and API process

@@ -30,12 +30,14 @@ devices = Table(
     Column("tts_device_id", String(128), nullable=True, unique=True),
     Column("sparkplug", String(128), nullable=True, unique=True),
     Column("thingsboard", String(128), nullable=True, unique=True),
+    Column("senml", String(128), nullable=True),
     Column("state", String(16), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("revision", BigInteger, nullable=False),
     Index("devices_by_revision", "revision"),
     Index("devices_by_place", "province", "district"),
+    Index("devices_by_senml", "senml", unique=True),
 )
 
 registry_meta = Table(

@@ -123,6 +123,7 @@ class ExternalIdsOut(BaseModel):
     tts_device_id: str | None = Field(description="The Things Stack device id")
     sparkplug: str | None = Field(description="Sparkplug B group/edge node[/device]")
     thingsboard: str | None = Field(description="ThingsBoard device name")
+    senml: str | None = Field(description="SenML base name (bn)")
 
 
 class DeviceOut(BaseModel):
@@ -197,6 +198,7 @@ class ExternalIdsIn(BaseModel):
     tts_device_id: str | None = Field(None, pattern=EXTERNAL_ID, description="The Things Stack device id")
     sparkplug: str | None = Field(None, pattern=EXTERNAL_ID, description="Sparkplug B group/edge node[/device]")
     thingsboard: str | None = Field(None, pattern=EXTERNAL_ID, description="ThingsBoard device name")
+    senml: str | None = Field(None, pattern=EXTERNAL_ID, description="SenML base name (bn)")
 
 
 class DeviceIn(BaseModel):

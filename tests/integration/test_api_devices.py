@@ -113,6 +113,7 @@ def test_a_device_created_changed_and_decommissioned(api: Api) -> None:
     assert (created["state"], created["model"], created["revision"] > 0) == ("active", "dragino_lsn50", True)
     assert created["external_ids"] == {
         "dev_eui": "a84041000181c2d1", "tts_device_id": None, "sparkplug": None, "thingsboard": None,
+        "senml": None,
     }  # fmt: skip
 
     shown = api.get(r.headers["location"])

@@ -83,7 +83,7 @@ def _ids(records: Any) -> list[str]:
 def test_open_migrates_to_head(registry: DeviceRegistry, raw_engine: Engine) -> None:
     assert _tables(raw_engine) == REGISTRY_TABLES | {"alembic_version"}
     with raw_engine.connect() as conn:
-        assert migrate.current(conn) == migrate.head() == migrate.HEAD == "0001"
+        assert migrate.current(conn) == migrate.head() == migrate.HEAD == "0002"
         assert conn.execute(text("SELECT id, revision FROM registry_meta")).all() == [(1, 0)]
     assert registry.revision() == 0
     assert registry.count() == 0
@@ -110,7 +110,7 @@ def test_downgrade_to_base_then_upgrade(registry_url: str, raw_engine: Engine) -
     finally:
         again.close()
     with raw_engine.connect() as conn:
-        assert migrate.current(conn) == "0001"
+        assert migrate.current(conn) == migrate.HEAD
 
 
 def test_reopening_keeps_the_data(registry_url: str) -> None:
@@ -416,7 +416,7 @@ def test_concurrent_opening_migrates_once(registry_url: str, raw_engine: Engine)
 
     assert sorted(_in_threads(4, opener)) == [1, 2, 3, 4]
     with raw_engine.connect() as conn:
-        assert migrate.current(conn) == "0001"
+        assert migrate.current(conn) == migrate.HEAD
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
 
 

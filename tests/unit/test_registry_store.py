@@ -80,7 +80,7 @@ def test_sqlite_file_is_created_in_wal_mode(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("SELECT revision FROM registry_meta").fetchall() == [(1,)]
         assert conn.execute("SELECT id, faults, dev_eui FROM devices").fetchall() == [("a", "", None)]
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
 
 
 def test_sqlite_path_that_cannot_be_a_folder_is_unavailable(tmp_path: Path) -> None:
@@ -167,8 +167,8 @@ def test_csv_layout() -> None:
     device = _device("a", faults=["drift", "gaps"], external_ids={"dev_eui": "00000000000000AB", "sparkplug": "g/n/a"})
     assert render_csv([device]).splitlines() == [
         "id,kind,province,district,site,crop,lat,lon,km_from_sea,coast,faults,model,state,"
-        "dev_eui,tts_device_id,sparkplug,thingsboard",
-        "a,salinity,ben_tre,ba_tri,sluice,none,10.04,106.6,50.0,east,drift;gaps,ioc_v1,active,00000000000000ab,,g/n/a,",
+        "dev_eui,tts_device_id,sparkplug,thingsboard,senml",
+        "a,salinity,ben_tre,ba_tri,sluice,none,10.04,106.6,50.0,east,drift;gaps,ioc_v1,active,00000000000000ab,,g/n/a,,",
     ]
 
 
