@@ -43,7 +43,7 @@ class SQLiteFile:
         self._name = name
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._closed = False
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,11 @@ class SQLiteFile:
                 raise self._error(f"cannot open {self._path}: {exc}") from None
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                ended = [c for t, c in self._connections if not t.is_alive()]  # threads come and go
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((threading.current_thread(), conn))
+            for c in ended:
+                c.close()
         return conn
 
     @contextmanager
@@ -126,6 +130,6 @@ class SQLiteFile:
         """Close every thread's connection; any later use raises ``error_type``."""
         with self._lock:
             self._closed = True
-            for conn in self._connections:
+            for _, conn in self._connections:
                 conn.close()
             self._connections.clear()

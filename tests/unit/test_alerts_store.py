@@ -19,6 +19,7 @@ import pytest
 from alerts.database import PostgresUrl
 from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefused
 from alerts.outbox import Outcome, Status, Verdict
+from alerts.sqlite import SQLiteFile
 from alerts.store import AlertStore, event_id
 from alerts.subscriptions import Filters
 from alerts.targets import TargetPolicy
@@ -556,3 +557,18 @@ def test_release_drops_a_dead_senders_leases(store: AlertStore) -> None:
     assert store.claim(sub.id, owner="b", now_ms=NOW + 60_001, lease_ms=60_000) is not None, "leases expire"
     assert store.release("b") == 1
     assert store.claim(sub.id, owner="c", now_ms=NOW, lease_ms=60_000) is not None
+
+
+def test_sqlite_closes_the_connections_of_threads_that_ended(tmp_path: Path) -> None:
+    """Short-lived threads (a pool's, replaced) must not leave their connections open until close."""
+    db = SQLiteFile(tmp_path / "x.db", RuntimeError)
+    opened: list[sqlite3.Connection] = []
+    for _ in range(5):
+        worker = threading.Thread(target=lambda: opened.append(db.connection()))
+        worker.start()
+        worker.join()
+    db.connection()  # this thread's: the five ended threads' connections are closed now
+    for conn in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            conn.execute("SELECT 1")
+    db.close()
