@@ -28,7 +28,9 @@ DEVICE_STATES: Final = get_args(DeviceState)
 
 DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
-ExternalId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+EXTERNAL_ID_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?$"
+"""Printable ASCII, inner spaces allowed (ThingsBoard names "Device A", Sparkplug ids "Edge Node 1")."""
+ExternalId = Annotated[str, Field(min_length=1, max_length=128, pattern=EXTERNAL_ID_PATTERN)]
 
 
 class FleetError(ValueError):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed, and postgresql
-# for the device registry's tests (its initdb and postgres live in /usr/lib/postgresql/<version>/bin).
+# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed, postgresql
+# for the device registry's tests (its initdb and postgres live in /usr/lib/postgresql/<version>/bin),
+# and mosquitto-dev with a C compiler for the broker plugin of ThingsBoard's device API.
 # Installs them when missing and running as root; otherwise says what to install.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ have influxd || missing+=(influxdb)
 have mosquitto_pub || missing+=(mosquitto-clients)
 have victoria-metrics || missing+=(victoria-metrics)  # a real /api/v2/write server for the v2 path tests
 have_postgres || missing+=(postgresql)  # the registry's tests start their own server (ioc/servers.py)
+# The ThingsBoard identity plugin (deploy/mosquitto-plugin) is built against the broker's headers.
+[ -f /usr/include/mosquitto_broker.h ] || missing+=(mosquitto-dev)
+have cc || missing+=(gcc libc6-dev)
+have make || missing+=(make)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

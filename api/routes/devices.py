@@ -45,7 +45,7 @@ from api.services import Registry
 from api.times import iso, iso_or_none
 from contract.clock import now_ms
 from contract.fields import TELEMETRY_FIELDS, Kind
-from contract.fleet import Crop, Device, DeviceState, Site
+from contract.fleet import EXTERNAL_ID_PATTERN, Crop, Device, DeviceState, Site
 from contract.geography import PROVINCE_BY_SLUG
 from registry.broker_accounts import BrokerAccountError, BrokerAccounts
 from registry.errors import ImportRefused
@@ -62,7 +62,7 @@ LOOKBACK_MS = 30 * 86_400_000
 
 DEVICE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 SLUG = r"^[a-z0-9][a-z0-9_]{0,63}$"
-EXTERNAL_ID = r"^[\x21-\x7e]{1,128}$"
+EXTERNAL_ID = EXTERNAL_ID_PATTERN
 DEV_EUI = r"^[0-9A-Fa-f]{16}$"
 State = Literal["online", "offline", "unknown"]
 SeverityName = Literal["info", "warning", "critical"]
