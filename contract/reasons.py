@@ -34,5 +34,8 @@ class Reason(enum.StrEnum):
     """A value in a unit that cannot be converted to the field's own (another format's payload)."""
     BAD_TIMESTAMP = "bad_timestamp"
     """``ts`` is before 2000, more than 5 minutes ahead, or not epoch milliseconds."""
+    SPARKPLUG_REBIRTH = "sparkplug_rebirth"
+    """Sparkplug B data that cannot be read without its edge node's birth (none seen since ingest
+    started, a ``seq`` gap, an alias no birth declared); the node was asked to rebirth (NCMD)."""
     DB_REJECTED = "db_rejected"
     """InfluxDB refused the line (HTTP 400/422); the detail carries its message."""

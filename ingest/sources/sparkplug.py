@@ -1,0 +1,551 @@
+"""Sparkplug B (Eclipse Sparkplug 3.0) edge nodes: protobuf payloads read as a host application does.
+
+``spBv1.0/{group}/{NBIRTH|NDATA|NDEATH}/{edge}`` and ``spBv1.0/{group}/{DBIRTH|DDATA|DDEATH}/{edge}/{device}``
+(``org.eclipse.tahu.protobuf.Payload``, :mod:`ingest.sources.sparkplug_b_pb2`). Decided, from the
+specification and the payloads real edge nodes publish (``../shared/realworld/sparkplug_b``):
+
+- **Identity**: external id ``sparkplug`` = ``group/edge/device`` for device messages,
+  ``group/edge`` for the node's own (a node's metrics are readings only of a device registered
+  so). Unknown or inactive → ``unknown_device`` for DATA and DBIRTH; the births and deaths of an
+  unregistered node, and deaths of an unregistered device, carry no reading of ours: counted.
+- **Births define the metrics**: name, datatype and ``engUnit`` property per alias, for the node
+  (NBIRTH) and each device (DBIRTH); DATA names its metrics by alias (or by name). Births carry
+  current values: they are readings too, and an ``online`` status.
+- **seq** (0–255, 255 → 0 wraps) runs per edge node over the node and all its devices; NBIRTH
+  starts it. A DATA that cannot be read for certain — no birth seen since ingest started, a seq
+  gap, an alias or device no birth declared — is dead-lettered (:data:`REBIRTH_REASON`) and the node
+  is asked to rebirth (``NCMD`` ``Node Control/Rebirth``), at most once per
+  :data:`REBIRTH_INTERVAL_MS` per edge node. Nothing is guessed; after a gap the node's DATA waits
+  for its NBIRTH.
+- **bdSeq**: an NDEATH whose ``bdSeq`` is not the current NBIRTH's is from an older session (the
+  broker publishes a will late): counted, never taken. A matching NDEATH sets the node's device
+  and every registered device born under it offline, at its arrival time (a will is written at
+  CONNECT, its own timestamp is older than the session). DDEATH sets its device offline.
+- **Values**: signed integers arrive in two's complement (Int16 −12 as 65524) and are read by their
+  datatype; Float is float32 and is stored as its shortest decimal (10.8, not 10.800000190734863);
+  Boolean is 1/0. DataSet, Template, Bytes, File, arrays and ``is_transient`` metrics are not
+  readings; ``is_null`` is absent. ``is_historical`` values are stored at their own time.
+- **Time**: the metric's ``timestamp``, else the payload's, else arrival; metrics of different
+  times in one message are separate readings.
+
+State is held per edge node (its session, seq, the metrics its births declared), for at most
+:data:`MAX_NODES` edge nodes; devices are held only when registered. A worker sharing the stream
+(``$share``) sees part of a node's seq and would see gaps: Sparkplug needs one reader per node.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from google.protobuf.message import DecodeError
+
+from contract.reasons import Reason
+from ingest.batch import BatchBuilder, Rejection
+from ingest.registry import RegisteredDevice
+from ingest.sources.base import SourceContext
+from ingest.sources.config import Source
+from ingest.sources.sink import ReadingSink
+from ingest.sources.sparkplug_b_pb2 import DataType, Payload
+
+NAMESPACE: Final = "spBv1.0"
+REBIRTH_REASON: Final = Reason.SPARKPLUG_REBIRTH
+"""The reason of a DATA that cannot be read without the node's (re)birth (to be ``sparkplug_rebirth``)."""
+REBIRTH_INTERVAL_MS: Final = 5_000
+"""At most one rebirth request per edge node in this time, while its NBIRTH is awaited."""
+MAX_NODES: Final = 100_000
+"""Edge nodes whose state is held; past it the oldest is forgotten (its next DATA asks a rebirth)."""
+REBIRTH_METRIC: Final = "Node Control/Rebirth"
+BD_SEQ: Final = "bdSeq"
+
+_NODE_TYPES: Final = frozenset({"NBIRTH", "NDATA", "NDEATH", "NCMD"})
+_DEVICE_TYPES: Final = frozenset({"DBIRTH", "DDATA", "DDEATH", "DCMD"})
+_SIGNED_BITS: Final[dict[int, int]] = {DataType.Int8: 8, DataType.Int16: 16, DataType.Int32: 32, DataType.Int64: 64}
+_INTEGER_BITS: Final[dict[int, int]] = {
+    **_SIGNED_BITS,
+    DataType.UInt8: 8,
+    DataType.UInt16: 16,
+    DataType.UInt32: 32,
+    DataType.UInt64: 64,
+    DataType.DateTime: 64,
+}
+_TEXT: Final[frozenset[int]] = frozenset({DataType.String, DataType.Text, DataType.UUID})
+_FLOATS: Final[frozenset[int]] = frozenset({DataType.Float, DataType.Double})
+_BOOLEAN: Final = int(DataType.Boolean)
+_UNKNOWN: Final = int(DataType.Unknown)
+_FLOAT32: Final = struct.Struct("<f")
+_NAMES: Final[dict[int, str]] = {v: k for k, v in DataType.items()}
+_SKIP: Final = object()
+"""A metric that is not a reading (DataSet, Template, Bytes, File, arrays, transient)."""
+
+
+class Unreadable:
+    """A value whose payload contradicts its datatype: refused (``bad_type``) if a field maps it."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __str__(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """A metric as a birth declared it."""
+
+    name: str
+    datatype: int
+    unit: str | None
+
+
+@dataclass(slots=True)
+class Births:
+    """The metrics one NBIRTH or DBIRTH declared, by alias and by name."""
+
+    by_alias: dict[int, Declared] = field(default_factory=dict)
+    by_name: dict[str, Declared] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Node:
+    """One edge node as ingest knows it: its session (NBIRTH to NDEATH) and what its births said."""
+
+    born: bool = False
+    """An NBIRTH was seen and no matching NDEATH since."""
+    trusted: bool = False
+    """Born, and no seq gap since: its DATA can be read."""
+    seq: int = 0
+    """The last seq seen."""
+    bd_seq: int | None = None
+    metrics: Births = field(default_factory=Births)
+    devices: dict[str, Births] = field(default_factory=dict)
+    """Registered devices born in this session (DBIRTH seen), by device id of the topic."""
+    why: str = "no NBIRTH seen since ingest started"
+    asked_ms: int | None = None
+    """When a rebirth was last requested."""
+
+
+def _f32(x: float) -> float:
+    """A float32 as the shortest decimal that is the same float32 (what its sender wrote)."""
+    for fmt in ("%.6g", "%.7g", "%.8g"):
+        short = float(fmt % x)
+        try:
+            if _FLOAT32.unpack(_FLOAT32.pack(short))[0] == x:
+                return short
+        except OverflowError:
+            break
+    return x
+
+
+def _signed(raw: int, bits: int, width: int) -> int | None:
+    """Two's complement ``raw`` of a ``bits`` integer in a ``width``-bit container (Tahu writes it in
+    the type's own width, others sign-extend to the container); None if it is neither."""
+    if raw < 1 << (bits - 1):
+        return raw
+    if raw < 1 << bits:
+        return raw - (1 << bits)
+    if raw >= (1 << width) - (1 << (bits - 1)):
+        return raw - (1 << width)
+    return None
+
+
+def value_of(metric: Payload.Metric, datatype: int) -> Any:
+    """The metric's value read by ``datatype``: a number or text, None (null or no value),
+    :data:`_SKIP` (not a reading) or :class:`Unreadable`."""
+    if metric.is_transient:
+        return _SKIP
+    if metric.is_null:
+        return None
+    kind = metric.WhichOneof("value")
+    if kind is None:
+        return None
+    if datatype in _FLOATS:
+        if kind == "float_value":
+            return _f32(metric.float_value)
+        if kind == "double_value":
+            return metric.double_value
+    elif datatype in _INTEGER_BITS:
+        if kind == "int_value":
+            raw, width = metric.int_value, 32
+        elif kind == "long_value":
+            raw, width = metric.long_value, 64
+        else:
+            return _unreadable(datatype, f"carrying {kind}")
+        bits = _SIGNED_BITS.get(datatype)
+        if bits is not None:
+            signed = _signed(raw, bits, width)
+            return _unreadable(datatype, f"{raw} out of its range") if signed is None else signed
+        if raw >> _INTEGER_BITS[datatype]:
+            return _unreadable(datatype, f"{raw} out of its range")
+        return raw
+    elif datatype == _BOOLEAN:
+        if kind == "boolean_value":
+            return int(metric.boolean_value)
+    elif datatype in _TEXT:
+        if kind == "string_value":
+            text = metric.string_value
+            return text if isinstance(text, str) else _unreadable(datatype, "that is not UTF-8")
+    elif datatype == _UNKNOWN:
+        return Unreadable("a value without a datatype (its birth must declare one)")
+    else:  # DataSet, Bytes, File, Template, property sets, arrays, codes this version does not know
+        return _SKIP
+    return _unreadable(datatype, f"carrying {kind}")
+
+
+def _unreadable(datatype: int, what: str) -> Unreadable:
+    return Unreadable(f"{_NAMES.get(datatype, f'datatype {datatype}')} {what}")
+
+
+def _unit(metric: Payload.Metric) -> str | None:
+    """The metric's ``engUnit`` property (text), if any."""
+    if not metric.HasField("properties"):
+        return None
+    props = metric.properties
+    for key, value in zip(props.keys, props.values, strict=False):
+        if key == "engUnit" and value.WhichOneof("value") == "string_value" and isinstance(value.string_value, str):
+            return value.string_value
+    return None
+
+
+def _bd_seq(payload: Payload) -> int | None:
+    """The ``bdSeq`` metric's value (NBIRTH, NDEATH), if any."""
+    for m in payload.metrics:
+        if m.name == BD_SEQ:
+            kind = m.WhichOneof("value")
+            if kind == "long_value":
+                return m.long_value
+            if kind == "int_value":
+                return m.int_value
+    return None
+
+
+def _external_id(key: tuple[str, str], device: str | None) -> str:
+    """The registry's ``sparkplug`` id: ``group/edge`` for a node, ``group/edge/device``."""
+    return f"{key[0]}/{key[1]}" if device is None else f"{key[0]}/{key[1]}/{device}"
+
+
+def rebirth_request(now_ms: int) -> bytes:
+    """The NCMD payload asking an edge node to publish its births again."""
+    payload = Payload(timestamp=now_ms)
+    payload.metrics.add(name=REBIRTH_METRIC, timestamp=now_ms, datatype=DataType.Boolean, boolean_value=True)
+    return payload.SerializeToString()
+
+
+class SparkplugB:
+    """Sparkplug B's MQTT topic namespace ``spBv1.0/#``; holds each edge node's session."""
+
+    FORMAT = "sparkplug_b"
+
+    def __init__(self, source: Source, context: SourceContext) -> None:
+        self._registry = context.registry
+        self._mapper = context.mapper
+        self._ignore = context.ignore
+        self._model = source.model
+        self._rebirth = source.rebirth
+        self._sink = ReadingSink()
+        self._nodes: dict[tuple[str, str], Node] = {}
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        levels = topic.split("/")
+        if len(levels) == 3 and levels[1] == "STATE":
+            self._ignore("STATE")
+            return
+        kind = levels[2] if len(levels) >= 4 else ""
+        if levels[0] != NAMESPACE or not (
+            (len(levels) == 4 and kind in _NODE_TYPES) or (len(levels) == 5 and kind in _DEVICE_TYPES)
+        ):
+            detail = "not a Sparkplug B topic: spBv1.0/{group}/{N…}/{edge} or spBv1.0/{group}/{D…}/{edge}/{device}"
+            out.reject(Rejection(topic, Reason.BAD_TOPIC, detail, payload))
+            return
+        if kind in ("NCMD", "DCMD"):  # commands to the node (ours among them): no readings
+            self._ignore(kind)
+            return
+        try:
+            msg = Payload.FromString(payload)
+        except DecodeError as exc:
+            detail = f"not a Sparkplug B payload (org.eclipse.tahu.protobuf.Payload): {exc}"
+            out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+            return
+        group, edge = levels[1], levels[3]
+        key = (group, edge)
+        if kind == "NBIRTH":
+            self._nbirth(topic, payload, msg, key, now_ms, out)
+        elif kind == "NDEATH":
+            self._ndeath(topic, payload, msg, key, now_ms, out)
+        else:
+            node = self._nodes.get(key)
+            self._check_seq(node, msg, key, now_ms, out)
+            device = levels[4] if len(levels) == 5 else None
+            if kind == "DBIRTH":
+                self._dbirth(topic, payload, msg, key, node, levels[4], now_ms, out)
+            elif kind == "DDEATH":
+                self._ddeath(topic, payload, msg, key, node, levels[4], now_ms, out)
+            else:
+                self._data(topic, payload, msg, key, node, device, now_ms, out)
+
+    # ---- session -------------------------------------------------------------------------------
+
+    def _node(self, key: tuple[str, str]) -> Node:
+        node = self._nodes.get(key)
+        if node is None:
+            if len(self._nodes) >= MAX_NODES:
+                del self._nodes[next(iter(self._nodes))]
+            node = self._nodes[key] = Node()
+        return node
+
+    def _check_seq(self, node: Node | None, msg: Payload, key: tuple[str, str], now_ms: int, out: BatchBuilder) -> None:
+        """Follow the node's seq; a gap makes its DATA unreadable until its next NBIRTH."""
+        if node is None or not node.trusted:
+            return
+        expected = (node.seq + 1) % 256
+        seq = msg.seq if msg.HasField("seq") else None
+        if seq == expected:
+            node.seq = expected
+            return
+        node.trusted = False
+        node.why = f"a message was lost (seq {'none' if seq is None else seq} came where {expected} was due)"
+        self._ask_rebirth(key, node, now_ms, out)
+
+    def _ask_rebirth(self, key: tuple[str, str], node: Node, now_ms: int, out: BatchBuilder) -> None:
+        if not self._rebirth:
+            return
+        if node.asked_ms is not None and 0 <= now_ms - node.asked_ms < REBIRTH_INTERVAL_MS:
+            return
+        node.asked_ms = now_ms
+        out.command(f"{NAMESPACE}/{key[0]}/NCMD/{key[1]}", rebirth_request(now_ms))
+
+    def _unreadable(
+        self, topic: str, payload: bytes, key: tuple[str, str], node: Node, why: str, now_ms: int, out: BatchBuilder
+    ) -> None:
+        asked = " (rebirth requested)" if self._rebirth else ""
+        detail = f"Sparkplug edge node {key[0]}/{key[1]}: {why}; its DATA cannot be read until its NBIRTH{asked}"
+        out.reject(Rejection(topic, REBIRTH_REASON, detail, payload))
+        self._ask_rebirth(key, node, now_ms, out)
+
+    def _registered(self, key: tuple[str, str], device: str | None) -> RegisteredDevice | None:
+        return self._registry.external("sparkplug", _external_id(key, device))
+
+    @staticmethod
+    def _unknown(topic: str, payload: bytes, key: tuple[str, str], device: str | None, out: BatchBuilder) -> None:
+        what = "node" if device is None else "device"
+        detail = f"Sparkplug {what} {_external_id(key, device)!r} is not an active registered device"
+        out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
+
+    # ---- messages ------------------------------------------------------------------------------
+
+    def _nbirth(
+        self, topic: str, payload: bytes, msg: Payload, key: tuple[str, str], now_ms: int, out: BatchBuilder
+    ) -> None:
+        node = self._node(key)
+        node.born = node.trusted = True
+        node.seq = msg.seq % 256 if msg.HasField("seq") else 0
+        node.bd_seq = _bd_seq(msg)
+        node.metrics = _declared(msg)
+        node.devices = {}
+        device = self._registered(key, None)
+        if device is None:  # a node that is a gateway, not one of our devices: its session is kept
+            self._ignore("NBIRTH")
+            return
+        self._birth(topic, payload, msg, device, node.metrics, now_ms, out)
+
+    def _dbirth(
+        self,
+        topic: str,
+        payload: bytes,
+        msg: Payload,
+        key: tuple[str, str],
+        node: Node | None,
+        name: str,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        device = self._registered(key, name)
+        if device is None:
+            self._unknown(topic, payload, key, name, out)
+            return
+        births = _declared(msg)
+        if node is not None and node.born:
+            node.devices[name] = births
+        self._birth(topic, payload, msg, device, births, now_ms, out)
+
+    def _birth(
+        self,
+        topic: str,
+        payload: bytes,
+        msg: Payload,
+        device: RegisteredDevice,
+        births: Births,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        """A birth's online status and the current values it carries."""
+        ts = msg.timestamp if msg.HasField("timestamp") else now_ms
+        self._sink.status(topic, payload, device, ts, True, {}, now_ms=now_ms, out=out)
+        metrics, nameless, _ = _resolve(msg, births, birth=True)
+        self._readings(topic, payload, msg, device, metrics, nameless, now_ms, out, birth=True)
+
+    def _ndeath(
+        self, topic: str, payload: bytes, msg: Payload, key: tuple[str, str], now_ms: int, out: BatchBuilder
+    ) -> None:
+        node = self._nodes.get(key)
+        if node is None or not node.born:  # no session to end: ingest has not seen this node's birth
+            self._ignore("NDEATH_unborn")
+            return
+        if _bd_seq(msg) != node.bd_seq:  # a will of an older session, published late
+            self._ignore("NDEATH_stale")
+            return
+        node.born = node.trusted = False
+        node.why = "it died (NDEATH)"
+        offline = [self._registered(key, None), *(self._registered(key, d) for d in node.devices)]
+        node.devices = {}
+        stored = False
+        for device in offline:
+            if device is not None:
+                stored |= self._sink.status(topic, payload, device, now_ms, False, {}, now_ms=now_ms, out=out)
+        if not stored:
+            self._ignore("NDEATH")
+
+    def _ddeath(
+        self,
+        topic: str,
+        payload: bytes,
+        msg: Payload,
+        key: tuple[str, str],
+        node: Node | None,
+        name: str,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        if node is not None:
+            node.devices.pop(name, None)
+        device = self._registered(key, name)
+        if device is None:
+            self._ignore("DDEATH")
+            return
+        ts = msg.timestamp if msg.HasField("timestamp") else now_ms
+        self._sink.status(topic, payload, device, ts, False, {}, now_ms=now_ms, out=out)
+
+    def _data(
+        self,
+        topic: str,
+        payload: bytes,
+        msg: Payload,
+        key: tuple[str, str],
+        node: Node | None,
+        name: str | None,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        device = self._registered(key, name)
+        if device is None:
+            self._unknown(topic, payload, key, name, out)
+            return
+        if node is None:
+            node = self._node(key)
+        if not node.trusted:
+            self._unreadable(topic, payload, key, node, node.why, now_ms, out)
+            return
+        births = node.metrics if name is None else node.devices.get(name)
+        if births is None:
+            self._unreadable(topic, payload, key, node, f"no DBIRTH of device {name!r} in this session", now_ms, out)
+            return
+        metrics, nameless, undeclared = _resolve(msg, births, birth=False)
+        if undeclared is not None:
+            self._unreadable(topic, payload, key, node, f"{undeclared} was not declared by a birth", now_ms, out)
+            return
+        self._readings(topic, payload, msg, device, metrics, nameless, now_ms, out, birth=False)
+
+    def _readings(
+        self,
+        topic: str,
+        payload: bytes,
+        msg: Payload,
+        device: RegisteredDevice,
+        metrics: list[tuple[Payload.Metric, Declared]],
+        nameless: int,
+        now_ms: int,
+        out: BatchBuilder,
+        *,
+        birth: bool,
+    ) -> None:
+        """The message's metrics as readings, one per timestamp, by the device model's mapping."""
+        if nameless:
+            detail = f"{nameless} metric(s) with neither name nor alias cannot be attributed"
+            out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+        default_ts = msg.timestamp if msg.HasField("timestamp") else now_ms
+        groups: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
+        for m, declared in metrics:
+            value = value_of(m, declared.datatype)
+            if value is _SKIP:
+                continue
+            ts = m.timestamp if m.HasField("timestamp") else default_ts
+            values, units = groups.setdefault(ts, ({}, {}))
+            values[declared.name] = value
+            if declared.unit is not None:
+                units[declared.name] = declared.unit
+        model = self._model or device.model
+        seq = msg.seq if msg.HasField("seq") else 0
+        mapped = False
+        for ts, (values, units) in groups.items():
+            fields, refused = self._mapper.values(model, values, units)
+            note = "; the rest of the reading was stored" if fields else ""
+            for r in refused:
+                out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
+            if fields:
+                mapped = True
+                self._sink.reading(topic, payload, device, ts, seq, fields, now_ms=now_ms, out=out)
+        if not mapped and not birth and not nameless:
+            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"no metric maps to a field of ours{hint}", payload))
+
+
+def _declared(msg: Payload) -> Births:
+    """What a birth declares: each named metric's datatype and unit, by alias and by name."""
+    births = Births()
+    for m in msg.metrics:
+        name = m.name
+        if not m.HasField("name") or not isinstance(name, str):
+            continue
+        declared = Declared(name, m.datatype if m.HasField("datatype") else 0, _unit(m))
+        births.by_name[name] = declared
+        if m.HasField("alias"):
+            births.by_alias[m.alias] = declared
+    return births
+
+
+def _resolve(
+    msg: Payload, births: Births, *, birth: bool
+) -> tuple[list[tuple[Payload.Metric, Declared]], int, str | None]:
+    """Each metric with what its birth declared: (metrics, how many have neither name nor alias,
+    the first alias or name no birth declared). A birth declares its own metrics; DATA names them
+    by alias (or name), may leave the datatype out, and may give its own ``engUnit``."""
+    resolved: list[tuple[Payload.Metric, Declared]] = []
+    nameless = 0
+    for m in msg.metrics:
+        if birth:
+            name = m.name
+            if not m.HasField("name") or not isinstance(name, str):
+                nameless += 1
+                continue
+            resolved.append((m, births.by_name[name]))
+            continue
+        if m.HasField("alias"):
+            found = births.by_alias.get(m.alias)
+            if found is None:
+                return resolved, nameless, f"alias {m.alias}"
+        elif m.HasField("name") and isinstance(m.name, str):
+            found = births.by_name.get(m.name)
+            if found is None:
+                return resolved, nameless, f"metric {m.name[:60]!r}"
+        else:
+            nameless += 1
+            continue
+        unit = _unit(m) if m.HasField("properties") else None
+        datatype = found.datatype or (m.datatype if m.HasField("datatype") else 0)
+        if (unit is not None and unit != found.unit) or datatype != found.datatype:
+            found = Declared(found.name, datatype, unit or found.unit)
+        resolved.append((m, found))
+    return resolved, nameless, None
