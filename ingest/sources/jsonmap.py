@@ -1,0 +1,296 @@
+"""Vendor JSON read by a declarative mapping (``json_map``): where the device, time, counter and
+fields are, for payloads that follow no standard.
+
+Decided, from the vendor codec outputs of ``../shared/realworld/lorawan_codecs`` (Dragino,
+SenseCAP) and the ``{id, t, v}`` arrays users fight Telegraf's ``json_v2`` over:
+
+- **Shape**: a JSON object is one reading; an array of objects is one reading per element (each
+  with its own device, time and counter paths). Not JSON → ``bad_json``; anything else →
+  ``bad_shape`` naming what was expected; an empty array carries nothing (counted ``empty``).
+- **Device**: a topic level, or the value at ``device.path`` (a dotted path; text or a whole
+  number), looked up as ``device.scheme`` says. Absent or unknown → ``unknown_device``.
+- **Time**: the value at ``time.path`` in ``time.format`` (``unix_s`` … ``unix_ns``: a number or a
+  numeric string; ``iso8601``: RFC 3339 text, UTC when it has no offset). Absent, or no ``time``
+  option: ingest's receive time. Unreadable → ``bad_timestamp``.
+- **Counter**: the whole number at ``seq`` (absent: 0; not a whole number ≥ 0 → ``bad_type``).
+- **Fields**: the object through the model's mapping; numeric strings are numbers, anything else
+  in a numeric field (``"No Sensor"``) refuses that field alone (``bad_type``).
+- **Records** (``records``): readings as an array of ``{name, value[, time]}`` records at
+  ``records.path`` (empty: the payload is the array). Each record gives the model the key
+  ``str(name)`` (SenseCAP's ``measurementId`` 4097 → ``"4097"``); records of one time form one
+  reading, records of different times separate readings (a record's ``time`` is read in
+  ``time.format``, ``unix_ms`` without a ``time`` option). Records without a name (SenseCAP's
+  battery, interval and version reports on the same uplink) are not readings: a message with no
+  named record is counted (``no_records``), not refused. Device, time and counter paths are read in
+  the object around the array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+
+from contract.reasons import Reason
+from ingest.batch import BatchBuilder, Rejection
+from ingest.registry import RegisteredDevice
+from ingest.sources.base import SourceContext
+from ingest.sources.config import Records, Source, TimeFormat
+from ingest.sources.mapping import lookup
+from ingest.sources.sink import ReadingSink
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+_INT_TO_MS: Final[dict[str, tuple[int, int]]] = {
+    "unix_s": (1000, 1),
+    "unix_ms": (1, 1),
+    "unix_us": (1, 1000),
+    "unix_ns": (1, 1_000_000),
+}
+"""Exact scaling to ms: multiply, then floor-divide."""
+_DIGITS: Final = 24
+"""Digits before the point beyond any time in any unit (refused before any arithmetic on them)."""
+_decode_json = msgspec.json.Decoder().decode
+
+
+class _Refusal(Exception):
+    """A reading refused with its reason (raised inside, added to the batch by the caller)."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _is_whole(raw: Any) -> bool:
+    return isinstance(raw, int) and not isinstance(raw, bool)
+
+
+def time_ms(raw: Any, fmt: TimeFormat) -> int:
+    """``raw`` (a payload's time in ``fmt``) as ms since the epoch, floored; ValueError when it is not
+    one. Decimal numbers are read exactly (``1700000000.123`` s is ...123 ms, not ...122.99)."""
+    if fmt == "iso8601":
+        if not isinstance(raw, str):
+            raise ValueError("not text")
+        at = datetime.fromisoformat(raw.strip())
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return (at - _EPOCH) // _MS
+    times, per = _INT_TO_MS[fmt]
+    if _is_whole(raw):
+        return int(raw) * times // per
+    if isinstance(raw, bool) or not isinstance(raw, str | float):
+        raise ValueError("not a number")
+    try:
+        number = Decimal(raw.strip() if isinstance(raw, str) else repr(raw))
+    except ArithmeticError:  # decimal.InvalidOperation
+        raise ValueError("not a number") from None
+    if not number.is_finite() or number.adjusted() > _DIGITS:
+        raise ValueError("not a time")
+    return math.floor(number * times / per)
+
+
+class JsonMap:
+    """JSON payloads read as the source's ``device``, ``time``, ``seq`` and ``records`` say."""
+
+    FORMAT = "json_map"
+
+    def __init__(self, source: Source, context: SourceContext) -> None:
+        if source.device is None:  # the sources file requires it
+            raise ValueError("json_map needs device")
+        self._registry = context.registry
+        self._mapper = context.mapper
+        self._ignore = context.ignore
+        self._sink = ReadingSink()
+        self._model = source.model
+        self._level = source.device.topic_level
+        self._device_path = source.device.path
+        self._scheme = source.device.scheme
+        self._time = source.time
+        self._time_format: TimeFormat = source.time.format if source.time is not None else "unix_ms"
+        self._seq = source.seq
+        self._records: Records | None = source.records
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        try:
+            doc = _decode_json(payload)
+        except msgspec.DecodeError as exc:
+            out.reject(Rejection(topic, Reason.BAD_JSON, f"not JSON: {exc}", payload))
+            return
+        if self._records is not None:
+            self._from_records(topic, payload, doc, self._records, now_ms, out)
+        elif isinstance(doc, dict):
+            self._one(topic, payload, doc, "", now_ms, out)
+        elif isinstance(doc, list) and doc:
+            for i, element in enumerate(doc):
+                if isinstance(element, dict):
+                    self._one(topic, payload, element, f"element {i}: ", now_ms, out)
+                else:
+                    detail = f"element {i} is {_kind(element)}, not a JSON object (a reading)"
+                    out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+        elif isinstance(doc, list):
+            self._ignore("empty")
+        else:
+            detail = f"expected a JSON object (a reading) or an array of them, not {_kind(doc)}"
+            out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+
+    def _one(self, topic: str, payload: bytes, obj: dict[str, Any], where: str, now_ms: int, out: BatchBuilder) -> None:
+        """One object, one reading."""
+        try:
+            device = self._device(topic, obj)
+            ts = self._message_time(obj, now_ms)
+            seq = self._counter(obj)
+        except _Refusal as exc:
+            out.reject(Rejection(topic, exc.reason, f"{where}{exc}", payload))
+            return
+        self._store(topic, payload, device, ts, seq, obj, where, now_ms, out)
+
+    def _from_records(
+        self, topic: str, payload: bytes, doc: Any, records: Records, now_ms: int, out: BatchBuilder
+    ) -> None:
+        """The readings of an array of ``{name, value[, time]}`` records, one per distinct time."""
+        array = doc if not records.path else lookup(doc, records.path) if isinstance(doc, dict) else None
+        if not isinstance(array, list):
+            where = f"an array of records at {records.path!r}" if records.path else "a JSON array of records"
+            out.reject(Rejection(topic, Reason.BAD_SHAPE, f"expected {where}, not {_kind(array)}", payload))
+            return
+        around: dict[str, Any] = doc if isinstance(doc, dict) else {}
+        try:
+            device = self._device(topic, around)
+            ts = self._message_time(around, now_ms)
+            seq = self._counter(around)
+        except _Refusal as exc:
+            out.reject(Rejection(topic, exc.reason, str(exc), payload))
+            return
+        by_time: dict[int, dict[str, Any]] = {}
+        for i, record in enumerate(array):
+            if not isinstance(record, dict):
+                detail = f"record {i} is {_kind(record)}, not a JSON object"
+                out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+                continue
+            name = lookup(record, records.name)
+            if not isinstance(name, str | int) or isinstance(name, bool):
+                continue  # not a quantity: a vendor's metadata record
+            at = ts
+            if records.time is not None:
+                raw = lookup(record, records.time)
+                if raw is None or not _json(raw):
+                    pass  # the record has no time of its own: the message's
+                elif isinstance(raw, str | int | float) and not isinstance(raw, bool):
+                    try:
+                        at = time_ms(raw, self._time_format)
+                    except (ValueError, OverflowError):
+                        detail = f"record {i}: {records.time} {str(raw)[:40]!r} is not a {self._time_format} time"
+                        out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
+                        continue
+                elif isinstance(raw, dict | list | bool):
+                    detail = f"record {i}: {records.time} is {_kind(raw)}, not a {self._time_format} time"
+                    out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
+                    continue
+            value = lookup(record, records.value)
+            by_time.setdefault(at, {})[str(name)] = value if _json(value) else None
+        if not by_time:
+            self._ignore("no_records")
+            return
+        for at, obj in by_time.items():
+            self._store(topic, payload, device, at, seq, obj, "", now_ms, out)
+
+    def _device(self, topic: str, obj: Mapping[str, Any]) -> RegisteredDevice:
+        """The registered device the message names, or :class:`_Refusal`."""
+        if self._level is not None:
+            levels = topic.split("/")
+            name = levels[self._level] if self._level < len(levels) else ""
+            what = f"topic level {self._level} ({name!r})"
+        else:
+            path = self._device_path or ""
+            raw = lookup(obj, path)
+            if raw is None or not _json(raw):
+                raise _Refusal(Reason.UNKNOWN_DEVICE, f"no {path!r} names the device")
+            if not isinstance(raw, str | int) or isinstance(raw, bool):
+                raise _Refusal(Reason.BAD_SHAPE, f"{path} is {_kind(raw)}, not a device name (text or whole number)")
+            name = str(raw)
+            what = f"{path} {name!r}"
+        device = None
+        if name:
+            if self._scheme == "id":
+                device = self._registry.active(name)
+            else:
+                device = self._registry.external(self._scheme, name.lower() if self._scheme == "dev_eui" else name)
+        if device is None:
+            raise _Refusal(Reason.UNKNOWN_DEVICE, f"{what} is not an active registered device")
+        return device
+
+    def _message_time(self, obj: Mapping[str, Any], now_ms: int) -> int:
+        """The time at ``time.path`` as ms (absent: ``now_ms``), or :class:`_Refusal`."""
+        if self._time is None:
+            return now_ms
+        raw = lookup(obj, self._time.path)
+        if raw is None or not _json(raw):  # absent
+            return now_ms
+        try:
+            if isinstance(raw, dict | list | bool):
+                raise ValueError(_kind(raw))
+            return time_ms(raw, self._time.format)
+        except (ValueError, OverflowError):
+            detail = f"{self._time.path} {str(raw)[:40]!r} is not a {self._time.format} time"
+            raise _Refusal(Reason.BAD_TIMESTAMP, detail) from None
+
+    def _counter(self, obj: Mapping[str, Any]) -> int:
+        """The whole number at ``seq`` (absent: 0), or :class:`_Refusal`."""
+        if self._seq is None:
+            return 0
+        raw = lookup(obj, self._seq)
+        if raw is None or not _json(raw):
+            return 0
+        whole_text = isinstance(raw, str) and raw.strip().isdigit() and raw.isascii()
+        value: Any = int(raw) if whole_text or (isinstance(raw, float) and raw.is_integer()) else raw
+        if not _is_whole(value) or value < 0:
+            raise _Refusal(Reason.BAD_TYPE, f"seq {self._seq}: {str(raw)[:40]!r} is not a whole number ≥ 0")
+        return int(value)
+
+    def _store(
+        self,
+        topic: str,
+        payload: bytes,
+        device: RegisteredDevice,
+        ts_ms: int,
+        seq: int,
+        obj: Mapping[str, Any],
+        where: str,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        """One reading through the model's mapping into the sink."""
+        model = self._model or device.model
+        values, refused = self._mapper.values(model, obj)
+        stored = bool(values) and self._sink.reading(topic, payload, device, ts_ms, seq, values, now_ms=now_ms, out=out)
+        note = "; the rest of the reading was stored" if stored else ""
+        for r in refused:
+            out.reject(Rejection(topic, r.reason, f"{where}{r}{note}", payload))
+        if not values and not refused:
+            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"{where}no field maps to ours{hint}", payload))
+
+
+_KINDS: Final[dict[type, str]] = {
+    dict: "an object",
+    list: "an array",
+    str: "text",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a refusal's detail ("absent" for a path with nothing there)."""
+    return _KINDS.get(type(value), "absent")
+
+
+def _json(value: Any) -> bool:
+    """Whether :func:`lookup` found a JSON value (rather than nothing)."""
+    return type(value) in _KINDS

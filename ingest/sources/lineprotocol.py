@@ -1,0 +1,389 @@
+"""InfluxDB line protocol over MQTT (Telegraf ``data_format = "influx"``, ``outputs.mqtt``): ``influx_lp``.
+
+Decided, from the InfluxDB 2 line protocol reference and the payloads of
+``../shared/realworld/influx_line_protocol`` (Telegraf's parser tests, ChirpStack's integration,
+InfluxDB's docs):
+
+- **Parser**: our own (regular expressions with possessive quantifiers: no backtracking blow-up on
+  hostile lines), not PyPI ``line-protocol-parser`` 2.0.1. That C extension is maintained and reads
+  every corpus line right, but one line at a time: a message must be cut into lines first, and a
+  string field may hold a newline (Telegraf's "field string newline" case), so the cutting is
+  itself a line protocol parser; its errors give no position either. Ours reads a whole message,
+  names each bad line, and parses over 100,000 lines/s: the parser is not what limits a reading.
+- **Escapes** as Telegraf reads them: in the measurement ``\\ `` and ``\\,``; in tag keys, tag
+  values and field keys also ``\\=``; a backslash before anything else is itself (``two\\\\ words``
+  is ``two\\ words``). In a string field ``\\"`` and ``\\\\``. ``#`` starts a comment line.
+- **Types**: floats (``42``, ``-1.5E-3``; no ``+``, NaN or infinity), ``42i`` (int64), ``42u``
+  (uint64), ``"text"``, booleans ``t T true True TRUE f F false False FALSE``. An integer out of
+  its 64-bit range refuses the line, as InfluxDB does.
+- **Lines**: a message holds any number; a line that does not parse is dead-lettered ``bad_shape``
+  naming its number (at most :data:`MAX_LINE_REFUSALS` per message), the others are stored.
+- **Device**: a topic level (Telegraf's ``telegraf/{host}/{plugin}``: level 1) or a tag's value
+  (``device.path`` is a tag key), looked up as ``device.scheme`` says. Unknown → ``unknown_device``.
+- **Time**: the line's timestamp in the source's ``precision`` (the line does not say it), to ms;
+  a line without one takes ingest's receive time.
+- **Readings**: the lines of one device at one time are one reading (a Telegraf batch, ChirpStack's
+  one measurement per field). The model maps each field ``f`` of measurement ``m`` as ``m.f`` or as
+  a bare ``f`` (when several measurements carry ``f``, the last line's). Strings and booleans are
+  not numbers: mapped to one of our fields they are refused ``bad_type``. Tags are not readings.
+- **Counter**: line protocol has none: ``seq`` is 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
+
+from contract.reasons import Reason
+from ingest.batch import BatchBuilder, Rejection
+from ingest.registry import RegisteredDevice
+from ingest.sources.base import SourceContext
+from ingest.sources.config import Source
+from ingest.sources.sink import ReadingSink
+
+MAX_LINE_REFUSALS: Final = 20
+"""Lines of one message refused one by one; past it, one dead letter counts the rest."""
+
+FieldValue = float | int | str | bool
+
+# A name: any character but the separators, ``\`` before a separator escapes it, before anything
+# else it is itself. Possessive (``++``): a line that does not parse fails in linear time.
+_MEASUREMENT = r"(?:[^ \t\r\n,\\]|\\[ ,]|\\(?![ ,]))++"
+_NAME = r"(?:[^ \t\r\n,=\\]|\\[ ,=]|\\(?![ ,=]))++"
+_HEAD = re.compile(rf"[ \t]*+({_MEASUREMENT})((?:,{_NAME}={_NAME})*+)").match
+_KEY = re.compile(rf"({_NAME})=").match
+_SPACE = re.compile(r"[ \t]++").match
+_VALUE = r'"(?:[^"\\]|\\[\s\S])*+"|[^ \t\r\n,"]++'
+_FIELD = re.compile(rf"({_NAME})=({_VALUE})").match
+_END = r"(?:[ \t]++(-?[0-9]++))?[ \t\r]*+(?:\n|\Z)"
+_TAIL = re.compile(_END).match
+_LINE = re.compile(
+    rf"[ \t]*+({_MEASUREMENT})((?:,{_NAME}={_NAME})*+)[ \t]++"
+    rf"((?:{_NAME})=(?:{_VALUE})(?:,(?:{_NAME})=(?:{_VALUE}))*+){_END}"
+).match
+"""A whole line: measurement, raw tag set, raw field set, timestamp (one call; :func:`_diagnose` says
+what is wrong with a line it does not match)."""
+_TAGS = re.compile(rf"({_NAME})=({_NAME})").findall
+_FIELDS = re.compile(rf"({_NAME})=({_VALUE})").findall
+_SKIPPED = frozenset(" \t\r\n#")
+_BLANK = re.compile(r"[ \t\r]*+(?:#[^\n]*+)?(?:\n|\Z)").match
+_FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?").fullmatch
+_INTEGER = re.compile(r"-?[0-9]+i").fullmatch
+_UNSIGNED = re.compile(r"[0-9]+u").fullmatch
+_UNESCAPE_STRING = re.compile(r'\\(["\\])').sub
+_BOOLEANS: Final = {
+    **dict.fromkeys(("t", "T", "true", "True", "TRUE"), True),
+    **dict.fromkeys(("f", "F", "false", "False", "FALSE"), False),
+}
+_DIGITS: Final = frozenset("0123456789.")
+_FLOAT_START: Final = frozenset("-.0123456789")
+_INFINITE: Final = (float("inf"), float("-inf"))
+_INT64: Final = 2**63
+_UINT64: Final = 2**64
+
+TO_MS: Final[dict[str, Callable[[int], int]]] = {
+    "s": lambda t: t * 1000,
+    "ms": lambda t: t,
+    "us": lambda t: t // 1000,
+    "ns": lambda t: t // 1_000_000,
+}
+"""A line's timestamp in the source's precision, as ms."""
+
+
+class Point(NamedTuple):
+    """One parsed line."""
+
+    line: int
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time: int | None
+
+
+class LineError(NamedTuple):
+    """A line that does not parse: its number, what is wrong, and its text."""
+
+    line: int
+    problem: str
+    text: str
+
+
+class _Bad(ValueError):
+    """What is wrong with the line being parsed."""
+
+
+def _name(raw: str) -> str:
+    """A tag key, tag value or field key unescaped (``\\`` before ``␣,=``)."""
+    if "\\" not in raw:
+        return raw
+    return raw.replace("\\ ", " ").replace("\\,", ",").replace("\\=", "=")
+
+
+def _measurement(raw: str) -> str:
+    """A measurement unescaped (``\\`` before ``␣,``)."""
+    if "\\" not in raw:
+        return raw
+    return raw.replace("\\ ", " ").replace("\\,", ",")
+
+
+def _value(key: str, raw: str) -> FieldValue:
+    """A field's typed value (by its suffix or quotes), or :class:`_Bad`."""
+    if raw[0] == '"':
+        body = raw[1:-1]
+        return _UNESCAPE_STRING(r"\1", body) if "\\" in body else body
+    last = raw[-1]
+    if last in _DIGITS and raw[0] in _FLOAT_START and raw.isascii():
+        try:
+            number_f = float(raw)  # the usual field; float() also takes "_", "nan", "inf": checked
+        except ValueError:
+            pass
+        else:
+            if "_" not in raw and number_f not in _INFINITE:
+                return number_f
+    if last == "i" and _INTEGER(raw):
+        number = int(raw[:-1])
+        if not -_INT64 <= number < _INT64:
+            raise _Bad(f"field {key!r}: {raw} is outside the 64-bit integer range")
+        return number
+    if last == "u" and _UNSIGNED(raw):
+        number = int(raw[:-1])
+        if number >= _UINT64:
+            raise _Bad(f"field {key!r}: {raw} is outside the 64-bit unsigned range")
+        return number
+    boolean = _BOOLEANS.get(raw)
+    if boolean is not None:
+        return boolean
+    if _FLOAT(raw):
+        number_f = float(raw)
+        if number_f in _INFINITE:
+            raise _Bad(f"field {key!r}: {raw} is beyond a 64-bit float")
+        return number_f
+    raise _Bad(f'field {key!r}: {raw[:40]!r} is not a float, integer (i), unsigned (u), boolean or "string"')
+
+
+def _diagnose(text: str, pos: int) -> str:
+    """What is wrong with the line at ``pos`` (which :data:`_LINE` does not match)."""
+    try:
+        _parse_slowly(text, pos)
+    except _Bad as exc:
+        return str(exc)
+    return "the line does not parse"
+
+
+def _parse_slowly(text: str, pos: int) -> None:
+    """The line at ``pos`` step by step, raising :class:`_Bad` at the first thing wrong with it."""
+    head = _HEAD(text, pos)
+    if head is None:
+        raise _Bad("no measurement name")
+    raw_m = head[1]
+    measurement = _measurement(raw_m)
+    at = head.end()
+    space = _SPACE(text, at)
+    if space is None:
+        if text.startswith(",", at):
+            raise _Bad("a tag is not key=value")
+        if at >= len(text) or text[at] in "\r\n":
+            raise _Bad(f"{measurement!r} has no field set")
+        raise _Bad(f"unexpected {text[at]!r} after the measurement and tags (a space and the fields)")
+    at = space.end()
+    fields: dict[str, FieldValue] = {}
+    spans_lines = False
+    while True:
+        found = _FIELD(text, at)
+        if found is None:
+            key_only = _KEY(text, at)
+            if key_only is None:
+                raise _Bad("a field is not key=value")
+            if text.startswith('"', key_only.end()):
+                raise _Bad(f"field {_name(key_only[1])!r}: the string is not closed")
+            raise _Bad(f"field {_name(key_only[1])!r} has no value")
+        key, raw = _name(found[1]), found[2]
+        fields[key] = _value(key, raw)
+        spans_lines = spans_lines or "\n" in raw
+        at = found.end()
+        if text.startswith(",", at):
+            at += 1
+            continue
+        break
+    tail = _TAIL(text, at)
+    if tail is None:
+        if spans_lines:
+            raise _Bad("a string field runs past the end of its line (a closing quote missing?)")
+        raise _Bad("unexpected text after the fields (a timestamp is one integer)")
+    _timestamp(tail[1])
+
+
+def _timestamp(stamp: str | None) -> int | None:
+    if stamp is None:
+        return None
+    time = int(stamp)
+    if not -_INT64 <= time < _INT64:
+        raise _Bad(f"timestamp {stamp} is outside the 64-bit integer range")
+    return time
+
+
+def _point(found: re.Match[str], line: int) -> Point:
+    """The point of a line :data:`_LINE` matched, or :class:`_Bad` for a value out of range."""
+    raw_m, raw_tags, raw_fields, stamp = found.groups()
+    measurement = _measurement(raw_m)
+    if not raw_tags:
+        tags = {}
+    elif "\\" in raw_tags:
+        tags = {_name(k): _name(v) for k, v in _TAGS(raw_tags)}
+    else:  # the usual tag set: nothing escaped, every tag one k=v
+        tags = dict(tag.split("=", 1) for tag in raw_tags[1:].split(","))
+    fields: dict[str, FieldValue] = {}
+    if "\\" in raw_fields or '"' in raw_fields:
+        for raw_key, raw in _FIELDS(raw_fields):
+            key = _name(raw_key)
+            fields[key] = _value(key, raw)
+    else:  # the usual field set: no escapes, no strings
+        for field_ in raw_fields.split(","):
+            key, _, raw = field_.partition("=")
+            fields[key] = _value(key, raw)
+    return Point(line, measurement, tags, fields, _timestamp(stamp))
+
+
+def parse(text: str) -> Iterator[Point | LineError]:
+    """Every line of ``text``: a :class:`Point`, or a :class:`LineError`. Blank and comment lines are
+    skipped; line numbers count from 1 (a string field's newline is inside its line)."""
+    pos, line, end = 0, 1, len(text)
+    while pos < end:
+        if text[pos] in _SKIPPED:
+            blank = _BLANK(text, pos)
+            if blank is not None:
+                pos = blank.end()
+                line += 1
+                continue
+        found = _LINE(text, pos)
+        try:
+            if found is None:
+                raise _Bad(_diagnose(text, pos))
+            point = _point(found, line)
+        except _Bad as exc:
+            stop = text.find("\n", pos)
+            stop = end if stop < 0 else stop
+            yield LineError(line, str(exc), text[pos:stop].rstrip("\r"))
+            pos = stop + 1
+            line += 1
+            continue
+        yield point
+        after = found.end()
+        line += text.count("\n", pos, after)
+        pos = after
+
+
+def _lines(numbers: list[int]) -> str:
+    """``line 3`` / ``lines 1, 3, 5`` (the first ten)."""
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    shown = ", ".join(str(n) for n in numbers[:10])
+    return f"lines {shown}{f', … ({len(numbers)} lines)' if len(numbers) > 10 else ''}"
+
+
+@dataclass(slots=True)
+class _Reading:
+    """The lines of one device at one time, as the object the model maps."""
+
+    device: RegisteredDevice
+    ts_ms: int
+    lines: list[int]
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class InfluxLineProtocol:
+    """Line protocol messages (one or more lines) on the source's topics."""
+
+    FORMAT = "influx_lp"
+
+    def __init__(self, source: Source, context: SourceContext) -> None:
+        if source.device is None or source.precision is None:  # the sources file requires both
+            raise ValueError("influx_lp needs device and precision")
+        self._registry = context.registry
+        self._mapper = context.mapper
+        self._ignore = context.ignore
+        self._sink = ReadingSink()
+        self._model = source.model
+        self._level = source.device.topic_level
+        self._tag = source.device.path
+        self._scheme = source.device.scheme
+        self._to_ms = TO_MS[source.precision]
+
+    def _find(self, name: str) -> RegisteredDevice | None:
+        if self._scheme == "id":
+            return self._registry.active(name)
+        return self._registry.external(self._scheme, name.lower() if self._scheme == "dev_eui" else name)
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.reject(Rejection(topic, Reason.BAD_UTF8, f"line protocol is UTF-8 text: {exc}", payload))
+            return
+        by_topic: RegisteredDevice | None = None
+        if self._level is not None:
+            levels = topic.split("/")
+            name = levels[self._level] if self._level < len(levels) else ""
+            by_topic = self._find(name) if name else None
+            if by_topic is None:
+                detail = f"topic level {self._level} ({name!r}) is not an active registered device"
+                out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
+                return
+        readings: dict[tuple[int, int], _Reading] = {}
+        unknown: dict[str, list[int]] = {}
+        bad = 0
+        for item in parse(text):
+            if isinstance(item, LineError):
+                bad += 1
+                if bad <= MAX_LINE_REFUSALS:
+                    detail = f"line {item.line}: {item.problem}: {item.text[:80]!r}"
+                    out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+                continue
+            device = by_topic
+            if device is None:
+                name = item.tags.get(self._tag or "", "")
+                device = self._find(name) if name else None
+                if device is None:
+                    unknown.setdefault(name, []).append(item.line)
+                    continue
+            ts = now_ms if item.time is None else self._to_ms(item.time)
+            reading = readings.get((device.index, ts))
+            if reading is None:
+                reading = readings[(device.index, ts)] = _Reading(device, ts, [])
+            reading.lines.append(item.line)
+            values, m = reading.values, item.measurement
+            for key, value in item.fields.items():
+                values[key] = value
+                values[f"{m}.{key}"] = value
+        if bad > MAX_LINE_REFUSALS:
+            detail = f"{bad - MAX_LINE_REFUSALS} more lines do not parse (only the first {MAX_LINE_REFUSALS} are named)"
+            out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+        for name, lines in unknown.items():
+            if name:
+                detail = f"tag {self._tag}={name!r} ({_lines(lines)}) is not an active registered device"
+            else:
+                detail = f"{_lines(lines)}: no tag {self._tag!r} names the device"
+            out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
+        for reading in readings.values():
+            self._store(topic, payload, reading, now_ms, out)
+        if not readings and not bad and not unknown:
+            self._ignore("empty")
+
+    def _store(self, topic: str, payload: bytes, reading: _Reading, now_ms: int, out: BatchBuilder) -> None:
+        """One reading through the model's mapping into the sink (a field's refusal names the field,
+        as the sink's do; a reading refused whole names its lines)."""
+        model = self._model or reading.device.model
+        values, refused = self._mapper.values(model, reading.values)
+        stored = bool(values) and self._sink.reading(
+            topic, payload, reading.device, reading.ts_ms, 0, values, now_ms=now_ms, out=out
+        )
+        note = "; the rest of the reading was stored" if stored else ""
+        for r in refused:
+            out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
+        if not values and not refused:
+            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
+            out.reject(
+                Rejection(topic, Reason.MISSING_FIELD, f"{_lines(reading.lines)}: no field maps to ours{hint}", payload)
+            )

@@ -1,0 +1,345 @@
+"""Vendor JSON by a declarative mapping (``json_map``): each decoding rule with a real registry and
+batch, and the vendor codec outputs of ``../shared/realworld/lorawan_codecs`` (read in place)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contract.fields import Kind
+from contract.fleet import DeviceTags
+from contract.reasons import Reason
+from ingest.batch import BatchBuilder
+from ingest.decode import Decoder
+from ingest.registry import Registry
+from ingest.sources.config import parse_sources
+from ingest.sources.jsonmap import time_ms
+from ingest.sources.lineprotocol import Point, parse
+from ingest.sources.router import Router
+
+CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
+CODECS = CORPUS / "lorawan_codecs"
+needs_corpus = pytest.mark.skipif(not CODECS.is_dir(), reason=f"the real-payload corpus is not at {CORPUS}")
+
+NOW = 1_750_000_000_000
+BY_PATH: dict[str, Any] = {
+    "format": "json_map",
+    "topics": ["vendor/#"],
+    "device": {"path": "meta.eui", "scheme": "dev_eui"},
+    "time": {"path": "ts", "format": "iso8601"},
+    "seq": "cnt",
+}
+BY_TOPIC: dict[str, Any] = {"format": "json_map", "topics": ["codec/+/up"], "device": {"topic_level": 1}}
+SENSECAP: dict[str, Any] = {
+    **BY_TOPIC,
+    "records": {"path": "output_data.messages", "name": "measurementId", "value": "measurementValue"},
+}
+MODELS: dict[str, Any] = {
+    "vendor_wq": {"fields": {"temp_c": "temperature", "ec_us_cm": {"path": "ec", "unit": "mS/cm"}, "ph": "ph"}},
+    "sensecap_s210x": {"fields": {"air_temp_c": "4097", "humidity_pct": "4098"}},
+    "dragino_lse01": {
+        "fields": {
+            "ec_us_cm": "output_data.conduct_SOIL",
+            "temp_c": ["output_data.temp_SOIL", "output_data.TEMP_SOIL"],
+            "battery_v": {"path": "output_data.Bat", "unit": "V"},
+        }
+    },
+    "dragino_lsph01": {
+        "fields": {"ph": "output_data.PH1_SOIL", "temp_c": "output_data.TEMP_SOIL", "battery_v": "output_data.Bat"}
+    },
+    "dragino_ldds75": {
+        "fields": {"water_level_cm": {"path": "output_data.distance", "unit": "mm"}, "battery_v": "output_data.Bat"}
+    },
+}
+EUI = "a84041000181c0de"
+REGISTRY = Registry(
+    [
+        DeviceTags("bt-wq-1", Kind.WATER_QUALITY, "ben_tre", "ba_tri", "field", "none", "active", "vendor_wq", EUI),
+        DeviceTags("bt-trap-1", Kind.LIGHT_TRAP, "ben_tre", "ba_tri", "field", "none", "active", "sensecap_s210x"),
+        DeviceTags("bt-lse01", Kind.WATER_QUALITY, "ben_tre", "ba_tri", "field", "none", "active", "dragino_lse01"),
+        DeviceTags("bt-lsph01", Kind.WATER_QUALITY, "ben_tre", "ba_tri", "field", "none", "active", "dragino_lsph01"),
+        DeviceTags("bt-ldds75", Kind.SALINITY, "ben_tre", "ba_tri", "field", "none", "active", "dragino_ldds75"),
+        DeviceTags("bt-old", Kind.SALINITY, "ben_tre", "ba_tri", "field", "none", "decommissioned", "x"),
+    ]
+)
+
+
+def _decode(source: dict[str, Any], topic: str, doc: Any) -> tuple[BatchBuilder, list[str]]:
+    sources = parse_sources({"sources": [source], "models": MODELS}, "test sources")
+    ignored: list[str] = []
+    router = Router(sources, Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100), REGISTRY, ignored.append)
+    out = BatchBuilder()
+    payload = doc if isinstance(doc, bytes) else msgspec.json.encode(doc)
+    router.decode(topic, payload, retained=False, now_ms=NOW, out=out)
+    return out, ignored
+
+
+def _stored(out: BatchBuilder) -> list[tuple[str, dict[str, Any], int | None]]:
+    """Each stored line as (device_id, fields, time)."""
+    points = [p for p in parse("\n".join(out.lines)) if isinstance(p, Point)]
+    assert len(points) == len(out.lines)
+    return [(p.tags["device_id"], p.fields, p.time) for p in points]
+
+
+def _reasons(out: BatchBuilder) -> list[tuple[Reason, str]]:
+    return [(r.reason, r.detail) for r in out.rejections]
+
+
+def test_an_object_gives_device_time_counter_and_mapped_fields() -> None:
+    doc = {"meta": {"eui": EUI.upper()}, "ts": "2023-11-14T22:13:20.123Z", "cnt": "42",
+           "temperature": "24.59", "ec": 28.2, "ph": None, "rssi": -80}  # fmt: skip
+    out, _ = _decode(BY_PATH, "vendor/x", doc)
+    assert out.rejections == []
+    assert out.lines == [
+        "water_quality,crop=none,device_id=bt-wq-1,district=ba_tri,province=ben_tre,site=field "
+        "temp_c=24.59,ec_us_cm=28200.0,seq=42i 1700000000123"
+    ]
+
+
+def test_an_array_of_objects_is_one_reading_each_and_a_stray_element_is_refused() -> None:
+    doc = [
+        {"meta": {"eui": EUI}, "ts": "2023-11-14T22:13:20Z", "temperature": 20},
+        {"meta": {"eui": EUI}, "ts": "2023-11-14T22:14:20Z", "temperature": 21, "cnt": 2},
+        "garbage",
+        {"meta": {"eui": "ffffffffffffffff"}, "temperature": 1},
+    ]
+    out, _ = _decode(BY_PATH, "vendor/x", doc)
+    assert _stored(out) == [
+        ("bt-wq-1", {"temp_c": 20.0, "seq": 0}, 1700000000000),
+        ("bt-wq-1", {"temp_c": 21.0, "seq": 2}, 1700000060000),
+    ]
+    assert _reasons(out) == [
+        (Reason.BAD_SHAPE, "element 2 is text, not a JSON object (a reading)"),
+        (Reason.UNKNOWN_DEVICE, "element 3: meta.eui 'ffffffffffffffff' is not an active registered device"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "raw", "ms"),
+    [
+        ("unix_s", 1700000000, 1700000000000),
+        ("unix_s", 1700000000.123, 1700000000123),
+        ("unix_s", "1700000000", 1700000000000),
+        ("unix_s", " 1.7e9 ", 1700000000000),
+        ("unix_ms", 1700000000123.9, 1700000000123),
+        ("unix_ms", 1700000000123, 1700000000123),
+        ("unix_ms", "1700000000123", 1700000000123),
+        ("unix_us", 1700000000123456, 1700000000123),
+        ("unix_ns", 1700000000123456789, 1700000000123),
+        ("unix_ns", "1700000000123456789", 1700000000123),
+        ("iso8601", "2023-11-14T22:13:20.123456789+00:00", 1700000000123),
+        ("iso8601", "2023-11-15T05:13:20.123+07:00", 1700000000123),
+        ("iso8601", "2023-11-14T22:13:20.123", 1700000000123),  # no offset: UTC
+        ("iso8601", "2023-11-14 22:13:20.123Z", 1700000000123),
+    ],
+)
+def test_times_in_each_format(fmt: Any, raw: Any, ms: int) -> None:
+    assert time_ms(raw, fmt) == ms
+
+
+@pytest.mark.parametrize(
+    ("fmt", "raw"),
+    [
+        ("unix_s", "soon"),
+        ("unix_s", "nan"),
+        ("unix_s", "1e999999999"),
+        ("unix_ms", True),
+        ("unix_ms", [1]),
+        ("iso8601", 1700000000),
+        ("iso8601", "14/11/2023"),
+    ],
+)
+def test_a_time_that_is_not_one_is_a_bad_timestamp(fmt: Any, raw: Any) -> None:
+    source = {**BY_PATH, "time": {"path": "ts", "format": fmt}}
+    out, _ = _decode(source, "vendor/x", {"meta": {"eui": EUI}, "ts": raw, "temperature": 20})
+    assert out.lines == []
+    [(reason, detail)] = _reasons(out)
+    assert reason == Reason.BAD_TIMESTAMP
+    assert detail.endswith(f"is not a {fmt} time")
+
+
+def test_no_time_is_the_receive_time_and_a_bad_counter_is_refused() -> None:
+    out, _ = _decode(BY_PATH, "vendor/x", {"meta": {"eui": EUI}, "temperature": 20, "ts": None})
+    assert _stored(out) == [("bt-wq-1", {"temp_c": 20.0, "seq": 0}, NOW)]
+    for cnt in ("x", -1, 1.5, True, {"n": 1}):
+        out, _ = _decode(BY_PATH, "vendor/x", {"meta": {"eui": EUI}, "temperature": 20, "cnt": cnt})
+        assert [r for r, _ in _reasons(out)] == [Reason.BAD_TYPE], cnt
+        assert out.lines == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason", "detail"),
+    [
+        (b"{nope", Reason.BAD_JSON, "not JSON: "),
+        (b"\xff", Reason.BAD_JSON, "not JSON: "),
+        (42, Reason.BAD_SHAPE, "expected a JSON object (a reading) or an array of them, not a number"),
+        ({"temperature": 20}, Reason.UNKNOWN_DEVICE, "no 'meta.eui' names the device"),
+        ({"meta": {"eui": [1]}, "temperature": 20}, Reason.BAD_SHAPE, "meta.eui is an array, not a device name"),
+        ({"meta": {"eui": EUI}, "rssi": 1}, Reason.MISSING_FIELD, "no field maps to ours"),
+        ({"meta": {"eui": EUI}, "ph": 15}, Reason.OUT_OF_RANGE, "ph: 15 is outside 0..14 pH"),
+        ({"meta": {"eui": EUI}, "ts": "2031-01-01T00:00:00Z", "ph": 7}, Reason.BAD_TIMESTAMP, "time 1924992000000"),
+    ],
+)
+def test_refusals_name_their_reason(doc: Any, reason: Reason, detail: str) -> None:
+    out, _ = _decode(BY_PATH, "vendor/x", doc)
+    assert out.lines == []
+    [(got_reason, got_detail)] = _reasons(out)
+    assert (got_reason, got_detail[: len(detail)]) == (reason, detail)
+
+
+def test_an_empty_array_is_counted_not_refused() -> None:
+    out, ignored = _decode(BY_PATH, "vendor/x", [])
+    assert (out.lines, out.rejections, ignored) == ([], [], ["empty"])
+
+
+def test_garbage_in_one_field_refuses_that_field_and_keeps_the_rest() -> None:
+    doc = {"output_data": {"distance": "No Sensor", "Bat": 3.6}}
+    out, _ = _decode(BY_TOPIC, "codec/bt-ldds75/up", doc)
+    assert _stored(out) == [("bt-ldds75", {"battery_v": 3.6, "seq": 0}, NOW)]
+    assert _reasons(out) == [
+        (Reason.BAD_TYPE, "water_level_cm: 'No Sensor' is not a number; the rest of the reading was stored")
+    ]
+
+
+def test_records_of_one_time_are_one_reading_and_of_different_times_separate_ones() -> None:
+    source = {
+        "format": "json_map",
+        "topics": ["kep/+"],
+        "device": {"topic_level": 1},
+        "time": {"path": "timestamp", "format": "unix_ms"},
+        "records": {"path": "values", "name": "id", "value": "v", "time": "t"},
+        "model": "sensecap_s210x",
+    }
+    doc = {
+        "timestamp": 1700000000000,
+        "values": [
+            {"id": "4097", "v": 21.4, "t": 1700000060000},
+            {"id": 4098, "v": "31.4", "t": 1700000060000},
+            {"id": 4097, "v": 22.0},  # the message's time
+            {"type": "upload_battery", "battery": 100},  # no name: metadata, not a reading
+        ],
+    }
+    out, _ = _decode(source, "kep/bt-trap-1", doc)
+    assert out.rejections == []
+    assert _stored(out) == [
+        ("bt-trap-1", {"air_temp_c": 21.4, "humidity_pct": 31.4, "seq": 0}, 1700000060000),
+        ("bt-trap-1", {"air_temp_c": 22.0, "seq": 0}, 1700000000000),
+    ]
+    doc["values"] = [{"id": 4097, "v": 1, "t": "later"}, 7, {"id": 4098, "v": 50}]
+    out, _ = _decode(source, "kep/bt-trap-1", doc)
+    assert _stored(out) == [("bt-trap-1", {"humidity_pct": 50.0, "seq": 0}, 1700000000000)]
+    assert _reasons(out) == [
+        (Reason.BAD_TIMESTAMP, "record 0: t 'later' is not a unix_ms time"),
+        (Reason.BAD_SHAPE, "record 1 is a number, not a JSON object"),
+    ]
+
+
+def test_the_payload_itself_may_be_the_array_of_records() -> None:
+    source = {**SENSECAP, "records": {"name": "measurementId", "value": "measurementValue"}}
+    doc = [{"measurementId": 4097, "measurementValue": 21.4}, {"measurementId": 4098, "measurementValue": 31.4}]
+    out, _ = _decode(source, "codec/bt-trap-1/up", doc)
+    assert _stored(out) == [("bt-trap-1", {"air_temp_c": 21.4, "humidity_pct": 31.4, "seq": 0}, NOW)]
+    out, _ = _decode(source, "codec/bt-trap-1/up", {"measurementId": 4097})
+    assert _reasons(out) == [(Reason.BAD_SHAPE, "expected a JSON array of records, not an object")]
+    out, _ = _decode(SENSECAP, "codec/bt-trap-1/up", {"output_data": {}})
+    assert _reasons(out) == [(Reason.BAD_SHAPE, "expected an array of records at 'output_data.messages', not absent")]
+
+
+def test_a_message_whose_records_have_no_quantity_is_counted_not_refused() -> None:
+    doc = {"output_data": {"messages": [{"type": "upload_battery", "battery": 100}]}}
+    out, ignored = _decode(SENSECAP, "codec/bt-trap-1/up", doc)
+    assert (out.lines, out.rejections, ignored) == ([], [], ["no_records"])
+
+
+def test_a_device_by_topic_level_must_be_active() -> None:
+    out, _ = _decode(BY_TOPIC, "codec/bt-old/up", {"x": 1})
+    assert _reasons(out) == [(Reason.UNKNOWN_DEVICE, "topic level 1 ('bt-old') is not an active registered device")]
+
+
+CODEC_EXPECTED: dict[str, tuple[str, dict[str, Any], list[tuple[Reason, str]], list[str]]] = {
+    # file: (device, stored fields, refusals, ignored)
+    "dragino_lse01_soil_ec.json": ("bt-lse01", {"ec_us_cm": 28200.0, "temp_c": 24.59, "battery_v": 3.625}, [], []),
+    "dragino_lsph01_soil_ph.json": ("bt-lsph01", {"ph": 5.96, "temp_c": 24.9, "battery_v": 3.363}, [], []),
+    "dragino_ldds75_distance_no_sensor.json": (
+        "bt-ldds75",
+        {},
+        [(Reason.BAD_TYPE, "water_level_cm: 'No Sensor' is not a number")],
+        [],
+    ),
+    "sensecap_s210x_telemetry.json": ("bt-trap-1", {"air_temp_c": 21.4, "humidity_pct": 31.4}, [], []),
+    "sensecap_s210x_device_properties.json": ("bt-trap-1", {}, [], ["no_records"]),
+}
+
+
+@needs_corpus
+@pytest.mark.parametrize("file", sorted(CODEC_EXPECTED))
+def test_each_vendor_codec_output_of_the_corpus_has_its_predicted_outcome(file: str) -> None:
+    device, fields, refusals, ignored_events = CODEC_EXPECTED[file]
+    source = SENSECAP if file.startswith("sensecap") else BY_TOPIC
+    out, ignored = _decode(source, f"codec/{device}/up", (CODECS / file).read_bytes())
+    assert _reasons(out) == refusals
+    assert ignored == ignored_events
+    assert _stored(out) == ([(device, {**fields, "seq": 0}, NOW)] if fields else [])
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=20,
+)
+SCALAR = st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=12)
+OBJECT = st.fixed_dictionaries(
+    {},
+    optional={
+        "meta": st.fixed_dictionaries({"eui": st.sampled_from([EUI, EUI.upper(), "x", ""]) | SCALAR}) | JSON,
+        "ts": st.sampled_from(["2023-11-14T22:13:20Z", "nonsense", "1999-01-01T00:00:00Z"]) | JSON,
+        "cnt": st.integers() | JSON,
+        "temperature": SCALAR,
+        "ec": SCALAR,
+        "output_data": st.fixed_dictionaries(
+            {},
+            optional={
+                "messages": st.lists(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "measurementId": st.sampled_from([4097, "4098", 1.5]) | SCALAR,
+                            "measurementValue": SCALAR,
+                        },
+                    )
+                    | JSON,
+                    max_size=4,
+                )
+                | JSON,
+                "distance": SCALAR,
+            },
+        )
+        | JSON,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    doc=OBJECT | st.lists(OBJECT, max_size=3) | JSON,
+    raw=st.binary(max_size=64),
+    use_raw=st.booleans(),
+    where=st.sampled_from([(BY_PATH, "vendor/x"), (SENSECAP, "codec/bt-trap-1/up"), (BY_TOPIC, "codec/bt-ldds75/up")]),
+)
+def test_fuzz_no_crash_and_every_refusal_has_a_reason(
+    doc: Any, raw: bytes, use_raw: bool, where: tuple[dict[str, Any], str]
+) -> None:
+    source, topic = where
+    out, ignored = _decode(source, topic, raw if use_raw else json.dumps(doc).encode())
+    for r in out.rejections:
+        assert isinstance(r.reason, Reason)
+        assert r.detail
+    if not out.lines and not ignored:
+        assert out.rejections, "a message neither stored, counted nor refused"
