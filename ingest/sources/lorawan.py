@@ -126,17 +126,12 @@ class _LoRaWAN:
             return
         model = self._model or device.model
         values, refused = self._mapper.values(model, decoded)
-        for r in refused:
-            out.reject(Rejection(topic, r.reason, f"{r}; the rest of the reading was stored", payload))
-        if not values:
-            hint = (
-                "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
-            )
-            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"no field of the payload maps to ours{hint}", payload))
-            return
-        if rssi is not None:
+        if values and rssi is not None:
             values.setdefault("rssi_dbm", rssi)
-        self._sink.reading(topic, payload, device, ts_ms, f_cnt or 0, values, now_ms=now_ms, out=out)
+        self._sink.mapped(
+            topic, payload, device, ts_ms, f_cnt or 0, values, refused, hint=self._mapper.hint(model), now_ms=now_ms,
+            out=out,
+        )  # fmt: skip
 
     def _unknown(self, topic: str, payload: bytes, what: str, out: BatchBuilder) -> None:
         out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, f"{what} is not an active registered device", payload))

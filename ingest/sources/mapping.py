@@ -54,6 +54,10 @@ class FieldMapper:
     def has(self, model: str) -> bool:
         return model in self._models
 
+    def hint(self, model: str) -> str:
+        """What to add to "no field maps to ours": that ``model`` has no entry, when it has none."""
+        return "" if model in self._models else f" (model {model!r} has no entry in the sources file)"
+
     def values(
         self, model: str, obj: Mapping[str, Any], units: Mapping[str, str] | None = None
     ) -> tuple[dict[str, Any], list[Refused]]:

@@ -101,6 +101,33 @@ class ReadingSink:
         out.add_reading(device.kind, device.index, ts_ms, seq, row, f"{device.series} {fields},seq={seq}i {ts_ms}")
         return True
 
+    def mapped(
+        self,
+        topic: str,
+        payload: bytes,
+        device: RegisteredDevice,
+        ts_ms: int,
+        seq: int,
+        values: Mapping[str, Any],
+        refused: list[Refused],
+        *,
+        hint: str = "",
+        where: str = "",
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> bool:
+        """A reading of a model mapping's ``values`` and the fields it ``refused``: each refusal is
+        dead-lettered (saying the rest was stored only when it was), and nothing mapped at all is
+        ``missing_field`` (with ``hint``). ``where`` prefixes every detail (a line, an element)."""
+        stored = bool(values) and self.reading(topic, payload, device, ts_ms, seq, values, now_ms=now_ms, out=out)
+        note = "; the rest of the reading was stored" if stored else ""
+        for r in refused:
+            out.reject(Rejection(topic, r.reason, f"{where}{r}{note}", payload))
+        if not values and not refused:
+            detail = f"{where}no field of the payload maps to ours{hint}"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
+        return stored
+
     def status(
         self,
         topic: str,

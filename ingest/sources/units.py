@@ -23,14 +23,14 @@ _SAME: Final[dict[str, tuple[str, ...]]] = {
     "pH": ("pH", "ph"),
     "NTU": ("NTU", "ntu", "FNU"),
     "cm": ("cm",),
-    "%": ("%", "%RH", "/"),
+    "%": ("%",),
     "0/1": ("0/1", "bool"),
     "s": ("s", "sec"),
     "insects": ("insects", "count", "1"),
     "frames/s": ("frames/s", "fps"),
     "0..1": ("0..1", "ratio"),
 }
-"""Names of the same unit as ours (``/`` is SenML's ratio, taken as a percentage only where noted)."""
+"""Names of the same unit as ours."""
 
 _SCALED: Final[dict[tuple[str, str], Convert]] = {
     ("µS/cm", "mS/cm"): lambda x: x * 1_000.0,
@@ -45,6 +45,9 @@ _SCALED: Final[dict[tuple[str, str], Convert]] = {
     ("mg/L", "g/L"): lambda x: x * 1_000.0,
     ("mg/L", "kg/m3"): lambda x: x * 1_000.0,
     ("‰", "%"): lambda x: x * 10.0,
+    ("%", "/"): lambda x: x * 100.0,  # SenML's ratio (0.5 is 50 %)
+    ("%", "%RH"): lambda x: x,  # relative humidity: a percentage, but never a salinity in ‰
+    ("%", "%EL"): lambda x: x,  # SenML's remaining battery energy: likewise
     ("s", "min"): lambda x: x * 60.0,
     ("s", "ms"): lambda x: x / 1_000.0,
 }

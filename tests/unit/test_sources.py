@@ -97,6 +97,13 @@ def test_garbage_in_one_field_refuses_that_field_and_keeps_the_rest() -> None:
     )
 
 
+def test_a_refused_field_says_the_rest_was_stored_only_when_it_was() -> None:
+    out, _ = _decode(CS_UP, _up(object={"conduct": "No Sensor"}, rxInfo=[{"rssi": -40}]))
+    assert out.lines == []
+    [r] = out.rejections
+    assert (r.reason, r.detail) == (Reason.BAD_TYPE, "ec_us_cm: 'No Sensor' is not a number")
+
+
 def test_out_of_range_after_conversion_is_refused_with_its_reason() -> None:
     out, _ = _decode(CS_UP, _up(object={"conduct": 500}))  # 500 mS/cm = 500,000 µS/cm: beyond any water
     assert out.lines == []
@@ -189,6 +196,7 @@ def test_units_convert_or_are_refused() -> None:
     assert converter("V", "mV")(3_650) == pytest.approx(3.65)  # type: ignore[misc]
     assert converter("µS/cm", "K") is None
     assert converter("‰", "%EL") is None
+    assert converter("%", "/")(0.5) == 50.0  # type: ignore[misc]  # SenML ratio
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,360 @@
+"""SenML packs (RFC 8428), in JSON (``application/senml+json``) or CBOR (``application/senml+cbor``).
+
+Decided, from the RFC's own examples (``../shared/realworld/senml``):
+
+- **Encoding**, per message: a payload whose first byte is a CBOR array (major type 4, ``0x80``–
+  ``0x9f``; after an optional self-described-CBOR tag ``d9 d9 f7``) is CBOR, anything else is JSON
+  (``[`` is ``0x5b`` and JSON's whitespace is below ``0x21``: never a CBOR array). Malformed JSON →
+  ``bad_json``; malformed CBOR, or either that is not an array of records with the RFC's types →
+  ``bad_shape``, naming the record and the label.
+- **Resolution** (RFC 8428 §4.6): base fields apply to the records that follow until a record sets
+  them again; name = ``bn`` + ``n``, time = ``bt`` + ``t`` (seconds), unit = ``u`` else ``bu``,
+  value = ``bv`` + ``v``, sum = ``bs`` + ``s``. A resolved time below 2**28 is relative to "now":
+  the time the message arrived. Records are then put in chronological order (stable).
+  :func:`resolve` does it, and reproduces every resolved example of the RFC.
+- **Strictness** where the RFC says MUST: a resolved name outside ``A-Z a-z 0-9 - : . / _`` (or not
+  starting with a letter or digit), two value fields in a record, a label ending in ``_`` (an
+  extension that must be understood), records that disagree on ``bver``, or a version other than
+  1–10 or 26 (10 + RFC 9100's "secondary units", which the unit table reads) → the whole pack is
+  refused ``bad_shape``; a time that is not finite → ``bad_timestamp``; more than
+  :data:`MAX_RECORDS` records → ``too_large``. Unknown labels are ignored; a record with no value
+  and no sum only sets base fields.
+- **Identity**: the base name is the device (registry external id ``senml``), without trailing
+  separators (``urn:dev:ow:10e2073a01080063:`` and ``urn:dev:ow:10e2073a01080063`` are one device, as
+  the RFC's examples use both). A record without a base name: its whole name is the device if
+  registered (``urn:dev:ow:10e2073a01080063`` in RFC example 1), else the part before its last ``:``
+  or ``/`` (``urn:dev:ow:10e2073a01080063:voltage``). A pack may carry several devices; each unknown
+  or inactive one → one ``unknown_device``, and the others are stored.
+- **Fields**: a record's key is its name relative to the device (``n``), or its unit when that is
+  empty (``[{"bn": "urn:dev:ow:…", "bu": "%RH", "v": 21.2}]`` is keyed ``%RH``), through the model's
+  mapping; the record's own unit wins over the model's (``Cel``, ``S/m`` converted; one we cannot
+  convert → ``bad_unit`` for that field alone). Records of a device at one time are one reading;
+  a mapped status-only field (``battery_pct``) goes to a ``device_status`` point at that time.
+  A later record of the same key and time wins.
+- **Other values**: ``vs`` is text (a numeric one is a number, as everywhere in ingest), ``vb`` a
+  boolean and ``vd`` bytes: unmapped they are left out, mapped they are refused ``bad_type``. The
+  sum ``s`` is an integral over time (unit × seconds) that no field of ours carries: not read.
+  ``ut`` and ``l`` are not read. SenML has no counter: ``seq`` is 0.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Final, NamedTuple
+
+import cbor2
+import msgspec
+
+from contract.fields import STATUS_FIELDS, TELEMETRY_FIELDS
+from contract.reasons import Reason
+from ingest.batch import BatchBuilder, Rejection
+from ingest.registry import RegisteredDevice
+from ingest.sources.base import SourceContext
+from ingest.sources.config import Source
+from ingest.sources.sink import ReadingSink
+
+RELATIVE_BELOW: Final = 2**28
+"""A resolved time (seconds) below this is relative to "now" (RFC 8428 §4.5.3)."""
+MAX_RECORDS: Final = 10_000
+"""Records per pack (ingest's ``max_readings_per_message`` default); more → ``too_large``."""
+VERSIONS: Final = frozenset((*range(1, 11), 26))
+"""``bver`` read: RFC 8428's 10 and its drafts' earlier numbers, and 26 = 10 + secondary units (RFC 9100)."""
+
+CBOR_LABELS: Final = {
+    -1: "bver", -2: "bn", -3: "bt", -4: "bu", -5: "bv", -6: "bs",
+    0: "n", 1: "u", 2: "v", 3: "vs", 4: "vb", 5: "s", 6: "t", 7: "ut", 8: "vd", 9: "l",
+}  # fmt: skip
+"""RFC 8428 §6: CBOR's integer labels (the table is conclusive; extensions use text labels)."""
+
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*")
+_SEPARATORS: Final = ":/._-"
+_CBOR_SELF_DESCRIBED: Final = b"\xd9\xd9\xf7"
+_VALUES: Final = ("v", "vs", "vb", "vd")
+_BASES: Final = frozenset(("bn", "bt", "bu", "bv", "bs", "bver"))
+
+
+class PackError(ValueError):
+    """The pack as a whole is refused: its reason and what to say."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class Resolved(NamedTuple):
+    """One resolved record (RFC 8428 §4.6), its base name kept apart from its own name."""
+
+    base: str
+    """The base name in force ("" when none)."""
+    name: str
+    """The record's own name (``n``)."""
+    unit: str | None
+    t_ms: int
+    """Absolute time, Unix milliseconds (a relative time resolved against the arrival time)."""
+    kind: str | None
+    """Which value it has: ``v``, ``vs``, ``vb``, ``vd``; None when it has only a sum."""
+    value: Any
+    sum: float | None
+
+    def rfc(self) -> dict[str, Any]:
+        """The RFC's resolved form: ``{"n", "u", "t" (seconds), "v"|"vs"|"vb"|"vd", "s"}``."""
+        doc: dict[str, Any] = {"n": self.base + self.name, "t": self.t_ms / 1000}
+        if self.unit is not None:
+            doc["u"] = self.unit
+        if self.kind is not None:
+            doc[self.kind] = self.value
+        if self.sum is not None:
+            doc["s"] = self.sum
+        return doc
+
+
+def _text(label: str, value: Any, i: int) -> str:
+    if not isinstance(value, str):
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: {label} must be text, not {type(value).__name__}")
+    return value
+
+
+def _number(label: str, value: Any, i: int) -> float:
+    if type(value) is float or type(value) is int or isinstance(value, Decimal | Fraction):  # CBOR tags 4, 30
+        try:
+            return float(value)
+        except (OverflowError, ValueError):  # an integer beyond a double, a signalling NaN
+            raise PackError(Reason.BAD_SHAPE, f"record {i}: {label} {str(value)[:40]} is not a number") from None
+    raise PackError(Reason.BAD_SHAPE, f"record {i}: {label} must be a number, not {type(value).__name__}")
+
+
+def _bool(label: str, value: Any, i: int) -> bool:
+    if not isinstance(value, bool):
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: {label} must be true or false, not {type(value).__name__}")
+    return value
+
+
+def _data(label: str, value: Any, i: int) -> str | bytes:
+    if not isinstance(value, str | bytes):  # base64url text in JSON, a byte string in CBOR
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: {label} must be data, not {type(value).__name__}")
+    return value
+
+
+def _version(label: str, value: Any, i: int) -> int:
+    if type(value) is not int:
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: {label} must be an unsigned integer")
+    if value not in VERSIONS:
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: SenML version {value} is not one ingest reads (1-10, 26)")
+    return value
+
+
+_CHECKS: Final[dict[str, Callable[[str, Any, int], Any]]] = {
+    "bn": _text, "bt": _number, "bu": _text, "bv": _number, "bs": _number, "bver": _version,
+    "n": _text, "u": _text, "v": _number, "vs": _text, "vb": _bool, "vd": _data, "s": _number, "t": _number,
+}  # fmt: skip
+"""Each label read, with its type (RFC 8428 §5 and §6); ``ut`` and ``l`` are not read."""
+
+
+def _labels(raw: Mapping[Any, Any], i: int) -> dict[str, Any]:
+    """One record's labels read and type-checked (CBOR's integer labels as their names)."""
+    record: dict[str, Any] = {}
+    for key, value in raw.items():
+        label = CBOR_LABELS.get(key) if type(key) is int else key
+        if not isinstance(label, str):
+            continue
+        check = _CHECKS.get(label)
+        if check is not None:
+            record[label] = check(label, value, i)
+        elif label.endswith("_"):
+            detail = f"record {i}: label {label[:40]!r} must be understood (RFC 8428 §4.4) and is not"
+            raise PackError(Reason.BAD_SHAPE, detail)
+    return record
+
+
+def resolve(pack: Any, now_ms: int) -> list[Resolved]:
+    """A decoded pack's records resolved (RFC 8428 §4.6) in chronological order; :class:`PackError`
+    when it is not a SenML pack. Records with neither value nor sum are left out."""
+    if not isinstance(pack, list | tuple):
+        raise PackError(Reason.BAD_SHAPE, f"not a SenML pack: expected an array of records, not {type(pack).__name__}")
+    if len(pack) > MAX_RECORDS:
+        raise PackError(Reason.TOO_LARGE, f"{len(pack)} records in one pack; the limit is {MAX_RECORDS}")
+    bn, bt = "", 0.0
+    bu: str | None = None
+    bv: float | None = None
+    bs: float | None = None
+    version: int | None = None
+    out: list[Resolved] = []
+    names: set[str] = set()
+    for i, raw in enumerate(pack):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
+            raise PackError(Reason.BAD_SHAPE, f"record {i}: expected an object, not {type(raw).__name__}")
+        rec = _labels(raw, i)
+        if not _BASES.isdisjoint(rec):
+            if "bver" in rec:
+                if version is not None and rec["bver"] != version:
+                    detail = f"record {i}: bver {rec['bver']} differs from the pack's {version}"
+                    raise PackError(Reason.BAD_SHAPE, detail)
+                version = rec["bver"]
+            bn = rec.get("bn", bn)
+            bt = rec.get("bt", bt)
+            bu = rec.get("bu", bu)
+            bv = rec.get("bv", bv)
+            bs = rec.get("bs", bs)
+        kind: str | None = None
+        for k in _VALUES:
+            if k in rec:
+                if kind is not None:
+                    raise PackError(Reason.BAD_SHAPE, f"record {i}: more than one value ({kind}, {k})")
+                kind = k
+        value = rec[kind] if kind is not None else None
+        if kind == "v" and bv is not None:
+            value = bv + rec["v"]
+        elif kind is None and bv is not None:  # a missing Value counts as zero: the base value alone
+            kind, value = "v", bv
+        total = rec["s"] + (bs or 0.0) if "s" in rec else bs
+        if kind is None and total is None:
+            continue
+        name = rec.get("n", "")
+        full = bn + name
+        if full not in names:
+            if not full:
+                raise PackError(Reason.BAD_SHAPE, f"record {i}: no name (neither bn nor n)")
+            if not _NAME.fullmatch(full):
+                detail = (f"record {i}: name {full[:60]!r} is not a SenML name (RFC 8428 §4.5.1: "
+                          "letters, digits and - : . / _, starting with a letter or digit)")  # fmt: skip
+                raise PackError(Reason.BAD_SHAPE, detail)
+            names.add(full)
+        seconds = bt + rec.get("t", 0.0)
+        if not math.isfinite(seconds * 1000):
+            raise PackError(Reason.BAD_TIMESTAMP, f"record {i}: time {seconds} is not a time")
+        t_ms = round(seconds * 1000)
+        if seconds < RELATIVE_BELOW:
+            t_ms += now_ms
+        out.append(Resolved(bn, name, rec.get("u", bu) or None, t_ms, kind, value, total))
+    out.sort(key=lambda r: r.t_ms)
+    return out
+
+
+def parse(payload: bytes) -> Any:
+    """The pack as Python values, JSON or CBOR by its first byte; :class:`PackError` when malformed."""
+    body = payload[3:] if payload.startswith(_CBOR_SELF_DESCRIBED) else payload
+    if body and 0x80 <= body[0] <= 0x9F:
+        fp = io.BytesIO(body)
+        try:
+            pack = cbor2.CBORDecoder(fp, max_depth=8).decode()
+        except Exception as exc:  # cbor2 raises CBORDecodeError, but also ValueError/TypeError on odd tags
+            raise PackError(Reason.BAD_SHAPE, f"not a SenML CBOR pack: {exc}") from None
+        if fp.tell() != len(body):
+            raise PackError(Reason.BAD_SHAPE, f"not a SenML CBOR pack: {len(body) - fp.tell()} bytes after the array")
+        return pack
+    try:
+        return msgspec.json.decode(payload)
+    except msgspec.ValidationError as exc:  # a number beyond a double
+        raise PackError(Reason.BAD_SHAPE, f"not a SenML pack: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise PackError(Reason.BAD_JSON, f"neither SenML JSON nor a CBOR array: {exc}") from None
+
+
+@dataclass(slots=True)
+class _Device:
+    """One device's records of a pack: by time, its keys' values and units."""
+
+    found: RegisteredDevice | None
+    times: dict[int, tuple[dict[str, Any], dict[str, str]]]
+
+
+class SenML:
+    """SenML packs on the sources file's topics (SenML has no standard topic)."""
+
+    FORMAT = "senml"
+
+    def __init__(self, source: Source, context: SourceContext) -> None:
+        self._registry = context.registry
+        self._mapper = context.mapper
+        self._sink = ReadingSink()
+        self._model = source.model
+        status = {s.name for s in STATUS_FIELDS}
+        self._status_only = {k: status - {s.name for s in specs} for k, specs in TELEMETRY_FIELDS.items()}
+
+    def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        try:
+            records = resolve(parse(payload), now_ms)
+        except PackError as exc:
+            out.reject(Rejection(topic, exc.reason, exc.detail, payload))
+            return
+        devices: dict[str, _Device] = {}
+        known: dict[tuple[str, str], tuple[str, str]] = {}
+        for r in records:
+            where = known.get((r.base, r.name))
+            if where is None:
+                where = known[(r.base, r.name)] = self._identify(r.base, r.name, devices)
+            label, key = where
+            if r.kind is None:  # a sum alone: not a reading of ours
+                continue
+            key = key or r.unit or ""
+            values, units = devices[label].times.setdefault(r.t_ms, ({}, {}))
+            values[key] = r.value if r.kind != "vd" or isinstance(r.value, bytes) else r.value.encode()
+            if r.unit is not None:
+                units[key] = r.unit
+            else:
+                units.pop(key, None)
+        if not devices:
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, "the pack has no record with a value", payload))
+            return
+        for label, d in devices.items():
+            if d.found is None:
+                detail = f"SenML device {label!r} is not an active registered device (external id senml)"
+                out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
+            else:
+                self._readings(topic, payload, label, d.found, d.times, now_ms, out)
+
+    def _identify(self, base: str, name: str, devices: dict[str, _Device]) -> tuple[str, str]:
+        """(device name, the record's key relative to it); the device is added to ``devices``."""
+        registry = self._registry
+        if base:
+            label, key = base.rstrip(_SEPARATORS), name
+            found = registry.external("senml", label)
+        else:
+            label, key = name.rstrip(_SEPARATORS), ""
+            found = registry.external("senml", label)
+            cut = max(label.rfind(":"), label.rfind("/"))
+            if found is None and cut > 0:
+                prefix = label[:cut].rstrip(_SEPARATORS)
+                found = registry.external("senml", prefix)
+                if found is not None:
+                    label, key = prefix, label[cut + 1 :]
+        if label not in devices:
+            devices[label] = _Device(found, {})
+        return label, key
+
+    def _readings(
+        self,
+        topic: str,
+        payload: bytes,
+        label: str,
+        device: RegisteredDevice,
+        times: dict[int, tuple[dict[str, Any], dict[str, str]]],
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        """One reading (and status report, for status-only fields) per time of one device's records."""
+        model = self._model or device.model
+        status_only = self._status_only[device.device_kind]
+        mapped = False
+        for t_ms, (obj, units) in times.items():
+            values, refused = self._mapper.values(model, obj, units)
+            mapped = mapped or bool(values or refused)
+            note = "; the rest of the reading was stored" if values else ""
+            for r in refused:
+                out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
+            status = {k: values.pop(k) for k in status_only.intersection(values)}
+            if values:
+                self._sink.reading(topic, payload, device, t_ms, 0, values, now_ms=now_ms, out=out)
+            if status:
+                self._sink.status(topic, payload, device, t_ms, True, status, now_ms=now_ms, out=out)
+        if not mapped:
+            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
+            detail = f"no record of SenML device {label!r} maps to our fields{hint}"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
