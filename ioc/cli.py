@@ -159,6 +159,14 @@ def simulate(
     ] = None,
     mqtt_key_file: MqttKeyFile = None,
     fleet: Fleet = None,
+    format: Annotated[
+        str | None,
+        Opt(
+            "--format",
+            help="payload format: ioc_v1, chirpstack_v4, tts_v3, sparkplug_b, senml, thingsboard, influx_lp, "
+            "json_map, or mixed; ingest reads the others with --sources deploy/sources.sim.yaml [IOC_FORMAT]",
+        ),
+    ] = None,
     rate: Annotated[float | None, Opt(help="live messages/s for the fleet [IOC_RATE]")] = None,
     duration: Annotated[float | None, Opt(help="seconds of live publishing [IOC_DURATION]")] = None,
     readings: Annotated[int | None, Opt(help="stop after this many readings [IOC_READINGS]")] = None,
@@ -174,10 +182,13 @@ def simulate(
     record: Annotated[Path | None, Opt(help="write published readings as JSON lines [IOC_RECORD]")] = None,
     write_fleet: Annotated[Path | None, Opt(help="generate a fleet file here (.yaml or .csv) and exit")] = None,
     devices: Annotated[int, Opt(help="devices in a generated fleet (with --write-fleet)")] = 200,
+    write_sources: Annotated[
+        Path | None, Opt(help="write the sources file that reads every --format (for ingest --sources) and exit")
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Publish a simulated Mekong fleet, or generate a fleet file with --write-fleet."""
-    options = _flags(locals(), "write_fleet", "devices")
+    """Publish a simulated Mekong fleet, or generate a fleet file (--write-fleet) or sources file (--write-sources)."""
+    options = _flags(locals(), "write_fleet", "devices", "write_sources")
     from contract.fleet import Fleet as FleetModel
     from ioc.preflight import broker_problem, require
     from registry.errors import RegistryError
@@ -195,6 +206,13 @@ def simulate(
             write_devices(generated.devices, write_fleet)
         typer.echo(f"wrote {len(generated.devices)} devices to {write_fleet}", err=True)
         return
+    if write_sources is not None:
+        from simulators.formats.sources import write_sources as write_sources_file
+
+        with blame("--write-sources", OSError):
+            write_sources_file(write_sources)
+        typer.echo(f"wrote the simulated formats' sources file to {write_sources}", err=True)
+        return
     settings = _settings(SimulateSettings, **options)
     with blame("--fleet (IOC_FLEET)", RegistryError):
         devices_read = FleetModel(devices=tuple(read_devices(settings.fleet)))
@@ -207,7 +225,9 @@ def simulate(
         stats = publisher.run()
     except KeyboardInterrupt:
         stats = publisher.stats
-    except ConnectionError as exc:  # the broker refused the devices, or went away
+    except ConnectionError as exc:  # the broker refused the devices, or went away; a device without its format's id
+        if str(exc).startswith("--format"):
+            raise UserError(str(exc)) from exc
         raise UserError(f"{exc}: check --mqtt-url (IOC_MQTT_URL) and --device-secret-file") from exc
     typer.echo(msgspec.json.encode(stats.summary()).decode())
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contract.settings import BrokerUrl
 from contract.topics import CERT_FLAG, KEY_FLAG, mqtt_tls_problem, readable_file
+
+SimFormat = Literal[
+    "ioc_v1", "chirpstack_v4", "tts_v3", "sparkplug_b", "senml", "thingsboard", "influx_lp", "json_map", "mixed"
+]
+"""What ``ioc simulate --format`` publishes: the native contract, another payload format (for every
+device of a kind it carries), or ``mixed`` (the demo's fleet: :func:`simulators.formats.mixed_format`)."""
 
 DEVICE_PLACEHOLDER = "{device_id}"
 """In ``mqtt_cert_file`` and ``mqtt_key_file``: each device's own id (a certificate per device)."""
@@ -27,6 +34,9 @@ class SimulateSettings(BrokerUrl):
         None, description="the private key of mqtt_cert_file (PEM, unencrypted; {device_id} as there)"
     )
     fleet: Path = Field(Path("var/fleet.yaml"), description="the fleet file (YAML or CSV)")
+    format: SimFormat = Field(
+        "ioc_v1", description="payload format: ioc_v1, another format ingest reads (--sources), or mixed"
+    )
     seed: int = Field(1, ge=0, description="random seed: the same seed gives the same fleet and signals")
     rate: float | None = Field(
         None, gt=0, description="live messages per second for the whole fleet (default: natural intervals)"
@@ -37,7 +47,7 @@ class SimulateSettings(BrokerUrl):
     backfill_hours: float = Field(0.0, ge=0, le=24 * 90, description="first publish this much history, fast")
     backfill_batch: int = Field(100, ge=1, le=10_000, description="readings per message during backfill")
     interval_s: float = Field(60.0, gt=0, description="live sampling interval of each sensor without --rate")
-    malformed_share: float = Field(0.0, ge=0, le=1, description="share of messages replaced by malformed ones")
+    malformed_share: float = Field(0.0, ge=0, le=1, description="share of native messages replaced by malformed ones")
     max_outstanding: int = Field(5_000, ge=1, description="messages published but not yet acked, at most")
     device_secret_file: Path | None = Field(
         None, description="file with the fleet secret; device passwords are HMAC-SHA256(secret, device id)"

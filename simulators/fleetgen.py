@@ -3,6 +3,10 @@
 The kind mix is 35 % salinity, 35 % water quality, 18 % light traps and 12 % cameras; each
 kind is spread evenly over the seven provinces. Places, crops, distances from the sea and
 coasts come from :mod:`contract.geography`; about 8 % of devices carry simulator faults.
+
+Every device also gets its ids in the other payload formats' schemes (:func:`external_ids`), derived
+from its number and place alone (no random draw), so ``ioc simulate --format`` can publish any device
+in any format and the registry finds it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ FAULTS_BY_KIND: Final = {
 FAULTY_SHARE: Final = 0.08
 OFFLINE_SHARE: Final = 0.01
 MAX_DEVICES: Final = 100_000
+
+DEV_EUI_PREFIX: Final = "a84041"
+"""The OUI our simulated DevEUIs start with (a LoRaWAN sensor vendor's, as real fleets' do)."""
 
 _AQUACULTURE: Final = ("shrimp", "pangasius")
 _CAMERA_SITES: Final = (("road", 0.35), ("market", 0.2), ("kitchen", 0.15), ("school", 0.15), ("sluice", 0.15))
@@ -99,6 +106,25 @@ def _device(rng: random.Random, number: int, kind: Kind, province: Province) -> 
         "km_from_sea": round(max(0.0, district.km_from_sea + rng.uniform(-2.5, 2.5)), 1),
         "coast": district.coast,
         "faults": _faults(rng, kind),
+        "external_ids": external_ids(number, kind, province, district),
+    }
+
+
+def external_ids(number: int, kind: Kind, province: Province, district: District) -> dict[str, str]:
+    """The ids device ``number`` has in other systems, one per scheme (:class:`contract.fleet.ExternalIds`):
+    a DevEUI (vendor OUI + the number), The Things Stack's default ``eui-{deveui}`` device id, the
+    Sparkplug ``group/edge node/device`` of its district's edge node, a ThingsBoard device name and a
+    SenML base name (a URN; a pack names it ``bn`` followed by ``:``)."""
+    code = PROVINCE_CODES.get(province.slug, province.slug[:2])
+    device_id = f"{code}-{KIND_CODES[kind]}-{number:04d}"
+    dev_eui = f"{DEV_EUI_PREFIX}{number:010x}"
+    edge = province.districts.index(district) + 1
+    return {
+        "dev_eui": dev_eui,
+        "tts_device_id": f"eui-{dev_eui}",
+        "sparkplug": f"{province.slug}/{code}-gw-{edge:02d}/{device_id}",
+        "thingsboard": f"{KIND_CODES[kind].upper()}_{code.upper()}_{number:04d}",
+        "senml": f"urn:dev:mac:{dev_eui}",
     }
 
 

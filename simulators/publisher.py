@@ -1,12 +1,16 @@
-"""Publish a simulated fleet over MQTT with paho-mqtt: one connection per device, one thread.
+"""Publish a simulated fleet over MQTT with paho-mqtt: one connection per device or gateway, one thread.
 
-Every device has its own MQTT v5 connection (client id and user name = device id, its MQTT will
-setting its retained status offline), as a real fleet does under per-device ACLs. All connections
-are driven from one thread with paho's external-loop API (``loop_read``/``loop_write``/
-``loop_misc`` over a selector), so hundreds of devices cost no threads.
+In the native contract (``--format ioc_v1``) every device has its own MQTT v5 connection (client id
+and user name = device id, its MQTT will setting its retained status offline), as a real fleet does
+under per-device ACLs. In another format (:mod:`simulators.formats`) a device publishes over its
+format's :class:`~simulators.formats.base.Link`: its own connection (SenML) or its gateway's, network
+server's or edge node's, shared by the devices behind it (its will, births and commands are the
+link's). All connections are driven from one thread with paho's external-loop API
+(``loop_read``/``loop_write``/``loop_misc`` over a selector), so hundreds of devices cost no threads.
 
-Counts are by broker acknowledgement (PUBACK): a reading is *published* when the broker took it;
-one the broker refused (an MQTT v5 PUBACK with a failure reason code: not authorised by its ACL,
+Counts are by broker acknowledgement (PUBACK): a reading is *published* when the broker took it
+(a message carrying several readings counts them all; births, gateway connects and other control
+messages count none); one the broker refused (an MQTT v5 PUBACK with a failure reason code: not authorised by its ACL,
 say) is counted as *refused* instead.
 
 With an ``mqtts://`` URL every connection is TLS: the broker's certificate is verified (against
@@ -26,9 +30,9 @@ import ssl
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 import paho.mqtt.client as paho
@@ -41,6 +45,9 @@ from contract.topics import Channel, device_topic, mqtt_endpoint
 from simulators.config import SimulateSettings
 from simulators.malformed import malformed_message
 from simulators.model import FleetModel, SimMessage
+
+if TYPE_CHECKING:
+    from simulators.formats.base import Link, Message
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +97,10 @@ class PublishStats:
 @dataclass
 class _Conn:
     device: Device
+    """The device (native), or the first of the link's."""
     client: paho.Client
+    link: Link | None = None
+    """The format's connection (a gateway's, an edge node's); None: a native device's own."""
     connected: bool = False
     offline: bool = False
     refused: bool = False
@@ -119,6 +129,11 @@ class FleetPublisher:
         self._rng = random.Random(settings.seed ^ 0x5EED)
         self._selector = selectors.DefaultSelector()
         self._conns: dict[str, _Conn] = {}
+        """By client id."""
+        self._by_device: dict[str, _Conn] = {}
+        self._devices = fleet.by_id()
+        self._gone: set[str] = set()
+        """Devices of a shared link that went offline."""
         self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._record: IO[bytes] | None = None
         self._secret = settings.device_secret_file.read_bytes().strip() if settings.device_secret_file else None
@@ -126,6 +141,11 @@ class FleetPublisher:
         self._last_misc = 0.0
         self.live = False
         """True once the backfill is published and the fleet runs in real time."""
+
+    @property
+    def links(self) -> list[Link]:
+        """The format links connected (gateways, edge nodes, network servers; none for ``ioc_v1``)."""
+        return [c.link for c in self._conns.values() if c.link is not None]
 
     # -- connections -------------------------------------------------------------------------
 
@@ -156,21 +176,43 @@ class FleetPublisher:
             self._shared_tls = context
         return context
 
+    def _links(self) -> list[tuple[str, Sequence[Device], Link | None]]:
+        """(client id, devices, link) of every connection: native devices' own, and their formats' links."""
+        if self.settings.format == "ioc_v1":
+            return [(d.id, (d,), None) for d in self.fleet.devices]
+        from simulators.formats import FORMATS, NATIVE, assign
+
+        out: list[tuple[str, Sequence[Device], Link | None]] = []
+        for name, devices in assign(self.fleet.devices, self.settings.format).items():
+            if name == NATIVE:
+                out.extend((d.id, (d,), None) for d in devices)
+            else:
+                try:
+                    out.extend((link.client_id, link.devices, link) for link in FORMATS[name].links(devices))
+                except ValueError as exc:  # a device without the external id its format names it by
+                    raise ConnectionError(f"--format {self.settings.format}: {exc}") from None
+        return out
+
     def _connect_all(self) -> None:
         endpoint = mqtt_endpoint(self.settings.mqtt_url)
         host, port = endpoint.host, endpoint.port
-        for device in self.fleet.devices:
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=paho.MQTTv5)
-            conn = _Conn(device, client)
+        for client_id, devices, link in self._links():
+            device = devices[0]
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+            conn = _Conn(device, client, link)
             client.user_data_set(conn)
-            client.username_pw_set(device.id, self._password(device.id))
-            will_topic = device_topic(device.province, device.kind, device.id, Channel.STATUS)
-            client.will_set(will_topic, msgspec.json.encode(FleetModel.will_payload()), qos=1, retain=True)
+            client.username_pw_set(client_id, self._password(client_id))
+            if link is None:
+                will_topic = device_topic(device.province, device.kind, device.id, Channel.STATUS)
+                client.will_set(will_topic, msgspec.json.encode(FleetModel.will_payload()), qos=1, retain=True)
+            elif (will := link.will()) is not None:
+                client.will_set(will.topic, will.payload, qos=1, retain=will.retain)
             client.max_inflight_messages_set(1000)
             client.on_connect = self._on_connect
             client.on_publish = self._on_publish
+            client.on_message = self._on_message
             if endpoint.tls:
-                client.tls_set_context(self._tls_context(device.id))
+                client.tls_set_context(self._tls_context(client_id))
             try:
                 client.connect(host, port, keepalive=60, clean_start=True)
             except ssl.SSLCertVerificationError as exc:
@@ -186,23 +228,40 @@ class FleetPublisher:
                 ) from None
             sock = client.socket()
             if sock is None:
-                raise ConnectionError(f"device {device.id}: no socket after connect")
+                raise ConnectionError(f"{client_id}: no socket after connect")
             self._selector.register(sock, selectors.EVENT_READ, conn)
-            self._conns[device.id] = conn
+            self._conns[client_id] = conn
+            for d in devices:
+                self._by_device[d.id] = conn
         deadline = time.monotonic() + 30
         while not all(c.connected for c in self._conns.values()):
             if time.monotonic() > deadline:
-                missing = [c.device.id for c in self._conns.values() if not c.connected][:5]
+                missing = [self._name(c) for c in self._conns.values() if not c.connected][:5]
                 raise ConnectionError(f"devices not connected after 30 s (refused credentials?): {missing}")
             self._pump(0.05)
 
+    @staticmethod
+    def _name(conn: _Conn) -> str:
+        return conn.device.id if conn.link is None else f"{conn.link.format} {conn.link.client_id}"
+
     def _on_connect(self, client: paho.Client, conn: _Conn, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
-            log.error("device %s refused by the broker: %s", conn.device.id, rc)
+            log.error("%s refused by the broker: %s", self._name(conn), rc)
             return
         conn.connected = True
-        status = self._model.online_status(conn.device, int(self._clock() * 1000))
-        self._send(conn, Channel.STATUS, msgspec.json.encode(status), 0, "status", retain=True)
+        now_ms = int(self._clock() * 1000)
+        if conn.link is None:
+            status = self._model.online_status(conn.device, now_ms)
+            self._send(conn, Channel.STATUS, msgspec.json.encode(status), 0, "status", retain=True)
+            return
+        for topic in conn.link.subscriptions():
+            client.subscribe(topic, qos=1)
+        self._send_all(conn, conn.link.start(now_ms, self._model.online_status))
+
+    def _on_message(self, client: paho.Client, conn: _Conn, message: paho.MQTTMessage) -> None:
+        """A command to a link (a Sparkplug rebirth request): its answer is published at once."""
+        if conn.link is not None and not conn.offline:
+            self._send_all(conn, conn.link.command(message.topic, bytes(message.payload), int(self._clock() * 1000)))
 
     def _on_publish(self, client: paho.Client, conn: _Conn, mid: int, rc: Any, props: Any) -> None:
         readings, what = conn.pending.pop(mid, (0, ""))
@@ -216,13 +275,13 @@ class FleetPublisher:
                 return
             if not conn.refused:
                 conn.refused = True
-                log.warning("device %s: the broker refused a publish (%s)", conn.device.id, rc)
+                log.warning("%s: the broker refused a publish (%s)", self._name(conn), rc)
             return
         if what == "reading":
             s.readings_acked += readings
         elif what == "status":
             s.statuses_acked += 1
-        elif what:
+        elif what and what != "control":
             s.malformed_acked += 1
             s.malformed_by_reason[what] += 1
 
@@ -262,18 +321,39 @@ class FleetPublisher:
         if what == "reading":
             self.stats.readings_sent += readings
 
+    def _send_all(self, conn: _Conn, messages: list[Message]) -> None:
+        """Publish a link's messages, recording the readings each carries as ingest must store them."""
+        for m in messages:
+            if self._record is not None and conn.link is not None:
+                for p in m.readings:
+                    line = {"topic": m.topic, "device": p.device.id, "format": conn.link.format, "reading": p.reading}
+                    self._record.write(msgspec.json.encode(line) + b"\n")
+            self._send(conn, Channel.TELEMETRY, m.payload, len(m.readings), m.what, retain=m.retain, topic=m.topic)
+
     def _wait_outstanding(self, limit: int) -> None:
         while self.stats.messages_sent - self.stats.messages_acked > limit:
             self._pump(0.01)
 
     def _emit(self, msg: SimMessage, batch: int) -> None:
         """Queue one simulated message; publish the device's buffer when it holds ``batch``."""
-        conn = self._conns[msg.device.id]
-        if conn.offline:
+        conn = self._by_device[msg.device.id]
+        if conn.offline or msg.device.id in self._gone:
             return
         if msg.channel is Channel.STATUS:
-            self._flush_device(conn)
+            self._flush_device(conn, msg.device)
+            if conn.link is not None:
+                self._send_all(conn, conn.link.offline(msg.device, int(self._clock() * 1000)))
+                if len(conn.link.devices) > 1:
+                    self._gone.add(msg.device.id)
+                    self.stats.devices_offline += 1
+                    return
             self._go_offline(conn)
+            return
+        if conn.link is not None:
+            buf = self._buffers[msg.device.id]
+            buf.append(msg.reading)
+            if len(buf) >= min(batch, conn.link.max_batch):
+                self._flush_device(conn, msg.device)
             return
         if self.settings.malformed_share and self._rng.random() < self.settings.malformed_share:
             # Wall-clock time: "minutes ahead" must be ahead of the ingest clock, even in backfill.
@@ -287,26 +367,32 @@ class FleetPublisher:
         buf = self._buffers[msg.device.id]
         buf.append(msg.reading)
         if len(buf) >= batch:
-            self._flush_device(conn)
+            self._flush_device(conn, msg.device)
 
     def _publish_readings(self, conn: _Conn, channel: Channel, readings: list[dict[str, Any]]) -> None:
         if self._record is not None:
             d = conn.device
             topic = device_topic(d.province, d.kind, d.id, channel)
             for r in readings:
-                self._record.write(msgspec.json.encode({"topic": topic, "reading": r}) + b"\n")
+                line = {"topic": topic, "device": d.id, "format": "ioc_v1", "reading": r}
+                self._record.write(msgspec.json.encode(line) + b"\n")
         payload = msgspec.json.encode(readings[0] if len(readings) == 1 else {"readings": readings})
         self._send(conn, channel, payload, len(readings), "reading")
         self._wait_outstanding(self.settings.max_outstanding)
 
-    def _flush_device(self, conn: _Conn) -> None:
-        buf = self._buffers.pop(conn.device.id, None)
-        if buf:
+    def _flush_device(self, conn: _Conn, device: Device) -> None:
+        buf = self._buffers.pop(device.id, None)
+        if not buf:
+            return
+        if conn.link is None:
             self._publish_readings(conn, Channel.TELEMETRY, buf)
+            return
+        self._send_all(conn, conn.link.readings(device, buf, int(self._clock() * 1000)))
+        self._wait_outstanding(self.settings.max_outstanding)
 
     def _flush_all(self) -> None:
-        for conn in self._conns.values():
-            self._flush_device(conn)
+        for device_id in list(self._buffers):
+            self._flush_device(self._by_device[device_id], self._devices[device_id])
 
     def _go_offline(self, conn: _Conn) -> None:
         """Drop the connection so that the broker publishes the device's will."""
@@ -380,6 +466,10 @@ class FleetPublisher:
             self._pump(0)
 
     def _close(self) -> None:
+        now_ms = int(self._clock() * 1000)
+        for conn in self._conns.values():
+            if conn.link is not None and conn.connected and not conn.offline:
+                self._send_all(conn, conn.link.stop(now_ms))
         deadline = time.monotonic() + 10
         while self.stats.messages_sent > self.stats.messages_acked and time.monotonic() < deadline:
             self._pump(0.01)

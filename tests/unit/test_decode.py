@@ -359,7 +359,8 @@ def test_decode_table(topic: str, payload: bytes | str | dict[str, Any], expecte
 
 def test_every_decoder_reason_is_covered() -> None:
     covered = {c[3] for c in CASES}
-    assert set(Reason) - covered == {Reason.DB_REJECTED, Reason.BAD_UNIT}  # the writer's; other formats' units
+    # the writer's; other formats' units and Sparkplug sessions (tests/unit/test_sources*.py)
+    assert set(Reason) - covered == {Reason.DB_REJECTED, Reason.BAD_UNIT, Reason.SPARKPLUG_REBIRTH}
 
 
 # --- batch envelope, control characters, status ts/seq (documented in contract.reasons) -------

@@ -10,7 +10,7 @@ from simulators.fleetgen import generate_fleet
 
 def _device(device_id: str, **changes: object) -> Device:
     base = generate_fleet(3, 1).devices[0]
-    return base.model_copy(update={"id": device_id, **changes})
+    return base.model_copy(update={"id": device_id, "external_ids": ExternalIds(), **changes})
 
 
 def test_external_ids_find_active_devices_and_follow_changes() -> None:

@@ -31,7 +31,8 @@ from simulators.malformed import (
 )
 
 NOW = 1_712_000_000_000
-NOT_PRODUCED_HERE = {Reason.TOO_LARGE, Reason.DB_REJECTED, Reason.BAD_UNIT}  # bad_unit: other formats only
+# bad_unit, sparkplug_rebirth: other formats only (the rebirth: tests/integration/test_simulated_formats.py)
+NOT_PRODUCED_HERE = {Reason.TOO_LARGE, Reason.DB_REJECTED, Reason.BAD_UNIT, Reason.SPARKPLUG_REBIRTH}
 
 
 def _no_constants(name: str) -> Any:
