@@ -240,6 +240,14 @@ def demo(
     backfill_hours: Annotated[float | None, Opt(help="history first [IOC_DEMO_BACKFILL_HOURS]")] = None,
     rate: Annotated[float | None, Opt(help="live messages/s [IOC_DEMO_RATE]")] = None,
     var_dir: Annotated[Path | None, Opt(help="data folder [IOC_DEMO_VAR_DIR]")] = None,
+    format: Annotated[
+        str | None,
+        Opt(
+            "--format",
+            help="the fleet's payload format: mixed (the default: ChirpStack stations, Sparkplug ponds, SenML "
+            "traps, the rest native), ioc_v1, or one format as for simulate --format [IOC_DEMO_FORMAT]",
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the whole pipeline locally: Mosquitto, InfluxDB, ingest and a simulated fleet."""

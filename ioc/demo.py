@@ -39,12 +39,15 @@ from contract.fleet import Fleet, dump_fleet, load_fleet
 from contract.topics import device_topic, mqtt_endpoint
 from ingest.config import IngestSettings
 from ingest.runner import IngestProcess, build, run_until_stopped
+from ingest.sources.config import load_sources
 from ioc.demo_broker import DemoBroker, start_demo_broker
 from ioc.errors import UserError, blame
 from ioc.servers import InfluxServer, free_port, missing_binaries, start_influxd
 from registry.store import DeviceRegistry
-from simulators.config import SimulateSettings
+from simulators.config import SimFormat, SimulateSettings
 from simulators.fleetgen import generate_fleet
+from simulators.formats import connections
+from simulators.formats.sources import write_sources
 from simulators.publisher import FleetPublisher, device_password
 from simulators.scenarios import SCENARIOS, scenario_fleet
 from storage.influxql import query
@@ -73,6 +76,11 @@ class DemoSettings(BaseSettings):
     mqtts_port: int = Field(8883, ge=0, le=65_535, description="broker port over TLS (a free one if taken)")
     influx_port: int = Field(8086, ge=0, le=65_535, description="InfluxDB port (a free one if taken)")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="ingest metrics port (a free one if taken)")
+    format: SimFormat = Field(
+        "mixed",
+        description="payload format of the simulated fleet: mixed (stations behind ChirpStack, pond sensors "
+        "behind Sparkplug edge nodes, SenML traps, the rest native), ioc_v1 or any one format",
+    )
 
 
 def _port_or_free(port: int) -> int:
@@ -194,19 +202,32 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     registry_url = f"sqlite:///{var / 'registry.db'}"
     with closing(DeviceRegistry(registry_url)) as registry:  # provisioned as an operator would
         registry.import_devices(fleet.devices, source=str(fleet_file))
+    sources_file = var / "sources.yaml"  # reads every format the simulator publishes
+    with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
+        write_sources(sources_file)
+    sources = load_sources(sources_file)
+    scripted = {d.id for d in scenario_fleet().devices}
+    links = [
+        link
+        for _, _, link in connections([d for d in fleet.devices if d.id not in scripted], settings.format)
+        if link is not None
+    ]
     console = Console(stderr=True)
     broker: DemoBroker | None = None
     influx: InfluxServer | None = None
     try:
         broker = start_demo_broker(
             var, port=_port_or_free(settings.mqtt_port), tls_port=_port_or_free(settings.mqtts_port),
-            device_ids=[d.id for d in fleet.devices],
+            device_ids=[d.id for d in fleet.devices], links=links,
+            ingest_topics=[f for s in sources.sources if s.format != "ioc_v1" for f in s.filters],
+            ingest_commands=["spBv1.0/+/NCMD/+"],
         )  # fmt: skip
         influx = start_influxd(var / "influxdb", port=_port_or_free(settings.influx_port))
         influx.create_database(DB)
         console.print(
             f"mosquitto {broker.tls_url} (TLS, CA {broker.ca_file}) and {broker.plain_url} (loopback), "
-            f"{broker.devices} device accounts  influxdb {influx.url} (db {DB})  "
+            f"{broker.devices} device and {broker.gateways} gateway accounts, fleet as {settings.format}  "
+            f"influxdb {influx.url} (db {DB})  "
             f"registry {registry_url} ({len(fleet.devices)} devices from {fleet_file})",
             highlight=False,
         )
@@ -216,7 +237,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
             highlight=False,
             markup=False,
         )
-        return asyncio.run(_run(settings, fleet_file, registry_url, broker, influx, console))
+        return asyncio.run(_run(settings, fleet_file, sources_file, registry_url, broker, influx, console))
     finally:
         for server in (broker, influx):
             if server is not None:
@@ -226,6 +247,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
 async def _run(
     settings: DemoSettings,
     fleet_file: Path,
+    sources_file: Path,
     registry_url: str,
     broker: DemoBroker,
     influx: InfluxServer,
@@ -240,7 +262,7 @@ async def _run(
         mqtt_url=mqtt_url, mqtt_ca_file=broker.ca_file, mqtt_client_id=broker.ingest.username,
         mqtt_username=broker.ingest.username, mqtt_password=broker.ingest.password,
         influx_url=influx.url, influx_api="v1", influx_db=DB, registry_url=registry_url,
-        metrics_port=metrics_port, rules=True, webhooks=True,
+        metrics_port=metrics_port, rules=True, webhooks=True, sources=sources_file,
     )  # fmt: skip
     webhooks = WebhookSettings(
         alerts_db=settings.var_dir.resolve() / "alerts.db", webhook_allow_hosts=["127.0.0.0/8"],
@@ -253,6 +275,7 @@ async def _run(
         mqtt_url=mqtt_url, mqtt_ca_file=broker.ca_file, device_secret_file=broker.device_secret_file,
         fleet=fleet_file, seed=settings.seed, rate=settings.rate or len(fleet.devices) / 10,
         duration=settings.duration, backfill_hours=settings.backfill_hours, malformed_share=settings.malformed_share,
+        format=settings.format,
     )  # fmt: skip
     publisher = FleetPublisher(simulated, sim)
     secret = generate_secret()

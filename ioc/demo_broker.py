@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ioc.servers import ServerProcess, TlsFiles, start_mosquitto
 from ioc.tls import issue_server_cert, make_ca
-from registry.broker_accounts import BrokerAccounts, Credentials
+from registry.broker_accounts import DEVICE_ROLE_PREFIX, BrokerAccounts, Credentials
+from simulators.formats.base import Link
 from simulators.publisher import device_password
 
 ADMIN_USER = "ioc-admin"
@@ -39,6 +40,7 @@ class DemoBroker:
     ingest: Credentials
     operator: Credentials
     devices: int
+    gateways: int
 
     def stop(self) -> None:
         self.server.stop()
@@ -51,8 +53,20 @@ def _secret_file(path: Path, value: str) -> Path:
     return path
 
 
-def start_demo_broker(var: Path, *, port: int, tls_port: int, device_ids: Sequence[str]) -> DemoBroker:
-    """Start the broker in ``var/mosquitto`` (fresh) and provision every account."""
+def start_demo_broker(
+    var: Path,
+    *,
+    port: int,
+    tls_port: int,
+    device_ids: Sequence[str],
+    links: Sequence[Link] = (),
+    ingest_topics: Sequence[str] = (),
+    ingest_commands: Sequence[str] = (),
+) -> DemoBroker:
+    """Start the broker in ``var/mosquitto`` (fresh) and provision every account: the devices', the
+    ``links``' (gateways speaking other formats; a device publishing one itself gets its topics
+    added to its own role), and ingest's, which may also read ``ingest_topics`` (the sources file's)
+    and publish ``ingest_commands`` (Sparkplug rebirth requests)."""
     ca = make_ca(var / "tls")
     server_pair = issue_server_cert(ca, var / "tls", hostnames=("localhost",), ips=("127.0.0.1",))
     admin_password = secrets.token_urlsafe(24)
@@ -69,7 +83,19 @@ def start_demo_broker(var: Path, *, port: int, tls_port: int, device_ids: Sequen
             accounts.ensure_roles()
             passwords = {d: device_password(secret.encode(), d) for d in device_ids}
             accounts.create_devices(list(device_ids), passwords)
+            for link in links:
+                if link.client_id in passwords:  # a device speaking another format itself (SenML)
+                    accounts.allow(
+                        DEVICE_ROLE_PREFIX + link.client_id, publish=link.publishes(), subscribe=link.subscriptions()
+                    )
+                else:
+                    accounts.create_gateway(
+                        link.client_id, device_password(secret.encode(), link.client_id),
+                        publish=link.publishes(), subscribe=link.subscriptions(),
+                    )  # fmt: skip
             ingest = accounts.create_service(INGEST_USER, "ioc-ingest")
+            shared = [f"$share/+/{t}" for t in ingest_topics]
+            accounts.allow("ioc-ingest", subscribe=[*ingest_topics, *shared], publish=ingest_commands)
             operator = accounts.create_service(OPERATOR_USER, "ioc-operator")
     except BaseException:
         server.stop()
@@ -77,5 +103,5 @@ def start_demo_broker(var: Path, *, port: int, tls_port: int, device_ids: Sequen
     _secret_file(var / "operator.pw", operator.password)
     return DemoBroker(
         server, f"mqtts://127.0.0.1:{server.tls_port}", plain_url, ca.cert, secret_file, ingest, operator,
-        len(device_ids),
+        len(device_ids), sum(1 for link in links if link.client_id not in passwords),
     )  # fmt: skip

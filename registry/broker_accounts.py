@@ -34,6 +34,7 @@ from registry.errors import RegistryError
 CONTROL_TOPIC: Final = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC: Final = CONTROL_TOPIC + "/response"
 DEVICE_ROLE_PREFIX: Final = "ioc-device-"
+GATEWAY_ROLE_PREFIX: Final = "ioc-gateway-"
 COMMANDS_PER_MESSAGE: Final = 200
 
 
@@ -261,6 +262,33 @@ class BrokerAccounts:
             )  # fmt: skip
         self.run(commands)
         return creds
+
+    def allow(self, role: str, *, publish: Iterable[str] = (), subscribe: Iterable[str] = ()) -> None:
+        """Let ``role`` publish to and subscribe to these topic filters too (another format's
+        topics for ingest, a device's SenML topic): each ACL once, whatever was there."""
+        acls = [{"acltype": "publishClientSend", "topic": t, "allow": True} for t in publish]
+        acls += [{"acltype": "subscribePattern", "topic": t, "allow": True} for t in subscribe]
+        self.run(
+            [{"command": "addRoleACL", "rolename": role, **acl} for acl in acls],
+            ignore={"ACL with this topic already exists"},
+        )
+
+    def create_gateway(
+        self, client_id: str, password: str, *, publish: Sequence[str], subscribe: Sequence[str] = ()
+    ) -> Credentials:
+        """An account for a gateway speaking for many devices (a LoRaWAN network server's
+        integration, a Sparkplug edge node): user name = bound client id, a role of its own
+        (``ioc-gateway-{client id}``) that may publish to ``publish`` and read ``subscribe`` only."""
+        role = GATEWAY_ROLE_PREFIX + client_id
+        acls = [{"acltype": "publishClientSend", "topic": "ioc/v1/_dlq/#", "allow": False, "priority": 10}]
+        acls += [{"acltype": "publishClientSend", "topic": t, "allow": True} for t in publish]
+        acls += [{"acltype": "subscribePattern", "topic": t, "allow": True} for t in subscribe]
+        self.run([
+            {"command": "createRole", "rolename": role, "acls": acls},
+            {"command": "createClient", "username": client_id, "password": password, "clientid": client_id,
+             "roles": [{"rolename": role}]},
+        ])  # fmt: skip
+        return Credentials(client_id, client_id, password)
 
     def create_service(self, username: str, role: str, password: str | None = None) -> Credentials:
         """An account for ingest, an operator or the health check (client id bound to the user name)."""

@@ -180,18 +180,12 @@ class FleetPublisher:
         """(client id, devices, link) of every connection: native devices' own, and their formats' links."""
         if self.settings.format == "ioc_v1":
             return [(d.id, (d,), None) for d in self.fleet.devices]
-        from simulators.formats import FORMATS, NATIVE, assign
+        from simulators.formats import connections
 
-        out: list[tuple[str, Sequence[Device], Link | None]] = []
-        for name, devices in assign(self.fleet.devices, self.settings.format).items():
-            if name == NATIVE:
-                out.extend((d.id, (d,), None) for d in devices)
-            else:
-                try:
-                    out.extend((link.client_id, link.devices, link) for link in FORMATS[name].links(devices))
-                except ValueError as exc:  # a device without the external id its format names it by
-                    raise ConnectionError(f"--format {self.settings.format}: {exc}") from None
-        return out
+        try:
+            return connections(self.fleet.devices, self.settings.format)
+        except ValueError as exc:  # a device without the external id its format names it by
+            raise ConnectionError(f"--format {self.settings.format}: {exc}") from None
 
     def _connect_all(self) -> None:
         endpoint = mqtt_endpoint(self.settings.mqtt_url)

@@ -24,7 +24,7 @@ from simulators.formats.sparkplug import SparkplugB
 from simulators.formats.thingsboard import ThingsBoard
 from simulators.formats.tts import TtsV3
 
-__all__ = ["CHOICES", "FORMATS", "NATIVE", "Format", "Link", "Message", "Published", "assign"]
+__all__ = ["CHOICES", "FORMATS", "NATIVE", "Format", "Link", "Message", "Published", "assign", "connections"]
 
 NATIVE: Final = "ioc_v1"
 MIXED: Final = "mixed"
@@ -63,4 +63,17 @@ def assign(devices: Sequence[Device], choice: str) -> dict[str, list[Device]]:
         else:
             name = NATIVE
         out.setdefault(name, []).append(d)
+    return out
+
+
+def connections(devices: Sequence[Device], choice: str) -> list[tuple[str, Sequence[Device], Link | None]]:
+    """(client id, devices, link) of every MQTT connection publishing ``devices`` in ``choice``: a
+    native device's own (link None), and each format's links; :class:`ValueError` for a device
+    without the external id its format names it by."""
+    out: list[tuple[str, Sequence[Device], Link | None]] = []
+    for name, group in assign(devices, choice).items():
+        if name == NATIVE:
+            out.extend((d.id, (d,), None) for d in group)
+        else:
+            out.extend((link.client_id, link.devices, link) for link in FORMATS[name].links(group))
     return out

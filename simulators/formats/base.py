@@ -132,6 +132,10 @@ class Link(ABC):
         """Topic filters it listens to (commands)."""
         return ()
 
+    @abstractmethod
+    def publishes(self) -> tuple[str, ...]:
+        """Topic filters of everything it publishes (what the broker's ACL must let it write)."""
+
     def start(self, now_ms: int, status: StatusOf) -> list[Message]:
         """What it publishes once connected (births, gateway connects, status)."""
         return []

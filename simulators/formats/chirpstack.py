@@ -82,6 +82,9 @@ class ChirpStackLink(Link):
 
     format = "chirpstack_v4"
 
+    def publishes(self) -> tuple[str, ...]:
+        return ("application/#",)
+
     def _device_info(self, device: Device) -> dict[str, Any]:
         kind = device.kind
         return {

@@ -48,6 +48,9 @@ class VendorCloud(Link):
 
     format = "json_map"
 
+    def publishes(self) -> tuple[str, ...]:
+        return (f"sensecap/{ORG}/+/telemetry",)
+
     def readings(self, device: Device, readings: Sequence[Reading], now_ms: int) -> list[Message]:
         return [self._message(device, r) for r in readings]
 

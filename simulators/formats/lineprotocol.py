@@ -63,6 +63,9 @@ class TelegrafAgent(Link):
         self.host = host
         self._slave = {d.id: i + 1 for i, d in enumerate(devices)}
 
+    def publishes(self) -> tuple[str, ...]:
+        return (f"telegraf/{self.host}/{MEASUREMENT}",)
+
     def line(self, device: Device, reading: Reading) -> str:
         fields = ",".join(f"{KEYS[f].key}={_value(KEYS[f].write(f, v))}" for f, v in measured(reading).items())
         tags = f"host={self.host},{DEVICE_TAG}={device.id},slave_id={self._slave[device.id]}"

@@ -61,6 +61,9 @@ class SenMLDevice(Link):
 
     format = "senml"
 
+    def publishes(self) -> tuple[str, ...]:
+        return tuple(f"senml/{d.province}/{d.id}" for d in self.devices)
+
     def readings(self, device: Device, readings: Sequence[Reading], now_ms: int) -> list[Message]:
         topic = f"senml/{device.province}/{device.id}"
         return [

@@ -125,6 +125,11 @@ class EdgeNode(Link):
     def subscriptions(self) -> tuple[str, ...]:
         return (self._topic("NCMD"), f"{NAMESPACE}/{self.group}/DCMD/{self.edge}/+")
 
+    def publishes(self) -> tuple[str, ...]:
+        return tuple(f"{NAMESPACE}/{self.group}/{k}/{self.edge}" for k in ("NBIRTH", "NDATA", "NDEATH")) + tuple(
+            f"{NAMESPACE}/{self.group}/{k}/{self.edge}/+" for k in ("DBIRTH", "DDATA", "DDEATH")
+        )
+
     def start(self, now_ms: int, status: StatusOf) -> list[Message]:
         return self._births(now_ms)
 

@@ -62,6 +62,9 @@ class Gateway(Link):
     format = "thingsboard"
     max_batch = MAX_BATCH
 
+    def publishes(self) -> tuple[str, ...]:
+        return tuple(f"v1/gateway/{event}" for event in ("telemetry", "connect", "disconnect"))
+
     def _announce(self, device: Device, event: str) -> Message:
         body: dict[str, str] = {"device": need(device, "thingsboard")}
         if event == "connect":

@@ -64,6 +64,9 @@ class TtsLink(Link):
 
     format = "tts_v3"
 
+    def publishes(self) -> tuple[str, ...]:
+        return ("v3/+/devices/+/up",)
+
     def readings(self, device: Device, readings: Sequence[Reading], now_ms: int) -> list[Message]:
         return [self._up(device, r) for r in readings]
 

@@ -17,7 +17,7 @@ from ingest.batch import BatchBuilder
 from ingest.decode import Decoder
 from ingest.registry import Registry
 from ingest.sources.config import load_sources, parse_sources
-from ingest.sources.router import Router
+from ingest.sources.router import Router, matches
 from ingest.sources.units import converter
 from simulators.fleetgen import generate_fleet
 from simulators.formats import CHOICES, FORMATS, NATIVE, assign, mixed_format
@@ -159,6 +159,23 @@ def test_each_format_decodes_to_exactly_what_was_published(fleet: Fleet, choice:
     assert [(r.reason, r.detail) for r in out.rejections] == []
     assert out.readings == len(published)
     assert_stored_as_published(_lines(out), published)
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_a_link_publishes_only_where_its_broker_acl_lets_it(fleet: Fleet, name: str) -> None:
+    """What :meth:`Link.publishes` declares is what the demo's broker allows the link's account."""
+    model = FleetModel(fleet, seed=5, interval_s=600)
+    hour = [m for m in model.between(T0, T0 + 3_600_000) if m.channel.value == "telemetry"]
+    checked = 0
+    for link in FORMATS[name].links(assign(fleet.devices, name)[name]):
+        sent = [*link.start(T0, model.online_status), *([w] if (w := link.will()) else [])]
+        for d in link.devices:
+            readings = [m.reading for m in hour if m.device.id == d.id][:2]
+            sent += [*link.readings(d, readings, T0), *link.offline(d, T0)]
+        for m in sent:
+            assert any(matches(f, m.topic) for f in link.publishes()), (link.client_id, m.topic, link.publishes())
+        checked += sum(1 for m in sent if m.readings)
+    assert checked > 0
 
 
 def test_mixed_spreads_the_fleet_over_four_formats() -> None:
