@@ -10,6 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+NATIVE_FORMAT = "ioc_v1"
+FORMAT_TARGET = 0.8
+"""Issue 13: every payload format's end-to-end readings/s ≥ this × the native contract's (same run)."""
 PEERS_A = ("paho_batched", "node_red", "paho_naive", "paho_count", "mosquitto_sub")
 
 
@@ -46,7 +49,21 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             "engine/reference": _round(rules.get("ratio_engine_reference")),
             "engine in ingest-sized batches/reference": _round(rules.get("ratio_engine_batched_reference")),
         }
+    formats = _format_ratios(results)
+    if formats:
+        out["formats"] = formats
     return out
+
+
+def _format_ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Each payload format's end-to-end readings/s ÷ the native contract's, in the same run."""
+    rows = results.get("formats", {}).get("rows", [])
+    native = next((r.get("end_to_end_rate") for r in rows if r["format"] == NATIVE_FORMAT), None)
+    return {
+        f"{r['format']}/{NATIVE_FORMAT}": _ratio(r.get("end_to_end_rate"), native)
+        for r in rows
+        if r["format"] != NATIVE_FORMAT
+    }
 
 
 def _round(v: Any) -> float | None:
@@ -85,6 +102,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     hook = results.get("webhook", {})
     if hook:
         out.append(_target("publish → webhook p99 at 5k/s", hook.get("p99_ms"), "<=", 2000, "ms"))
+    goal = results.get("formats", {}).get("target", FORMAT_TARGET)
+    for key, ratio in _format_ratios(results).items():
+        out.append(_target(f"formats: {key.split('/')[0]} ÷ {NATIVE_FORMAT}, end to end", ratio, ">=", goal, "×"))
     sizes = {row["devices"]: row for row in results.get("registry", {}).get("sizes", [])}
     if 100_000 in sizes:
         big = sizes[100_000]
@@ -160,6 +180,9 @@ def table(results: dict[str, Any]) -> str:
                 f"| {_fmt(row['api_page_ms'], 1)} |"
             )
         lines.append("")
+    formats = results.get("formats")
+    if formats:
+        lines += _formats_table(formats)
     lines += ["### Targets", "", "| target | measured | goal | met |", "|---|---:|---:|:---:|"]
     for t in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
@@ -167,6 +190,32 @@ def table(results: dict[str, Any]) -> str:
         goal = f"{t['op']} {_fmt(t['goal'], digits)}"
         lines.append(f"| {t['target']} | {_fmt(t['value'], digits)} {t['unit']} | {goal} | {met} |")
     return "\n".join(lines)
+
+
+def _formats_table(section: dict[str, Any]) -> list[str]:
+    when = f", measured {section['date']} at {section['commit']}" if "date" in section else ""
+    goal = section.get("target", FORMAT_TARGET)
+    lines = [
+        f"### Payload formats (ioc ingest --sources; {_fmt(section['readings'])} readings per format{when})", "",
+        f"Each format's readings of the same {', '.join(section.get('kinds', []))} devices, queued on the broker "
+        "for ingest's persistent session and drained: end to end is readings ÷ the time from the first message "
+        "received to the last reading stored; decode only is the same messages through the router in one "
+        f"process (best of 3, {_fmt(section.get('decode_messages'))} messages). Target: ≥ {goal:g} × `ioc_v1`.", "",
+        "| format | readings/message | end to end readings/s | ÷ ioc_v1 | decode only readings/s "
+        f"| CPU s / 100k | payload bytes | ≥ {goal:g} × ioc_v1 |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+    ]  # fmt: skip
+    native = next((r.get("end_to_end_rate") for r in section["rows"] if r["format"] == NATIVE_FORMAT), None)
+    for r in section["rows"]:
+        ratio = _ratio(r.get("end_to_end_rate"), native)
+        met = "–" if ratio is None or r["format"] == NATIVE_FORMAT else ("yes" if ratio >= goal else "**no**")
+        rate = _fmt(r.get("end_to_end_rate")) if "error" not in r else "failed"
+        lines.append(
+            f"| `{r['format']}` | {_fmt(r.get('readings_per_message'), 0)} | {rate} | {_fmt(ratio, 2)} "
+            f"| {_fmt(r.get('decode_rate'))} | {_fmt(r.get('cpu_s_per_100k'), 2)} "
+            f"| {_fmt(r.get('mean_payload_bytes'))} | {met} |"
+        )
+    return [*lines, ""]
 
 
 def _p99(s: dict[str, Any]) -> str:

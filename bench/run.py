@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from bench import report, storeonly, webhook
+from bench import formats_bench, report, storeonly, webhook
 from bench.contenders import BY_NAME, ROOT, Contender, ContenderError
 from bench.harness import Bench, Plan, RampResult, log
 from bench.workload import Workload, device_streams, save_streams, write_bench_fleet
@@ -172,6 +172,8 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
             results["store_only"] = _store_only(bench, plan)
             log("publish → webhook …")
             results["webhook"] = webhook.run(bench, plan.webhook_probes)
+            log("payload formats …")
+            results["formats"] = formats_bench.run(bench, _format_readings(quick))
     finally:
         influx.stop()
     if extras:
@@ -188,6 +190,10 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
     results["seconds"] = round(time.monotonic() - started, 1)
     shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def _format_readings(quick: bool) -> int:
+    return formats_bench.QUICK_READINGS if quick else formats_bench.FULL_READINGS
 
 
 def _save(results: dict[str, Any], path: Path) -> None:
@@ -227,14 +233,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", help="contenders, comma-separated (default: all)")
     parser.add_argument("--workloads", help="workloads, comma-separated: a,b,c")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--ramps-only", action="store_true", help="skip store-only, webhook and rule engine")
+    parser.add_argument("--ramps-only", action="store_true", help="skip store-only, webhook, formats and rule engine")
     parser.add_argument(
         "--registry-only", action="store_true",
         help="measure the registry section alone and put it into latest.json and docs/benchmarks.md",
     )  # fmt: skip
+    parser.add_argument(
+        "--formats-only", action="store_true",
+        help="measure the payload formats section alone (--quick: its quick size) and put it into latest.json "
+        "and docs/benchmarks.md",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.registry_only:
         _registry_only()
+        return
+    if args.formats_only:
+        _formats_only(quick=args.quick)
         return
     plan = QUICK if args.quick else FULL
     if args.only:
@@ -269,6 +283,33 @@ def _registry_only() -> None:
     section["commit"] = _versions()["mekong-ioc"]
     results["registry"] = section
     if "workloads" in results:
+        results["targets"] = report.targets(results)
+        _save(results, latest)
+        report.write(results, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png")
+        log(f"wrote {latest} and docs/benchmarks.md")
+    print(report.console(results))
+
+
+def _formats_only(*, quick: bool) -> None:
+    """The payload formats section, measured alone (labelled with its own date, commit and size)."""
+    latest = RESULTS / "latest.json"
+    results: dict[str, Any] = msgspec.json.decode(latest.read_bytes()) if latest.exists() else {}
+    workdir = Path(tempfile.mkdtemp(prefix="ioc-bench-formats-"))
+    fleet_path = workdir / "fleet.yaml"
+    write_bench_fleet(fleet_path)
+    influx = start_influxd(workdir / "influxdb")
+    log("payload formats …")
+    try:
+        bench = Bench(QUICK if quick else FULL, workdir, influx, fleet_path, workdir / "no.streams", 0)
+        section = formats_bench.run(bench, _format_readings(quick))
+    finally:
+        influx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    section["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section["commit"] = _versions()["mekong-ioc"]
+    results["formats"] = section
+    if "workloads" in results:
+        results["ratios"] = report.ratios(results)
         results["targets"] = report.targets(results)
         _save(results, latest)
         report.write(results, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png")

@@ -1,0 +1,398 @@
+"""Ingest's throughput per payload format (issue 13): the same readings in every format ingest reads.
+
+For each format, on a fresh broker and database (:meth:`bench.harness.Bench.stage`):
+
+1. ``ioc ingest --sources`` (the simulator's sources file, every format; otherwise the bench's
+   ``ours`` defaults) starts once, so that its persistent session (clean start false, QoS 1
+   subscriptions) exists on the broker, and stops;
+2. N readings in that format are published (Sparkplug: the births first) from raw MQTT connections
+   writing pre-encoded PUBLISH packets; the broker queues them for the absent session, and the
+   publisher waits for every PUBACK;
+3. ingest starts again and drains the backlog. **End to end** is N ÷ the time from its first
+   received message to ``ioc_ingest_readings_stored_total`` reaching N (its Prometheus metrics,
+   polled every 20 ms): a sustained rate that does not depend on the publisher's speed. ``ioc_v1``
+   is drained first and again last; its rate is the mean of both (the ratios' reference).
+
+**Decode only** is the same messages through :class:`~ingest.sources.router.Router` into a
+:class:`~ingest.batch.BatchBuilder` in this process (sealed every 10,000 readings, as ingest does),
+best of 3, at most :data:`DECODE_CAP` messages: where the time goes, without MQTT and InfluxDB.
+
+The readings are the simulator's (:class:`~simulators.model.FleetModel`: whole dry-season days,
+thinned evenly to N, re-stamped to end a minute ago) for the bench fleet's devices of the kinds every format
+carries (salinity, water quality, light traps; cameras' events exist only in the native contract),
+one reading per message in every format, each message built by the simulator's own encoder
+(:mod:`simulators.formats`). The target: every format ≥ :data:`TARGET` × ``ioc_v1`` in the same run.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import selectors
+import statistics
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from bench.contenders import ContenderError, Ours, Stage, stored_in_influx
+from bench.harness import Bench, log
+from bench.publish import _Connection, _topic_field
+from contract.fleet import Device, Fleet, load_fleet
+from contract.topics import Channel, device_topic
+from ingest.batch import BatchBuilder
+from ingest.decode import Decoder
+from ingest.registry import Registry
+from ingest.sources.config import load_sources
+from ingest.sources.router import Router
+from ioc.servers import free_port
+from simulators.formats import FORMATS, NATIVE, Link
+from simulators.formats.base import Format
+from simulators.formats.sources import write_sources
+from simulators.model import FleetModel, Reading
+
+ORDER: Final = (NATIVE, "chirpstack_v4", "tts_v3", "sparkplug_b", "senml", "thingsboard", "influx_lp", "json_map")
+TARGET: Final = 0.8
+"""Each format's end-to-end rate ≥ this × the native contract's, in the same run."""
+FULL_READINGS: Final = 200_000
+QUICK_READINGS: Final = 30_000
+DECODE_CAP: Final = 50_000
+"""Messages decoded per decode-only repeat, at most (the first ones of the published set)."""
+DECODE_REPEATS: Final = 3
+BATCH_READINGS: Final = 10_000
+"""Ingest's default ``batch_max_readings``: the decode-only run seals its builder as often."""
+KINDS: Final = Format.kinds
+END_MS: Final = 1_774_000_000_000
+"""2026-03-20: the simulated window ends here (dry season), then is re-stamped to the present."""
+DAY_MS: Final = 24 * 3_600_000
+INTERVAL_S: Final = 600.0
+"""Continuous sensors report every 10 minutes, light traps hourly at night: ~3 % of the readings."""
+CLIENTS: Final = 4
+"""Publishing connections; every message of one link (a gateway, an edge node) goes on the same one."""
+MAX_OUTSTANDING: Final = 20_000
+POLL_S: Final = 0.02
+SEED: Final = 1
+
+
+@dataclass
+class Workset:
+    """One format's messages: ``births`` (Sparkplug) go first; ``messages`` carry the readings."""
+
+    format: str
+    births: list[tuple[int, str, bytes]] = field(default_factory=list)
+    """(connection, topic, payload)"""
+    messages: list[tuple[int, str, bytes]] = field(default_factory=list)
+    readings: int = 0
+
+    @property
+    def readings_per_message(self) -> float:
+        return self.readings / len(self.messages) if self.messages else 0.0
+
+    @property
+    def mean_bytes(self) -> float:
+        return statistics.fmean(len(p) for _, _, p in self.messages) if self.messages else 0.0
+
+
+def devices(fleet: Fleet) -> list[Device]:
+    """The devices every format carries (of :data:`KINDS`)."""
+    return [d for d in fleet.devices if d.kind in KINDS]
+
+
+def sample(fleet: Fleet, n: int, now_ms: int) -> list[tuple[Device, Reading]]:
+    """``n`` simulated readings of :func:`devices` in time order, the newest a minute before ``now_ms``:
+    whole simulated days, thinned evenly to ``n`` (so the kinds' shares do not depend on ``n``)."""
+    model = FleetModel(fleet, seed=SEED, interval_s=INTERVAL_S, offline_within_s=1e12)
+    pool: list[tuple[Device, Reading]] = []
+    t = END_MS - 7 * DAY_MS
+    while len(pool) < n:
+        for msg in model.between(t, t + DAY_MS):
+            if msg.channel is Channel.TELEMETRY and msg.device.kind in KINDS:
+                pool.append((msg.device, dict(msg.reading)))
+        t += DAY_MS
+    out = [pool[i * len(pool) // n] for i in range(n)]
+    shift = now_ms - 60_000 - max(int(r["ts"]) for _, r in out)
+    for _, r in out:
+        r["ts"] = int(r["ts"]) + shift
+    return out
+
+
+def _connection(key: str) -> int:
+    return zlib.crc32(key.encode()) % CLIENTS
+
+
+def build(name: str, fleet: Fleet, readings: Sequence[tuple[Device, Reading]], now_ms: int) -> Workset:
+    """The messages of ``readings`` in format ``name``, one reading each, from the simulator's encoders."""
+    work = Workset(name)
+    if name == NATIVE:
+        for device, reading in readings:
+            topic = device_topic(device.province, device.kind, device.id, Channel.TELEMETRY)
+            work.messages.append((_connection(device.id), topic, msgspec.json.encode(reading)))
+        work.readings = len(readings)
+        return work
+    links: list[Link] = FORMATS[name].links(devices(fleet))
+    link_of = {d.id: link for link in links for d in link.devices}
+    conn = {link.client_id: _connection(link.client_id) for link in links}
+    if name == "sparkplug_b":
+        for link in links:
+            work.births += [(conn[link.client_id], m.topic, m.payload) for m in link.start(now_ms, _no_status)]
+    for device, reading in readings:
+        link = link_of[device.id]
+        for m in link.readings(device, [reading], now_ms):
+            work.messages.append((conn[link.client_id], m.topic, m.payload))
+            work.readings += len(m.readings)
+    return work
+
+
+def _no_status(device: Device, t_ms: int) -> Reading:
+    raise AssertionError("only Sparkplug's births are published, which need no status")
+
+
+def publish(port: int, work: Workset, timeout_s: float = 300.0) -> float:
+    """Publish ``work`` (QoS 1) and wait for every PUBACK; returns the seconds it took."""
+    conns = [_Connection(port, f"bench-formats-{i}") for i in range(CLIENTS)]
+    queues: list[list[tuple[bytes, bytes]]] = [[] for _ in conns]
+    for i, topic, payload in (*work.births, *work.messages):
+        queues[i].append((_topic_field(topic), payload))
+    selector = selectors.DefaultSelector()
+    for c in conns:
+        selector.register(c.sock, selectors.EVENT_READ, c)
+    total = sum(len(q) for q in queues)
+    pos = [0] * len(conns)
+    sent = 0
+    started = time.monotonic()
+    try:
+        while sum(c.acked for c in conns) < total:
+            if time.monotonic() - started > timeout_s:
+                raise ContenderError(f"{work.format}: the broker acknowledged {sum(c.acked for c in conns)} of {total}")
+            room = MAX_OUTSTANDING - (sent - sum(c.acked for c in conns))
+            for i, c in enumerate(conns):
+                q = queues[i]
+                while pos[i] < len(q) and room > 0 and c.pending_bytes < 1 << 20:
+                    c.queue(*q[pos[i]])
+                    pos[i] += 1
+                    sent += 1
+                    room -= 1
+                c.flush()
+            for key, _ in selector.select(0.005):
+                key.data.read_acks()
+        return time.monotonic() - started
+    finally:
+        selector.close()
+        for c in conns:
+            c.close()
+
+
+@dataclass
+class FormatIngest(Ours):
+    """``ioc ingest`` with the bench's ``ours`` settings, a sources file and a metrics port."""
+
+    name = "ours_formats"
+    label = "ioc ingest --sources (every format)"
+    sources: Path | None = None
+    metrics_port: int = 0
+
+    def environment(self, stage: Stage) -> dict[str, str]:
+        return dict(super().environment(stage), IOC_SOURCES=str(self.sources), IOC_METRICS_PORT=str(self.metrics_port))
+
+    def metrics(self, client: httpx.Client) -> dict[str, float]:
+        """Its counters now: ``stored``, ``received`` (messages), ``rejected``; empty before it serves them."""
+        try:
+            text = client.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
+        except httpx.HTTPError:
+            return {}
+        out = {"stored": 0.0, "received": 0.0, "rejected": 0.0}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "ioc_ingest_readings_stored_total":
+                out["stored"] = float(value)
+            elif name.startswith("ioc_ingest_messages_received_total"):
+                out["received"] += float(value.rsplit(" ", 1)[-1])
+            elif name.startswith("ioc_ingest_rejected_total"):
+                out["rejected"] += float(value.rsplit(" ", 1)[-1])
+        return out
+
+    def wait_subscribed(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while "subscribed to " not in self.log_tail(200):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ContenderError(f"{self.name} did not subscribe within {timeout:.0f} s:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+
+def drain(bench: Bench, work: Workset, sources: Path) -> dict[str, Any]:
+    """Steps 1–3 above on a fresh stage: the end-to-end figures of one format."""
+    with bench.stage(f"formats-{work.format}") as stage:
+        first = FormatIngest(sources=sources, metrics_port=free_port())
+        first.start(stage)
+        try:
+            first.wait_subscribed()
+        finally:
+            first.stop()
+        publish_s = publish(stage.mqtt_port, work)
+        ingest = FormatIngest(sources=sources, metrics_port=free_port())
+        ingest.start(stage)
+        try:
+            return _drained(ingest, stage, work, publish_s)
+        finally:
+            ingest.stop()
+
+
+def _drained(ingest: FormatIngest, stage: Stage, work: Workset, publish_s: float) -> dict[str, Any]:
+    n = work.readings
+    deadline = time.monotonic() + 90 + n / 1_000
+    t_received = t_stored = None
+    stored_first = 0.0
+    cpu0 = 0.0
+    got: dict[str, float] = {}
+    with httpx.Client(timeout=5) as client:
+        while True:
+            ingest.check_alive()
+            if time.monotonic() > deadline:
+                raise ContenderError(f"{work.format}: {got.get('stored', 0):.0f} of {n} readings stored in time")
+            got = ingest.metrics(client)
+            now = time.monotonic()
+            if got and t_received is None and got["received"] > 0:
+                t_received, cpu0 = now, ingest.cpu_seconds()
+            if got and t_stored is None and got["stored"] > 0:
+                t_stored, stored_first = now, got["stored"]
+            if got and got["stored"] >= n:
+                t_end = now
+                break
+            time.sleep(POLL_S)
+        cpu = ingest.cpu_seconds() - cpu0
+        time.sleep(0.3)
+        final = ingest.metrics(client) or got
+    if t_received is None or t_stored is None:
+        raise ContenderError(f"{work.format}: stored before anything was seen received (poll too slow)")
+    seconds = t_end - t_received
+    return {
+        "publish_s": round(publish_s, 2),
+        "drain_s": round(seconds, 3),
+        "end_to_end_rate": round(n / seconds, 1) if seconds > 0 else None,
+        "after_first_batch_rate": (
+            round((n - stored_first) / (t_end - t_stored), 1) if t_end > t_stored and n > stored_first else None
+        ),
+        "cpu_s_per_100k": round(cpu / n * 100_000, 3),
+        "stored": int(final["stored"]),
+        "rejected": int(final["rejected"]),
+        "in_db": stored_in_influx(stage.influx_url, stage.db),
+    }
+
+
+def decode_rate(work: Workset, fleet: Fleet, sources: Path, repeats: int = DECODE_REPEATS) -> float:
+    """Readings/s of the router decoding ``work``'s first :data:`DECODE_CAP` messages, best of ``repeats``."""
+    messages = work.messages[:DECODE_CAP]
+    parsed = load_sources(sources)
+    best = float("inf")
+    readings = 0
+    for _ in range(repeats):
+        registry = Registry.from_fleet(fleet)
+        native = Decoder(registry, max_payload_bytes=262_144, max_readings=10_000)
+        router = Router(parsed, native, registry, lambda event: None)
+        builder = BatchBuilder()
+        now_ms = int(time.time() * 1000)
+        for _, topic, payload in work.births:
+            router.decode(topic, payload, retained=False, now_ms=now_ms, out=builder)
+        builder.seal()
+        readings = 0
+        gc.collect()
+        decode = router.decode
+        started = time.perf_counter()
+        for _, topic, payload in messages:
+            builder.note_message(None)
+            decode(topic, payload, retained=False, now_ms=now_ms, out=builder)
+            if len(builder) >= BATCH_READINGS:
+                readings += builder.readings
+                builder.seal()
+        readings += builder.readings
+        taken = time.perf_counter() - started
+        best = min(best, taken)
+        if builder.rejections:
+            raise ContenderError(f"{work.format}: decode-only refused {builder.rejections[0]}")
+    if readings != round(len(messages) * work.readings_per_message):
+        raise ContenderError(f"{work.format}: decode-only read {readings} readings of {len(messages)} messages")
+    return round(readings / best, 1)
+
+
+def run(bench: Bench, readings: int, formats: Sequence[str] = ORDER) -> dict[str, Any]:
+    """Every format in turn (ours first, the reference): the rows of the section in ``bench.run``'s results."""
+    fleet = load_fleet(bench.fleet)
+    sources = bench.workdir / "sources.sim.yaml"
+    write_sources(sources)
+    now_ms = int(time.time() * 1000)
+    taken = sample(fleet, readings, now_ms)
+    rows: list[dict[str, Any]] = []
+    for name in formats:
+        started = time.monotonic()
+        work = build(name, fleet, taken, int(time.time() * 1000))
+        built = time.monotonic() - started
+        row: dict[str, Any] = {
+            "format": name, "messages": len(work.messages), "readings": work.readings,
+            "readings_per_message": round(work.readings_per_message, 2), "mean_payload_bytes": round(work.mean_bytes),
+            "births": len(work.births), "build_s": round(built, 2),
+        }  # fmt: skip
+        try:
+            row |= drain(bench, work, sources)
+            row["decode_rate"] = decode_rate(work, fleet, sources)
+        except ContenderError as exc:  # recorded and shown; the other formats go on
+            log(f"  formats: {name} failed: {exc}")
+            row["error"] = str(exc)[:2000]
+        rows.append(row)
+        log(
+            f"  formats: {name:14s} {row.get('end_to_end_rate') or 0:>9,.0f} readings/s end to end, "
+            f"decode only {row.get('decode_rate') or 0:>9,.0f}/s ({row.get('drain_s', '–')} s drain, "
+            f"{row.get('cpu_s_per_100k', '–')} CPU s/100k)"
+        )
+    _native_again(bench, fleet, taken, sources, rows)
+    native = next((r.get("end_to_end_rate") for r in rows if r["format"] == NATIVE), None)
+    for r in rows:
+        rate = r.get("end_to_end_rate")
+        r["ratio"] = round(rate / native, 3) if rate and native else None
+        r["met"] = None if r["ratio"] is None else r["ratio"] >= TARGET
+    return {
+        "readings": readings, "decode_messages": min(readings, DECODE_CAP), "target": TARGET,
+        "kinds": sorted(k.value for k in KINDS), "cores": os.cpu_count(), "rows": rows,
+    }  # fmt: skip
+
+
+def _native_again(
+    bench: Bench, fleet: Fleet, taken: Sequence[tuple[Device, Reading]], sources: Path, rows: list[dict[str, Any]]
+) -> None:
+    """The native contract drained once more after the other formats: its row's rate becomes the mean of
+    both drains (``runs``), so that a machine slower or faster at the start than at the end (other
+    load on a shared host) does not tilt every ratio the same way."""
+    row = next((r for r in rows if r["format"] == NATIVE and "error" not in r), None)
+    if row is None or len(rows) < 2:
+        return
+    try:
+        again = drain(bench, build(NATIVE, fleet, taken, int(time.time() * 1000)), sources)
+    except ContenderError as exc:
+        log(f"  formats: {NATIVE} (again) failed: {exc}")
+        return
+    runs = [row["end_to_end_rate"], again["end_to_end_rate"]]
+    if None in runs:
+        return
+    cpu = [row["cpu_s_per_100k"], again["cpu_s_per_100k"]]
+    log(f"  formats: {NATIVE} again   {runs[1]:>9,.0f} readings/s end to end ({cpu[1]} CPU s/100k)")
+    row["runs"] = runs
+    row["end_to_end_rate"] = round(statistics.fmean(runs), 1)
+    row["cpu_s_per_100k"] = round(statistics.fmean(cpu), 3)
+
+
+def table(section: dict[str, Any]) -> str:
+    """A plain-text table of the section (the markdown one is :func:`bench.report.table`'s)."""
+    lines = [f"{'format':14s} {'rdg/msg':>7} {'end to end /s':>14} {'÷ ioc_v1':>9} {'decode only /s':>15} {'met':>4}"]
+    for r in section["rows"]:
+        met = {True: "yes", False: "NO", None: "–"}[r.get("met")]
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "–"
+        lines.append(
+            f"{r['format']:14s} {r['readings_per_message']:>7} {r.get('end_to_end_rate') or 0:>14,.0f} "
+            f"{ratio:>9} {r.get('decode_rate') or 0:>15,.0f} {met:>4}"
+        )
+    return "\n".join(lines)
