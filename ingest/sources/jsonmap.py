@@ -40,6 +40,7 @@ from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Records, Source, TimeFormat
+from ingest.sources.identity import DeviceLookup
 from ingest.sources.mapping import lookup
 from ingest.sources.sink import ReadingSink
 
@@ -101,14 +102,11 @@ class JsonMap:
     def __init__(self, source: Source, context: SourceContext) -> None:
         if source.device is None:  # the sources file requires it
             raise ValueError("json_map needs device")
-        self._registry = context.registry
         self._mapper = context.mapper
         self._ignore = context.ignore
         self._sink = ReadingSink()
         self._model = source.model
-        self._level = source.device.topic_level
-        self._device_path = source.device.path
-        self._scheme = source.device.scheme
+        self._devices = DeviceLookup(source.device, context.registry)
         self._time = source.time
         self._time_format: TimeFormat = source.time.format if source.time is not None else "unix_ms"
         self._seq = source.seq
@@ -200,27 +198,22 @@ class JsonMap:
 
     def _device(self, topic: str, obj: Mapping[str, Any]) -> RegisteredDevice:
         """The registered device the message names, or :class:`_Refusal`."""
-        if self._level is not None:
-            levels = topic.split("/")
-            name = levels[self._level] if self._level < len(levels) else ""
-            what = f"topic level {self._level} ({name!r})"
-        else:
-            path = self._device_path or ""
-            raw = lookup(obj, path)
-            if raw is None or not _json(raw):
-                raise _Refusal(Reason.UNKNOWN_DEVICE, f"no {path!r} names the device")
-            if not isinstance(raw, str | int) or isinstance(raw, bool):
-                raise _Refusal(Reason.BAD_SHAPE, f"{path} is {_kind(raw)}, not a device name (text or whole number)")
-            name = str(raw)
-            what = f"{path} {name!r}"
-        device = None
-        if name:
-            if self._scheme == "id":
-                device = self._registry.active(name)
-            else:
-                device = self._registry.external(self._scheme, name.lower() if self._scheme == "dev_eui" else name)
+        devices = self._devices
+        path = devices.path
+        if path is None:
+            device = devices.in_topic(topic)
+            if device is None:
+                raise _Refusal(Reason.UNKNOWN_DEVICE, devices.not_in_topic(topic))
+            return device
+        raw = lookup(obj, path)
+        if raw is None or not _json(raw):
+            raise _Refusal(Reason.UNKNOWN_DEVICE, f"no {path!r} names the device")
+        if not isinstance(raw, str | int) or isinstance(raw, bool):
+            raise _Refusal(Reason.BAD_SHAPE, f"{path} is {_kind(raw)}, not a device name (text or whole number)")
+        name = str(raw)
+        device = devices.named(name)
         if device is None:
-            raise _Refusal(Reason.UNKNOWN_DEVICE, f"{what} is not an active registered device")
+            raise _Refusal(Reason.UNKNOWN_DEVICE, f"{path} {name!r} is not an active registered device")
         return device
 
     def _message_time(self, obj: Mapping[str, Any], now_ms: int) -> int:
@@ -266,13 +259,10 @@ class JsonMap:
         """One reading through the model's mapping into the sink."""
         model = self._model or device.model
         values, refused = self._mapper.values(model, obj)
-        stored = bool(values) and self._sink.reading(topic, payload, device, ts_ms, seq, values, now_ms=now_ms, out=out)
-        note = "; the rest of the reading was stored" if stored else ""
-        for r in refused:
-            out.reject(Rejection(topic, r.reason, f"{where}{r}{note}", payload))
-        if not values and not refused:
-            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
-            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"{where}no field maps to ours{hint}", payload))
+        self._sink.mapped(
+            topic, payload, device, ts_ms, seq, values, refused, hint=self._mapper.hint(model), where=where,
+            missing="no field maps to ours", now_ms=now_ms, out=out,
+        )  # fmt: skip
 
 
 _KINDS: Final[dict[type, str]] = {

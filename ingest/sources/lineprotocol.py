@@ -41,6 +41,7 @@ from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
+from ingest.sources.identity import DeviceLookup
 from ingest.sources.sink import ReadingSink
 
 MAX_LINE_REFUSALS: Final = 20
@@ -301,20 +302,13 @@ class InfluxLineProtocol:
     def __init__(self, source: Source, context: SourceContext) -> None:
         if source.device is None or source.precision is None:  # the sources file requires both
             raise ValueError("influx_lp needs device and precision")
-        self._registry = context.registry
         self._mapper = context.mapper
         self._ignore = context.ignore
         self._sink = ReadingSink()
         self._model = source.model
-        self._level = source.device.topic_level
+        self._devices = DeviceLookup(source.device, context.registry)
         self._tag = source.device.path
-        self._scheme = source.device.scheme
         self._to_ms = TO_MS[source.precision]
-
-    def _find(self, name: str) -> RegisteredDevice | None:
-        if self._scheme == "id":
-            return self._registry.active(name)
-        return self._registry.external(self._scheme, name.lower() if self._scheme == "dev_eui" else name)
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
@@ -323,13 +317,10 @@ class InfluxLineProtocol:
             out.reject(Rejection(topic, Reason.BAD_UTF8, f"line protocol is UTF-8 text: {exc}", payload))
             return
         by_topic: RegisteredDevice | None = None
-        if self._level is not None:
-            levels = topic.split("/")
-            name = levels[self._level] if self._level < len(levels) else ""
-            by_topic = self._find(name) if name else None
+        if self._tag is None:
+            by_topic = self._devices.in_topic(topic)
             if by_topic is None:
-                detail = f"topic level {self._level} ({name!r}) is not an active registered device"
-                out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
+                out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, self._devices.not_in_topic(topic), payload))
                 return
         readings: dict[tuple[int, int], _Reading] = {}
         unknown: dict[str, list[int]] = {}
@@ -344,7 +335,7 @@ class InfluxLineProtocol:
             device = by_topic
             if device is None:
                 name = item.tags.get(self._tag or "", "")
-                device = self._find(name) if name else None
+                device = self._devices.named(name)
                 if device is None:
                     unknown.setdefault(name, []).append(item.line)
                     continue
@@ -376,14 +367,8 @@ class InfluxLineProtocol:
         as the sink's do; a reading refused whole names its lines)."""
         model = self._model or reading.device.model
         values, refused = self._mapper.values(model, reading.values)
-        stored = bool(values) and self._sink.reading(
-            topic, payload, reading.device, reading.ts_ms, 0, values, now_ms=now_ms, out=out
-        )
-        note = "; the rest of the reading was stored" if stored else ""
-        for r in refused:
-            out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
-        if not values and not refused:
-            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
-            out.reject(
-                Rejection(topic, Reason.MISSING_FIELD, f"{_lines(reading.lines)}: no field maps to ours{hint}", payload)
-            )
+        missing = None if values or refused else f"{_lines(reading.lines)}: no field maps to ours"  # only then said
+        self._sink.mapped(
+            topic, payload, reading.device, reading.ts_ms, 0, values, refused, hint=self._mapper.hint(model),
+            missing=missing, now_ms=now_ms, out=out,
+        )  # fmt: skip

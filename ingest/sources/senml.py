@@ -51,7 +51,6 @@ from typing import Any, Final, NamedTuple
 import cbor2
 import msgspec
 
-from contract.fields import STATUS_FIELDS, TELEMETRY_FIELDS
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
@@ -275,8 +274,6 @@ class SenML:
         self._mapper = context.mapper
         self._sink = ReadingSink()
         self._model = source.model
-        status = {s.name for s in STATUS_FIELDS}
-        self._status_only = {k: status - {s.name for s in specs} for k, specs in TELEMETRY_FIELDS.items()}
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
@@ -341,20 +338,16 @@ class SenML:
     ) -> None:
         """One reading (and status report, for status-only fields) per time of one device's records."""
         model = self._model or device.model
-        status_only = self._status_only[device.device_kind]
+        sink = self._sink
         mapped = False
         for t_ms, (obj, units) in times.items():
             values, refused = self._mapper.values(model, obj, units)
             mapped = mapped or bool(values or refused)
-            note = "; the rest of the reading was stored" if values else ""
-            for r in refused:
-                out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
-            status = {k: values.pop(k) for k in status_only.intersection(values)}
-            if values:
-                self._sink.reading(topic, payload, device, t_ms, 0, values, now_ms=now_ms, out=out)
+            status = sink.split_status(device, values)
+            stored = bool(values) and sink.reading(topic, payload, device, t_ms, 0, values, now_ms=now_ms, out=out)
             if status:
-                self._sink.status(topic, payload, device, t_ms, True, status, now_ms=now_ms, out=out)
+                stored = sink.status(topic, payload, device, t_ms, True, status, now_ms=now_ms, out=out) or stored
+            sink.refuse(topic, payload, refused, stored=stored, out=out)
         if not mapped:
-            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
-            detail = f"no record of SenML device {label!r} maps to our fields{hint}"
+            detail = f"no record of SenML device {label!r} maps to our fields{self._mapper.hint(model)}"
             out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from msgspec import UNSET
 
@@ -20,6 +20,11 @@ from contract.fields import SEQ_MAX, STATUS_FIELDS, TELEMETRY_FIELDS, TS_MAX_AHE
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, FieldEncoder, Rejection
 from ingest.registry import RegisteredDevice
+
+NO_FIELD: Final = "no field of the payload maps to ours"
+"""What a reading none of whose fields maps to ours says (``missing_field``), unless its format says more."""
+STORED_NOTE: Final = "; the rest of the reading was stored"
+"""What a field's refusal adds when the rest of its reading was stored."""
 
 
 class Refused(ValueError):
@@ -73,6 +78,9 @@ class ReadingSink:
     def __init__(self) -> None:
         self._kinds = {kind: _Channel(specs) for kind, specs in TELEMETRY_FIELDS.items()}
         self._status = _Channel(STATUS_FIELDS)
+        self._status_only = {
+            kind: frozenset(self._status.position).difference(c.position) for kind, c in self._kinds.items()
+        }
 
     def reading(
         self,
@@ -113,20 +121,40 @@ class ReadingSink:
         *,
         hint: str = "",
         where: str = "",
+        missing: str | None = NO_FIELD,
         now_ms: int,
         out: BatchBuilder,
     ) -> bool:
         """A reading of a model mapping's ``values`` and the fields it ``refused``: each refusal is
         dead-lettered (saying the rest was stored only when it was), and nothing mapped at all is
-        ``missing_field`` (with ``hint``). ``where`` prefixes every detail (a line, an element)."""
+        ``missing_field``, saying ``missing`` (with ``hint``; None: the caller says it). ``where``
+        prefixes every detail (a line, an element)."""
         stored = bool(values) and self.reading(topic, payload, device, ts_ms, seq, values, now_ms=now_ms, out=out)
-        note = "; the rest of the reading was stored" if stored else ""
+        if refused:
+            self.refuse(topic, payload, refused, stored=stored, where=where, out=out)
+        elif not values and missing is not None:
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"{where}{missing}{hint}", payload))
+        return stored
+
+    @staticmethod
+    def refuse(
+        topic: str, payload: bytes, refused: list[Refused], *, stored: bool, where: str = "", out: BatchBuilder
+    ) -> None:
+        """Dead-letter a mapping's refusals, saying the rest of the reading was stored when it was."""
+        note = STORED_NOTE if stored else ""
         for r in refused:
             out.reject(Rejection(topic, r.reason, f"{where}{r}{note}", payload))
-        if not values and not refused:
-            detail = f"{where}no field of the payload maps to ours{hint}"
-            out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
-        return stored
+
+    def split_status(self, device: RegisteredDevice, values: dict[str, Any]) -> dict[str, Any]:
+        """The fields of ``values`` that are no reading of the device's kind but of its status
+        (``battery_pct``, ``fw``; a camera's ``battery_v``), taken out of ``values``."""
+        status_only = self._status_only[device.device_kind]
+        if status_only.isdisjoint(values):
+            return {}
+        status = {k: v for k, v in values.items() if k in status_only}
+        for k in status:
+            del values[k]
+        return status
 
     def status(
         self,
@@ -152,15 +180,15 @@ class ReadingSink:
 
     @staticmethod
     def _time_ok(topic: str, payload: bytes, ts_ms: int, now_ms: int, out: BatchBuilder) -> bool:
+        """Whether ``ts_ms`` is a time ingest stores (refused ``bad_timestamp`` when not)."""
+        if TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS:
+            return True
         if ts_ms < TS_MIN_MS:
             detail = f"time {ts_ms} is before 2000 (a clock never set?)"
-            out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
-            return False
-        if ts_ms > now_ms + TS_MAX_AHEAD_MS:
+        else:
             detail = f"time {ts_ms} is more than 5 minutes ahead of the ingest clock ({now_ms})"
-            out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
-            return False
-        return True
+        out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
+        return False
 
     @staticmethod
     def _row(
@@ -186,9 +214,7 @@ class ReadingSink:
             except Refused as exc:
                 refused.append(exc)
         stored = any(v is not UNSET for v in row)
-        for r in refused:
-            note = "; the rest of the reading was stored" if stored else ""
-            out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
+        ReadingSink.refuse(topic, payload, refused, stored=stored, out=out)
         if not stored and not empty_ok:
             if not refused:
                 out.reject(Rejection(topic, Reason.MISSING_FIELD, "the reading has no measurement field", payload))

@@ -491,15 +491,11 @@ class SparkplugB:
         mapped = False
         for ts, (values, units) in groups.items():
             fields, refused = self._mapper.values(model, values, units)
-            note = "; the rest of the reading was stored" if fields else ""
-            for r in refused:
-                out.reject(Rejection(topic, r.reason, f"{r}{note}", payload))
-            if fields:
-                mapped = True
-                self._sink.reading(topic, payload, device, ts, seq, fields, now_ms=now_ms, out=out)
-        if not mapped and not birth and not nameless:
-            hint = "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
-            out.reject(Rejection(topic, Reason.MISSING_FIELD, f"no metric maps to a field of ours{hint}", payload))
+            mapped = mapped or bool(fields)
+            self._sink.mapped(topic, payload, device, ts, seq, fields, refused, missing=None, now_ms=now_ms, out=out)
+        if not mapped and not birth and not nameless:  # said once for the message, not per time
+            detail = f"no metric maps to a field of ours{self._mapper.hint(model)}"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
 
 
 def _declared(msg: Payload) -> Births:

@@ -41,13 +41,12 @@ from typing import Any, Final
 
 import msgspec
 
-from contract.fields import TELEMETRY_FIELDS
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import FIELD_SPECS, Source
-from ingest.sources.sink import ReadingSink
+from ingest.sources.sink import ReadingSink, Refused
 
 SCHEME: Final = "thingsboard"
 PLUGIN: Final = "deploy/mosquitto-plugin (mosquitto_tb_identity.so)"
@@ -60,7 +59,6 @@ _BOOLEAN_FIELDS: Final = frozenset(name for name, spec in FIELD_SPECS.items() if
 _GATEWAY_EVENTS: Final = ("telemetry", "attributes", "connect", "disconnect")
 _OTHER_EVENTS: Final = frozenset({"rpc", "claim", "provision", "fw", "sw"})
 """Other messages of the APIs, counted by name (anything else is counted as ``other``)."""
-_KIND_FIELDS: Final = {kind: frozenset(s.name for s in specs) for kind, specs in TELEMETRY_FIELDS.items()}
 
 
 class _Refusal(Exception):
@@ -152,15 +150,8 @@ class ThingsBoard:
             out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
             return
         doc = self._parse(topic, payload, out)
-        if doc is _INVALID:
-            return
-        try:
-            if event == "telemetry":
-                self._telemetry(topic, payload, device, doc, "", retained, now_ms, out)
-            else:
-                self._attributes(topic, payload, device, doc, "", retained, now_ms, out)
-        except _Refusal as exc:
-            out.reject(Rejection(topic, exc.reason, str(exc), payload))
+        if doc is not _INVALID:
+            self._part(topic, payload, device, event, doc, "", retained, now_ms, out)
 
     def _gateway_api(
         self, topic: str, payload: bytes, event: str, retained: bool, now_ms: int, out: BatchBuilder
@@ -190,15 +181,8 @@ class ThingsBoard:
             self._ignore("empty")
         for name, part in doc.items():
             device = self._device(topic, payload, name, out)
-            if device is None:
-                continue
-            try:
-                if event == "telemetry":
-                    self._telemetry(topic, payload, device, part, f"{name!r}: ", retained, now_ms, out)
-                else:
-                    self._attributes(topic, payload, device, part, f"{name!r}: ", retained, now_ms, out)
-            except _Refusal as exc:
-                out.reject(Rejection(topic, exc.reason, f"{name!r}: {exc}", payload))
+            if device is not None:
+                self._part(topic, payload, device, event, part, f"{name!r}: ", retained, now_ms, out)
 
     def _device(self, topic: str, payload: bytes, name: str, out: BatchBuilder) -> RegisteredDevice | None:
         device = self._registry.external(SCHEME, name) if name else None
@@ -215,95 +199,80 @@ class ThingsBoard:
             out.reject(Rejection(topic, Reason.BAD_JSON, f"not ThingsBoard JSON: {exc}", payload))
             return _INVALID
 
-    def _telemetry(
+    def _part(
         self,
         topic: str,
         payload: bytes,
         device: RegisteredDevice,
+        event: str,
         doc: Any,
         where: str,
         retained: bool,
         now_ms: int,
         out: BatchBuilder,
     ) -> None:
-        by_time, refused = telemetry_sets(doc)
-        for r in refused:
+        """One device's telemetry or attributes; ``where`` (its name, in a gateway's message) prefixes
+        every refusal."""
+        try:
+            if event == "telemetry":
+                self._telemetry(topic, payload, device, doc, where, retained, now_ms, out)
+            elif not isinstance(doc, dict):
+                raise _Refusal(Reason.BAD_SHAPE, f"attributes are an object, not {type(doc).__name__}")
+            elif retained:
+                self._ignore("retained")
+            else:
+                self._attributes(topic, payload, device, doc, where, now_ms, out)
+        except _Refusal as exc:
+            out.reject(Rejection(topic, exc.reason, f"{where}{exc}", payload))
+
+    def _telemetry(
+        self, topic: str, payload: bytes, device: RegisteredDevice, doc: Any, where: str, retained: bool, now_ms: int,
+        out: BatchBuilder,
+    ) -> None:  # fmt: skip
+        by_time, refused_sets = telemetry_sets(doc)
+        for r in refused_sets:
             out.reject(Rejection(topic, r.reason, f"{where}{r}", payload))
-        if not by_time and not refused:
+        if not by_time and not refused_sets:
             self._ignore("empty")
         if retained and None in by_time:
             del by_time[None]  # replayed on subscribe: it was stored at its first receive time
             self._ignore("retained")
+        sink = self._sink
         for ts, raw in by_time.items():
-            values = self._values(topic, payload, device, raw, where, out)
-            if values is None:
-                continue
+            values, refused = self._values(device, raw)
             at = now_ms if ts is None else ts
-            kind = _KIND_FIELDS[device.device_kind]
-            status = {k: v for k, v in values.items() if k not in kind and k in STATUS_NAMES}
-            if status:  # battery_pct, fw: not readings of any kind, but of the device's status
-                self._sink.status(topic, payload, device, at, True, status, now_ms=now_ms, out=out)
-                values = {k: v for k, v in values.items() if k not in status}
-                if not values:
-                    continue
-            if not values:
+            status = sink.split_status(device, values)  # battery_pct, fw: not readings, but of the device's status
+            stored = bool(status) and sink.status(topic, payload, device, at, True, status, now_ms=now_ms, out=out)
+            if values:
+                stored = sink.reading(topic, payload, device, at, 0, values, now_ms=now_ms, out=out) or stored
+            sink.refuse(topic, payload, refused, stored=stored, where=where, out=out)
+            if not values and not status and not refused:
                 when = "message" if ts is None else f"set at ts {ts}"
-                detail = f"{where}no field of the {when} maps to ours{self._hint(device)}"
+                hint = self._mapper.hint(self._model or device.model)
+                detail = f"{where}no field of the {when} maps to ours{hint}"
                 out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
-                continue
-            self._sink.reading(topic, payload, device, at, 0, values, now_ms=now_ms, out=out)
 
     def _attributes(
-        self,
-        topic: str,
-        payload: bytes,
-        device: RegisteredDevice,
-        doc: Any,
-        where: str,
-        retained: bool,
-        now_ms: int,
+        self, topic: str, payload: bytes, device: RegisteredDevice, doc: dict[str, Any], where: str, now_ms: int,
         out: BatchBuilder,
-    ) -> None:
-        if not isinstance(doc, dict):
-            raise _Refusal(Reason.BAD_SHAPE, f"attributes are an object, not {type(doc).__name__}")
-        if retained:
-            self._ignore("retained")
-            return
-        values = self._values(topic, payload, device, doc, where, out, status=True)
-        if values is None:
-            return
-        if not values:
+    ) -> None:  # fmt: skip
+        """Our status fields among the attributes, as a status report at the receive time."""
+        values, refused = self._values(device, doc)
+        values = {k: v for k, v in values.items() if k in STATUS_NAMES}
+        refused = [r for r in refused if str(r).split(":", 1)[0] in STATUS_NAMES]
+        sink = self._sink
+        stored = bool(values) and sink.status(topic, payload, device, now_ms, True, values, now_ms=now_ms, out=out)
+        sink.refuse(topic, payload, refused, stored=stored, where=where, out=out)
+        if not values and not refused:
             self._ignore("attributes")
-            return
-        self._sink.status(topic, payload, device, now_ms, True, values, now_ms=now_ms, out=out)
 
-    def _values(
-        self,
-        topic: str,
-        payload: bytes,
-        device: RegisteredDevice,
-        raw: dict[str, Any],
-        where: str,
-        out: BatchBuilder,
-        *,
-        status: bool = False,
-    ) -> dict[str, Any] | None:
-        """Our fields of one set (status fields alone for attributes); None when all were refused."""
+    def _values(self, device: RegisteredDevice, raw: dict[str, Any]) -> tuple[dict[str, Any], list[Refused]]:
+        """Our fields of one set and the refused ones (a boolean is 0/1 for our 0/1 fields)."""
         values, refused = self._mapper.values(self._model or device.model, raw)
-        if status:
-            values = {k: v for k, v in values.items() if k in STATUS_NAMES}
-            refused = [r for r in refused if str(r).split(":", 1)[0] in STATUS_NAMES]
         for name in _BOOLEAN_FIELDS.intersection(values):
             if isinstance(values[name], bool):
                 values[name] = int(values[name])
-        note = "; the rest of the reading was stored" if values else ""
-        for r in refused:
-            out.reject(Rejection(topic, r.reason, f"{where}{r}{note}", payload))
-        return None if refused and not values else values
-
-    def _hint(self, device: RegisteredDevice) -> str:
-        model = self._model or device.model
-        return "" if self._mapper.has(model) else f" (model {model!r} has no entry in the sources file)"
+        return values, refused
 
 
 _INVALID: Final[Any] = object()

@@ -8,10 +8,7 @@ The corpus is read in place from ``../shared/realworld/`` (CI has it); a clone w
 from __future__ import annotations
 
 import json
-import os
-import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,18 +16,12 @@ import pytest
 
 from contract.fleet import Device, ExternalIds, Fleet
 from contract.topics import DLQ_PREFIX
-from ingest.config import IngestSettings
-from ingest.service import IngestService
 from ingest.sources.config import parse_sources
-from ioc.servers import InfluxServer, ServerProcess, query
-from tests.helpers import Collector, IngestThread, LoopThread, ingest_settings, publish
+from ioc.servers import InfluxServer, ServerProcess
+from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
+from tests.helpers import Collector, ingest_settings, publish
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
-"""The corpus beside the project (``../shared/realworld``), or where ``IOC_REALWORLD`` says."""
-pytestmark = pytest.mark.skipif(
-    not (CORPUS / "manifest.json").is_file(),
-    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
-)
+pytestmark = needs_corpus()
 
 SOURCES = parse_sources(
     {
@@ -133,35 +124,22 @@ def _ms(rfc3339: str) -> int:
     return int(msgspec.json.decode(msgspec.json.encode(rfc3339), type=datetime).timestamp() * 1000)
 
 
-def _corpus() -> list[dict[str, Any]]:
-    manifest = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
-    return [e for e in manifest["entries"] if e["format"] in ("chirpstack_v4", "tts_v3")]
-
-
-class SourcesIngest(IngestThread):
-    def __init__(self, settings: IngestSettings) -> None:
-        self.service = IngestService(settings, FLEET, sources=SOURCES)
-        LoopThread.__init__(self, self.service.run)
-
-
 def test_every_lorawan_file_of_the_corpus_has_its_predicted_outcome(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
-    entries = _corpus()
+    entries = manifest("chirpstack_v4", "tts_v3")
     assert {e["file"] for e in entries} == set(EXPECTED), "a corpus file without an expectation, or one gone"
     items = [(e["topic"], (CORPUS / e["file"]).read_bytes()) for e in entries]
     dead = Collector(mosquitto.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db), FLEET, SOURCES) as ingest:
             publish(mosquitto.port, items)
             ingest.wait_for(
                 lambda: ingest.metric("ioc_ingest_messages_acked_total") >= len(items), what="every message acked"
             )
             ignored = {e: ingest.metric("ioc_ingest_ignored_total", event=e) for e in ("join", "log")}
         predicted_dead = {f: [o] for f, (o, _) in EXPECTED.items() if o not in (STORED, IGNORED)}
-        deadline = time.monotonic() + 10
-        while len(dead.messages) < len(predicted_dead) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(dead.messages) >= len(predicted_dead))
     finally:
         dead.close()
 
@@ -188,13 +166,13 @@ def test_every_lorawan_file_of_the_corpus_has_its_predicted_outcome(
         points.setdefault(key, {}).update(fields, **({"seq": seq} if seq is not None else {}))
         carries.setdefault(key, []).append(f"{entry['file']} ({entry['carries']})")
     for (measurement, device, when), want in points.items():
-        rows = query(
+        found = rows(
             influxd.url,
+            influx_db,
             f'SELECT * FROM "{measurement}" WHERE "device_id" = \'{device}\' AND time = {when}ms',
-            db=influx_db,
         )
-        assert rows, f"{carries[(measurement, device, when)]}: nothing stored"
-        got = dict(zip(rows[0]["columns"], rows[0]["values"][0], strict=True))  # type: ignore[index,arg-type]
+        assert found, f"{carries[(measurement, device, when)]}: nothing stored"
+        got = found[0]
         assert {k: got[k] for k in want} == pytest.approx(want), carries[(measurement, device, when)]
         if measurement == "device_status":
             assert got["online"] == 1

@@ -8,29 +8,16 @@ The corpus is read in place from ``../shared/realworld/`` (CI has it); a clone w
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from contract.fleet import Device, ExternalIds, Fleet
 from contract.topics import DLQ_PREFIX
-from ingest.config import IngestSettings
-from ingest.service import IngestService
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess
-from storage.influxql import query
-from tests.helpers import Collector, IngestThread, LoopThread, ingest_settings, publish
+from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
+from tests.helpers import Collector, ingest_settings, publish
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
-"""The corpus beside the project (``../shared/realworld``), or where ``IOC_REALWORLD`` says."""
-pytestmark = pytest.mark.skipif(
-    not (CORPUS / "manifest.json").is_file(),
-    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
-)
+pytestmark = needs_corpus()
 
 CHIRPSTACK_LP = {  # ChirpStack's InfluxDB integration: one measurement per decoded field, value=…
     "air_temp_c": "device_frmpayload_data_temperature_a.value",
@@ -204,35 +191,22 @@ EXPECTED: dict[str, tuple[str, list[Reading], list[tuple[str, str]]]] = {
 IGNORED = {"no_records": 1, "empty": 0}
 
 
-def _corpus() -> list[dict[str, Any]]:
-    manifest = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
-    return [e for e in manifest["entries"] if e["file"].startswith(("influx_line_protocol/", "lorawan_codecs/"))]
-
-
-class SourcesIngest(IngestThread):
-    def __init__(self, settings: IngestSettings) -> None:
-        self.service = IngestService(settings, FLEET, sources=SOURCES)
-        LoopThread.__init__(self, self.service.run)
-
-
 def test_every_line_protocol_and_codec_file_of_the_corpus_has_its_predicted_outcome(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
-    entries = _corpus()
+    entries = manifest("influx_line_protocol", "lorawan_codec_output")
     assert {e["file"] for e in entries} == set(EXPECTED), "a corpus file without an expectation, or one gone"
     items = [(EXPECTED[e["file"]][0], (CORPUS / e["file"]).read_bytes()) for e in entries]
     predicted_dead = {f: dead for f, (_, _, dead) in EXPECTED.items() if dead}
     dead = Collector(mosquitto.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db), FLEET, SOURCES) as ingest:
             publish(mosquitto.port, items)
             ingest.wait_for(
                 lambda: ingest.metric("ioc_ingest_messages_acked_total") >= len(items), what="every message acked"
             )
             ignored = {e: ingest.metric("ioc_ingest_ignored_total", event=e) for e in IGNORED}
-        deadline = time.monotonic() + 10
-        while len(dead.messages) < sum(map(len, predicted_dead.values())) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(dead.messages) >= sum(map(len, predicted_dead.values())))
     finally:
         dead.close()
 
@@ -254,10 +228,8 @@ def test_every_line_protocol_and_codec_file_of_the_corpus_has_its_predicted_outc
         for reading in readings:
             by_device.setdefault(reading[:2], []).append(reading)
         for (measurement, device), wanted in by_device.items():
-            rows = query(influxd.url, f'SELECT * FROM "{measurement}" WHERE "device_id" = \'{device}\'', db=influx_db)
-            assert rows, f"{file}: nothing stored for {device}"
-            columns: list[str] = rows[0]["columns"]
-            got = [dict(zip(columns, values, strict=True)) for values in rows[0]["values"]]
+            got = rows(influxd.url, influx_db, f'SELECT * FROM "{measurement}" WHERE "device_id" = \'{device}\'')
+            assert got, f"{file}: nothing stored for {device}"
             assert len(got) == len(wanted), f"{file}: {device} has {len(got)} points, not {len(wanted)}"
             for point, (_, _, when, fields) in zip(got, wanted, strict=True):
                 if when is not None:

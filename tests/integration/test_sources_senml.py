@@ -8,28 +8,20 @@ The corpus is read in place from ``../shared/realworld/senml`` (CI has it); a cl
 from __future__ import annotations
 
 import base64
-import os
 import time
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from contract.clock import now_ms
 from contract.fleet import Device, ExternalIds, Fleet
 from contract.topics import DLQ_PREFIX
-from ingest.config import IngestSettings
-from ingest.service import IngestService
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess, query
-from tests.helpers import Collector, IngestThread, LoopThread, ingest_settings, publish
+from tests.corpus import CORPUS, SourcesIngest, needs_corpus, rows, wait_until
+from tests.helpers import Collector, ingest_settings, publish
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld") / "senml"
-"""The RFC's examples beside the project (``../shared/realworld/senml``), or under ``IOC_REALWORLD``."""
-pytestmark = pytest.mark.skipif(
-    not (CORPUS / "README.md").is_file(),
-    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
-)
+SENML = CORPUS / "senml"
+"""The RFC's examples in the corpus (``../shared/realworld/senml``)."""
+pytestmark = needs_corpus("senml/README.md")
 
 SOURCES = parse_sources(
     {
@@ -101,26 +93,19 @@ EXPECTED: dict[str, tuple[list[tuple[str, str]], list[tuple[str, int, dict[str, 
 }  # fmt: skip
 
 
-class SourcesIngest(IngestThread):
-    def __init__(self, settings: IngestSettings) -> None:
-        self.service = IngestService(settings, FLEET, sources=SOURCES)
-        LoopThread.__init__(self, self.service.run)
-
-
 def _rows(url: str, db: str, device: str) -> list[dict[str, Any]]:
-    series = query(url, f'SELECT * FROM "light_trap" WHERE "device_id" = \'{device}\'', db=db)
-    return [dict(zip(s["columns"], v, strict=True)) for s in series for v in s["values"]]
+    return rows(url, db, f'SELECT * FROM "light_trap" WHERE "device_id" = \'{device}\'')
 
 
 def test_every_senml_file_of_the_corpus_has_its_predicted_outcome(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
-    files = sorted(p.name for p in CORPUS.iterdir() if p.suffix in (".json", ".cbor") and ".resolved." not in p.name)
+    files = sorted(p.name for p in SENML.iterdir() if p.suffix in (".json", ".cbor") and ".resolved." not in p.name)
     assert set(files) == set(EXPECTED), "a corpus file without an expectation, or one gone"
-    payloads = {name: (CORPUS / name).read_bytes() for name in files}
+    payloads = {name: (SENML / name).read_bytes() for name in files}
     dead = Collector(mosquitto.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db), FLEET, SOURCES) as ingest:
             sent_from = now_ms()
             publish(mosquitto.port, [(f"senml/{name}", payloads[name]) for name in files])
             ingest.wait_for(
@@ -128,9 +113,7 @@ def test_every_senml_file_of_the_corpus_has_its_predicted_outcome(
             )
             acked_by = now_ms()
         predicted = sum(len(letters) for letters, _ in EXPECTED.values())
-        deadline = time.monotonic() + 10
-        while len(dead.messages) < predicted and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(dead.messages) >= predicted)
         time.sleep(0.2)  # and nothing more comes
     finally:
         dead.close()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,21 +19,16 @@ import pytest
 from contract.fields import Kind
 from contract.fleet import DeviceTags
 from contract.topics import DLQ_PREFIX
-from ingest.config import IngestSettings
-from ingest.service import IngestService
 from ingest.sources.config import parse_sources
 from ingest.sources.sparkplug import REBIRTH_REASON
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
 from ioc.servers import InfluxServer, ServerProcess
 from storage.influxql import query
-from tests.helpers import Collector, IngestThread, LoopThread, ingest_settings, publish
+from tests.corpus import CORPUS, SourcesIngest, needs_corpus, wait_until
+from tests.helpers import Collector, ingest_settings, publish
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
 SPB = CORPUS / "sparkplug_b"
-pytestmark = pytest.mark.skipif(
-    not (SPB / "README.md").is_file(),
-    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
-)
+pytestmark = needs_corpus("sparkplug_b/README.md")
 
 SOURCES = parse_sources(
     {
@@ -175,20 +168,6 @@ LAST_ONLINE = {
 """Each device's latest status: the stale umh will left umh-a online."""
 
 
-class SourcesIngest(IngestThread):
-    def __init__(self, settings: IngestSettings) -> None:
-        self.service = IngestService(settings, DEVICES, sources=SOURCES)
-        LoopThread.__init__(self, self.service.run)
-
-
-def _wait(predicate: Any, what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_every_sparkplug_file_of_the_corpus_has_its_predicted_outcome(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
@@ -198,9 +177,9 @@ def test_every_sparkplug_file_of_the_corpus_has_its_predicted_outcome(
     dead = Collector(mosquitto.port, f"{DLQ_PREFIX}/#")
     asked = Collector(mosquitto.port, "spBv1.0/+/NCMD/#")
     try:
-        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db), DEVICES, SOURCES) as ingest:
             publish(mosquitto.port, MESSAGES)
-            _wait(lambda: len(asked.messages) >= 2, "the rebirth requests")
+            assert wait_until(lambda: len(asked.messages) >= 2), "timed out waiting for the rebirth requests"
             # ingest reads its own NCMDs back (spBv1.0/#): every message and both echoes acknowledged
             ingest.wait_for(
                 lambda: ingest.metric("ioc_ingest_messages_acked_total") >= len(MESSAGES) + 2, what="every ack"
@@ -212,7 +191,7 @@ def test_every_sparkplug_file_of_the_corpus_has_its_predicted_outcome(
                 ingest.metric("ioc_ingest_readings_stored_total"),
                 ingest.metric("ioc_ingest_statuses_stored_total"),
             )
-        _wait(lambda: len(dead.messages) >= sum(map(len, DEAD.values())), "the dead letters")
+        assert wait_until(lambda: len(dead.messages) >= sum(map(len, DEAD.values()))), "timed out: the dead letters"
         time.sleep(0.2)  # no more than predicted
     finally:
         dead.close()
@@ -260,9 +239,9 @@ def test_data_before_a_birth_asks_the_node_to_rebirth_and_its_answer_is_read(
     asked = Collector(mosquitto.port, "spBv1.0/ca_mau/NCMD/cm-gw-07")
     dead = Collector(mosquitto.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db), DEVICES, SOURCES) as ingest:
             publish(mosquitto.port, [early])
-            _wait(lambda: asked.messages, "the rebirth request")
+            assert wait_until(lambda: bool(asked.messages)), "timed out waiting for the rebirth request"
             [(topic, raw)] = asked.messages
             request = Payload.FromString(raw)
             assert [(m.name, m.boolean_value) for m in request.metrics] == [("Node Control/Rebirth", True)]
@@ -270,7 +249,7 @@ def test_data_before_a_birth_asks_the_node_to_rebirth_and_its_answer_is_read(
             publish(mosquitto.port, [_corpus("synthetic_wq_NBIRTH"), _corpus("synthetic_wq_DBIRTH")])
             publish(mosquitto.port, [_data(device.format("DDATA"), 2, BASE + 42_000, 10, float_value=18100.0)])
             ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") >= 3, what="the readings")
-        _wait(lambda: dead.messages, "the dead letter")
+        assert wait_until(lambda: bool(dead.messages)), "timed out waiting for the dead letter"
     finally:
         asked.close()
         dead.close()

@@ -9,7 +9,6 @@ in place from ``../shared/realworld/`` (CI has it); a clone without it skips.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -25,20 +24,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.fleet import Device, ExternalIds, Fleet
 from contract.topics import DLQ_PREFIX
-from ingest.config import IngestSettings
-from ingest.service import IngestService
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess, find_binary, start_mosquitto
-from storage.influxql import query
-from tests.helpers import Collector, IngestThread, LoopThread, ingest_settings, publish
+from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
+from tests.helpers import Collector, ingest_settings, publish
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
-"""The corpus beside the project (``../shared/realworld``), or where ``IOC_REALWORLD`` says."""
 PLUGIN_SOURCE = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto-plugin"
-pytestmark = pytest.mark.skipif(
-    not (CORPUS / "manifest.json").is_file(),
-    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
-)
+pytestmark = needs_corpus()
 
 SOURCES = parse_sources(
     {
@@ -143,12 +135,6 @@ EXPECTED: dict[str, tuple[str, Any]] = {
 }
 
 
-class SourcesIngest(IngestThread):
-    def __init__(self, settings: IngestSettings) -> None:
-        self.service = IngestService(settings, FLEET, sources=SOURCES)
-        LoopThread.__init__(self, self.service.run)
-
-
 @pytest.fixture(scope="module")
 def tb_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin, built with its Makefile into a temp folder (the checkout is left as it is)."""
@@ -230,29 +216,18 @@ def drop_with_will(port: int, user: str, topic: str, payload: bytes) -> None:
     sock.close()
 
 
-def _manifest() -> list[dict[str, Any]]:
-    manifest = json.loads((CORPUS / "manifest.json").read_text(encoding="utf-8"))
-    return [e for e in manifest["entries"] if e["format"] == "thingsboard"]
-
-
 def _rows(influxd: InfluxServer, db: str, measurement: str, device: str) -> list[dict[str, Any]]:
-    series = query(influxd.url, f'SELECT * FROM "{measurement}" WHERE "device_id" = \'{device}\'', db=db)
-    if not series:
-        return []
-    columns = series[0]["columns"]
-    return [dict(zip(columns, values, strict=True)) for values in series[0]["values"]]
+    return rows(influxd.url, db, f'SELECT * FROM "{measurement}" WHERE "device_id" = \'{device}\'')
 
 
 def _wait(collector: Collector, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(collector.messages) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(collector.messages) >= count)
 
 
 def test_every_thingsboard_file_of_the_corpus_has_its_predicted_outcome(
     tb_broker: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
-    entries = _manifest()
+    entries = manifest("thingsboard")
     assert {e["file"] for e in entries} == set(EXPECTED), "a corpus file without an expectation, or one gone"
     by_user: dict[str, list[tuple[str, bytes]]] = {}
     for e in entries:
@@ -261,7 +236,7 @@ def test_every_thingsboard_file_of_the_corpus_has_its_predicted_outcome(
     predicted_dead = {f: reasons for f, (o, reasons) in EXPECTED.items() if o == "dead"}
     dead = Collector(tb_broker.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(tb_broker.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(tb_broker.port, influxd.url, influx_db), FLEET, SOURCES) as ingest:
             for user, items in by_user.items():
                 assert publish_as(tb_broker.port, user, items) == [0] * len(items), user
             ingest.wait_for(
@@ -288,9 +263,9 @@ def test_every_thingsboard_file_of_the_corpus_has_its_predicted_outcome(
         if outcome != STORED:
             continue
         for measurement, device, ts, want in readings:
-            rows = _rows(influxd, influx_db, measurement, device)
-            assert len(rows) == len([r for r in readings if r[1] == device]), carries[file]
-            row = rows[0] if ts is None else next(r for r in rows if r["time"] == ts)
+            stored = _rows(influxd, influx_db, measurement, device)
+            assert len(stored) == len([r for r in readings if r[1] == device]), carries[file]
+            row = stored[0] if ts is None else next(r for r in stored if r["time"] == ts)
             assert {k: row[k] for k in want} == pytest.approx(want), carries[file]
             assert row["seq"] == 0
 
@@ -301,11 +276,11 @@ def test_gateway_messages_and_the_plugin_refusals_through_the_broker(
     """The corpus's gateway messages with names the registry can hold, a device's attributes, and what
     the plugin refuses: a device naming another (by a publish or a will), a client without a user
     name, a user name with '/', a topic that is not under v1/devices/me/."""
-    files = [e for e in _manifest() if e["topic"].startswith("v1/gateway/")]
+    files = [e for e in manifest("thingsboard") if e["topic"].startswith("v1/gateway/")]
     gateway = [(e["topic"], (CORPUS / e["file"]).read_bytes()) for e in files]
     dead = Collector(tb_broker.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(tb_broker.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(tb_broker.port, influxd.url, influx_db), FLEET, SOURCES) as ingest:
             assert publish_as(tb_broker.port, GATEWAY, gateway) == [0] * len(gateway)
             refused = [
                 publish_as(tb_broker.port, "TB_TOKEN_MIN", [("v1/devices/TB_TOKEN_CAST/telemetry", b'{"temp": 11}')]),
@@ -355,7 +330,7 @@ def test_without_the_plugin_the_device_api_is_dead_lettered_naming_it(
     payload = (CORPUS / "thingsboard/device_telemetry_minimal.json").read_bytes()
     dead = Collector(mosquitto.port, f"{DLQ_PREFIX}/#")
     try:
-        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db)) as ingest:
+        with SourcesIngest(ingest_settings(mosquitto.port, influxd.url, influx_db), FLEET, SOURCES) as ingest:
             publish(mosquitto.port, [("v1/devices/me/telemetry", payload)])
             ingest.wait_for(lambda: ingest.metric("ioc_ingest_messages_acked_total") >= 1, what="the message acked")
         _wait(dead, 1)

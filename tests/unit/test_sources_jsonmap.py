@@ -4,8 +4,6 @@ batch, and the vendor codec outputs of ``../shared/realworld/lorawan_codecs`` (r
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,10 +21,10 @@ from ingest.sources.config import parse_sources
 from ingest.sources.jsonmap import time_ms
 from ingest.sources.lineprotocol import Point, parse
 from ingest.sources.router import Router
+from tests import corpus
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
-CODECS = CORPUS / "lorawan_codecs"
-needs_corpus = pytest.mark.skipif(not CODECS.is_dir(), reason=f"the real-payload corpus is not at {CORPUS}")
+CODECS = corpus.CORPUS / "lorawan_codecs"
+needs_corpus = corpus.needs_corpus("lorawan_codecs")
 
 NOW = 1_750_000_000_000
 BY_PATH: dict[str, Any] = {

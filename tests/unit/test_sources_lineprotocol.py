@@ -3,8 +3,6 @@ and batch. The corpus (``../shared/realworld/influx_line_protocol``) is read in 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +19,10 @@ from ingest.sources.config import parse_sources
 from ingest.sources.lineprotocol import MAX_LINE_REFUSALS, LineError, Point, parse
 from ingest.sources.router import Router
 from storage.lineprotocol import escape_measurement, escape_tag, format_float, format_string_field
+from tests import corpus
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
-LP = CORPUS / "influx_line_protocol"
-needs_corpus = pytest.mark.skipif(not LP.is_dir(), reason=f"the real-payload corpus is not at {CORPUS}")
+LP = corpus.CORPUS / "influx_line_protocol"
+needs_corpus = corpus.needs_corpus("influx_line_protocol")
 
 NOW = 1_750_000_000_000
 TELEGRAF = {"format": "influx_lp", "topics": ["telegraf/+/+"], "precision": "ns", "device": {"topic_level": 1}}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -24,13 +22,11 @@ from ingest.sources.base import SourceContext
 from ingest.sources.config import parse_sources
 from ingest.sources.mapping import FieldMapper
 from ingest.sources.senml import CBOR_LABELS, MAX_RECORDS, PackError, SenML, parse, resolve
+from tests import corpus
 
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld") / "senml"
+CORPUS = corpus.CORPUS / "senml"
 """The RFC's examples in the real-payload corpus (``../shared/realworld/senml``), read in place."""
-needs_corpus = pytest.mark.skipif(
-    not (CORPUS / "README.md").is_file(),
-    reason=f"the real-payload corpus is not at {CORPUS} (CI has it; IOC_REALWORLD=DIR points elsewhere)",
-)
+needs_corpus = corpus.needs_corpus("senml/README.md")
 
 NOW = 1_750_000_000_000
 OW = "urn:dev:ow:10e2073a01080063"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from ingest.sources.mapping import FieldMapper
 from ingest.sources.router import Router
 from ingest.sources.sparkplug import REBIRTH_INTERVAL_MS, REBIRTH_REASON, SparkplugB, Unreadable, value_of
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
+from tests import corpus
 
 NOW = 1_790_000_000_000
 T = NOW - 600_000  # the messages' own time, 10 minutes before ingest's clock
@@ -60,8 +59,8 @@ REGISTRY = Registry(
                    sparkplug=f"{G}/{E}/gone"),
     ]
 )  # fmt: skip
-CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[3] / "shared" / "realworld")
-SPB_CORPUS = CORPUS / "sparkplug_b"
+SPB_CORPUS = corpus.CORPUS / "sparkplug_b"
+needs_corpus = corpus.needs_corpus("sparkplug_b")
 
 
 class Run:
@@ -560,7 +559,7 @@ TAHU_REGISTRY = Registry(
 )  # fmt: skip
 
 
-@pytest.mark.skipif(not SPB_CORPUS.is_dir(), reason=f"the real-payload corpus is not at {CORPUS}")
+@needs_corpus
 def test_the_tahu_example_payloads() -> None:
     models = parse_sources(
         {
@@ -606,7 +605,7 @@ def test_the_tahu_example_payloads() -> None:
     assert sorted(line.split(" ", 1)[1] for line in out.lines) == [f"online=0i {NOW}"] * 2
 
 
-@pytest.mark.skipif(not SPB_CORPUS.is_dir(), reason=f"the real-payload corpus is not at {CORPUS}")
+@needs_corpus
 def test_the_benthos_umh_vectors() -> None:
     run = Run()
     umh = "spBv1.0/" + G + "/{}/" + E
