@@ -9,23 +9,30 @@ cannot be converted, is refused with its reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from contract.reasons import Reason
 from ingest.sources.config import FIELD_SPECS, Model
 from ingest.sources.sink import Refused
-from ingest.sources.units import converter
+from ingest.sources.units import Convert, converter
 
 _MISSING: Final = object()
+MAX_UNITS: Final = 4_096
+"""(field, unit) pairs whose converter is remembered; units come from payloads, so past it the map starts again."""
 
 
 def lookup(obj: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted ``path`` in nested objects (a key with dots is tried whole first)."""
     if path in obj:
         return obj[path]
+    return _walk(obj, tuple(path.split(".")))
+
+
+def _walk(obj: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     here: Any = obj
-    for part in path.split("."):
-        if not isinstance(here, Mapping) or part not in here:
+    for part in parts:
+        if not (type(here) is dict or isinstance(here, Mapping)) or part not in here:
             return _MISSING
         here = here[part]
     return here
@@ -33,6 +40,14 @@ def lookup(obj: Mapping[str, Any], path: str) -> Any:
 
 def as_number(name: str, raw: Any) -> float:
     """A number, or a numeric string as codecs write them (``"24.59"``); :class:`Refused` otherwise."""
+    kind = type(raw)
+    if kind is float or kind is int:
+        return float(raw)
+    if kind is str:
+        try:
+            return float(raw)  # surrounding white space is allowed
+        except ValueError:
+            raise Refused(Reason.BAD_TYPE, f"{name}: {raw[:40]!r} is not a number") from None
     if isinstance(raw, bool):
         raise Refused(Reason.BAD_TYPE, f"{name}: {raw!r} is a boolean, not a number")
     if isinstance(raw, int | float):
@@ -45,11 +60,54 @@ def as_number(name: str, raw: Any) -> float:
     raise Refused(Reason.BAD_TYPE, f"{name}: {str(raw)[:40]!r} is not a number")
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One of our fields in a model, compiled: where to look (dotted paths split once) and its unit."""
+
+    name: str
+    paths: tuple[tuple[str, tuple[str, ...] | None], ...]
+    """(path, its parts when it has dots) in the order tried."""
+    unit: str | None
+    convert: Convert | None
+    """From ``unit`` to the field's own (None: no conversion)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A model's targets, and (when no path has dots) which targets each payload key feeds."""
+
+    targets: tuple[_Target, ...]
+    by_key: dict[str, tuple[tuple[int, int], ...]] | None
+    """Payload key → (target index, its rank among the target's paths); None with dotted paths."""
+
+
+def _compile(model: Model) -> _Compiled:
+    targets = []
+    for name, where in model.fields.items():
+        paths = tuple((p, tuple(p.split(".")) if "." in p else None) for p in where.path)
+        convert = converter(FIELD_SPECS[name].unit, where.unit) if where.unit is not None else None
+        targets.append(_Target(name, paths, where.unit, convert))
+    by_key: dict[str, tuple[tuple[int, int], ...]] | None = {}
+    for i, t in enumerate(targets):
+        for rank, (path, parts) in enumerate(t.paths):
+            if parts is not None:
+                by_key = None
+                break
+            assert by_key is not None
+            by_key[path] = (*by_key.get(path, ()), (i, rank))
+        if by_key is None:
+            break
+    return _Compiled(tuple(targets), by_key)
+
+
 class FieldMapper:
-    """Maps the decoded payload of a device's model to our field names and units."""
+    """Maps the decoded payload of a device's model to our field names and units (each model
+    compiled once; converters of units payloads give remembered)."""
 
     def __init__(self, models: Mapping[str, Model]) -> None:
-        self._models = dict(models)
+        self._models = {name: _compile(model) for name, model in models.items()}
+        """Each model compiled once."""
+        self._converters: dict[tuple[str, str], Convert | None] = {}
 
     def has(self, model: str) -> bool:
         return model in self._models
@@ -63,30 +121,78 @@ class FieldMapper:
     ) -> tuple[dict[str, Any], list[Refused]]:
         """(our field → value, refusals) of one decoded object; ``units`` are the units the payload
         itself gives its keys (SenML ``u``, Sparkplug ``engUnit``), which win over the model's."""
-        entry = self._models.get(model)
+        compiled = self._models.get(model)
         out: dict[str, Any] = {}
         refused: list[Refused] = []
-        if entry is None:
+        if compiled is None:
             for key, raw in obj.items():
                 if key in FIELD_SPECS and raw is not None:
-                    self._put(out, refused, key, raw, units.get(key) if units else None)
+                    given = units.get(key) if units else None
+                    if given is None:
+                        out[key] = raw
+                    else:
+                        self._put(out, refused, key, raw, given, self._converter(key, given))
             return out, refused
-        for name, where in entry.fields.items():
-            for path in where.path:
-                raw = lookup(obj, path)
+        targets, by_key = compiled.targets, compiled.by_key
+        if by_key is not None and len(obj) < len(targets):  # a small payload, a big model: walk the payload
+            found: dict[int, tuple[int, str, Any]] = {}
+            for key, raw in obj.items():
+                hits = by_key.get(key)
+                if hits is None or raw is None:
+                    continue
+                for i, rank in hits:
+                    if i not in found or rank < found[i][0]:
+                        found[i] = (rank, key, raw)
+            for i in sorted(found):
+                _, path, raw = found[i]
+                self._take(out, refused, targets[i], path, raw, units)
+            return out, refused
+        get = obj.get
+        for t in targets:
+            for path, parts in t.paths:
+                raw = get(path, _MISSING)
+                if raw is _MISSING and parts is not None:
+                    raw = _walk(obj, parts)
                 if raw is not _MISSING and raw is not None:
-                    given = units.get(path) if units else None
-                    self._put(out, refused, name, raw, given or where.unit)
+                    self._take(out, refused, t, path, raw, units)
                     break
         return out, refused
 
+    def _take(
+        self,
+        out: dict[str, Any],
+        refused: list[Refused],
+        t: _Target,
+        path: str,
+        raw: Any,
+        units: Mapping[str, str] | None,
+    ) -> None:
+        """``raw``, found at ``path``, as ``t``'s value: in the payload's unit for it, else the model's."""
+        given = units.get(path) if units else None
+        if given is None or given == t.unit:
+            if t.unit is None:
+                out[t.name] = raw
+            else:
+                self._put(out, refused, t.name, raw, t.unit, t.convert)
+        else:
+            self._put(out, refused, t.name, raw, given, self._converter(t.name, given))
+
+    def _converter(self, name: str, unit: str) -> Convert | None:
+        """From ``unit`` (a payload's) to field ``name``'s own, remembered."""
+        key = (name, unit)
+        try:
+            return self._converters[key]
+        except KeyError:
+            if len(self._converters) >= MAX_UNITS:
+                self._converters.clear()
+            convert = self._converters[key] = converter(FIELD_SPECS[name].unit, unit)
+            return convert
+
     @staticmethod
-    def _put(out: dict[str, Any], refused: list[Refused], name: str, raw: Any, unit: str | None) -> None:
-        """``raw`` in ``unit`` as field ``name``'s value (converted), or its refusal."""
-        if unit is None:
-            out[name] = raw
-            return
-        convert = converter(FIELD_SPECS[name].unit, unit)
+    def _put(
+        out: dict[str, Any], refused: list[Refused], name: str, raw: Any, unit: str, convert: Convert | None
+    ) -> None:
+        """``raw`` in ``unit`` as field ``name``'s value (converted by ``convert``), or its refusal."""
         if convert is None:  # the sources file was checked on load; a unit from the payload may not be
             refused.append(Refused(Reason.BAD_UNIT, f"{name}: cannot convert {unit!r} to {FIELD_SPECS[name].unit!r}"))
             return

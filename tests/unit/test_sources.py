@@ -276,3 +276,65 @@ def test_fuzz_no_crash_and_every_refusal_has_a_reason(topic: str, doc: Any, raw:
     assert len(out.lines) <= 1
     if not out.lines and not ignored:
         assert out.rejections, "a message neither stored, counted nor refused"
+
+
+def test_the_mapper_takes_the_first_path_present_whichever_way_it_walks() -> None:
+    """A small payload against a big model walks the payload's keys; a dotted path walks the model:
+    either way the first of a field's paths that is present wins, and units convert."""
+    from ingest.sources.config import Model
+    from ingest.sources.mapping import FieldMapper
+
+    fields: dict[str, Any] = {"air_temp_c": ["T2", "T1"], "humidity_pct": "H"}
+    fields["battery_v"] = {"path": "mV", "unit": "mV"}
+    fields |= {name: f"unused_{name}" for name in ("salinity_ppt", "ec_us_cm", "ph", "do_mg_l", "turbidity_ntu")}
+    flat = FieldMapper({"m": Model.model_validate({"fields": fields})})
+    nested = FieldMapper({"m": Model.model_validate({"fields": {**fields, "temp_c": "probe.t"}})})
+    payload = {"T1": 20.5, "T2": "21.5", "H": None, "mV": 3_600, "probe": {"t": 27.0}}
+    assert flat.values("m", payload) == ({"air_temp_c": "21.5", "battery_v": 3.6}, [])
+    assert nested.values("m", payload) == ({"air_temp_c": "21.5", "battery_v": 3.6, "temp_c": 27.0}, [])
+    assert flat.values("m", {"T1": 20.5}) == ({"air_temp_c": 20.5}, [])
+    values, [refused] = flat.values("m", {"mV": "low"})
+    assert (values, refused.reason, str(refused)) == ({}, Reason.BAD_TYPE, "battery_v: 'low' is not a number")
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored", "refusal"),
+    [
+        (24.5, "air_temp_c=24.5", None),
+        (" 24.5 ", "air_temp_c=24.5", None),  # a codec's numeric text, padded
+        (25, "air_temp_c=25.0", None),
+        ("nan", None, (Reason.OUT_OF_RANGE, "air_temp_c: nan is not a finite number")),
+        ("1e999", None, (Reason.OUT_OF_RANGE, "air_temp_c: inf is not a finite number")),
+        (float("-inf"), None, (Reason.OUT_OF_RANGE, "air_temp_c: -inf is not a finite number")),
+        ("99", None, (Reason.OUT_OF_RANGE, "air_temp_c: 99.0 is outside -10..60 °C")),
+        ("warm", None, (Reason.BAD_TYPE, "air_temp_c: 'warm' is not a number")),
+        (True, None, (Reason.BAD_TYPE, "air_temp_c: bool 'True' is not a number")),
+    ],
+)
+def test_the_sink_checks_every_value_as_the_native_schema_does(
+    raw: Any, stored: str | None, refusal: tuple[Reason, str] | None
+) -> None:
+    from ingest.registry import RegisteredDevice
+    from ingest.sources.sink import ReadingSink
+
+    trap = Registry([DeviceTags("t", Kind.LIGHT_TRAP, "ben_tre", "ba_tri", "field", "none", "active")]).by_id["t"]
+    assert isinstance(trap, RegisteredDevice)
+    out = BatchBuilder()
+    values = {"air_temp_c": raw, "bph_count": 7}
+    assert ReadingSink().reading("t/x", b"{}", trap, NOW, 1, values, now_ms=NOW, out=out)
+    fields = out.lines[0].split(" ")[1]
+    assert "bph_count=7i" in fields
+    assert (stored in fields) if stored else ("air_temp_c" not in fields)
+    got = [(r.reason, r.detail) for r in out.rejections]
+    assert got == ([] if refusal is None else [(refusal[0], refusal[1] + "; the rest of the reading was stored")])
+
+
+@pytest.mark.parametrize(("raw", "ok"), [(7, True), (7.0, True), ("7", True), (7.5, False), (-1, False), (True, False)])
+def test_a_whole_number_field_takes_whole_numbers_only(raw: Any, ok: bool) -> None:
+    from ingest.sources.sink import ReadingSink
+
+    trap = Registry([DeviceTags("t", Kind.LIGHT_TRAP, "ben_tre", "ba_tri", "field", "none", "active")]).by_id["t"]
+    out = BatchBuilder()
+    ReadingSink().reading("t/x", b"{}", trap, NOW, 1, {"bph_count": raw, "air_temp_c": 20.0}, now_ms=NOW, out=out)
+    assert ("bph_count=7i" in out.lines[0]) is ok
+    assert (out.rejections == []) is ok
