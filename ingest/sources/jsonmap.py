@@ -56,6 +56,7 @@ _INT_TO_MS: Final[dict[str, tuple[int, int]]] = {
 _DIGITS: Final = 24
 """Digits before the point beyond any time in any unit (refused before any arithmetic on them)."""
 _decode_json = msgspec.json.Decoder().decode
+_ABSENT: Final = object()
 
 
 class _Refusal(Exception):
@@ -164,37 +165,51 @@ class JsonMap:
             out.reject(Rejection(topic, exc.reason, str(exc), payload))
             return
         by_time: dict[int, dict[str, Any]] = {}
+        name_path, value_path, time_path = records.name, records.value, records.time
+        name_dotted, value_dotted = "." in name_path, "." in value_path
         for i, record in enumerate(array):
-            if not isinstance(record, dict):
+            if type(record) is not dict:
                 detail = f"record {i} is {_kind(record)}, not a JSON object"
                 out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
                 continue
-            name = lookup(record, records.name)
-            if not isinstance(name, str | int) or isinstance(name, bool):
+            name = record.get(name_path, _ABSENT)  # lookup(), inline: the key as it is, else the dotted path
+            if name is _ABSENT and name_dotted:
+                name = lookup(record, name_path)
+            kind = type(name)
+            if kind is not str and kind is not int:
                 continue  # not a quantity: a vendor's metadata record
             at = ts
-            if records.time is not None:
-                raw = lookup(record, records.time)
-                if raw is None or not _json(raw):
-                    pass  # the record has no time of its own: the message's
-                elif isinstance(raw, str | int | float) and not isinstance(raw, bool):
-                    try:
-                        at = time_ms(raw, self._time_format)
-                    except (ValueError, OverflowError):
-                        detail = f"record {i}: {records.time} {str(raw)[:40]!r} is not a {self._time_format} time"
-                        out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
-                        continue
-                elif isinstance(raw, dict | list | bool):
-                    detail = f"record {i}: {records.time} is {_kind(raw)}, not a {self._time_format} time"
-                    out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, payload))
+            if time_path is not None:
+                try:
+                    at = self._record_time(record, time_path, i, ts)
+                except _Refusal as exc:
+                    out.reject(Rejection(topic, exc.reason, str(exc), payload))
                     continue
-            value = lookup(record, records.value)
-            by_time.setdefault(at, {})[str(name)] = value if _json(value) else None
+            value = record.get(value_path, _ABSENT)
+            if value is _ABSENT and value_dotted:
+                value = lookup(record, value_path)
+            obj = by_time.get(at)
+            if obj is None:
+                obj = by_time[at] = {}
+            obj[name if kind is str else str(name)] = value if type(value) in _KINDS else None  # absent: None
         if not by_time:
             self._ignore("no_records")
             return
         for at, obj in by_time.items():
             self._store(topic, payload, device, at, seq, obj, "", now_ms, out)
+
+    def _record_time(self, record: dict[str, Any], path: str, i: int, ts: int) -> int:
+        """Record ``i``'s own time at ``path`` as ms (absent: ``ts``, the message's), or :class:`_Refusal`."""
+        raw = lookup(record, path)
+        if raw is None or not _json(raw):
+            return ts
+        if isinstance(raw, dict | list | bool):
+            raise _Refusal(Reason.BAD_TIMESTAMP, f"record {i}: {path} is {_kind(raw)}, not a {self._time_format} time")
+        try:
+            return time_ms(raw, self._time_format)
+        except (ValueError, OverflowError):
+            detail = f"record {i}: {path} {str(raw)[:40]!r} is not a {self._time_format} time"
+            raise _Refusal(Reason.BAD_TIMESTAMP, detail) from None
 
     def _device(self, topic: str, obj: Mapping[str, Any]) -> RegisteredDevice:
         """The registered device the message names, or :class:`_Refusal`."""
@@ -236,6 +251,8 @@ class JsonMap:
         if self._seq is None:
             return 0
         raw = lookup(obj, self._seq)
+        if type(raw) is int and raw >= 0:  # the usual counter
+            return raw
         if raw is None or not _json(raw):
             return 0
         whole_text = isinstance(raw, str) and raw.strip().isdigit() and raw.isascii()

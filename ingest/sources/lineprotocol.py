@@ -247,10 +247,80 @@ def _point(found: re.Match[str], line: int) -> Point:
     return Point(line, measurement, tags, fields, _timestamp(stamp))
 
 
+_PLAIN_BREAKERS: Final = ("\\", '"', "\t", "\r")
+"""Characters only the full parser reads: escapes, strings (which may span lines), tabs and CRs."""
+
+
+def _plain_point(text: str, line: int) -> Point | None:
+    """The point of a plain line (no escape, string, tab or CR; not blank): ``m[,k=v…] f=v[,f=v…][ ts]``
+    with single spaces, as :data:`_LINE` reads it; None when it is anything else (the full parser
+    then reads it and says what is wrong). A value out of range is :class:`_Bad`, as in :func:`_point`."""
+    parts = text.split(" ")
+    n = len(parts)
+    if n == 3:
+        head, raw_fields, stamp = parts
+        digits = stamp[1:] if stamp[:1] == "-" else stamp
+        if not (digits.isdigit() and digits.isascii()):
+            return None
+    elif n == 2:
+        head, raw_fields = parts
+        stamp = None
+    else:
+        return None
+    measurement, comma, raw_tags = head.partition(",")
+    if not measurement or not raw_fields:
+        return None
+    tags: dict[str, str] = {}
+    if comma:
+        for tag in raw_tags.split(","):
+            key, _, value = tag.partition("=")
+            if not key or not value or "=" in value:
+                return None
+            tags[key] = value
+    fields: dict[str, FieldValue] = {}
+    for field_ in raw_fields.split(","):
+        key, _, raw = field_.partition("=")
+        if not key or not raw:
+            return None
+        if raw[-1] in _DIGITS and raw[0] in _FLOAT_START and raw.isascii() and "_" not in raw:
+            try:  # the usual field, inline: a finite float (what _value reads it as)
+                number = float(raw)
+            except ValueError:
+                pass
+            else:
+                if number not in _INFINITE:
+                    fields[key] = number
+                    continue
+        fields[key] = _value(key, raw)
+    return Point(line, measurement, tags, fields, None if stamp is None else _timestamp(stamp))
+
+
 def parse(text: str) -> Iterator[Point | LineError]:
     """Every line of ``text``: a :class:`Point`, or a :class:`LineError`. Blank and comment lines are
     skipped; line numbers count from 1 (a string field's newline is inside its line)."""
-    pos, line, end = 0, 1, len(text)
+    if any(c in text for c in _PLAIN_BREAKERS):
+        yield from _parse(text, 1)
+        return
+    for line, line_text in enumerate(text.split("\n"), 1):  # the usual message: plain lines, split at once
+        if not line_text or line_text[0] in " #":
+            if line_text.lstrip(" ")[:1] in ("", "#"):
+                continue  # blank or a comment
+            yield from _parse(line_text, line)
+            continue
+        try:
+            point = _plain_point(line_text, line)
+        except _Bad as exc:
+            yield LineError(line, str(exc), line_text)
+            continue
+        if point is None:
+            yield from _parse(line_text, line)
+        else:
+            yield point
+
+
+def _parse(text: str, line: int) -> Iterator[Point | LineError]:
+    """:func:`parse` by the full grammar, the first line numbered ``line``."""
+    pos, end = 0, len(text)
     while pos < end:
         if text[pos] in _SKIPPED:
             blank = _BLANK(text, pos)
@@ -325,6 +395,7 @@ class InfluxLineProtocol:
         readings: dict[tuple[int, int], _Reading] = {}
         unknown: dict[str, list[int]] = {}
         bad = 0
+        tag, named, to_ms = self._tag or "", self._devices.named, self._to_ms
         for item in parse(text):
             if isinstance(item, LineError):
                 bad += 1
@@ -334,20 +405,20 @@ class InfluxLineProtocol:
                 continue
             device = by_topic
             if device is None:
-                name = item.tags.get(self._tag or "", "")
-                device = self._devices.named(name)
+                name = item.tags.get(tag, "")
+                device = named(name)
                 if device is None:
                     unknown.setdefault(name, []).append(item.line)
                     continue
-            ts = now_ms if item.time is None else self._to_ms(item.time)
+            ts = now_ms if item.time is None else to_ms(item.time)
             reading = readings.get((device.index, ts))
             if reading is None:
                 reading = readings[(device.index, ts)] = _Reading(device, ts, [])
             reading.lines.append(item.line)
-            values, m = reading.values, item.measurement
-            for key, value in item.fields.items():
-                values[key] = value
-                values[f"{m}.{key}"] = value
+            values, fields, prefix = reading.values, item.fields, f"{item.measurement}."
+            values.update(fields)  # each field as ``f`` (the last line's) and as ``m.f``
+            for key, value in fields.items():
+                values[prefix + key] = value
         if bad > MAX_LINE_REFUSALS:
             detail = f"{bad - MAX_LINE_REFUSALS} more lines do not parse (only the first {MAX_LINE_REFUSALS} are named)"
             out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))

@@ -38,15 +38,18 @@ from ingest.sources.sink import ReadingSink
 T = TypeVar("T")
 
 
-class _Gateway(msgspec.Struct):
+# The envelopes are decoded from JSON (no reference cycles): gc=False spares the collector tracking them.
+
+
+class _Gateway(msgspec.Struct, gc=False):
     rssi: float | None = None
 
 
-class _DeviceInfo(msgspec.Struct, rename="camel"):
+class _DeviceInfo(msgspec.Struct, rename="camel", gc=False):
     dev_eui: str = ""
 
 
-class ChirpStackEvent(msgspec.Struct, rename="camel"):
+class ChirpStackEvent(msgspec.Struct, rename="camel", gc=False):
     """What ingest reads of a ChirpStack v4 event (``up`` or ``status``); the rest is ignored."""
 
     device_info: _DeviceInfo = msgspec.field(default_factory=_DeviceInfo)
@@ -59,19 +62,19 @@ class ChirpStackEvent(msgspec.Struct, rename="camel"):
     external_power_source: bool | None = None
 
 
-class _TtsIds(msgspec.Struct):
+class _TtsIds(msgspec.Struct, gc=False):
     device_id: str = ""
     dev_eui: str | None = None
 
 
-class _TtsUplink(msgspec.Struct):
+class _TtsUplink(msgspec.Struct, gc=False):
     f_cnt: int | None = None
     decoded_payload: dict[str, Any] | None = None
     rx_metadata: list[_Gateway] | None = None
     received_at: datetime | None = None
 
 
-class TtsUplink(msgspec.Struct):
+class TtsUplink(msgspec.Struct, gc=False):
     """What ingest reads of a The Things Stack v3 uplink."""
 
     end_device_ids: _TtsIds = msgspec.field(default_factory=_TtsIds)
@@ -94,8 +97,13 @@ def _ms(at: datetime | None, now_ms: int) -> int:
 
 
 def _best_rssi(gateways: list[_Gateway] | None) -> float | None:
-    values = [g.rssi for g in gateways or () if g.rssi is not None]
-    return max(values) if values else None
+    """The strongest gateway's RSSI (None: no gateway gives one)."""
+    best: float | None = None
+    for gateway in gateways or ():
+        rssi = gateway.rssi
+        if rssi is not None and (best is None or rssi > best):
+            best = rssi
+    return best
 
 
 class _LoRaWAN:

@@ -74,11 +74,13 @@ class _Target:
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    """A model's targets, and (when no path has dots) which targets each payload key feeds."""
+    """A model's targets, which targets each payload key feeds, and the targets' dotted paths."""
 
     targets: tuple[_Target, ...]
-    by_key: dict[str, tuple[tuple[int, int], ...]] | None
-    """Payload key → (target index, its rank among the target's paths); None with dotted paths."""
+    by_key: dict[str, tuple[tuple[int, int], ...]]
+    """Payload key (a path taken whole) → (target index, the path's rank among the target's)."""
+    dotted: tuple[tuple[int, tuple[tuple[int, str, tuple[str, ...]], ...]], ...]
+    """(target index, its dotted paths as (rank, path, parts)) of targets that have any."""
 
 
 def _compile(model: Model) -> _Compiled:
@@ -87,17 +89,15 @@ def _compile(model: Model) -> _Compiled:
         paths = tuple((p, tuple(p.split(".")) if "." in p else None) for p in where.path)
         convert = converter(FIELD_SPECS[name].unit, where.unit) if where.unit is not None else None
         targets.append(_Target(name, paths, where.unit, convert))
-    by_key: dict[str, tuple[tuple[int, int], ...]] | None = {}
+    by_key: dict[str, tuple[tuple[int, int], ...]] = {}
+    dotted = []
     for i, t in enumerate(targets):
-        for rank, (path, parts) in enumerate(t.paths):
-            if parts is not None:
-                by_key = None
-                break
-            assert by_key is not None
+        for rank, (path, _) in enumerate(t.paths):
             by_key[path] = (*by_key.get(path, ()), (i, rank))
-        if by_key is None:
-            break
-    return _Compiled(tuple(targets), by_key)
+        walks = tuple((rank, path, parts) for rank, (path, parts) in enumerate(t.paths) if parts is not None)
+        if walks:
+            dotted.append((i, walks))
+    return _Compiled(tuple(targets), by_key, tuple(dotted))
 
 
 class FieldMapper:
@@ -134,7 +134,7 @@ class FieldMapper:
                         self._put(out, refused, key, raw, given, self._converter(key, given))
             return out, refused
         targets, by_key = compiled.targets, compiled.by_key
-        if by_key is not None and len(obj) < len(targets):  # a small payload, a big model: walk the payload
+        if len(obj) < len(targets):  # a small payload, a big model: walk the payload's keys
             found: dict[int, tuple[int, str, Any]] = {}
             for key, raw in obj.items():
                 hits = by_key.get(key)
@@ -143,6 +143,16 @@ class FieldMapper:
                 for i, rank in hits:
                     if i not in found or rank < found[i][0]:
                         found[i] = (rank, key, raw)
+            for i, walks in compiled.dotted:  # a dotted path into a nested object, if it ranks before
+                best = found[i][0] if i in found else len(targets[i].paths)
+                for rank, dotted_path, steps in walks:
+                    if rank >= best:
+                        break
+                    if steps[0] in obj:
+                        raw = _walk(obj, steps)
+                        if raw is not _MISSING and raw is not None:
+                            found[i] = (rank, dotted_path, raw)
+                            break
             for i in sorted(found):
                 _, path, raw = found[i]
                 self._take(out, refused, targets[i], path, raw, units)
@@ -151,7 +161,7 @@ class FieldMapper:
         for t in targets:
             for path, parts in t.paths:
                 raw = get(path, _MISSING)
-                if raw is _MISSING and parts is not None:
+                if raw is _MISSING and parts is not None and parts[0] in obj:
                     raw = _walk(obj, parts)
                 if raw is not _MISSING and raw is not None:
                     self._take(out, refused, t, path, raw, units)

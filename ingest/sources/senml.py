@@ -42,14 +42,16 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import cbor2
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
@@ -72,10 +74,15 @@ CBOR_LABELS: Final = {
 """RFC 8428 §6: CBOR's integer labels (the table is conclusive; extensions use text labels)."""
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*")
+_NAME_CHARS: Final = re.compile(r"[A-Za-z0-9\-:./_]*")
+_ALNUM: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _SEPARATORS: Final = ":/._-"
 _CBOR_SELF_DESCRIBED: Final = b"\xd9\xd9\xf7"
 _VALUES: Final = ("v", "vs", "vb", "vd")
-_BASES: Final = frozenset(("bn", "bt", "bu", "bv", "bs", "bver"))
+_T_MS: Final = itemgetter(3)
+_PARTS_MAX: Final = 4096
+_parts: set[str] = set()
+"""Names (``n``) seen to be of SenML's characters only, at most :data:`_PARTS_MAX` (then forgotten)."""
 
 
 class PackError(ValueError):
@@ -85,6 +92,32 @@ class PackError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One record's labels read and type-checked (RFC 8428 §5, §6); UNSET where absent. JSON packs
+    decode straight into it, unless they have other labels; ``vd`` is bytes when it came from CBOR."""
+
+    bn: str | UnsetType = UNSET
+    bt: float | UnsetType = UNSET
+    bu: str | UnsetType = UNSET
+    bv: float | UnsetType = UNSET
+    bs: float | UnsetType = UNSET
+    bver: int | UnsetType = UNSET
+    n: str = ""
+    u: str | UnsetType = UNSET
+    v: float | UnsetType = UNSET
+    vs: str | UnsetType = UNSET
+    vb: bool | UnsetType = UNSET
+    vd: str | UnsetType = UNSET
+    s: float | UnsetType = UNSET
+    t: float = 0.0
+    ut: Any = UNSET
+    """Not read (nor ``l``): decoded only to be checked as JSON as other packs are."""
+    l: Any = UNSET  # noqa: E741 (RFC 8428's label)
+
+
+_JSON_PACK: Final = msgspec.json.Decoder(list[_Record])
 
 
 class Resolved(NamedTuple):
@@ -156,7 +189,7 @@ _CHECKS: Final[dict[str, Callable[[str, Any, int], Any]]] = {
 """Each label read, with its type (RFC 8428 §5 and §6); ``ut`` and ``l`` are not read."""
 
 
-def _labels(raw: Mapping[Any, Any], i: int) -> dict[str, Any]:
+def _labels(raw: Mapping[Any, Any], i: int) -> _Record:
     """One record's labels read and type-checked (CBOR's integer labels as their names)."""
     record: dict[str, Any] = {}
     for key, value in raw.items():
@@ -169,70 +202,143 @@ def _labels(raw: Mapping[Any, Any], i: int) -> dict[str, Any]:
         elif label.endswith("_"):
             detail = f"record {i}: label {label[:40]!r} must be understood (RFC 8428 §4.4) and is not"
             raise PackError(Reason.BAD_SHAPE, detail)
-    return record
+    return _Record(**record)
 
 
 def resolve(pack: Any, now_ms: int) -> list[Resolved]:
     """A decoded pack's records resolved (RFC 8428 §4.6) in chronological order; :class:`PackError`
     when it is not a SenML pack. Records with neither value nor sum are left out."""
+    return [Resolved._make(r) for r in _resolve(_checked(pack), now_ms)]
+
+
+Row = tuple[str, str, str | None, int, str | None, Any, float | None]
+"""A resolved record as a plain tuple, in :class:`Resolved`'s order."""
+
+
+def _checked(pack: Any) -> Iterator[_Record]:
+    """The records of a decoded pack, each type-checked as it is reached (so errors come in record order)."""
     if not isinstance(pack, list | tuple):
         raise PackError(Reason.BAD_SHAPE, f"not a SenML pack: expected an array of records, not {type(pack).__name__}")
     if len(pack) > MAX_RECORDS:
         raise PackError(Reason.TOO_LARGE, f"{len(pack)} records in one pack; the limit is {MAX_RECORDS}")
+    return (_record(raw, i) for i, raw in enumerate(pack))
+
+
+def _record(raw: Any, i: int) -> _Record:
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: expected an object, not {type(raw).__name__}")
+    return _labels(raw, i)
+
+
+def _json_records(payload: bytes) -> list[_Record] | None:
+    """A JSON pack decoded and type-checked in one step, or None when it needs :func:`parse` and
+    :func:`_checked` (CBOR, anything malformed, a label we do not read: they say why)."""
+    body = payload[3:] if payload.startswith(_CBOR_SELF_DESCRIBED) else payload
+    if body and 0x80 <= body[0] <= 0x9F:
+        return None
+    try:
+        records = _JSON_PACK.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(records) > MAX_RECORDS:
+        raise PackError(Reason.TOO_LARGE, f"{len(records)} records in one pack; the limit is {MAX_RECORDS}")
+    return records
+
+
+def _kind(r: _Record, i: int) -> tuple[str | None, Any]:
+    """The record's value field and value, or (None, None); :class:`PackError` when it has two."""
+    found = [(k, getattr(r, k)) for k in _VALUES if getattr(r, k) is not UNSET]
+    if len(found) > 1:
+        raise PackError(Reason.BAD_SHAPE, f"record {i}: more than one value ({found[0][0]}, {found[1][0]})")
+    return found[0] if found else (None, None)
+
+
+def _name_ok(base_ok: bool, bn: str, n: str) -> bool:
+    """Whether ``bn + n`` is a SenML name, given whether ``bn`` (non-empty) is one."""
+    if bn and not base_ok:
+        return False
+    if not bn and (not n or n[0] not in _ALNUM):
+        return False
+    if n in _parts:
+        return True
+    if _NAME_CHARS.fullmatch(n) is None:
+        return False
+    if len(_parts) >= _PARTS_MAX:
+        _parts.clear()
+    _parts.add(n)
+    return True
+
+
+def _resolve(records: Iterable[_Record], now_ms: int) -> list[Row]:
+    """:func:`resolve`'s work on type-checked records, as plain tuples."""
     bn, bt = "", 0.0
+    base_ok = False
     bu: str | None = None
     bv: float | None = None
     bs: float | None = None
     version: int | None = None
-    out: list[Resolved] = []
-    names: set[str] = set()
-    for i, raw in enumerate(pack):
-        if type(raw) is not dict and not isinstance(raw, Mapping):
-            raise PackError(Reason.BAD_SHAPE, f"record {i}: expected an object, not {type(raw).__name__}")
-        rec = _labels(raw, i)
-        if not _BASES.isdisjoint(rec):
-            if "bver" in rec:
-                if version is not None and rec["bver"] != version:
-                    detail = f"record {i}: bver {rec['bver']} differs from the pack's {version}"
-                    raise PackError(Reason.BAD_SHAPE, detail)
-                version = rec["bver"]
-            bn = rec.get("bn", bn)
-            bt = rec.get("bt", bt)
-            bu = rec.get("bu", bu)
-            bv = rec.get("bv", bv)
-            bs = rec.get("bs", bs)
-        kind: str | None = None
-        for k in _VALUES:
-            if k in rec:
-                if kind is not None:
-                    raise PackError(Reason.BAD_SHAPE, f"record {i}: more than one value ({kind}, {k})")
-                kind = k
-        value = rec[kind] if kind is not None else None
-        if kind == "v" and bv is not None:
-            value = bv + rec["v"]
-        elif kind is None and bv is not None:  # a missing Value counts as zero: the base value alone
-            kind, value = "v", bv
-        total = rec["s"] + (bs or 0.0) if "s" in rec else bs
+    out: list[Row] = []
+    ordered = True
+    at: float | None = None
+    t_ms = last = -(1 << 62)
+    for i, r in enumerate(records):
+        if (
+            r.bn is not UNSET or r.bt is not UNSET or r.bu is not UNSET
+            or r.bv is not UNSET or r.bs is not UNSET or r.bver is not UNSET
+        ):  # fmt: skip
+            if r.bver is not UNSET:
+                _version("bver", r.bver, i)
+                if version is not None and r.bver != version:
+                    raise PackError(Reason.BAD_SHAPE, f"record {i}: bver {r.bver} differs from the pack's {version}")
+                version = r.bver
+            if r.bn is not UNSET and r.bn != bn:
+                bn = r.bn
+                base_ok = _NAME.fullmatch(bn) is not None
+            if r.bt is not UNSET:
+                bt = r.bt
+            if r.bu is not UNSET:
+                bu = r.bu
+            if r.bv is not UNSET:
+                bv = r.bv
+            if r.bs is not UNSET:
+                bs = r.bs
+        kind: str | None
+        value = r.v
+        if value is not UNSET and r.vs is UNSET and r.vb is UNSET and r.vd is UNSET:  # the common record
+            kind = "v"
+            if bv is not None:
+                value = bv + value
+        else:
+            kind, value = _kind(r, i)
+            if kind == "v" and bv is not None:
+                value = bv + value
+            elif kind is None and bv is not None:  # a missing Value counts as zero: the base value alone
+                kind, value = "v", bv
+        total = bs if r.s is UNSET else r.s + (bs or 0.0)
         if kind is None and total is None:
             continue
-        name = rec.get("n", "")
-        full = bn + name
-        if full not in names:
+        name = r.n
+        if not (base_ok and name in _parts) and not _name_ok(base_ok, bn, name):
+            full = bn + name
             if not full:
                 raise PackError(Reason.BAD_SHAPE, f"record {i}: no name (neither bn nor n)")
-            if not _NAME.fullmatch(full):
-                detail = (f"record {i}: name {full[:60]!r} is not a SenML name (RFC 8428 §4.5.1: "
-                          "letters, digits and - : . / _, starting with a letter or digit)")  # fmt: skip
-                raise PackError(Reason.BAD_SHAPE, detail)
-            names.add(full)
-        seconds = bt + rec.get("t", 0.0)
-        if not math.isfinite(seconds * 1000):
-            raise PackError(Reason.BAD_TIMESTAMP, f"record {i}: time {seconds} is not a time")
-        t_ms = round(seconds * 1000)
-        if seconds < RELATIVE_BELOW:
-            t_ms += now_ms
-        out.append(Resolved(bn, name, rec.get("u", bu) or None, t_ms, kind, value, total))
-    out.sort(key=lambda r: r.t_ms)
+            detail = (f"record {i}: name {full[:60]!r} is not a SenML name (RFC 8428 §4.5.1: "
+                      "letters, digits and - : . / _, starting with a letter or digit)")  # fmt: skip
+            raise PackError(Reason.BAD_SHAPE, detail)
+        seconds = bt + r.t
+        if seconds != at:  # records of a pack mostly share their time
+            if not math.isfinite(seconds * 1000):
+                raise PackError(Reason.BAD_TIMESTAMP, f"record {i}: time {seconds} is not a time")
+            at = seconds
+            t_ms = round(seconds * 1000)
+            if seconds < RELATIVE_BELOW:
+                t_ms += now_ms
+            if t_ms < last:
+                ordered = False
+            last = t_ms
+        out.append((bn, name, (bu if r.u is UNSET else r.u) or None, t_ms, kind, value, total))
+    if not ordered:
+        out.sort(key=_T_MS)
     return out
 
 
@@ -277,25 +383,41 @@ class SenML:
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
-            records = resolve(parse(payload), now_ms)
+            records = _json_records(payload)
+            rows = _resolve(_checked(parse(payload)) if records is None else records, now_ms)
         except PackError as exc:
             out.reject(Rejection(topic, exc.reason, exc.detail, payload))
             return
         devices: dict[str, _Device] = {}
-        known: dict[tuple[str, str], tuple[str, str]] = {}
-        for r in records:
-            where = known.get((r.base, r.name))
-            if where is None:
-                where = known[(r.base, r.name)] = self._identify(r.base, r.name, devices)
-            label, key = where
-            if r.kind is None:  # a sum alone: not a reading of ours
-                continue
-            key = key or r.unit or ""
-            values, units = devices[label].times.setdefault(r.t_ms, ({}, {}))
-            values[key] = r.value if r.kind != "vd" or isinstance(r.value, bytes) else r.value.encode()
-            if r.unit is not None:
-                units[key] = r.unit
+        named: dict[str, tuple[str, str]] = {}
+        based = based_label = ""
+        at: tuple[str, int] | None = None
+        values: dict[str, Any] = {}
+        units: dict[str, str] = {}
+        for base, name, unit, t_ms, kind, value, _ in rows:
+            if base:
+                if base != based:
+                    based, based_label = base, self._device(base.rstrip(_SEPARATORS), devices)
+                label, key = based_label, name
             else:
+                where = named.get(name)
+                if where is None:
+                    where = named[name] = self._identify(name, devices)
+                label, key = where
+            if kind is None:  # a sum alone: not a reading of ours
+                continue
+            key = key or unit or ""
+            if at is None or at[0] != label or at[1] != t_ms:
+                at = (label, t_ms)
+                times = devices[label].times
+                group = times.get(t_ms)
+                if group is None:
+                    group = times[t_ms] = ({}, {})
+                values, units = group
+            values[key] = value if kind != "vd" or isinstance(value, bytes) else value.encode()
+            if unit is not None:
+                units[key] = unit
+            elif units:
                 units.pop(key, None)
         if not devices:
             out.reject(Rejection(topic, Reason.MISSING_FIELD, "the pack has no record with a value", payload))
@@ -307,21 +429,24 @@ class SenML:
             else:
                 self._readings(topic, payload, label, d.found, d.times, now_ms, out)
 
-    def _identify(self, base: str, name: str, devices: dict[str, _Device]) -> tuple[str, str]:
-        """(device name, the record's key relative to it); the device is added to ``devices``."""
+    def _device(self, label: str, devices: dict[str, _Device]) -> str:
+        """``label``, its device looked up and added to ``devices`` if it is not there yet."""
+        if label not in devices:
+            devices[label] = _Device(self._registry.external("senml", label), {})
+        return label
+
+    def _identify(self, name: str, devices: dict[str, _Device]) -> tuple[str, str]:
+        """(device name, the record's key relative to it) of a record without a base name; the
+        device is added to ``devices``."""
         registry = self._registry
-        if base:
-            label, key = base.rstrip(_SEPARATORS), name
-            found = registry.external("senml", label)
-        else:
-            label, key = name.rstrip(_SEPARATORS), ""
-            found = registry.external("senml", label)
-            cut = max(label.rfind(":"), label.rfind("/"))
-            if found is None and cut > 0:
-                prefix = label[:cut].rstrip(_SEPARATORS)
-                found = registry.external("senml", prefix)
-                if found is not None:
-                    label, key = prefix, label[cut + 1 :]
+        label, key = name.rstrip(_SEPARATORS), ""
+        found = registry.external("senml", label)
+        cut = max(label.rfind(":"), label.rfind("/"))
+        if found is None and cut > 0:
+            prefix = label[:cut].rstrip(_SEPARATORS)
+            found = registry.external("senml", prefix)
+            if found is not None:
+                label, key = prefix, label[cut + 1 :]
         if label not in devices:
             devices[label] = _Device(found, {})
         return label, key

@@ -73,11 +73,16 @@ _INTEGER_BITS: Final[dict[int, int]] = {
 _TEXT: Final[frozenset[int]] = frozenset({DataType.String, DataType.Text, DataType.UUID})
 _FLOATS: Final[frozenset[int]] = frozenset({DataType.Float, DataType.Double})
 _BOOLEAN: Final = int(DataType.Boolean)
+_DOUBLE: Final = int(DataType.Double)
 _UNKNOWN: Final = int(DataType.Unknown)
 _FLOAT32: Final = struct.Struct("<f")
 _NAMES: Final[dict[int, str]] = {v: k for k, v in DataType.items()}
 _SKIP: Final = object()
 """A metric that is not a reading (DataSet, Template, Bytes, File, arrays, transient)."""
+
+
+Groups = dict[int, tuple[dict[str, Any], dict[str, str]]]
+"""A message's values by time: each time's metric name → value, and name → unit (where one is declared)."""
 
 
 class Unreadable:
@@ -384,8 +389,8 @@ class SparkplugB:
         """A birth's online status and the current values it carries."""
         ts = msg.timestamp if msg.HasField("timestamp") else now_ms
         self._sink.status(topic, payload, device, ts, True, {}, now_ms=now_ms, out=out)
-        metrics, nameless, _ = _resolve(msg, births, birth=True)
-        self._readings(topic, payload, msg, device, metrics, nameless, now_ms, out, birth=True)
+        groups, nameless, _ = _groups(msg, births, ts, birth=True)
+        self._readings(topic, payload, msg, device, groups, nameless, now_ms, out, birth=True)
 
     def _ndeath(
         self, topic: str, payload: bytes, msg: Payload, key: tuple[str, str], now_ms: int, out: BatchBuilder
@@ -452,11 +457,12 @@ class SparkplugB:
         if births is None:
             self._unreadable(topic, payload, key, node, f"no DBIRTH of device {name!r} in this session", now_ms, out)
             return
-        metrics, nameless, undeclared = _resolve(msg, births, birth=False)
+        default_ts = msg.timestamp if msg.HasField("timestamp") else now_ms
+        groups, nameless, undeclared = _groups(msg, births, default_ts, birth=False)
         if undeclared is not None:
             self._unreadable(topic, payload, key, node, f"{undeclared} was not declared by a birth", now_ms, out)
             return
-        self._readings(topic, payload, msg, device, metrics, nameless, now_ms, out, birth=False)
+        self._readings(topic, payload, msg, device, groups, nameless, now_ms, out, birth=False)
 
     def _readings(
         self,
@@ -464,28 +470,18 @@ class SparkplugB:
         payload: bytes,
         msg: Payload,
         device: RegisteredDevice,
-        metrics: list[tuple[Payload.Metric, Declared]],
+        groups: Groups,
         nameless: int,
         now_ms: int,
         out: BatchBuilder,
         *,
         birth: bool,
     ) -> None:
-        """The message's metrics as readings, one per timestamp, by the device model's mapping."""
+        """The message's metrics (grouped by :func:`_groups`) as readings, one per timestamp, by the
+        device model's mapping."""
         if nameless:
             detail = f"{nameless} metric(s) with neither name nor alias cannot be attributed"
             out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
-        default_ts = msg.timestamp if msg.HasField("timestamp") else now_ms
-        groups: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
-        for m, declared in metrics:
-            value = value_of(m, declared.datatype)
-            if value is _SKIP:
-                continue
-            ts = m.timestamp if m.HasField("timestamp") else default_ts
-            values, units = groups.setdefault(ts, ({}, {}))
-            values[declared.name] = value
-            if declared.unit is not None:
-                units[declared.name] = declared.unit
         model = self._model or device.model
         seq = msg.seq if msg.HasField("seq") else 0
         mapped = False
@@ -512,36 +508,66 @@ def _declared(msg: Payload) -> Births:
     return births
 
 
-def _resolve(
-    msg: Payload, births: Births, *, birth: bool
-) -> tuple[list[tuple[Payload.Metric, Declared]], int, str | None]:
-    """Each metric with what its birth declared: (metrics, how many have neither name nor alias,
-    the first alias or name no birth declared). A birth declares its own metrics; DATA names them
-    by alias (or name), may leave the datatype out, and may give its own ``engUnit``."""
-    resolved: list[tuple[Payload.Metric, Declared]] = []
+def _groups(msg: Payload, births: Births, default_ts: int, *, birth: bool) -> tuple[Groups, int, str | None]:
+    """Each metric's value by what its birth declared, grouped by time (``default_ts`` when it has
+    none): (groups, how many have neither name nor alias, the first alias or name no birth
+    declared; the groups are then incomplete). A birth declares its own metrics; DATA names them by
+    alias (or name), may leave the datatype out, and may give its own ``engUnit``."""
+    groups: Groups = {}
     nameless = 0
+    by_alias = births.by_alias
+    at: int | None = None
+    values: dict[str, Any] = {}
+    units: dict[str, str] = {}
     for m in msg.metrics:
+        found: Declared | None
         if birth:
             name = m.name
             if not m.HasField("name") or not isinstance(name, str):
                 nameless += 1
                 continue
-            resolved.append((m, births.by_name[name]))
-            continue
-        if m.HasField("alias"):
-            found = births.by_alias.get(m.alias)
-            if found is None:
-                return resolved, nameless, f"alias {m.alias}"
-        elif m.HasField("name") and isinstance(m.name, str):
-            found = births.by_name.get(m.name)
-            if found is None:
-                return resolved, nameless, f"metric {m.name[:60]!r}"
+            found = births.by_name[name]
         else:
-            nameless += 1
-            continue
-        unit = _unit(m) if m.HasField("properties") else None
-        datatype = found.datatype or (m.datatype if m.HasField("datatype") else 0)
-        if (unit is not None and unit != found.unit) or datatype != found.datatype:
-            found = Declared(found.name, datatype, unit or found.unit)
-        resolved.append((m, found))
-    return resolved, nameless, None
+            alias = m.alias
+            if alias or m.HasField("alias"):
+                found = by_alias.get(alias)
+                if found is None:
+                    return groups, nameless, f"alias {alias}"
+            elif m.HasField("name") and isinstance(m.name, str):
+                found = births.by_name.get(m.name)
+                if found is None:
+                    return groups, nameless, f"metric {m.name[:60]!r}"
+            else:
+                nameless += 1
+                continue
+            if not found.datatype or m.HasField("properties"):
+                found = _redeclared(m, found)
+        datatype = found.datatype
+        value = m.double_value if datatype == _DOUBLE else None
+        if value is None or not (value or m.HasField("double_value")) or m.is_transient or m.is_null:
+            value = value_of(m, datatype)  # what the common metric (a Double, set, not null) saves
+            if value is _SKIP:
+                continue
+        ts = m.timestamp
+        if not ts and not m.HasField("timestamp"):
+            ts = default_ts
+        if ts != at:
+            at = ts
+            group = groups.get(ts)
+            if group is None:
+                group = groups[ts] = ({}, {})
+            values, units = group
+        values[found.name] = value
+        if found.unit is not None:
+            units[found.name] = found.unit
+    return groups, nameless, None
+
+
+def _redeclared(metric: Payload.Metric, found: Declared) -> Declared:
+    """What a DATA metric is, when it may say more than its birth: its own ``engUnit``, or the
+    datatype its birth left out."""
+    unit = _unit(metric) if metric.HasField("properties") else None
+    datatype = found.datatype or (metric.datatype if metric.HasField("datatype") else 0)
+    if (unit is not None and unit != found.unit) or datatype != found.datatype:
+        return Declared(found.name, datatype, unit or found.unit)
+    return found

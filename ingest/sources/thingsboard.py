@@ -71,6 +71,8 @@ class _Refusal(Exception):
 
 def _ts(raw: Any) -> int:
     """``ts`` as epoch milliseconds (an integer, as ThingsBoard reads it with ``getAsLong``)."""
+    if type(raw) is int:
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
         raise _Refusal(Reason.BAD_TIMESTAMP, f"ts {str(raw)[:40]!r} is not epoch milliseconds (an integer)")
     return int(raw)
@@ -88,25 +90,36 @@ def telemetry_sets(doc: Any) -> tuple[dict[int | None, dict[str, Any]], list[_Re
         raise _Refusal(Reason.TOO_LARGE, f"{len(items)} sets of values; at most {MAX_READINGS} a message")
     by_time: dict[int | None, dict[str, Any]] = {}
     refused: list[_Refusal] = []
+    in_array = isinstance(doc, list)
     for i, item in enumerate(items):
-        where = f"[{i}]: " if isinstance(doc, list) else ""
         if not isinstance(item, dict):
-            refused.append(_Refusal(Reason.BAD_SHAPE, f"{where}{type(item).__name__} is not an object of values"))
+            detail = f"{_where(i, in_array)}{type(item).__name__} is not an object of values"
+            refused.append(_Refusal(Reason.BAD_SHAPE, detail))
             continue
         if "ts" in item and "values" in item:
             try:
                 ts: int | None = _ts(item["ts"])
             except _Refusal as exc:
-                refused.append(_Refusal(exc.reason, f"{where}{exc}"))
+                refused.append(_Refusal(exc.reason, f"{_where(i, in_array)}{exc}"))
                 continue
             values = item["values"]
             if not isinstance(values, dict):
-                refused.append(_Refusal(Reason.BAD_SHAPE, f"{where}values is {type(values).__name__}, not an object"))
+                detail = f"{_where(i, in_array)}values is {type(values).__name__}, not an object"
+                refused.append(_Refusal(Reason.BAD_SHAPE, detail))
                 continue
         else:
             ts, values = None, item
-        by_time.setdefault(ts, {}).update(values)
+        merged = by_time.get(ts)
+        if merged is None:
+            by_time[ts] = dict(values)
+        else:
+            merged.update(values)
     return by_time, refused
+
+
+def _where(i: int, in_array: bool) -> str:
+    """What a refused set's detail starts with: its index in an array."""
+    return f"[{i}]: " if in_array else ""
 
 
 class ThingsBoard:
@@ -269,9 +282,10 @@ class ThingsBoard:
     def _values(self, device: RegisteredDevice, raw: dict[str, Any]) -> tuple[dict[str, Any], list[Refused]]:
         """Our fields of one set and the refused ones (a boolean is 0/1 for our 0/1 fields)."""
         values, refused = self._mapper.values(self._model or device.model, raw)
-        for name in _BOOLEAN_FIELDS.intersection(values):
-            if isinstance(values[name], bool):
-                values[name] = int(values[name])
+        if not _BOOLEAN_FIELDS.isdisjoint(values):
+            for name in _BOOLEAN_FIELDS.intersection(values):
+                if isinstance(values[name], bool):
+                    values[name] = int(values[name])
         return values, refused
 
 

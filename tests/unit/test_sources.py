@@ -288,11 +288,12 @@ def test_the_mapper_takes_the_first_path_present_whichever_way_it_walks() -> Non
     fields["battery_v"] = {"path": "mV", "unit": "mV"}
     fields |= {name: f"unused_{name}" for name in ("salinity_ppt", "ec_us_cm", "ph", "do_mg_l", "turbidity_ntu")}
     flat = FieldMapper({"m": Model.model_validate({"fields": fields})})
-    nested = FieldMapper({"m": Model.model_validate({"fields": {**fields, "temp_c": "probe.t"}})})
+    nested = FieldMapper({"m": Model.model_validate({"fields": {**fields, "temp_c": ["probe.t", "T1"]}})})
     payload = {"T1": 20.5, "T2": "21.5", "H": None, "mV": 3_600, "probe": {"t": 27.0}}
     assert flat.values("m", payload) == ({"air_temp_c": "21.5", "battery_v": 3.6}, [])
     assert nested.values("m", payload) == ({"air_temp_c": "21.5", "battery_v": 3.6, "temp_c": 27.0}, [])
     assert flat.values("m", {"T1": 20.5}) == ({"air_temp_c": 20.5}, [])
+    assert nested.values("m", {"T1": 20.5}) == ({"air_temp_c": 20.5, "temp_c": 20.5}, [])  # one key, two fields
     values, [refused] = flat.values("m", {"mV": "low"})
     assert (values, refused.reason, str(refused)) == ({}, Reason.BAD_TYPE, "battery_v: 'low' is not a number")
 
