@@ -33,16 +33,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
-from ingest.sources.config import Source
+from ingest.sources.config import FIELD_SPECS, Source
 from ingest.sources.identity import DeviceLookup
 from ingest.sources.sink import ReadingSink
+from ingest.sources.units import Convert
 
 MAX_LINE_REFUSALS: Final = 20
 """Lines of one message refused one by one; past it, one dead letter counts the rest."""
@@ -278,21 +279,44 @@ def _plain_point(text: str, line: int) -> Point | None:
                 return None
             tags[key] = value
     fields: dict[str, FieldValue] = {}
+    ascii_ = raw_fields.isascii()
     for field_ in raw_fields.split(","):
         key, _, raw = field_.partition("=")
         if not key or not raw:
             return None
-        if raw[-1] in _DIGITS and raw[0] in _FLOAT_START and raw.isascii() and "_" not in raw:
-            try:  # the usual field, inline: a finite float (what _value reads it as)
-                number = float(raw)
-            except ValueError:
-                pass
-            else:
-                if number not in _INFINITE:
-                    fields[key] = number
-                    continue
+        if ascii_:  # the usual fields, inline: what _value reads them as
+            last = raw[-1]
+            if last in _DIGITS:
+                if raw[0] in _FLOAT_START and "_" not in raw:
+                    try:
+                        number_f = float(raw)
+                    except ValueError:
+                        pass
+                    else:
+                        if number_f not in _INFINITE:  # a finite float
+                            fields[key] = number_f
+                            continue
+            elif last == "i":
+                body = raw[:-1]
+                if body.isdigit() or (body[:1] == "-" and body[1:].isdigit()):  # ASCII: [0-9]+
+                    number = int(body)
+                    if -_INT64 <= number < _INT64:  # an int64 (_value says what is wrong otherwise)
+                        fields[key] = number
+                        continue
         fields[key] = _value(key, raw)
-    return Point(line, measurement, tags, fields, None if stamp is None else _timestamp(stamp))
+    return _stamped(line, measurement, tags, fields, stamp)
+
+
+def _stamped(
+    line: int, measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], stamp: str | None
+) -> Point:
+    """The point, its timestamp (ASCII digits, perhaps signed) read; :class:`_Bad` out of int64's range."""
+    if stamp is None:
+        return Point(line, measurement, tags, fields, None)
+    time = int(stamp)
+    if not -_INT64 <= time < _INT64:
+        raise _Bad(f"timestamp {stamp} is outside the 64-bit integer range")
+    return Point(line, measurement, tags, fields, time)
 
 
 def parse(text: str) -> Iterator[Point | LineError]:
@@ -354,14 +378,32 @@ def _lines(numbers: list[int]) -> str:
     return f"lines {shown}{f', … ({len(numbers)} lines)' if len(numbers) > 10 else ''}"
 
 
+MAX_PLANS: Final = 1_024
+"""(model, measurement, field keys) whose mapping is remembered; keys come from payloads, so past it
+the map starts again."""
+
+_Plan = tuple[tuple[str, str, Convert | None], ...]
+"""Of one line: (our field, the line's field key, its converter or None to take the value as it is)."""
+
+
 @dataclass(slots=True)
 class _Reading:
-    """The lines of one device at one time, as the object the model maps."""
+    """The lines of one device at one time: the one line's point, or the object of several lines."""
 
     device: RegisteredDevice
     ts_ms: int
     lines: list[int]
-    values: dict[str, Any] = field(default_factory=dict)
+    point: Point
+    values: dict[str, Any] | None = None
+    """The object the model maps, once a second line joins the first (None: :attr:`point` alone)."""
+
+
+def _add(values: dict[str, Any], point: Point) -> None:
+    """A line's fields into the object the model maps: each as ``f`` (the last line's) and as ``m.f``."""
+    fields, prefix = point.fields, f"{point.measurement}."
+    values.update(fields)
+    for key, value in fields.items():
+        values[prefix + key] = value
 
 
 class InfluxLineProtocol:
@@ -379,6 +421,8 @@ class InfluxLineProtocol:
         self._devices = DeviceLookup(source.device, context.registry)
         self._tag = source.device.path
         self._to_ms = TO_MS[source.precision]
+        self._plans: dict[tuple[str, str, tuple[str, ...]], _Plan | None] = {}
+        """A one-line reading's mapping by (model, measurement, field keys), found once (None: the mapper's)."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
@@ -397,12 +441,13 @@ class InfluxLineProtocol:
         bad = 0
         tag, named, to_ms = self._tag or "", self._devices.named, self._to_ms
         for item in parse(text):
-            if isinstance(item, LineError):
+            if type(item) is LineError:
                 bad += 1
                 if bad <= MAX_LINE_REFUSALS:
                     detail = f"line {item.line}: {item.problem}: {item.text[:80]!r}"
                     out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
                 continue
+            assert type(item) is Point
             device = by_topic
             if device is None:
                 name = item.tags.get(tag, "")
@@ -411,14 +456,17 @@ class InfluxLineProtocol:
                     unknown.setdefault(name, []).append(item.line)
                     continue
             ts = now_ms if item.time is None else to_ms(item.time)
-            reading = readings.get((device.index, ts))
+            at = (device.index, ts)
+            reading = readings.get(at)
             if reading is None:
-                reading = readings[(device.index, ts)] = _Reading(device, ts, [])
+                readings[at] = _Reading(device, ts, [item.line], item)
+                continue
             reading.lines.append(item.line)
-            values, fields, prefix = reading.values, item.fields, f"{item.measurement}."
-            values.update(fields)  # each field as ``f`` (the last line's) and as ``m.f``
-            for key, value in fields.items():
-                values[prefix + key] = value
+            values = reading.values
+            if values is None:
+                values = reading.values = {}
+                _add(values, reading.point)
+            _add(values, item)
         if bad > MAX_LINE_REFUSALS:
             detail = f"{bad - MAX_LINE_REFUSALS} more lines do not parse (only the first {MAX_LINE_REFUSALS} are named)"
             out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
@@ -437,9 +485,61 @@ class InfluxLineProtocol:
         """One reading through the model's mapping into the sink (a field's refusal names the field,
         as the sink's do; a reading refused whole names its lines)."""
         model = self._model or reading.device.model
-        values, refused = self._mapper.values(model, reading.values)
+        mapped = None if reading.values is not None else self._one_line(model, reading.point)
+        if mapped is None:
+            values_in = reading.values
+            if values_in is None:
+                values_in = {}
+                _add(values_in, reading.point)
+            values, refused = self._mapper.values(model, values_in)
+        else:
+            values, refused = mapped, []
         missing = None if values or refused else f"{_lines(reading.lines)}: no field maps to ours"  # only then said
         self._sink.mapped(
             topic, payload, reading.device, reading.ts_ms, 0, values, refused, hint=self._mapper.hint(model),
             missing=missing, now_ms=now_ms, out=out,
         )  # fmt: skip
+
+    def _one_line(self, model: str, point: Point) -> dict[str, Any] | None:
+        """What the mapper makes of a one-line reading, by the line's remembered plan; None when the
+        mapper itself must say (no plan, or a value that is not a plain number where one is converted)."""
+        fields = point.fields
+        key = (model, point.measurement, tuple(fields))
+        try:
+            plan = self._plans[key]
+        except KeyError:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(model, point)
+        if plan is None:
+            return None
+        values: dict[str, Any] = {}
+        for name, field_key, convert in plan:
+            raw = fields[field_key]
+            if convert is None:
+                values[name] = raw
+                continue
+            if type(raw) is float:
+                values[name] = convert(raw)
+            elif type(raw) is int:
+                values[name] = convert(float(raw))
+            else:
+                return None  # a boolean or a string where a unit is converted: the mapper refuses it
+        return values
+
+    def _plan(self, model: str, point: Point) -> _Plan | None:
+        """Which of the line's fields feed which of ours, as :meth:`FieldMapper.values` finds them in
+        the object a lone line makes (each target's first path present wins; a dotted path into a
+        scalar finds nothing); None when only the mapper can say (a unit it cannot convert)."""
+        sample: dict[str, Any] = {}
+        _add(sample, point._replace(fields={k: k for k in point.fields}))  # each key → the line's field key
+        if not self._mapper.has(model):  # no entry: our field names are taken as they are
+            return tuple((key, src, None) for key, src in sample.items() if key in FIELD_SPECS)
+        best: dict[int, tuple[int, str, str, Convert | None]] = {}  # each field: its first path present
+        for key, src in sample.items():
+            for i, rank, name, how in self._mapper.plan(model, key, None) or ():
+                if isinstance(how, str):
+                    return None  # a unit it cannot convert: the mapper says so
+                if i not in best or rank < best[i][0]:
+                    best[i] = (rank, name, src, how)
+        return tuple((name, src, how) for _, name, src, how in (best[i] for i in sorted(best)))

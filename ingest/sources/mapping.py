@@ -15,11 +15,17 @@ from typing import Any, Final
 from contract.reasons import Reason
 from ingest.sources.config import FIELD_SPECS, Model
 from ingest.sources.sink import Refused
-from ingest.sources.units import Convert, converter
+from ingest.sources.units import Convert, _identity, converter
 
 _MISSING: Final = object()
 MAX_UNITS: Final = 4_096
 """(field, unit) pairs whose converter is remembered; units come from payloads, so past it the map starts again."""
+
+Step = tuple[int, int, str, Convert | str | None]
+"""How one key of a flat payload feeds one of our fields (:meth:`FieldMapper.plan`): (the field's
+index in its model, the key's rank among the field's paths, the field, how its value is taken —
+None: as it is; ``float``: as a number; a converter: as a number, converted; text: refused
+``bad_unit``, saying that text)."""
 
 
 def lookup(obj: Mapping[str, Any], path: str) -> Any:
@@ -168,6 +174,35 @@ class FieldMapper:
                     break
         return out, refused
 
+    def plan(self, model: str, key: str, unit: str | None) -> tuple[Step, ...] | None:
+        """What :meth:`values` makes of ``key`` of a *flat* payload (no value is an object, so a
+        dotted path matches only a key that is that whole path) given in ``unit`` (the payload's own;
+        None: the model's), worked out once for a payload that names its keys ahead of their values
+        (a Sparkplug birth): one :data:`Step` per field ``key`` feeds, in the model's order. The
+        values of a payload are then the best-ranked (first in :attr:`Where.path`) present key's of
+        each field, in the fields' order. None for a model without an entry (its keys are taken
+        in the payload's order: use :meth:`values`)."""
+        compiled = self._models.get(model)
+        if compiled is None:
+            return None
+        steps: list[Step] = []
+        for i, rank in compiled.by_key.get(key, ()):
+            t = compiled.targets[i]
+            how: Convert | str | None
+            if unit is None or unit == t.unit:
+                if t.unit is None:
+                    steps.append((i, rank, t.name, None))
+                    continue
+                given, how = t.unit, t.convert
+            else:
+                given, how = unit, self._converter(t.name, unit)
+            if how is None:
+                how = f"{t.name}: cannot convert {given!r} to {FIELD_SPECS[t.name].unit!r}"
+            elif how is _identity:
+                how = float
+            steps.append((i, rank, t.name, how))
+        return tuple(steps)
+
     def _take(
         self,
         out: dict[str, Any],
@@ -182,10 +217,14 @@ class FieldMapper:
         if given is None or given == t.unit:
             if t.unit is None:
                 out[t.name] = raw
-            else:
-                self._put(out, refused, t.name, raw, t.unit, t.convert)
+                return
+            unit, convert = t.unit, t.convert
         else:
-            self._put(out, refused, t.name, raw, given, self._converter(t.name, given))
+            unit, convert = given, self._converter(t.name, given)
+        if convert is not None and type(raw) is float:  # the usual value
+            out[t.name] = convert(raw)
+        else:
+            self._put(out, refused, t.name, raw, unit, convert)
 
     def _converter(self, name: str, unit: str) -> Convert | None:
         """From ``unit`` (a payload's) to field ``name``'s own, remembered."""

@@ -46,8 +46,10 @@ from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
-from ingest.sources.sink import ReadingSink
+from ingest.sources.mapping import Step, as_number
+from ingest.sources.sink import ReadingSink, Refused
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
+from ingest.sources.units import Convert
 
 NAMESPACE: Final = "spBv1.0"
 REBIRTH_REASON: Final = Reason.SPARKPLUG_REBIRTH
@@ -56,6 +58,9 @@ REBIRTH_INTERVAL_MS: Final = 5_000
 """At most one rebirth request per edge node in this time, while its NBIRTH is awaited."""
 MAX_NODES: Final = 100_000
 """Edge nodes whose state is held; past it the oldest is forgotten (its next DATA asks a rebirth)."""
+MAX_PLANS: Final = 65_536
+"""(model, metric name, unit, datatype) whose mapping is remembered; names come from births, so past
+it the map starts again."""
 REBIRTH_METRIC: Final = "Node Control/Rebirth"
 BD_SEQ: Final = "bdSeq"
 
@@ -81,6 +86,10 @@ _SKIP: Final = object()
 """A metric that is not a reading (DataSet, Template, Bytes, File, arrays, transient)."""
 
 
+Single = tuple[int, int, str, Convert, int]
+"""A usual metric's one :data:`Step` (taking it as a number, converted) and 0 for a Double, else the
+integer's bits, negative when signed (:attr:`Declared.single`)."""
+
 Groups = dict[int, tuple[dict[str, Any], dict[str, str]]]
 """A message's values by time: each time's metric name → value, and name → unit (where one is declared)."""
 
@@ -97,13 +106,18 @@ class Unreadable:
         return self.what
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Declared:
     """A metric as a birth declared it."""
 
     name: str
     datatype: int
     unit: str | None
+    plan: tuple[Step, ...] | None = None
+    """What the model of :attr:`Births.model` makes of the metric (:meth:`FieldMapper.plan`)."""
+    single: Single | None = None
+    """The usual metric, read in short: a Double or an integer that feeds one field of ours as a
+    number (its step, and 0 for a Double, the integer's bits, negative when signed)."""
 
 
 @dataclass(slots=True)
@@ -112,6 +126,8 @@ class Births:
 
     by_alias: dict[int, Declared] = field(default_factory=dict)
     by_name: dict[str, Declared] = field(default_factory=dict)
+    model: str | None = None
+    """The model the metrics' plans are of (None: not worked out yet; at the first DATA)."""
 
 
 @dataclass(slots=True)
@@ -252,6 +268,7 @@ class SparkplugB:
         self._rebirth = source.rebirth
         self._sink = ReadingSink()
         self._nodes: dict[tuple[str, str], Node] = {}
+        self._plans: dict[tuple[str, str, str | None, int], tuple[tuple[Step, ...] | None, Single | None]] = {}
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         levels = topic.split("/")
@@ -458,11 +475,170 @@ class SparkplugB:
             self._unreadable(topic, payload, key, node, f"no DBIRTH of device {name!r} in this session", now_ms, out)
             return
         default_ts = msg.timestamp if msg.HasField("timestamp") else now_ms
+        model = self._model or device.model
+        picks = self._picks(msg, births, default_ts, model)
+        if isinstance(picks, str):
+            self._unreadable(topic, payload, key, node, f"{picks} was not declared by a birth", now_ms, out)
+            return
+        if picks is not None:
+            self._picked(topic, payload, msg, device, model, picks[0], picks[1], now_ms, out)
+            return
         groups, nameless, undeclared = _groups(msg, births, default_ts, birth=False)
         if undeclared is not None:
             self._unreadable(topic, payload, key, node, f"{undeclared} was not declared by a birth", now_ms, out)
             return
         self._readings(topic, payload, msg, device, groups, nameless, now_ms, out, birth=False)
+
+    def _picks(
+        self, msg: Payload, births: Births, default_ts: int, model: str
+    ) -> tuple[dict[int, dict[int, tuple[int, str, Any]]], int] | str | None:
+        """A DATA's metrics as :func:`_groups` reads them, mapped at once by each metric's plan in
+        ``model`` as :meth:`FieldMapper.values` maps them: by time, each field's best-ranked metric
+        as (its rank, the field, its value or :class:`Refused`), and how many metrics have neither
+        name nor alias; or the first alias or name no birth declared; or None where
+        :meth:`FieldMapper.values` itself is needed (a model without an entry; a metric of ours
+        null, or named twice in one time)."""
+        if births.model != model:  # births are rare: every metric's plan at once
+            for declared in (*births.by_alias.values(), *births.by_name.values()):
+                self._plan(model, declared)
+            births.model = model
+        groups: dict[int, dict[int, tuple[int, str, Any]]] = {}
+        nameless = 0
+        by_alias = births.by_alias
+        at: int | None = None
+        picked: dict[int, tuple[int, str, Any]] = {}
+        for m in msg.metrics:
+            alias = m.alias
+            if alias or m.HasField("alias"):
+                found = by_alias.get(alias)
+                if found is None:
+                    return f"alias {alias}"
+                single = found.single
+                if single is not None and not m.HasField("properties"):  # the usual metric, in short
+                    i, rank, name, convert, bits = single
+                    value: Any = None
+                    if bits:  # an integer in an int_value, in its range
+                        if m.WhichOneof("value") == "int_value" and not m.is_transient and not m.is_null:
+                            n = m.int_value
+                            raw = _signed(n, -bits, 32) if bits < 0 else None if n >> bits else n
+                            if raw is not None:
+                                value = convert(float(raw))
+                    else:  # a Double, set
+                        value = m.double_value
+                        if not value or m.is_transient or m.is_null:
+                            value = None
+                        elif convert is not float:
+                            value = convert(value)
+                    if value is not None:
+                        ts = m.timestamp
+                        if not ts and not m.HasField("timestamp"):
+                            ts = default_ts
+                        if ts != at:
+                            at = ts
+                            picked = groups.setdefault(ts, {})
+                        best = picked.get(i)
+                        if best is None or rank < best[0]:
+                            picked[i] = (rank, name, value)
+                        elif rank == best[0]:
+                            return None
+                        continue
+            elif m.HasField("name") and isinstance(m.name, str):
+                found = births.by_name.get(m.name)
+                if found is None:
+                    return f"metric {m.name[:60]!r}"
+            else:
+                nameless += 1
+                continue
+            datatype = found.datatype
+            if not datatype or m.HasField("properties"):
+                found = _redeclared(m, found)
+                datatype = found.datatype
+                if found.plan is None:
+                    self._plan(model, found)
+            plan = found.plan
+            ts = m.timestamp
+            if not ts and not m.HasField("timestamp"):
+                ts = default_ts
+            if not plan:
+                if plan is None:
+                    return None
+                if ts == at:  # no field of ours, in the time of the metric before
+                    continue
+            if datatype == _DOUBLE:
+                value = m.double_value
+                if not value or m.is_transient or m.is_null:
+                    value = value_of(m, datatype)
+            else:
+                value = value_of(m, datatype)
+            if value is _SKIP:
+                continue
+            if ts != at:  # the times in the order _groups gives them
+                at = ts
+                picked = groups.setdefault(ts, {})
+            if not plan:
+                continue
+            if value is None:  # it hides a worse-ranked metric of the field: values() says
+                return None
+            for i, rank, name, how in plan:
+                best = picked.get(i)
+                if best is None or rank < best[0]:
+                    if how is float and type(value) is float:  # the usual metric: a number in our unit
+                        picked[i] = (rank, name, value)
+                    else:
+                        picked[i] = (rank, name, _taken(name, how, value))
+                elif rank == best[0]:  # the same metric twice (the last counts): values() says
+                    return None
+        return groups, nameless
+
+    def _plan(self, model: str, declared: Declared) -> None:
+        """``declared``'s :attr:`~Declared.plan` and :attr:`~Declared.single` in ``model``, remembered
+        (every device of a model declares the same metrics)."""
+        key = (model, declared.name, declared.unit, declared.datatype)
+        found = self._plans.get(key)
+        if found is None:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = self._mapper.plan(model, declared.name, declared.unit)
+            found = self._plans[key] = (plan, _single(declared.datatype, plan))
+        declared.plan, declared.single = found
+
+    def _picked(
+        self,
+        topic: str,
+        payload: bytes,
+        msg: Payload,
+        device: RegisteredDevice,
+        model: str,
+        groups: dict[int, dict[int, tuple[int, str, Any]]],
+        nameless: int,
+        now_ms: int,
+        out: BatchBuilder,
+    ) -> None:
+        """:meth:`_readings` of a DATA's :meth:`_picks`: the same readings and refusals."""
+        if nameless:
+            detail = f"{nameless} metric(s) with neither name nor alias cannot be attributed"
+            out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+        seq = msg.seq if msg.HasField("seq") else 0
+        sink = self._sink
+        mapped = False
+        for ts, picked in groups.items():
+            if not picked:
+                continue
+            fields: dict[str, Any] = {}
+            refused: list[Refused] = []
+            for _, (_, name, value) in sorted(picked.items()):  # in the model's order, as values() gives them
+                if type(value) is Refused:
+                    refused.append(value)
+                else:
+                    fields[name] = value
+            if refused:
+                sink.mapped(topic, payload, device, ts, seq, fields, refused, missing=None, now_ms=now_ms, out=out)
+            elif fields:  # what mapped() does of it
+                sink.reading(topic, payload, device, ts, seq, fields, now_ms=now_ms, out=out)
+            mapped = mapped or bool(fields)
+        if not mapped and not nameless:
+            detail = f"no metric maps to a field of ours{self._mapper.hint(model)}"
+            out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
 
     def _readings(
         self,
@@ -492,6 +668,33 @@ class SparkplugB:
         if not mapped and not birth and not nameless:  # said once for the message, not per time
             detail = f"no metric maps to a field of ours{self._mapper.hint(model)}"
             out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
+
+
+def _single(datatype: int, plan: tuple[Step, ...] | None) -> Single | None:
+    """:attr:`Declared.single` of a metric of ``datatype`` and ``plan``, if it is a usual one."""
+    if plan is None or len(plan) != 1:
+        return None
+    i, rank, name, how = plan[0]
+    if how is None or isinstance(how, str):
+        return None
+    if datatype == _DOUBLE:
+        return i, rank, name, how, 0
+    if datatype in _INTEGER_BITS:
+        bits = _SIGNED_BITS.get(datatype)
+        return i, rank, name, how, (-bits if bits is not None else _INTEGER_BITS[datatype])
+    return None
+
+
+def _taken(name: str, how: Convert | str | None, raw: Any) -> Any:
+    """``raw`` as field ``name``'s value, taken as a :data:`Step` says, or its :class:`Refused`."""
+    if how is None:
+        return raw
+    if isinstance(how, str):
+        return Refused(Reason.BAD_UNIT, how)
+    try:
+        return how(raw if type(raw) is float else as_number(name, raw))
+    except Refused as exc:
+        return exc
 
 
 def _declared(msg: Payload) -> Births:
