@@ -217,6 +217,13 @@ def simulate(
     with blame("--fleet (IOC_FLEET)", RegistryError):
         devices_read = FleetModel(devices=tuple(read_devices(settings.fleet)))
     publisher = FleetPublisher(devices_read, settings)
+    if settings.format != "ioc_v1":  # every device has the ids its format names it by: said before connecting
+        from simulators.formats import connections
+
+        try:
+            connections(publisher.fleet.devices, settings.format)
+        except ValueError as exc:
+            raise UserError(f"--format {settings.format}: {exc}") from None
     first = publisher.fleet.devices[0].id if publisher.fleet.devices else ""
     cert_file, key_file = settings.client_cert(first) or (None, None)
     tls = {"ca_file": settings.mqtt_ca_file, "cert_file": cert_file, "key_file": key_file}

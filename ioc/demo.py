@@ -352,7 +352,7 @@ async def _stream(
         deadline = time.monotonic() + 120
         # What the broker took (not what it refused: a malformed message on another device's id) + the wills.
         taken = publisher.stats.messages_acked - publisher.stats.messages_refused
-        expected = taken + publisher.stats.devices_offline + scripted
+        expected = taken + publisher.stats.wills + scripted
         while (
             m.value("ioc_ingest_messages_acked_total") < expected
             and time.monotonic() < deadline

@@ -78,6 +78,8 @@ class PublishStats:
     """Readings in messages the broker answered with a failure reason code (not authorised, say)."""
     messages_refused: int = 0
     devices_offline: int = 0
+    wills: int = 0
+    """Connections dropped with an MQTT will: messages the broker publishes for them (ingest receives each)."""
     started: float = field(default_factory=time.monotonic)
 
     def summary(self) -> dict[str, Any]:
@@ -392,6 +394,8 @@ class FleetPublisher:
         """Drop the connection so that the broker publishes the device's will."""
         conn.offline = True
         self.stats.devices_offline += 1
+        if conn.link is None or conn.link.will() is not None:
+            self.stats.wills += 1
         self._wait_for_acks_of(conn)
         rc = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
         sock = conn.client.socket()

@@ -125,6 +125,7 @@ class Records(BaseModel):
 
 
 _OPTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "model": ("chirpstack_v4", "tts_v3", "sparkplug_b", "senml", "thingsboard", "influx_lp", "json_map"),
     "precision": ("influx_lp",),
     "device": ("influx_lp", "json_map"),
     "time": ("json_map",),

@@ -15,7 +15,7 @@ from typing import Final, get_args
 from contract.fields import Kind
 from contract.fleet import Device
 from simulators.config import SimFormat
-from simulators.formats.base import Format, Link, Message, Published
+from simulators.formats.base import Format, Link, Message, Published, need
 from simulators.formats.chirpstack import ChirpStackV4
 from simulators.formats.jsonmap import JsonMap
 from simulators.formats.lineprotocol import InfluxLineProtocol
@@ -75,5 +75,9 @@ def connections(devices: Sequence[Device], choice: str) -> list[tuple[str, Seque
         if name == NATIVE:
             out.extend((d.id, (d,), None) for d in group)
         else:
-            out.extend((link.client_id, link.devices, link) for link in FORMATS[name].links(group))
+            fmt = FORMATS[name]
+            for d in group:  # said now, naming the fix, not from inside a connection's callback
+                for scheme in fmt.schemes:
+                    need(d, scheme)
+            out.extend((link.client_id, link.devices, link) for link in fmt.links(group))
     return out

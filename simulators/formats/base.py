@@ -164,6 +164,8 @@ class Format(ABC):
     kinds: ClassVar[frozenset[Kind]] = frozenset({Kind.SALINITY, Kind.WATER_QUALITY, Kind.LIGHT_TRAP})
     """Camera detection events exist only in the native contract: cameras stay native."""
     keys: ClassVar[Keys]
+    schemes: ClassVar[tuple[str, ...]] = ()
+    """The external ids its payloads name a device by (every device it publishes must have them)."""
     envelope: ClassVar[frozenset[str]] = frozenset()
     """Fields the format's envelope carries rather than the vendor's keys (a gateway's RSSI)."""
 

@@ -160,6 +160,7 @@ class ChirpStackLink(Link):
 
 
 class ChirpStackV4(Format):
+    schemes = ("dev_eui",)
     name = "chirpstack_v4"
     keys: ClassVar[Keys] = KEYS
     envelope: ClassVar[frozenset[str]] = frozenset({"rssi_dbm"})

@@ -71,6 +71,7 @@ class VendorCloud(Link):
 
 
 class JsonMap(Format):
+    schemes = ("dev_eui",)
     name = "json_map"
     keys: ClassVar[Keys] = KEYS
 

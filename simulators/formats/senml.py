@@ -73,6 +73,7 @@ class SenMLDevice(Link):
 
 
 class SenML(Format):
+    schemes = ("senml",)
     name = "senml"
     keys: ClassVar[Keys] = KEYS
 

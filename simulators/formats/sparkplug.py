@@ -197,6 +197,7 @@ class EdgeNode(Link):
 
 
 class SparkplugB(Format):
+    schemes = ("sparkplug",)
     name = "sparkplug_b"
     keys: ClassVar[Keys] = KEYS
 

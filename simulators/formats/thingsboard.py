@@ -85,6 +85,7 @@ class Gateway(Link):
 
 
 class ThingsBoard(Format):
+    schemes = ("thingsboard",)
     name = "thingsboard"
     keys: ClassVar[Keys] = KEYS
 

@@ -123,6 +123,7 @@ class TtsLink(Link):
 
 
 class TtsV3(Format):
+    schemes = ("dev_eui", "tts_device_id")
     name = "tts_v3"
     keys: ClassVar[Keys] = KEYS
     envelope: ClassVar[frozenset[str]] = frozenset({"rssi_dbm"})

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.fleet import dump_fleet
+from contract.fleet import ExternalIds, Fleet, dump_fleet
 from ioc.servers import InfluxServer, ServerProcess, free_port
 from simulators.fleetgen import generate_fleet
 
@@ -44,7 +44,10 @@ class Place:
 
 @pytest.fixture
 def place(tmp_path: Path) -> Iterator[Place]:
-    dump_fleet(generate_fleet(5, seed=1), tmp_path / "fleet.yaml")
+    fleet = generate_fleet(5, seed=1)
+    dump_fleet(fleet, tmp_path / "fleet.yaml")
+    bare = [d.model_copy(update={"external_ids": ExternalIds()}) for d in fleet.devices]  # an older fleet file
+    dump_fleet(Fleet(devices=tuple(bare)), tmp_path / "no_ids.yaml")
     (tmp_path / "bad_pack.yaml").write_text("name: x\nrules:\n  - id: a\n    kind: salinity\n")
     (tmp_path / "not_yaml.yaml").write_text("rules: [\n")
     (tmp_path / "plain").write_text("a file, not a folder\n")
@@ -108,6 +111,10 @@ MISTAKES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("no-such-host.invalid", "--mqtt-url"),
     ),
     "simulate: fleet file missing": (["simulate", "--fleet", "nope.yaml"], ("nope.yaml", "fleet file")),
+    "simulate: a format's id missing": (
+        ["simulate", "--fleet", "no_ids.yaml", "--format", "chirpstack_v4", "--mqtt-url", "mqtt://127.0.0.1:{dead}"],
+        ("--format chirpstack_v4", "no external id 'dev_eui'", "external_ids"),
+    ),
     "simulate: secret file missing": (
         ["simulate", "--fleet", "fleet.yaml", "--device-secret-file", "nope.key"],
         ("--device-secret-file", "nope.key"),

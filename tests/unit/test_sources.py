@@ -212,6 +212,7 @@ def test_units_convert_or_are_refused() -> None:
         ({"sources": [{"format": "json_map", "topics": ["v/#"]}]}, "sources.0: device: say where a json_map message"),
         ({"sources": [{"format": "senml", "topics": ["s/#"], "precision": "s"}]}, "sources.0: precision: only for"),
         ({"sources": [{"format": "tts_v3", "model": "nope"}]}, "sources.0.model: no model 'nope' under models:"),
+        ({"sources": [{"format": "ioc_v1", "model": "m"}]}, "sources.0: model: only for chirpstack_v4, tts_v3"),
         ({"sources": [{"format": "tts_v3", "topics": ["a/#/b"]}]}, "sources.0.topics.0: 'a/#/b' is not an MQTT"),
         (
             {"sources": [{"format": "ioc_v1"}], "models": {"m": {"fields": {"ec": "x"}}}},
