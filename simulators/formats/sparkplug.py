@@ -102,6 +102,7 @@ class EdgeNode(Link):
             for j, spec in enumerate(s for s in TELEMETRY_FIELDS[d.kind] if s.name in KEYS):
                 self._alias[(d.id, spec.name)] = 100 + 64 * i + j
         self.rebirths = 0
+        self._dead: set[str] = set()
 
     def _topic(self, kind: str, device: Device | None = None) -> str:
         tail = "" if device is None else f"/{self._name[device.id]}"
@@ -144,6 +145,8 @@ class EdgeNode(Link):
         )  # fmt: skip
         out = [Message(self._topic("NBIRTH"), node.SerializeToString(), what="control")]
         for device in self.devices:
+            if device.id in self._dead:  # gone for good (its DDEATH sent): a rebirth does not revive it
+                continue
             birth = Payload(timestamp=now_ms, seq=self._next_seq())
             for spec in TELEMETRY_FIELDS[device.kind]:
                 key = KEYS.get(spec.name)
@@ -175,6 +178,7 @@ class EdgeNode(Link):
         return [Message(self._topic("DDATA", device), data.SerializeToString(), tuple(stored))]
 
     def offline(self, device: Device, now_ms: int) -> list[Message]:
+        self._dead.add(device.id)
         death = Payload(timestamp=now_ms, seq=self._next_seq())
         return [Message(self._topic("DDEATH", device), death.SerializeToString(), what="status")]
 

@@ -124,7 +124,7 @@ def test_sparkplug_edge_node_rebirths_for_a_restarted_ingest(
     settings = ingest_settings(mosquitto.port, influxd.url, influx_db)
     sim = SimulateSettings(  # type: ignore[call-arg]
         _env_file=None, mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}", fleet=fleet_file, seed=4,
-        format="sparkplug_b", rate=400, duration=6, record=tmp_path / "published.jsonl",
+        format="sparkplug_b", rate=400, duration=None, record=tmp_path / "published.jsonl",
     )  # fmt: skip
     publisher = FleetPublisher(fleet, sim)
     dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
@@ -137,10 +137,17 @@ def test_sparkplug_edge_node_rebirths_for_a_restarted_ingest(
             first.wait_for(lambda: first.metric("ioc_ingest_readings_stored_total") >= 50, what="readings stored")
         stored_before = first.metric("ioc_ingest_readings_stored_total")
         acked_before = publisher.stats.readings_acked
+        deadline = time.monotonic() + 60
         while publisher.stats.readings_acked < acked_before + 20:  # published while no ingest runs: queued
+            assert time.monotonic() < deadline, "the edge node stopped publishing"
             time.sleep(0.02)
         with SourcesIngest(settings, fleet) as second:  # same client id: its session's queue, no alias state
             second.wait_for(lambda: len(ncmd.messages) >= 1, what="a rebirth request")
+            second.wait_for(  # the node answered with its births: what it publishes now is stored
+                lambda: second.metric("ioc_ingest_readings_stored_total") > len(dlq.messages) + 20,
+                what="readings stored after the rebirth",
+            )
+            publisher.stop.set()
             thread.join(60)
             assert not thread.is_alive()
             n = publisher.stats.readings_acked
