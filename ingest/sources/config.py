@@ -127,7 +127,7 @@ class Records(BaseModel):
 _OPTIONS: Final[dict[str, tuple[str, ...]]] = {
     "model": ("chirpstack_v4", "tts_v3", "sparkplug_b", "senml", "thingsboard", "influx_lp", "json_map"),
     "precision": ("influx_lp",),
-    "device": ("influx_lp", "json_map"),
+    "device": ("influx_lp", "json_map", "senml"),
     "time": ("json_map",),
     "seq": ("json_map",),
     "records": ("json_map",),
@@ -149,7 +149,8 @@ class Source(BaseModel):
     precision: Precision | None = None
     """``influx_lp`` (required): the unit of the lines' timestamps."""
     device: DeviceRef | None = None
-    """``influx_lp`` and ``json_map`` (required): where a message names its device."""
+    """``influx_lp`` and ``json_map`` (required): where a message names its device; ``senml``
+    (optional): the device the topic names, the only one its packs may speak for."""
     time: TimeRef | None = None
     """``json_map``: the reading's time; None: ingest's receive time."""
     seq: KeyPath | None = None

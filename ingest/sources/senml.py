@@ -58,6 +58,7 @@ from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
+from ingest.sources.identity import DeviceLookup
 from ingest.sources.sink import ReadingSink
 
 RELATIVE_BELOW: Final = 2**28
@@ -380,6 +381,8 @@ class SenML:
         self._mapper = context.mapper
         self._sink = ReadingSink()
         self._model = source.model
+        self._topic_device = DeviceLookup(source.device, context.registry) if source.device is not None else None
+        """With the source's ``device`` option: the device the topic names, the only one a pack may speak for."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
@@ -422,9 +425,13 @@ class SenML:
         if not devices:
             out.reject(Rejection(topic, Reason.MISSING_FIELD, "the pack has no record with a value", payload))
             return
+        bound = self._topic_device.in_topic(topic) if self._topic_device is not None else None
         for label, d in devices.items():
             if d.found is None:
                 detail = f"SenML device {label!r} is not an active registered device (external id senml)"
+                out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
+            elif self._topic_device is not None and d.found is not bound:  # a device speaking for another
+                detail = f"SenML device {label!r} is not the device of its topic ({topic!r})"
                 out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
             else:
                 self._readings(topic, payload, label, d.found, d.times, now_ms, out)

@@ -81,4 +81,7 @@ class SenML(Format):
         return [SenMLDevice(d.id, (d,)) for d in devices]
 
     def source(self) -> dict[str, Any]:
-        return {"format": self.name, "topics": ["senml/#"], "model": self.model_name}
+        return {  # senml/{province}/{device}: a device's packs speak for it alone
+            "format": self.name, "topics": ["senml/#"], "model": self.model_name,
+            "device": {"topic_level": 2, "scheme": "id"},
+        }  # fmt: skip

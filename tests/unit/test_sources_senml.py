@@ -433,3 +433,26 @@ def test_fuzz_random_json_and_bytes_no_crash_and_every_refusal_has_a_reason(
     st.integers(-8, 10) | st.text(max_size=3), inner, max_size=5), max_leaves=20))  # fmt: skip
 def test_fuzz_random_cbor_no_crash_and_every_refusal_has_a_reason(doc: Any) -> None:
     _check(_decode(cbor2.dumps([doc])))
+
+
+def test_with_the_device_option_a_pack_speaks_only_for_its_topics_device() -> None:
+    """``device: {topic_level: N}``: a device's own topic, and its packs may name no other device."""
+    source = parse_sources(
+        {"sources": [{"format": "senml", "topics": ["senml/#"], "device": {"topic_level": 1}}],
+         "models": SOURCES.models},
+        "t",
+    ).sources[0]  # fmt: skip
+    decoder = SenML(source, SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
+    pack = [{"bn": f"{OW}:", "bt": 1_700_000_000, "n": "temp", "v": 25.0, "u": "Cel"}]
+    own, other, nobody = BatchBuilder(), BatchBuilder(), BatchBuilder()
+    decoder.decode("senml/bt-trap-ow", msgspec.json.encode(pack), retained=False, now_ms=NOW, out=own)
+    decoder.decode("senml/bt-wq-2", msgspec.json.encode(pack), retained=False, now_ms=NOW, out=other)
+    decoder.decode("senml/bt-nobody", msgspec.json.encode(pack), retained=False, now_ms=NOW, out=nobody)
+    assert (own.lines, own.rejections) == ([f"{TRAP} air_temp_c=25.0,seq=0i 1700000000000"], [])
+    for out, topic in ((other, "senml/bt-wq-2"), (nobody, "senml/bt-nobody")):
+        assert out.lines == []
+        [r] = out.rejections
+        assert (r.reason, r.detail) == (
+            Reason.UNKNOWN_DEVICE,
+            f"SenML device '{OW}' is not the device of its topic ('{topic}')",
+        )
