@@ -28,6 +28,8 @@ DEVICE_STATES: Final = get_args(DeviceState)
 
 DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+SENML_SEPARATORS = ":/._-"
+"""What ends a SenML base name without naming anything (``urn:dev:ow:10e2073a01080063:``)."""
 EXTERNAL_ID_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?$"
 """Printable ASCII, inner spaces allowed (ThingsBoard names "Device A", Sparkplug ids "Edge Node 1")."""
 ExternalId = Annotated[str, Field(min_length=1, max_length=128, pattern=EXTERNAL_ID_PATTERN)]
@@ -54,7 +56,9 @@ class ExternalIds(BaseModel):
     @classmethod
     def _lower_eui(cls, data: object) -> object:
         if isinstance(data, dict) and isinstance(data.get("dev_eui"), str):
-            return {**data, "dev_eui": data["dev_eui"].lower()}
+            data = {**data, "dev_eui": data["dev_eui"].lower()}
+        if isinstance(data, dict) and isinstance(data.get("senml"), str):  # as ingest reads a base name
+            data = {**data, "senml": data["senml"].rstrip(SENML_SEPARATORS)}
         return data
 
 

@@ -60,7 +60,7 @@ class Decoder:
 
     def __init__(self, registry: Registry, *, max_payload_bytes: int, max_readings: int) -> None:
         self._registry = registry
-        self._max_payload = max_payload_bytes
+        self.max_payload_bytes = max_payload_bytes
         self._telemetry, self._event, self._status = build_schemas(max_readings)
         self._routes: dict[str, tuple[DeviceTopic, RegisteredDevice]] = {}
         self._encoders: dict[int, FieldEncoder] = {
@@ -79,8 +79,8 @@ class Decoder:
             if route is None:
                 return
         parsed, device = route
-        if len(payload) > self._max_payload:
-            detail = f"payload of {len(payload)} bytes is over the limit of {self._max_payload}"
+        if len(payload) > self.max_payload_bytes:
+            detail = f"payload of {len(payload)} bytes is over the limit of {self.max_payload_bytes}"
             out.reject(Rejection(topic, Reason.TOO_LARGE, detail, payload))
             return
         if not payload.isascii():

@@ -29,6 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 import msgspec
 
@@ -50,6 +51,8 @@ from registry.store import DeviceRegistry
 from storage.layout import STATUS_MEASUREMENT
 
 log = logging.getLogger(__name__)
+MAX_IGNORED_EVENTS: Final = 64
+"""Distinct ``event`` labels of ``ioc_ingest_ignored_total`` at most (the rest: ``other``)."""
 _STATUS_PREFIX = STATUS_MEASUREMENT + ","
 
 _DEVICE_TAG = re.compile(r"(?:^|,)device_id=([A-Za-z0-9_-]+)")
@@ -124,9 +127,8 @@ class IngestService:
             max_payload_bytes=settings.max_payload_bytes,
             max_readings=settings.max_readings_per_message,
         )
-        self.router = Router(
-            sources, self._decoder, self.registry, lambda event: self.metrics.ignored.labels(event).inc()
-        )
+        self.router = Router(sources, self._decoder, self.registry, self._ignored)
+        self._ignored_events: set[str] = set()
         self._on_batch = on_batch
         self._on_tick = on_tick
         self._tick_s = tick_s
@@ -139,6 +141,15 @@ class IngestService:
         self.drain_timeout_s = 60.0
         self._hook_backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
         self.follower: RegistryFollower | None = None
+
+    def _ignored(self, event: str) -> None:
+        """Count a message that carries no reading; events come from topics, so past
+        :data:`MAX_IGNORED_EVENTS` distinct ones the rest count as ``other`` (bounded series)."""
+        if event not in self._ignored_events:
+            if len(self._ignored_events) >= MAX_IGNORED_EVENTS:
+                event = "other"
+            self._ignored_events.add(event)
+        self.metrics.ignored.labels(event).inc()
 
     def follow(self, source: DeviceRegistry, revision: int) -> RegistryFollower:
         """Follow the registry database from ``revision`` on while running (devices change live)."""

@@ -237,8 +237,9 @@ class SourcesFile(BaseModel):
             if s.model is not None and s.model not in self.models:
                 raise ValueError(f"sources.{i}.model: no model {s.model!r} under models:")
             for f in s.filters:
-                if seen.setdefault(f, s.format) != s.format:
+                if f in seen:  # the first source would take every message: the second, never used
                     raise ValueError(f"topic filter {f!r} is given to both {seen[f]} and {s.format}")
+                seen[f] = s.format
         return self
 
 

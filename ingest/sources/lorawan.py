@@ -23,8 +23,8 @@ Decided, from the payloads these servers publish (``../shared/realworld/chirpsta
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -36,6 +36,9 @@ from ingest.sources.config import Source
 from ingest.sources.sink import ReadingSink
 
 T = TypeVar("T")
+ZonedTime = Annotated[datetime, msgspec.Meta(tz=True)]
+"""An RFC 3339 time with its zone: one without is refused (``bad_shape``), never read as local time."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # The envelopes are decoded from JSON (no reference cycles): gc=False spares the collector tracking them.
@@ -53,7 +56,7 @@ class ChirpStackEvent(msgspec.Struct, rename="camel", gc=False):
     """What ingest reads of a ChirpStack v4 event (``up`` or ``status``); the rest is ignored."""
 
     device_info: _DeviceInfo = msgspec.field(default_factory=_DeviceInfo)
-    time: datetime | None = None
+    time: ZonedTime | None = None
     f_cnt: int | None = None
     object: dict[str, Any] | None = None
     rx_info: list[_Gateway] | None = None
@@ -71,14 +74,14 @@ class _TtsUplink(msgspec.Struct, gc=False):
     f_cnt: int | None = None
     decoded_payload: dict[str, Any] | None = None
     rx_metadata: list[_Gateway] | None = None
-    received_at: datetime | None = None
+    received_at: ZonedTime | None = None
 
 
 class TtsUplink(msgspec.Struct, gc=False):
     """What ingest reads of a The Things Stack v3 uplink."""
 
     end_device_ids: _TtsIds = msgspec.field(default_factory=_TtsIds)
-    received_at: datetime | None = None
+    received_at: ZonedTime | None = None
     uplink_message: _TtsUplink | None = None
 
 
@@ -93,7 +96,9 @@ def _parse(decoder: msgspec.json.Decoder[T], topic: str, payload: bytes, what: s
 
 
 def _ms(at: datetime | None, now_ms: int) -> int:
-    return now_ms if at is None else int(at.timestamp() * 1000)
+    """Epoch milliseconds of ``at`` (``now_ms`` when absent); any year 1–9999 converts (the sink then
+    refuses what is before 2000 or ahead of the clock)."""
+    return now_ms if at is None else (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _best_rssi(gateways: list[_Gateway] | None) -> float | None:

@@ -47,23 +47,19 @@ def _walk(obj: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
 def as_number(name: str, raw: Any) -> float:
     """A number, or a numeric string as codecs write them (``"24.59"``); :class:`Refused` otherwise."""
     kind = type(raw)
-    if kind is float or kind is int:
+    if kind is float:
         return float(raw)
     if kind is str:
         try:
             return float(raw)  # surrounding white space is allowed
         except ValueError:
             raise Refused(Reason.BAD_TYPE, f"{name}: {raw[:40]!r} is not a number") from None
-    if isinstance(raw, bool):
-        raise Refused(Reason.BAD_TYPE, f"{name}: {raw!r} is a boolean, not a number")
-    if isinstance(raw, int | float):
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise Refused(Reason.BAD_TYPE, f"{name}: {str(raw)[:40]!r} is not a number")
+    try:
         return float(raw)
-    if isinstance(raw, str):
-        try:
-            return float(raw.strip())
-        except ValueError:
-            pass
-    raise Refused(Reason.BAD_TYPE, f"{name}: {str(raw)[:40]!r} is not a number")
+    except OverflowError:  # an integer of hundreds of digits
+        raise Refused(Reason.OUT_OF_RANGE, f"{name}: a number of hundreds of digits is too large") from None
 
 
 @dataclass(frozen=True, slots=True)

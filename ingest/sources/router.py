@@ -8,6 +8,7 @@ per device, a few per device), so the hot path is one dict lookup, as before.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Final, cast
 
 from contract.reasons import Reason
@@ -19,6 +20,7 @@ from ingest.sources.base import DecoderClass, FormatDecoder, Ignore, SourceConte
 from ingest.sources.config import NATIVE_ONLY, SourcesFile
 from ingest.sources.mapping import FieldMapper
 
+log = logging.getLogger(__name__)
 MAX_REMEMBERED: Final = 1_000_000
 """Topics whose decoder is remembered; past it the map starts again (a burst of junk topics)."""
 
@@ -58,6 +60,7 @@ class Router:
 
     def __init__(self, sources: SourcesFile, native: Decoder, registry: Registry, ignore: Ignore) -> None:
         context = SourceContext(registry, FieldMapper(sources.models), ignore)
+        self._max_payload = native.max_payload_bytes
         self._routes: list[tuple[str, FormatDecoder]] = []
         for source in sources.sources:
             decoder = native if source.format == "ioc_v1" else decoder_class(source.format)(source, context)
@@ -80,7 +83,16 @@ class Router:
                 self._by_topic.clear()
             decoder = self._by_topic[topic] = next((d for f, d in self._routes if matches(f, topic)), None)
         if decoder is not None:
-            decoder.decode(topic, payload, retained=retained, now_ms=now_ms, out=out)
+            if len(payload) > self._max_payload:  # every format under the native contract's limit
+                detail = f"payload of {len(payload)} bytes is over the limit of {self._max_payload}"
+                out.reject(Rejection(topic, Reason.TOO_LARGE, detail, payload))
+                return
+            try:
+                decoder.decode(topic, payload, retained=retained, now_ms=now_ms, out=out)
+            except Exception as exc:  # a decoder's bug must not stop the service: the message is refused, said
+                log.exception("decoding a message on %s failed", topic)
+                detail = f"ingest could not decode it ({type(exc).__name__}: {str(exc)[:200]}): a defect, reported"
+                out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
         elif not topic.startswith(DLQ_PREFIX):
             detail = "no source of the sources file takes this topic"
             out.reject(Rejection(topic, Reason.BAD_TOPIC, detail, payload))

@@ -53,6 +53,7 @@ import cbor2
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from contract.fleet import SENML_SEPARATORS
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
@@ -77,7 +78,7 @@ CBOR_LABELS: Final = {
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-:./_]*")
 _NAME_CHARS: Final = re.compile(r"[A-Za-z0-9\-:./_]*")
 _ALNUM: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_SEPARATORS: Final = ":/._-"
+_SEPARATORS: Final = SENML_SEPARATORS
 _CBOR_SELF_DESCRIBED: Final = b"\xd9\xd9\xf7"
 _VALUES: Final = ("v", "vs", "vb", "vd")
 _T_MS: Final = itemgetter(3)

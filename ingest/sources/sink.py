@@ -50,9 +50,13 @@ def field_value(spec: FieldSpec, raw: Any) -> float | int | str:
             raise Refused(Reason.BAD_TYPE, f"{spec.name}: {raw[:40]!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Refused(Reason.BAD_TYPE, f"{spec.name}: {type(raw).__name__} {str(raw)[:40]!r} is not a number")
-    if not math.isfinite(value):
+    try:
+        typed: float | int = float(value)  # an integer of hundreds of digits does not fit
+    except OverflowError:
+        detail = f"{spec.name}: a number of hundreds of digits is outside its range"
+        raise Refused(Reason.OUT_OF_RANGE, detail) from None
+    if not math.isfinite(typed):
         raise Refused(Reason.OUT_OF_RANGE, f"{spec.name}: {value} is not a finite number")
-    typed: float | int = float(value)
     if spec.type == "int":
         if typed != int(typed):
             raise Refused(Reason.BAD_TYPE, f"{spec.name}: {value} is not a whole number")
@@ -101,6 +105,13 @@ class ReadingSink:
             return False
         if not 0 <= seq < SEQ_MAX:
             seq = seq % SEQ_MAX
+        status_only = self._status_only[device.device_kind]
+        if not status_only.isdisjoint(values):  # a status field mapped with the reading (battery_pct): a status point
+            values = dict(values)
+            status = {k: values.pop(k) for k in status_only.intersection(values)}
+            self.status(topic, payload, device, ts_ms, True, status, now_ms=now_ms, out=out)
+            if not values:
+                return True
         channel = self._kinds[device.device_kind]
         row = self._row(topic, payload, channel, values, out)
         if row is None:

@@ -53,7 +53,7 @@ from ingest.sources.units import Convert
 
 NAMESPACE: Final = "spBv1.0"
 REBIRTH_REASON: Final = Reason.SPARKPLUG_REBIRTH
-"""The reason of a DATA that cannot be read without the node's (re)birth (to be ``sparkplug_rebirth``)."""
+"""The reason of a DATA that cannot be read without the node's (re)birth."""
 REBIRTH_INTERVAL_MS: Final = 5_000
 """At most one rebirth request per edge node in this time, while its NBIRTH is awaited."""
 MAX_NODES: Final = 100_000

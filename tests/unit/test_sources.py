@@ -340,3 +340,73 @@ def test_a_whole_number_field_takes_whole_numbers_only(raw: Any, ok: bool) -> No
     ReadingSink().reading("t/x", b"{}", trap, NOW, 1, {"bph_count": raw, "air_temp_c": 20.0}, now_ms=NOW, out=out)
     assert ("bph_count=7i" in out.lines[0]) is ok
     assert (out.rejections == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("time", "reason", "detail"),
+    [
+        ("2023-11-14T22:13:20", Reason.BAD_SHAPE, "Expected `datetime` with a timezone component"),  # never local time
+        ("0001-01-01T00:00:00Z", Reason.BAD_TIMESTAMP, "is before 2000"),
+        ("9999-12-31T23:59:59Z", Reason.BAD_TIMESTAMP, "more than 5 minutes ahead"),
+    ],
+)
+def test_a_network_servers_time_without_zone_or_out_of_range_is_refused(time: str, reason: Reason, detail: str) -> None:
+    out, _ = _decode(CS_UP, {**_up(object={"temp_SOIL": 24.5}), "time": time})
+    assert out.lines == []
+    [r] = out.rejections
+    assert r.reason is reason
+    assert detail in r.detail
+
+
+def test_a_number_of_hundreds_of_digits_is_refused_not_a_crash() -> None:
+    huge = b"1" + b"0" * 400
+    payload = b'{"deviceInfo": {"devEui": "%s"}, "object": {"temp_SOIL": %s, "Bat": 3600}}' % (EUI.encode(), huge)
+    out, _ = _decode(CS_UP, payload)
+    [line] = out.lines
+    assert "battery_v=3.6" in line
+    [r] = out.rejections
+    assert (r.reason, r.detail) == (
+        Reason.OUT_OF_RANGE,
+        "temp_c: a number of hundreds of digits is outside its range; the rest of the reading was stored",
+    )
+
+
+def test_a_payload_over_the_limit_or_a_decoder_defect_is_refused_and_ingest_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingest.sources.lorawan import ChirpStackV4
+
+    router, _ = _router()
+    out = BatchBuilder()
+    router.decode(CS_UP, b" " * 65_537, retained=False, now_ms=NOW, out=out)
+    assert [(r.reason, r.detail) for r in out.rejections] == [
+        (Reason.TOO_LARGE, "payload of 65537 bytes is over the limit of 65536")
+    ]
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(ChirpStackV4, "decode", broken)
+    out = BatchBuilder()
+    router.decode(CS_UP, b"{}", retained=False, now_ms=NOW, out=out)
+    [r] = out.rejections
+    assert r.reason is Reason.BAD_SHAPE
+    assert r.detail.startswith("ingest could not decode it (KeyError: 'boom')")
+
+
+def test_a_status_field_in_a_models_mapping_is_a_status_point_not_a_refusal() -> None:
+    sources = parse_sources(
+        {"sources": [{"format": "chirpstack_v4", "model": "m"}],
+         "models": {"m": {"fields": {"temp_c": "t", "battery_pct": "bat"}}}},
+        "t",
+    )  # fmt: skip
+    router = Router(sources, Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100), REGISTRY, lambda e: None)
+    out = BatchBuilder()
+    router.decode(CS_UP, msgspec.json.encode(_up(object={"t": 25.5, "bat": 91})), retained=False, now_ms=NOW, out=out)
+    assert out.rejections == []
+    assert out.lines == [
+        "device_status,crop=none,device_id=bt-soil-1,district=ba_tri,province=ben_tre,site=field "
+        "online=1i,battery_pct=91.0 1700000000123",
+        "water_quality,crop=none,device_id=bt-soil-1,district=ba_tri,province=ben_tre,site=field "
+        "temp_c=25.5,seq=0i 1700000000123",
+    ]

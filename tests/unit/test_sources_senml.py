@@ -456,3 +456,10 @@ def test_with_the_device_option_a_pack_speaks_only_for_its_topics_device() -> No
             Reason.UNKNOWN_DEVICE,
             f"SenML device '{OW}' is not the device of its topic ('{topic}')",
         )
+
+
+def test_a_base_name_registered_with_its_trailing_separator_is_the_one_ingest_looks_up() -> None:
+    from contract.fleet import ExternalIds
+
+    assert ExternalIds(senml=f"{OW}:").senml == OW  # as the RFC writes it, as ingest reads it
+    assert ExternalIds(senml="urn:dev:mac:0024befffe804ff1").senml == "urn:dev:mac:0024befffe804ff1"
