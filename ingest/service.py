@@ -127,8 +127,8 @@ class IngestService:
             max_payload_bytes=settings.max_payload_bytes,
             max_readings=settings.max_readings_per_message,
         )
-        self.router = Router(sources, self._decoder, self.registry, self._ignored)
         self._ignored_events: set[str] = set()
+        self.router = Router(sources, self._decoder, self.registry, self._ignored)
         self._on_batch = on_batch
         self._on_tick = on_tick
         self._tick_s = tick_s

@@ -410,3 +410,19 @@ def test_a_status_field_in_a_models_mapping_is_a_status_point_not_a_refusal() ->
         "water_quality,crop=none,device_id=bt-soil-1,district=ba_tri,province=ben_tre,site=field "
         "temp_c=25.5,seq=0i 1700000000123",
     ]
+
+
+def test_ignored_event_labels_are_bounded() -> None:
+    """Event names come from topics (ChirpStack's last level): past 64 distinct ones they count as other."""
+    from ingest.config import IngestSettings
+    from ingest.service import MAX_IGNORED_EVENTS, IngestService
+    from simulators.fleetgen import generate_fleet
+
+    svc = IngestService(IngestSettings(_env_file=None), generate_fleet(4, 1))  # type: ignore[call-arg]
+    for i in range(MAX_IGNORED_EVENTS + 10):
+        svc._ignored(f"event{i}")
+    svc._ignored("event0")
+    [family] = svc.metrics.ignored.collect()
+    samples = {s.labels["event"]: s.value for s in family.samples if s.name.endswith("_total")}
+    assert len(samples) == MAX_IGNORED_EVENTS + 1
+    assert (samples["other"], samples["event0"]) == (10, 2)
