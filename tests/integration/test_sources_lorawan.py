@@ -18,6 +18,7 @@ from contract.fleet import Device, ExternalIds, Fleet
 from contract.topics import DLQ_PREFIX
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess
+from storage.influxql import query
 from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
 from tests.helpers import Collector, ingest_settings, publish
 
@@ -176,3 +177,5 @@ def test_every_lorawan_file_of_the_corpus_has_its_predicted_outcome(
         assert {k: got[k] for k in want} == pytest.approx(want), carries[(measurement, device, when)]
         if measurement == "device_status":
             assert got["online"] == 1
+    everything = query(influxd.url, "SELECT * FROM /.*/", db=influx_db)
+    assert sum(len(series["values"]) for series in everything) == len(points)  # and nothing else was stored

@@ -14,6 +14,7 @@ from contract.fleet import Device, ExternalIds, Fleet
 from contract.topics import DLQ_PREFIX
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess
+from storage.influxql import query
 from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
 from tests.helpers import Collector, ingest_settings, publish
 
@@ -237,3 +238,6 @@ def test_every_line_protocol_and_codec_file_of_the_corpus_has_its_predicted_outc
                 assert {k: point[k] for k in fields} == pytest.approx(fields), file
                 assert {k for k, v in point.items() if v is not None} - {"time", "seq", "device_id", "province",
                         "district", "site", "crop"} == set(fields), file  # fmt: skip
+    everything = query(influxd.url, "SELECT * FROM /.*/", db=influx_db)
+    predicted = {(r[0], r[1], r[2]) for _, readings, _ in EXPECTED.values() for r in readings}
+    assert sum(len(series["values"]) for series in everything) == len(predicted)  # and nothing else was stored
