@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from contract.fleet import DeviceTags, Fleet
+from contract.fleet import Device, DeviceTags, ExternalIds, Fleet
 from ingest.config import IngestSettings
 from ingest.service import IngestService
 from ingest.sources.config import SourcesFile
@@ -25,6 +25,14 @@ from tests.helpers import IngestThread, LoopThread
 
 CORPUS = Path(os.environ.get("IOC_REALWORLD") or Path(__file__).resolve().parents[2] / "shared" / "realworld")
 """The corpus beside the project (``../shared/realworld``), or where ``IOC_REALWORLD`` says."""
+
+
+def corpus_device(device_id: str, kind: str, model: str, *, site: str = "field", **ids: str) -> Device:
+    """A Bến Tre device of ``kind`` read with ``model``, known by the external ``ids`` its format names."""
+    return Device(
+        id=device_id, kind=kind, province="ben_tre", district="ba_tri", site=site, lat=10.04, lon=106.6,
+        model=model, external_ids=ExternalIds(**ids),
+    )  # fmt: skip
 
 
 def needs_corpus(marker: str = "manifest.json") -> pytest.MarkDecorator:

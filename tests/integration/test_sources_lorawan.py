@@ -14,12 +14,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from contract.fleet import Device, ExternalIds, Fleet
+from contract.fleet import Fleet
 from contract.topics import DLQ_PREFIX
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess
 from storage.influxql import query
-from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
+from tests.corpus import CORPUS, SourcesIngest, corpus_device, manifest, needs_corpus, rows, wait_until
 from tests.helpers import Collector, ingest_settings, publish
 
 pytestmark = needs_corpus()
@@ -55,19 +55,12 @@ SOURCES = parse_sources(
 )
 
 
-def _device(device_id: str, kind: str, model: str, **ids: str) -> Device:
-    return Device(
-        id=device_id, kind=kind, province="ben_tre", district="ba_tri", site="field", lat=10.04, lon=106.6,
-        model=model, external_ids=ExternalIds(**ids),
-    )  # fmt: skip
-
-
 FLEET = Fleet(
     devices=(
-        _device("bt-soil-1", "water_quality", "dragino_lse01_lsph01", dev_eui="0101010101010101"),
-        _device("bt-wq-9", "water_quality", "chirpstack_influx_test", dev_eui="0102030405060708"),
-        _device("bt-trap-9", "light_trap", "dragino_lht65", dev_eui="a84041c3d185ee46"),
-        _device("bt-wq-tts", "water_quality", "tts_dev1", tts_device_id="dev1", dev_eui="0004a30b001c0530"),
+        corpus_device("bt-soil-1", "water_quality", "dragino_lse01_lsph01", dev_eui="0101010101010101"),
+        corpus_device("bt-wq-9", "water_quality", "chirpstack_influx_test", dev_eui="0102030405060708"),
+        corpus_device("bt-trap-9", "light_trap", "dragino_lht65", dev_eui="a84041c3d185ee46"),
+        corpus_device("bt-wq-tts", "water_quality", "tts_dev1", tts_device_id="dev1", dev_eui="0004a30b001c0530"),
     )
 )
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from contract.fleet import Device, ExternalIds, Fleet
+from contract.fleet import Fleet
 from contract.topics import DLQ_PREFIX
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess
 from storage.influxql import query
-from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
+from tests.corpus import CORPUS, SourcesIngest, corpus_device, manifest, needs_corpus, rows, wait_until
 from tests.helpers import Collector, ingest_settings, publish
 
 pytestmark = needs_corpus()
@@ -88,24 +88,17 @@ SOURCES = parse_sources(
 )
 
 
-def _device(device_id: str, kind: str, model: str, **ids: str) -> Device:
-    return Device(
-        id=device_id, kind=kind, province="ben_tre", district="ba_tri", site="field", lat=10.04, lon=106.6,
-        model=model, external_ids=ExternalIds(**ids),
-    )  # fmt: skip
-
-
 FLEET = Fleet(
     devices=(
-        _device("Kitchen", "light_trap", "home"),
-        _device("bt-kitchen-ns", "light_trap", "home", thingsboard="Kitchen"),
-        _device("bt-cs-lp", "light_trap", "chirpstack_lp", dev_eui="0102030405060708"),
-        _device("bt-cs-loc", "light_trap", "chirpstack_lp"),
-        _device("bt-telegraf", "water_quality", "telegraf_cases"),
-        _device("bt-lse01", "water_quality", "dragino_lse01"),
-        _device("bt-lsph01", "water_quality", "dragino_lsph01"),
-        _device("bt-ldds75", "salinity", "dragino_ldds75"),
-        _device("bt-sensecap", "light_trap", "sensecap_s210x"),
+        corpus_device("Kitchen", "light_trap", "home"),
+        corpus_device("bt-kitchen-ns", "light_trap", "home", thingsboard="Kitchen"),
+        corpus_device("bt-cs-lp", "light_trap", "chirpstack_lp", dev_eui="0102030405060708"),
+        corpus_device("bt-cs-loc", "light_trap", "chirpstack_lp"),
+        corpus_device("bt-telegraf", "water_quality", "telegraf_cases"),
+        corpus_device("bt-lse01", "water_quality", "dragino_lse01"),
+        corpus_device("bt-lsph01", "water_quality", "dragino_lsph01"),
+        corpus_device("bt-ldds75", "salinity", "dragino_ldds75"),
+        corpus_device("bt-sensecap", "light_trap", "sensecap_s210x"),
     )
 )
 

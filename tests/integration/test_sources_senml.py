@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 from contract.clock import now_ms
-from contract.fleet import Device, ExternalIds, Fleet
+from contract.fleet import Fleet
 from contract.topics import DLQ_PREFIX
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess, query
-from tests.corpus import CORPUS, SourcesIngest, needs_corpus, rows, wait_until
+from tests.corpus import CORPUS, SourcesIngest, corpus_device, needs_corpus, rows, wait_until
 from tests.helpers import Collector, ingest_settings, publish
 
 SENML = CORPUS / "senml"
@@ -42,18 +42,12 @@ SOURCES = parse_sources(
 )
 
 
-def _device(device_id: str, model: str, senml: str) -> Device:
-    return Device(
-        id=device_id, kind="light_trap", province="ben_tre", district="ba_tri", site="field", lat=10.04,
-        lon=106.6, model=model, external_ids=ExternalIds(senml=senml),
-    )  # fmt: skip
-
-
 FLEET = Fleet(
     devices=(
-        _device("bt-trap-ow", "senml_ow", "urn:dev:ow:10e2073a01080063"),
-        _device("bt-trap-ow6", "senml_ow", "urn:dev:ow:10e2073a0108006"),  # ex3's (one digit shorter) id
-        _device("bt-trap-v6", "senml_ipv6", "2001:db8::2"),  # ex6's first device; ::1 is not registered
+        corpus_device("bt-trap-ow", "light_trap", "senml_ow", senml="urn:dev:ow:10e2073a01080063"),
+        # ex3's id is one digit shorter (an RFC typo); of ex6's devices ::2 is registered, ::1 is not
+        corpus_device("bt-trap-ow6", "light_trap", "senml_ow", senml="urn:dev:ow:10e2073a0108006"),
+        corpus_device("bt-trap-v6", "light_trap", "senml_ipv6", senml="2001:db8::2"),
     )
 )
 

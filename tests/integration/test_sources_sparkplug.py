@@ -59,7 +59,7 @@ def _device(device_id: str, kind: Kind, model: str, sparkplug: str) -> DeviceTag
     return DeviceTags(device_id, kind, "ca_mau", "dam_doi", "field", "none", "active", model, sparkplug=sparkplug)
 
 
-# DeviceTags, not a fleet file: the fleet's external ids refuse the spaces of Tahu's example names.
+# DeviceTags, as the registry hands them to ingest (Tahu's example names have spaces: external ids take them).
 DEVICES = [
     _device("cm-gw-07", Kind.SALINITY, "gw_spb", "ca_mau/cm-gw-07"),
     _device("cm-sal-0031", Kind.SALINITY, "wq_spb", "ca_mau/cm-gw-07/cm-sal-0031"),

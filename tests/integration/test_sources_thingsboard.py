@@ -22,11 +22,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract.fleet import Device, ExternalIds, Fleet
+from contract.fleet import Fleet
 from contract.topics import DLQ_PREFIX
 from ingest.sources.config import parse_sources
 from ioc.servers import InfluxServer, ServerProcess, find_binary, start_mosquitto
-from tests.corpus import CORPUS, SourcesIngest, manifest, needs_corpus, rows, wait_until
+from tests.corpus import CORPUS, SourcesIngest, corpus_device, manifest, needs_corpus, rows, wait_until
 from tests.helpers import Collector, ingest_settings, publish
 
 PLUGIN_SOURCE = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto-plugin"
@@ -87,24 +87,17 @@ topic write v1/gateway/#
 """
 
 
-def _device(device_id: str, kind: str, model: str, name: str) -> Device:
-    return Device(
-        id=device_id, kind=kind, province="ben_tre", district="ba_tri", site="river", lat=10.04, lon=106.6,
-        model=model, external_ids=ExternalIds(thingsboard=name),
-    )  # fmt: skip
-
-
 FLEET = Fleet(
     devices=(
-        _device("tb-min", "salinity", "tb_salinity", "TB_TOKEN_MIN"),
-        _device("tb-obj", "light_trap", "tb_docs", "TB_TOKEN_OBJ"),
-        _device("tb-arr", "salinity", "tb_salinity", "TB_TOKEN_ARR"),
-        _device("tb-ts", "light_trap", "tb_docs", "TB_TOKEN_TS"),
-        _device("tb-attr", "salinity", "tb_salinity", "TB_TOKEN_ATTR"),
-        _device("tb-cast", "salinity", "tb_salinity", "TB_TOKEN_CAST"),
+        corpus_device("tb-min", "salinity", "tb_salinity", site="river", thingsboard="TB_TOKEN_MIN"),
+        corpus_device("tb-obj", "light_trap", "tb_docs", site="river", thingsboard="TB_TOKEN_OBJ"),
+        corpus_device("tb-arr", "salinity", "tb_salinity", site="river", thingsboard="TB_TOKEN_ARR"),
+        corpus_device("tb-ts", "light_trap", "tb_docs", site="river", thingsboard="TB_TOKEN_TS"),
+        corpus_device("tb-attr", "salinity", "tb_salinity", site="river", thingsboard="TB_TOKEN_ATTR"),
+        corpus_device("tb-cast", "salinity", "tb_salinity", site="river", thingsboard="TB_TOKEN_CAST"),
         # Gateway names are free text: the registry's external ids take inner spaces ("Device A").
-        _device("tb-gw-a", "light_trap", "tb_gateway", "Device A"),
-        _device("tb-gw-b", "light_trap", "tb_gateway", "Device B"),
+        corpus_device("tb-gw-a", "light_trap", "tb_gateway", site="river", thingsboard="Device A"),
+        corpus_device("tb-gw-b", "light_trap", "tb_gateway", site="river", thingsboard="Device B"),
     )
 )
 
