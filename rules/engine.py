@@ -370,7 +370,9 @@ class Engine:
     def restore_active(self, active: Iterable[tuple[str, str]]) -> int:
         """Mark (rule id, device id) alerts that a store still holds as active; returns how many.
 
-        Their conditions count as on, so the next reading past the clear level resolves them.
+        Their conditions count as on, so the next reading past the clear level resolves them; a camera
+        event's episode counts as seen at the engine's start, so it ends ``resolve_after`` later unless
+        the camera sees it again.
         """
         rules = {c.rule.id: c for c in self._rules}
         index = {d.id: i for i, d in enumerate(self.devices)}
@@ -382,6 +384,8 @@ class Engine:
             slot = c.sel.slot(d, self._start_ms)  # a device the rule does not select now gets one too
             c.alert_on[slot] = True
             c.evaluator.on[slot] = True
+            if isinstance(c.evaluator, EventEval):  # its episode counts as seen at the restart
+                c.evaluator.last_match[slot] = c.evaluator.episode_start[slot] = self._start_ms
             restored += 1
         return restored
 

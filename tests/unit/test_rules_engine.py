@@ -268,6 +268,14 @@ def test_smoke_fire_needs_confidence_and_frames_then_resolves() -> None:
     assert summary(out) == [(0, "resolved", T0 + 31 * M)]
 
 
+def test_restored_smoke_alert_resolves_after_the_restart_not_at_the_epoch() -> None:
+    e = engine({"type": "event", "event": "smoke_fire", "resolve_after": "15m"}, kind="camera")
+    assert e.restore_active([("RULE", "d0")]) == 1  # the engine started at T0
+    assert e.evaluate({"camera": cols([0], [T0 + 5 * M], video_ok=[1])}, now_ms=T0) == []
+    out = e.evaluate({"camera": cols([0], [T0 + 20 * M], video_ok=[1])}, now_ms=T0)
+    assert summary(out) == [(0, "resolved", T0 + 15 * M)]
+
+
 def test_flooding_sustained_ten_minutes() -> None:
     e = engine({"type": "event", "event": "flooding", "for": "10m", "resolve_after": "30m"}, kind="camera")
     flood = EVENTS.index("flooding")
