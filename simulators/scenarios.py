@@ -160,3 +160,22 @@ SCENARIOS: Final[dict[str, Callable[[int], list[Message]]]] = {
     "market_smoke": market_smoke,
     "quiet_rice_canal": quiet_rice_canal,
 }
+
+CUES: Final[dict[str, int]] = {
+    "salinity_intrusion": 5,  # 0.61 ‰, the second reading above 0.5 ‰ and 250 mg/L chloride
+    "shrimp_dawn_oxygen_crash": 10,  # 3.8 mg/L, the second reading below 4
+    "planthopper_migration": 7,  # 260 a night, over three times the week's median
+    "market_smoke": 4,  # smoke seen in 3 frames at 0.93
+    "quiet_rice_canal": 5,  # its last reading: then it goes silent (its will, in the demo)
+}
+"""Each scenario's cue: the index of the message at which its first alert fires (for the silent
+station, its last reading). ``tests/unit/test_scenario_cues.py`` checks them with the rule engine."""
+
+
+def cued(name: str, cue_ms: int) -> list[Message]:
+    """Scenario ``name`` shifted so that its cue happens at ``cue_ms``: played at ``cue_ms = now``,
+    the messages before the cue are recent history and those after it lie ahead — what a demo plays
+    live, so the situation's first alert reaches the farmer as it happens."""
+    messages = SCENARIOS[name](cue_ms)
+    shift = cue_ms - int(messages[CUES[name]][2]["ts"])
+    return [(device, channel, {**reading, "ts": int(reading["ts"]) + shift}) for device, channel, reading in messages]
