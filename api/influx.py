@@ -5,6 +5,9 @@ the contract's table for the device's kind, tag values in the registry, duration
 parsed to integers, and ``every`` is one of :data:`EVERY`. Identifiers and strings are escaped
 anyway (:func:`ident`, :func:`literal`), so a check missed somewhere still cannot change a
 statement's meaning.
+
+History buckets are cut at local midnight (UTC+7), as the Grafana dashboards' ``GROUP BY time(1d,
+17h)`` are: a ``1d`` bucket is a Mekong Delta calendar day (:func:`group_by_time`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from api.times import DELTA_MS
 from contract.fields import Kind
 from storage.influxql import query
 from storage.layout import DEVICE_ID, EVENT
@@ -24,6 +28,33 @@ from storage.layout import DEVICE_ID, EVENT
 Every = Literal["1m", "5m", "15m", "1h", "6h", "1d"]
 EVERY: Final = get_args(Every)
 EVERY_MS: Final = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "6h": 21_600_000, "1d": 86_400_000}
+
+
+def duration(ms: int) -> str:
+    """An InfluxQL duration literal: ``17h``, ``90m``, ``1500ms`` (the largest whole unit)."""
+    _int(ms)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def local_offset_ms(every: str) -> int:
+    """How far past a UTC multiple of ``every`` its buckets start, so that local (UTC+7) midnight is a boundary.
+
+    InfluxQL cuts ``time(every)`` buckets at multiples of ``every`` since the epoch, a UTC midnight; an
+    offset of −7 h, taken modulo ``every``, moves the cuts to local midnight: 17 h for ``1d``, 5 h for
+    ``6h`` (00:00, 06:00, 12:00, 18:00 local), none for ``1h`` and finer (7 h is a whole number of them).
+    """
+    return -DELTA_MS % EVERY_MS[every]
+
+
+def group_by_time(every: str) -> str:
+    """``time(1d, 17h)``: ``every`` buckets starting at local midnight (``time(1h)`` when no offset is needed)."""
+    if every not in EVERY:
+        raise ValueError(f"every must be one of {', '.join(EVERY)}")
+    offset = local_offset_ms(every)
+    return f"time({every}, {duration(offset)})" if offset else f"time({every})"
 
 
 def ident(name: str) -> str:
@@ -74,14 +105,16 @@ def _from(measurements: Iterable[str]) -> str:
 
 
 def history_query(kind: str, device_id: str, field: str, start_ms: int, end_ms: int, every: str) -> str:
-    """Mean, min, max and count of one field of one device per ``every`` bucket in [start, end)."""
-    if every not in EVERY:
-        raise ValueError(f"every must be one of {', '.join(EVERY)}")
+    """Mean, min, max and count of one field of one device per ``every`` bucket in [start, end).
+
+    Buckets start at local midnight (UTC+7) and every ``every`` after it (:func:`group_by_time`).
+    """
+    group = group_by_time(every)
     f = ident(field)
     conditions = [*tags_equal({DEVICE_ID: device_id}), *time_range(start_ms, end_ms)]
     return (
         f"SELECT mean({f}) AS {ident('mean')}, min({f}) AS {ident('min')}, max({f}) AS {ident('max')},"
-        f" count({f}) AS {ident('count')} FROM {ident(kind)}{_where(conditions)} GROUP BY time({every}) fill(none)"
+        f" count({f}) AS {ident('count')} FROM {ident(kind)}{_where(conditions)} GROUP BY {group} fill(none)"
     )
 
 

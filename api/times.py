@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from contract.clock import now_ms
 from rules.pack import parse_duration_ms
 
-DELTA = timezone(timedelta(hours=7))
+DELTA_MS = 7 * 3_600_000
+"""The Mekong Delta keeps UTC+7 all year (no daylight saving)."""
+DELTA = timezone(timedelta(milliseconds=DELTA_MS))
 MIN_MS = 0
 MAX_MS = 9_223_372_036_853
 """2262-04-11: InfluxDB keeps time as int64 nanoseconds, so nothing is stored later."""

@@ -49,6 +49,7 @@ FieldPath = Annotated[
     ),
 ]
 TimeQuery = Annotated[str, Query(pattern=TIME_PATTERN, description=TIME_HELP)]
+EVERY_HELP = "bucket size; mean, min and max per bucket; buckets are cut at local midnight (UTC+7): 1d is a local day"
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON, or CSV when asked for"},
     403: {"model": ErrorBody},
@@ -88,7 +89,7 @@ class AreaField(BaseModel):
 
 class Point(BaseModel):
     time: str
-    time_ms: int = Field(description="start of the bucket, epoch ms")
+    time_ms: int = Field(description="start of the bucket, epoch ms (6h and 1d buckets start at local midnight, UTC+7)")
     mean: float | None
     min: float | None
     max: float | None
@@ -281,7 +282,7 @@ def history(
     settings: SettingsDep,
     from_: Annotated[str, Query(alias="from", pattern=TIME_PATTERN, description=f"start: {TIME_HELP}")] = "-24h",
     to: Annotated[str, Query(pattern=TIME_PATTERN, description="end (exclusive), as `from`")] = "now",
-    every: Annotated[Every, Query(description="bucket size; mean, min and max per bucket")] = "1h",
+    every: Annotated[Every, Query(description=EVERY_HELP)] = "1h",
     format: FormatQuery = None,
     accept: AcceptHeader = None,
 ) -> History | Response:

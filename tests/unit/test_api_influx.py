@@ -5,12 +5,17 @@ from __future__ import annotations
 import pytest
 
 from api.influx import (
+    EVERY,
+    EVERY_MS,
     any_of,
+    duration,
+    group_by_time,
     history_query,
     ident,
     last_query,
     latest_query,
     literal,
+    local_offset_ms,
     newest_by_device,
     rows,
     time_range,
@@ -53,9 +58,47 @@ def test_history_query() -> None:
     )
 
 
+def test_daily_history_buckets_are_local_days() -> None:
+    """1d buckets start at local midnight, 00:00 UTC+7 = 17:00 UTC, as the dashboards' ``time(1d, 17h)``."""
+    q = history_query("salinity", "bt-sal-0022", "salinity_ppt", 1_000, 2_000, "1d")
+    assert q.endswith(" AND time >= 1000ms AND time < 2000ms GROUP BY time(1d, 17h) fill(none)")
+    assert history_query("salinity", "d", "f", 1, 2, "6h").endswith(" GROUP BY time(6h, 5h) fill(none)")
+
+
+@pytest.mark.parametrize(
+    ("every", "group"),
+    [("1m", "time(1m)"), ("5m", "time(5m)"), ("15m", "time(15m)"), ("1h", "time(1h)"),
+     ("6h", "time(6h, 5h)"), ("1d", "time(1d, 17h)")],
+)  # fmt: skip
+def test_group_by_time(every: str, group: str) -> None:
+    assert group_by_time(every) == group
+
+
+@pytest.mark.parametrize("every", EVERY)
+def test_every_bucket_boundary_falls_on_local_midnight(every: str) -> None:
+    """A bucket starts at n·every + offset (InfluxQL); 2026-01-02T00:00+07:00 must be such a start."""
+    local_midnight = 1_767_286_800_000  # 2026-01-01T17:00:00Z
+    size, offset = EVERY_MS[every], local_offset_ms(every)
+    assert 0 <= offset < size
+    assert (local_midnight - offset) % size == 0
+    assert (local_midnight - 86_400_000 - offset) % size == 0  # and the day before's
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"), [(61_200_000, "17h"), (18_000_000, "5h"), (86_400_000, "1d"), (5_400_000, "90m"), (1_500, "1500ms"),
+                     (2_000, "2s"), (0, "0ms")],
+)  # fmt: skip
+def test_duration(ms: int, text: str) -> None:
+    assert duration(ms) == text
+
+
 def test_history_query_refuses_unknown_every_and_non_integer_times() -> None:
     with pytest.raises(ValueError, match="every"):
         history_query("salinity", "d", "f", 1, 2, "1h; DROP DATABASE ioc")
+    with pytest.raises(ValueError, match="every"):
+        group_by_time("2h")
+    with pytest.raises(TypeError):
+        duration(1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         history_query("salinity", "d", "f", "1 OR 1=1", 2, "1h")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
