@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed, postgresql
+# Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed, with
+# influxdb-client (the `influx` shell the README's first query uses), postgresql
 # for the device registry's tests (its initdb and postgres live in /usr/lib/postgresql/<version>/bin),
 # and mosquitto-dev with a C compiler for the broker plugin of ThingsBoard's device API.
 # Installs them when missing and running as root; otherwise says what to install.
@@ -11,6 +12,8 @@ have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || co
 missing=()
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
+have influx || missing+=(influxdb-client)  # `influx -database ioc -execute '…'`, as in the README
+have curl || missing+=(curl)  # the README's API tour (tests/integration/test_readme_tour.py)
 have mosquitto_pub || missing+=(mosquitto-clients)
 have victoria-metrics || missing+=(victoria-metrics)  # a real /api/v2/write server for the v2 path tests
 have_postgres || missing+=(postgresql)  # the registry's tests start their own server (ioc/servers.py)
