@@ -2,7 +2,8 @@
 
 A typer sub-app; the ``ioc`` command mounts it (``app.add_typer(alerts.cli.app)``). The database
 is ``--db`` or ``IOC_ALERTS_DB`` (default ``var/alerts.db``); the target policy comes from
-``IOC_WEBHOOK_ALLOW_PRIVATE`` and ``IOC_WEBHOOK_ALLOW_HOSTS``.
+``IOC_WEBHOOK_ALLOW_PRIVATE`` and ``IOC_WEBHOOK_ALLOW_HOSTS``. The other options describe one
+subscription, or filter a listing: they are not settings and have no variable.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from alerts.config import WebhookSettings
 from alerts.errors import AlertsError
 from alerts.outbox import DeadLetter, Status
 from alerts.store import AlertStore, iso_ms
 from alerts.subscriptions import Subscription
-from ioc.errors import Commands, blame, settings_error
+from ioc.errors import Commands, blame, load_settings
 
 app = typer.Typer(
     cls=Commands,
@@ -38,11 +38,7 @@ Names = Annotated[list[str] | None, Opt(help="repeatable; any of these (empty = 
 
 
 def _settings(db: str | None) -> WebhookSettings:
-    given: dict[str, Any] = {"alerts_db": db} if db is not None else {}
-    try:
-        return WebhookSettings(**given)
-    except ValidationError as exc:
-        raise settings_error(exc, WebhookSettings, flags={"alerts_db": "--db"}, given=given) from None
+    return load_settings(WebhookSettings, flags={"alerts_db": "--db"}, alerts_db=db)
 
 
 @contextmanager

@@ -17,15 +17,27 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerts.database import Location, PostgresUrl, parse_location
 from alerts.targets import Resolver, TargetPolicy
+from contract.settings import usable_folder
 
 
 def _dump_location(location: Location) -> str:
     return location.conninfo if isinstance(location, PostgresUrl) else str(location)
 
 
+def _alerts_db(value: Any) -> Location:
+    """A SQLite file whose folder can be made, or a ``postgresql://`` URL (:func:`parse_location`)."""
+    location = parse_location(value)
+    if isinstance(location, Path):
+        try:
+            usable_folder(location.parent)
+        except ValueError as exc:
+            raise ValueError(f"{location}: {exc}") from None
+    return location
+
+
 AlertsDb = Annotated[
     Location,
-    PlainValidator(parse_location),
+    PlainValidator(_alerts_db),
     PlainSerializer(_dump_location, return_type=str),
     WithJsonSchema({"type": "string"}),
 ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ioc.errors import Commands, UserError, blame, settings_error
+from ioc.errors import Commands, UserError, blame, load_settings
 
 if TYPE_CHECKING:
     from api.config import ApiSettings
@@ -37,19 +37,13 @@ Db = Annotated[
 ]
 
 
-_FLAGS = {"api_host": "--host", "api_port": "--port", "alerts_db": "--db"}
+_FLAGS = {"api_host": "--host", "api_port": "--port", "api_log_level": "--log-level", "alerts_db": "--db"}
 
 
 def _settings(**options: Any) -> ApiSettings:
-    from pydantic import ValidationError
-
     from api.config import ApiSettings
 
-    given = {k: v for k, v in options.items() if v is not None}
-    try:
-        return ApiSettings(**given)
-    except ValidationError as exc:
-        raise settings_error(exc, ApiSettings, flags=_FLAGS, given=given) from None
+    return load_settings(ApiSettings, flags=_FLAGS, **options)
 
 
 @contextmanager
@@ -69,7 +63,9 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, Opt(help="listen address [IOC_API_HOST]")] = None,
     port: Annotated[int | None, Opt(help="listen port [IOC_API_PORT]")] = None,
-    log_level: Annotated[str, Opt(help="uvicorn log level")] = "info",
+    log_level: Annotated[
+        str | None, Opt(help="uvicorn log level: critical, error, warning, info, debug, trace [IOC_API_LOG_LEVEL]")
+    ] = None,
 ) -> None:
     """Serve the API until SIGTERM/SIGINT (settings from IOC_* variables; see docs/api.md)."""
     if ctx.invoked_subcommand is not None:
@@ -81,7 +77,7 @@ def serve(
     from api.services import Services
     from ioc.preflight import influx_problem, listen
 
-    settings = _settings(api_host=host, api_port=port)
+    settings = _settings(api_host=host, api_port=port, api_log_level=log_level)
     with blame(f"IOC_ALERTS_DB {settings.alerts_db}", AlertsError):  # a bad fleet or pack names its file
         Services.open(settings).close()
     sock = listen(
@@ -99,7 +95,7 @@ def serve(
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
-        log_level=log_level,
+        log_level=settings.api_log_level,
         proxy_headers=False,
         server_header=False,
     )
@@ -166,7 +162,7 @@ def list_keys(
 
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="key id (key_…)")], db: Db = None) -> None:
-    """Revoke an API key at once."""
+    """Revoke an API key at once (never the last active admin key: create another one first)."""
     with _keys(db) as store:
-        store.revoke(key_id)  # NotFound prints as one line
+        store.revoke(key_id)  # NotFound and LastAdminKey print as one line
     typer.echo(f"revoked {key_id}")

@@ -9,13 +9,14 @@ alert store keep their names (``IOC_INFLUX_URL``, ``IOC_REGISTRY_URL``, ``IOC_FL
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from alerts.config import ALERTS_DB_HELP, AlertsDb, WebhookTargets, split_list
-from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice
+from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice, Text
+from contract.topics import readable_file
 from registry.broker_accounts import BrokerAdmin
 
 MIN_ADMIN_KEY_CHARS = 32
@@ -27,12 +28,15 @@ class ApiSettings(BrokerAdmin, WebhookTargets, RegistryChoice, InfluxConnection,
     # hide_input_in_errors: a refused IOC_ALERTS_DB may be a URL with a password in it
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    influx_db: str = Field("ioc", min_length=1, description="database (v1; on 2.x the DBRP-mapped name)")
+    influx_db: Text = Field("ioc", min_length=1, description="database (v1; on 2.x the DBRP-mapped name)")
     alerts_db: AlertsDb = Field(Path("var/alerts.db"), description=ALERTS_DB_HELP)
     rules_pack: Path | None = Field(None, description="the rule pack, YAML (default: the built-in Mekong pack)")
 
-    api_host: str = Field("127.0.0.1", description="address the API listens on")
+    api_host: Text = Field("127.0.0.1", description="address the API listens on")
     api_port: int = Field(8000, ge=1, le=65_535, description="port the API listens on")
+    api_log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="uvicorn's log level: critical, error, warning, info, debug or trace"
+    )
     api_admin_key: SecretStr | None = Field(
         None, description=f"bootstrap admin API key (at least {MIN_ADMIN_KEY_CHARS} characters), stored hashed on start"
     )
@@ -52,6 +56,11 @@ class ApiSettings(BrokerAdmin, WebhookTargets, RegistryChoice, InfluxConnection,
         description="history longer than this many buckets is refused (use a coarser every)",
     )
     api_backtest_max_hours: float = Field(168.0, gt=0, le=8_760, description="longest backtest range")
+
+    @field_validator("rules_pack")
+    @classmethod
+    def _rules_pack(cls, v: Path | None) -> Path | None:
+        return None if v is None else readable_file(v)
 
     @field_validator("api_cors_origins", mode="before")
     @classmethod

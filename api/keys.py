@@ -11,6 +11,8 @@ characters.
 
 Scopes are ordered: ``read`` (dashboards, open data) < ``operate`` (provision devices, acknowledge,
 rules, subscriptions) < ``admin`` (manage keys). A key with provinces only sees and acts on those.
+The last active admin key cannot be revoked (:class:`LastAdminKey`): nobody could manage keys
+any more, the bootstrap key's holder included, until a restart.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from alerts.database import Connection, Location, Row, ddl, open_database, parse_location
-from alerts.errors import NotFound, StoreError
+from alerts.errors import AlertsError, NotFound, StoreError
 from contract.clock import now_ms
 
 TOKEN_PREFIX = "ioc_"
@@ -48,6 +50,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at_ms BIGINT{rowid}
 )
 """
+
+
+class LastAdminKey(AlertsError):
+    """Revoking this key would leave no active admin key (the API answers 409, ``ioc api keys revoke`` exits 2)."""
 
 
 class Scope(enum.StrEnum):
@@ -224,8 +230,25 @@ class KeyStore:
             return [_key(r) for r in conn.execute(sql + " ORDER BY created_at_ms, rowid")]
 
     def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key at once (the row stays, for the record)."""
+        """Revoke a key at once (the row stays, for the record); never the last active admin key.
+
+        Raises:
+            NotFound: there is no such key.
+            LastAdminKey: it is the only active admin key (writers run one at a time: two admins
+                revoking each other's keys at once cannot both succeed).
+        """
         with self._db.write() as conn:
+            key = self._get(conn, key_id)
+            if key.active and key.scope is Scope.ADMIN:
+                others = conn.execute(
+                    "SELECT COUNT(*) FROM api_keys WHERE scope = 'admin' AND revoked_at_ms IS NULL AND id != ?",
+                    (key_id,),
+                ).fetchone()[0]
+                if not others:
+                    raise LastAdminKey(
+                        f"{key_id} is the last active admin key: revoking it would lock every admin out; "
+                        "create another admin key first (ioc api keys create --scope admin)"
+                    )
             conn.execute(
                 "UPDATE api_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", (now_ms(), key_id)
             )

@@ -4,20 +4,79 @@ Every process's settings class (``IngestSettings``, ``ApiSettings``, ``SimulateS
 inherits the groups it needs, so one ``IOC_*`` variable means the same thing — name, default,
 validation, description — wherever it is read, and one ``.env`` serves every process. (Webhook
 targets are a group too: :class:`alerts.config.WebhookTargets`, beside the policy it builds.)
+
+The field types below refuse, when the settings are built, what would otherwise fail later
+without naming the setting: :data:`Text` and :data:`Secret` a control character (a line break
+pasted with a password breaks the request that carries it), :data:`Folder` a folder that cannot be
+one, :data:`RegistryUrl` a URL that is no database.
 """
 
 from __future__ import annotations
 
 import ssl
+import unicodedata
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings
 
 from contract.topics import mqtt_endpoint, parse_mqtt_url, readable_file
 
 DEFAULT_FLEET = Path("var/fleet.yaml")
+
+
+def printable(text: str) -> str:
+    """``text`` if it has no control character (a tab, a line break); ``ValueError`` otherwise."""
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise ValueError("contains a control character (a line break copied with it?)")
+    return text
+
+
+def _printable_secret(secret: SecretStr) -> SecretStr:
+    printable(secret.get_secret_value())
+    return secret
+
+
+def usable_folder(path: Path) -> Path:
+    """``path`` if it is a folder or can be made one (its nearest existing parent is a folder)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"{folder} is not a folder" + ("" if folder == path else f" (for {path})"))
+            break
+    return path
+
+
+def fleet_file(path: Path) -> Path:
+    """``path`` if it is a readable file; ``ValueError`` naming it as the fleet file."""
+    try:
+        return readable_file(path)
+    except ValueError as exc:
+        raise ValueError(f"cannot read the fleet file: {exc}") from None
+
+
+REGISTRY_URL_HELP = "use sqlite:///var/registry.db or postgresql://user:password@host:5432/db"
+
+
+def check_registry_url(url: str | None) -> str | None:
+    """``url`` if it names a SQLite or PostgreSQL database (the password is never repeated)."""
+    if url:
+        scheme, sep, _ = url.strip().partition("://")
+        if not sep or scheme.lower().partition("+")[0] not in ("sqlite", "postgresql"):
+            raise ValueError(f"not a database URL: {REGISTRY_URL_HELP}")
+    return url
+
+
+Text = Annotated[str, AfterValidator(printable)]
+"""A name, user or host: any text without control characters."""
+Secret = Annotated[SecretStr, AfterValidator(_printable_secret)]
+"""A password or token: never shown, without control characters."""
+Folder = Annotated[Path, AfterValidator(usable_folder)]
+"""A folder that exists, or can be made (no file in its way)."""
+RegistryUrl = Annotated[str, AfterValidator(check_registry_url)]
+"""The device registry's database: ``sqlite:///…`` or ``postgresql://…``."""
 
 
 class BrokerUrl(BaseSettings):
@@ -49,15 +108,10 @@ class BrokerUrl(BaseSettings):
         return mqtt_endpoint(self.mqtt_url).tls
 
 
-class InfluxConnection(BaseSettings):
-    """Where InfluxDB is, how to log in, and the CA its TLS certificate is checked against."""
+class InfluxUrl(BaseSettings):
+    """Where InfluxDB is (``ioc rules backtest`` needs no more)."""
 
     influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL, http(s)://host:port")
-    influx_username: str | None = Field(None, description="user (v1 auth)")
-    influx_password: SecretStr | None = Field(None, description="password (v1 auth; on 2.x a token)")
-    influx_ca_file: Path | None = Field(
-        None, description="https://: trust this CA (PEM) for InfluxDB's certificate instead of the system's CAs"
-    )
 
     @field_validator("influx_url")
     @classmethod
@@ -66,6 +120,16 @@ class InfluxConnection(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"InfluxDB URL must look like http://host:port, got {v!r}")
         return v.rstrip("/")
+
+
+class InfluxConnection(InfluxUrl):
+    """Where InfluxDB is, how to log in, and the CA its TLS certificate is checked against."""
+
+    influx_username: Text | None = Field(None, description="user (v1 auth)")
+    influx_password: Secret | None = Field(None, description="password (v1 auth; on 2.x a token)")
+    influx_ca_file: Path | None = Field(
+        None, description="https://: trust this CA (PEM) for InfluxDB's certificate instead of the system's CAs"
+    )
 
     @field_validator("influx_ca_file")
     @classmethod
@@ -100,7 +164,7 @@ class InfluxConnection(BaseSettings):
 class RegistryChoice(BaseSettings):
     """The device registry a service runs on: a database, or a fleet file read into memory."""
 
-    registry_url: str | None = Field(
+    registry_url: RegistryUrl | None = Field(
         None, description="the device registry database: sqlite:///var/registry.db or postgresql://… (instead of fleet)"
     )
     fleet: Path | None = Field(
@@ -120,3 +184,12 @@ class RegistryChoice(BaseSettings):
     def fleet_file(self) -> Path:
         """The fleet file to read into an in-memory registry when there is no registry database."""
         return self.fleet or DEFAULT_FLEET
+
+
+class DeviceSecretFile(BaseSettings):
+    """The fleet secret device passwords are derived from (``ioc simulate``, ``ioc devices sync-broker``:
+    each reads and checks it when it needs it)."""
+
+    device_secret_file: Path | None = Field(
+        None, description="file with the fleet secret; device passwords are HMAC-SHA256(secret, device id)"
+    )

@@ -9,25 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice
+from contract.settings import BrokerUrl, InfluxConnection, RegistryChoice, Secret, Text
 from contract.topics import mqtt_tls_problem, readable_file
 
 
 class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
     """Settings of ``ioc ingest`` (the broker, InfluxDB and registry groups: :mod:`contract.settings`)."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused password or token is never repeated
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     mqtt_client_id: str = Field(
         "ioc-ingest",
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="fixed client id (persistent session); = user name where the broker binds them",
     )
-    mqtt_username: str | None = Field(None, description="broker user name")
-    mqtt_password: SecretStr | None = Field(None, description="broker password")
+    mqtt_username: Text | None = Field(None, description="broker user name")
+    mqtt_password: Secret | None = Field(None, description="broker password")
     mqtt_session_expiry_s: int = Field(
         86_400, gt=0, description="how long the broker keeps our session and queue while we are away"
     )
@@ -48,10 +49,10 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
     mqtt_key_file: Path | None = Field(None, description="the private key of mqtt_cert_file (PEM, unencrypted)")
 
     influx_api: Literal["v1", "v2"] = Field("v1", description="write dialect: v1 /write or v2 (influxdb-client)")
-    influx_db: str | None = Field("ioc", description="database (v1)")
-    influx_bucket: str | None = Field(None, description="bucket (v2)")
-    influx_org: str | None = Field(None, description="organisation (v2)")
-    influx_token: SecretStr | None = Field(None, description="API token (v2)")
+    influx_db: Text | None = Field("ioc", description="database (v1)")
+    influx_bucket: Text | None = Field(None, description="bucket (v2)")
+    influx_org: Text | None = Field(None, description="organisation (v2)")
+    influx_token: Secret | None = Field(None, description="API token (v2)")
 
     registry_poll_s: float = Field(1.0, gt=0, le=60, description="how often a running ingest looks for device changes")
 
@@ -82,7 +83,7 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
     metrics_host: str = Field("127.0.0.1", description="Prometheus metrics address")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="Prometheus metrics port (0: off)")
 
-    @field_validator("mqtt_cert_file", "mqtt_key_file")
+    @field_validator("mqtt_cert_file", "mqtt_key_file", "sources", "rules_pack")
     @classmethod
     def _readable(cls, v: Path | None) -> Path | None:
         return None if v is None else readable_file(v)

@@ -1,9 +1,12 @@
 """The ``ioc`` command line: ``demo``, ``simulate`` and ``ingest``; the other commands are mounted.
 
-Every option has an ``IOC_*`` environment variable (read by the settings classes, so a flag and
-its variable can never disagree); ``.env.example`` lists them all. A user's mistake (a bad flag,
-file or variable, a port in use, a server not there at start-up) ends as one line on stderr and
-exit code 2 (:mod:`ioc.errors`); ``ioc ingest`` alone waits for its servers, with a warning.
+Every option has an ``IOC_*`` environment variable, named in its help as ``[IOC_…]`` and read by
+the settings classes (so a flag and its variable can never disagree; the flag wins);
+``.env.example`` lists them all. Options that are no settings — ``--verbose``, a mode such as
+``--write-fleet``, what one action creates or lists — have none: ``tests/unit/test_cli_env_vars.py``
+walks every command and keeps that list. A user's mistake (a bad flag, file or variable, a port
+in use, a server not there at start-up) ends as one line on stderr and exit code 2
+(:mod:`ioc.errors`); ``ioc ingest`` alone waits for its servers, with a warning.
 """
 
 from __future__ import annotations
@@ -16,10 +19,9 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
-from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from ioc.errors import Commands, UserError, blame, settings_error
+from ioc.errors import Commands, UserError, blame, load_settings
 
 app = typer.Typer(
     cls=Commands, no_args_is_help=True, add_completion=False, help="Mekong IOC: fleet → MQTT → InfluxDB → alerts."
@@ -31,12 +33,7 @@ S = TypeVar("S", bound=BaseSettings)
 
 def _settings(cls: type[S], **options: Any) -> S:
     """Build settings from the flags given (the rest from IOC_* variables, .env and defaults)."""
-    given = {k: v for k, v in options.items() if v is not None}
-    try:
-        return cls(**given)
-    except ValidationError as exc:
-        flags = {name: "--" + name.replace("_", "-") for name in options}
-        raise settings_error(exc, cls, flags=flags, given=given) from None
+    return load_settings(cls, flags={name: "--" + name.replace("_", "-") for name in options}, **options)
 
 
 def _flags(given: dict[str, Any], *not_settings: str) -> dict[str, Any]:
@@ -111,11 +108,15 @@ def ingest(
     """Subscribe, validate, batch and store readings until SIGTERM/SIGINT, then drain and exit 0."""
     options = _flags(locals(), "alerts_db")
     from alerts.config import WebhookSettings
+    from contract.settings import fleet_file
     from ingest.config import IngestSettings
     from ingest.runner import build, run_until_signalled, start_up
 
     _logging(verbose)
     settings = _settings(IngestSettings, **options)
+    if settings.fleet is not None:  # read later, when ingest starts: a file not there is named here, with its flag
+        with blame("--fleet (IOC_FLEET)", ValueError):
+            fleet_file(settings.fleet)
     webhook_settings = _settings(WebhookSettings, alerts_db=alerts_db)
     with start_up():
         process = build(settings, webhook_settings)
@@ -181,7 +182,7 @@ def simulate(
     ] = None,
     record: Annotated[Path | None, Opt(help="write published readings as JSON lines [IOC_RECORD]")] = None,
     write_fleet: Annotated[Path | None, Opt(help="generate a fleet file here (.yaml or .csv) and exit")] = None,
-    devices: Annotated[int, Opt(help="devices in a generated fleet (with --write-fleet)")] = 200,
+    devices: Annotated[int | None, Opt(help="devices in a generated fleet (with --write-fleet) [IOC_DEVICES]")] = None,
     write_sources: Annotated[
         Path | None, Opt(help="write the sources file that reads every --format (for ingest --sources) and exit")
     ] = None,
@@ -193,15 +194,14 @@ def simulate(
     from ioc.preflight import broker_problem, require
     from registry.errors import RegistryError
     from registry.files import read_devices, write_devices
-    from simulators.config import SimulateSettings
+    from simulators.config import FleetFileSettings, SimulateSettings
     from simulators.fleetgen import generate_fleet
     from simulators.publisher import FleetPublisher
 
     _logging(verbose)
     if write_fleet is not None:
-        if devices < 1:
-            raise UserError(f"--devices must be at least 1, got {devices}")
-        generated = generate_fleet(devices, seed if seed is not None else 1)
+        wanted = _settings(FleetFileSettings, devices=devices, seed=seed)
+        generated = generate_fleet(wanted.devices, wanted.seed)
         with blame("--write-fleet", OSError, RegistryError):
             write_devices(generated.devices, write_fleet)
         typer.echo(f"wrote {len(generated.devices)} devices to {write_fleet}", err=True)
@@ -243,7 +243,7 @@ def simulate(
 def demo(
     duration: Annotated[float | None, Opt(help="stop after this many live seconds [IOC_DEMO_DURATION]")] = None,
     devices: Annotated[int | None, Opt(help="fleet size [IOC_DEMO_DEVICES]")] = None,
-    seed: Seed = None,
+    seed: Annotated[int | None, Opt(help="random seed [IOC_DEMO_SEED]")] = None,
     backfill_hours: Annotated[float | None, Opt(help="history first [IOC_DEMO_BACKFILL_HOURS]")] = None,
     rate: Annotated[float | None, Opt(help="live messages/s [IOC_DEMO_RATE]")] = None,
     var_dir: Annotated[Path | None, Opt(help="data folder [IOC_DEMO_VAR_DIR]")] = None,
@@ -253,6 +253,14 @@ def demo(
             "--format",
             help="the fleet's payload format: mixed (the default: ChirpStack stations, Sparkplug ponds, SenML "
             "traps, the rest native), ioc_v1, or one format as for simulate --format [IOC_DEMO_FORMAT]",
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool | None,
+        Opt(
+            "--fresh/--resume",
+            help="delete what an earlier demo kept in the var folder (readings, registry, alerts, keys, "
+            "subscriptions, broker accounts) and start anew; by default a demo resumes over it [IOC_DEMO_FRESH]",
         ),
     ] = None,
     verbose: Verbose = False,
@@ -283,6 +291,7 @@ def _mount_subcommands() -> None:
     from api.cli import app as api_app
     from dashboards.cli import app as grafana_app
     from ioc.rules_cli import app as rules_app
+    from ioc.servers_cli import app as servers_app
     from registry.cli import app as devices_app
 
     app.add_typer(rules_app, name="rules")
@@ -290,6 +299,7 @@ def _mount_subcommands() -> None:
     app.add_typer(grafana_app, name="grafana")
     app.add_typer(api_app, name="api")
     app.add_typer(devices_app, name="devices")
+    app.add_typer(servers_app, name="servers")
 
 
 _mount_subcommands()

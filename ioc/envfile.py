@@ -10,19 +10,28 @@ from pydantic_settings import BaseSettings
 
 from alerts.config import WebhookSettings
 from api.config import ApiSettings
+from dashboards.cli import GrafanaCheckSettings, GrafanaExportSettings, GrafanaPushSettings
 from ingest.config import IngestSettings
 from ioc.demo import DemoSettings
+from ioc.rules_cli import BacktestSettings
 from registry.cli import RegistrySettings
-from simulators.config import SimulateSettings
+from simulators.config import FleetFileSettings, SimulateSettings
 
 SETTINGS: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("ioc ingest", IngestSettings),
     ("alerts: the store and the webhook sender (ioc ingest, ioc subscriptions)", WebhookSettings),
     ("ioc simulate", SimulateSettings),
+    ("ioc simulate --write-fleet", FleetFileSettings),
     ("ioc demo", DemoSettings),
     ("ioc api", ApiSettings),
     ("ioc devices", RegistrySettings),
+    ("ioc rules", BacktestSettings),
+    ("ioc grafana export", GrafanaExportSettings),
+    ("ioc grafana push", GrafanaPushSettings),
+    ("ioc grafana check", GrafanaCheckSettings),
 )
+"""Every settings class of the ``ioc`` commands (``tests/unit/test_cli_env_vars.py`` checks that every
+option's variable is one of their fields)."""
 
 
 def _value(default: object) -> str:

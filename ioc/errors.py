@@ -6,7 +6,7 @@ The packages find most mistakes themselves and keep their own types (the trees i
 ``errors.py``). The ``ioc`` command counts these as the user's (:func:`is_mistake`): ingest's
 ``ConfigError``, every ``AlertsError``, ``PackError``, ``FleetError``, ``RegistryError``, the demo's ``ServerError``,
 grafana's ``PushError``, and typer's usage errors (a bad flag value: ``TyperException``). Foreign errors become a
-``UserError`` where they happen (:mod:`ioc.preflight`, :func:`blame`, :func:`settings_error`);
+``UserError`` where they happen (:mod:`ioc.preflight`, :func:`blame`, :func:`load_settings`);
 :class:`Commands`, the group class of every ``ioc`` typer app, prints them. Anything else is a bug
 and propagates with its traceback.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; typer.Context is a subclass
 
 EXIT_MISTAKE = 2
+S = TypeVar("S", bound="BaseSettings")
 
 
 class UserError(Exception):
@@ -103,6 +104,18 @@ def blame(what: str, *errors: type[Exception]) -> Iterator[None]:
             target = f" {exc.filename}" if exc.filename is not None else ""
             raise UserError(f"{what}: cannot use{target} ({exc.strerror or exc})") from exc
         raise UserError(f"{what}: {one_line(exc)}") from exc
+
+
+def load_settings(cls: type[S], *, flags: Mapping[str, str], **options: Any) -> S:
+    """``cls`` from the flags given (``options``; None: not given), the rest from ``IOC_*`` variables, ``.env``
+    and defaults; invalid: a :class:`UserError` naming each flag (``flags``: field → flag) and its variable."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        raise settings_error(exc, cls, flags=flags, given=given) from None
 
 
 def settings_error(

@@ -2,7 +2,9 @@
 
 The registry is ``--registry-url`` or ``IOC_REGISTRY_URL`` (default ``sqlite:///var/registry.db``);
 a running ingest and API follow every change within a few seconds. A mistake (a bad file, row,
-field or URL) is one line on stderr and exit code 2.
+field or URL) is one line on stderr and exit code 2. The settings (:class:`RegistrySettings`: the
+registry, the broker admin, the fleet secret, the certificates' folders) are ``IOC_*`` variables;
+the options that describe one device, or filter a listing, are not settings and have none.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pydantic import Field, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from contract.fleet import DEVICE_STATES, Device, DeviceState
-from ioc.errors import Commands, UserError, settings_error
+from contract.settings import DeviceSecretFile, Folder, RegistryUrl
+from ioc.errors import Commands, UserError, load_settings
 from registry.broker_accounts import BrokerAccountError, BrokerAccounts, BrokerAdmin, Credentials
 from registry.errors import RegistryError
 from registry.files import FileFormat, parse, read_devices, render_csv, render_yaml, write_devices
@@ -45,22 +48,27 @@ BrokerUrl = Annotated[
 ]
 
 
-class RegistrySettings(BrokerAdmin):
-    """Where the registry is, and the broker whose accounts follow it (``ioc devices``)."""
+class RegistrySettings(DeviceSecretFile, BrokerAdmin):
+    """Where the registry is, the broker whose accounts follow it, and the devices' secrets (``ioc devices``)."""
 
-    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused registry URL may have a password in it
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    registry_url: str = Field(DEFAULT_URL, description="the device registry database")
+    registry_url: RegistryUrl = Field(DEFAULT_URL, description="the device registry database")
+    tls_ca_dir: Folder = Field(Path("var/tls"), description="the local CA's folder (ca.crt, ca.key): issue-cert")
+    device_cert_dir: Folder = Field(
+        Path("var/tls/devices"), description="where ioc devices issue-cert writes ID.crt and ID.key"
+    )
 
 
-def _settings(url: str | None, broker_url: str | None = None) -> RegistrySettings:
-    given: dict[str, Any] = {"registry_url": url, "broker_admin_url": broker_url}
-    given = {k: v for k, v in given.items() if v is not None}
-    flags = {"registry_url": "--registry-url", "broker_admin_url": "--broker-admin-url"}
-    try:
-        return RegistrySettings(**given)
-    except ValidationError as exc:
-        raise settings_error(exc, RegistrySettings, flags=flags, given=given) from None
+_FLAGS = {
+    "registry_url": "--registry-url", "broker_admin_url": "--broker-admin-url",
+    "device_secret_file": "--device-secret-file", "tls_ca_dir": "--ca-dir", "device_cert_dir": "--out",
+}  # fmt: skip
+
+
+def _settings(url: str | None, broker_url: str | None = None, **options: Any) -> RegistrySettings:
+    return load_settings(RegistrySettings, flags=_FLAGS, registry_url=url, broker_admin_url=broker_url, **options)
 
 
 @contextmanager
@@ -257,17 +265,19 @@ def sync_broker(
         Opt(
             "--device-secret-file",
             help="derive the password of each account created here from this fleet secret, as `ioc simulate "
-            "--device-secret-file` does (hex HMAC-SHA256(secret, device id)), instead of generating one",
+            "--device-secret-file` does (hex HMAC-SHA256(secret, device id)), instead of generating one "
+            "[IOC_DEVICE_SECRET_FILE]",
         ),
     ] = None,
 ) -> None:
     """Bring the broker's device accounts in line with the registry: create missing ones (their
     passwords go to --credentials-out, once, or are derived from --device-secret-file), enable
     active devices, disable the others."""
-    settings = _settings(registry_url, broker_admin_url)
+    settings = _settings(registry_url, broker_admin_url, device_secret_file=device_secret_file)
+    secret_file = settings.device_secret_file
+    secret = _device_secret(secret_file) if secret_file is not None else None
     if settings.broker_admin_url is None:
         raise UserError("no broker to sync: give --broker-admin-url (IOC_BROKER_ADMIN_URL)")
-    secret = _device_secret(device_secret_file) if device_secret_file is not None else None
     with _broker(settings) as accounts, _registry(registry_url) as registry:
         assert accounts is not None
         devices = [r.device for r in registry.list()]
@@ -296,11 +306,13 @@ def _device_secret(path: Path) -> bytes:
     try:
         secret = path.read_bytes().strip()
     except OSError as exc:
-        raise UserError(f"--device-secret-file {path}: cannot read it ({exc.strerror})") from None
+        raise UserError(
+            f"--device-secret-file {path}: cannot read it ({exc.strerror}) [IOC_DEVICE_SECRET_FILE]"
+        ) from None
     if len(secret) < MIN_DEVICE_SECRET_CHARS:
         raise UserError(
             f"--device-secret-file {path}: the secret is too short: use at least {MIN_DEVICE_SECRET_CHARS} "
-            "characters (openssl rand -hex 32)"
+            "characters (openssl rand -hex 32) [IOC_DEVICE_SECRET_FILE]"
         )
     return secret
 
@@ -325,8 +337,10 @@ def _write_credentials(path: Path, creds: Sequence[Credentials]) -> None:
 @app.command("issue-cert")
 def issue_cert(
     device_id: DeviceIdArg,
-    ca_dir: Annotated[Path, Opt("--ca-dir", help="the local CA's folder (ca.crt, ca.key)")] = Path("var/tls"),
-    out: Annotated[Path, Opt("--out", help="write ID.crt and ID.key here")] = Path("var/tls/devices"),
+    ca_dir: Annotated[
+        Path | None, Opt("--ca-dir", help="the local CA's folder (ca.crt, ca.key) [IOC_TLS_CA_DIR]")
+    ] = None,
+    out: Annotated[Path | None, Opt("--out", help="write ID.crt and ID.key here [IOC_DEVICE_CERT_DIR]")] = None,
     new_ca: Annotated[bool, Opt("--new-ca", help="make a CA in --ca-dir if there is none")] = False,
     registry_url: Url = None,
 ) -> None:
@@ -334,9 +348,11 @@ def issue_cert(
     listener it logs in with it, no password (the broker takes the CN as its user name)."""
     from ioc.tls import issue_device_cert
 
+    settings = _settings(registry_url, tls_ca_dir=ca_dir, device_cert_dir=out)
     with _registry(registry_url) as registry:
         device = registry.get(device_id)
     if not device.device.active:
         raise UserError(f"device {device_id!r} is {device.device.state}: activate it before issuing a certificate")
-    pair = issue_device_cert(device_id, ca_dir=ca_dir, out_dir=out, new_ca=new_ca)
-    typer.echo(f"{device_id}: certificate {pair.cert}, key {pair.key} (CA {ca_dir / 'ca.crt'})")
+    ca, folder = settings.tls_ca_dir, settings.device_cert_dir
+    pair = issue_device_cert(device_id, ca_dir=ca, out_dir=folder, new_ca=new_ca)
+    typer.echo(f"{device_id}: certificate {pair.cert}, key {pair.key} (CA {ca / 'ca.crt'})")

@@ -1,4 +1,8 @@
-"""Settings of ``ioc simulate``: one typed object, validated once at start-up (env ``IOC_*``)."""
+"""Settings of ``ioc simulate``: one typed object, validated once at start-up (env ``IOC_*``).
+
+:class:`SimulateSettings` when it publishes; :class:`FleetFileSettings` when it generates a fleet
+file (``--write-fleet``) and exits.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contract.settings import BrokerUrl
+from contract.settings import BrokerUrl, DeviceSecretFile
 from contract.topics import CERT_FLAG, KEY_FLAG, mqtt_tls_problem, readable_file
 
 SimFormat = Literal[
@@ -21,7 +25,21 @@ DEVICE_PLACEHOLDER = "{device_id}"
 """In ``mqtt_cert_file`` and ``mqtt_key_file``: each device's own id (a certificate per device)."""
 
 
-class SimulateSettings(BrokerUrl):
+class Seed(BaseSettings):
+    """The random seed of a simulated fleet and its signals."""
+
+    seed: int = Field(1, ge=0, description="random seed: the same seed gives the same fleet and signals")
+
+
+class FleetFileSettings(Seed):
+    """The fleet file ``ioc simulate --write-fleet`` generates."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+
+    devices: int = Field(200, ge=1, le=100_000, description="devices in a generated fleet (--write-fleet)")
+
+
+class SimulateSettings(DeviceSecretFile, Seed, BrokerUrl):
     """What the simulated fleet publishes, where, and how fast."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
@@ -37,7 +55,6 @@ class SimulateSettings(BrokerUrl):
     format: SimFormat = Field(
         "ioc_v1", description="payload format: ioc_v1, another format ingest reads (--sources), or mixed"
     )
-    seed: int = Field(1, ge=0, description="random seed: the same seed gives the same fleet and signals")
     rate: float | None = Field(
         None, gt=0, description="live messages per second for the whole fleet (default: natural intervals)"
     )
@@ -49,9 +66,6 @@ class SimulateSettings(BrokerUrl):
     interval_s: float = Field(60.0, gt=0, description="live sampling interval of each sensor without --rate")
     malformed_share: float = Field(0.0, ge=0, le=1, description="share of native messages replaced by malformed ones")
     max_outstanding: int = Field(5_000, ge=1, description="messages published but not yet acked, at most")
-    device_secret_file: Path | None = Field(
-        None, description="file with the fleet secret; device passwords are HMAC-SHA256(secret, device id)"
-    )
     device_password: SecretStr | None = Field(None, description="one password for every device (tests)")
     record: Path | None = Field(None, description="write every published reading as JSON lines here")
 

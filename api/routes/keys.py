@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from api.auth import Admin
 from api.deps import KeysDep
-from api.errors import ERROR_RESPONSES, ErrorBody, Invalid
-from api.keys import ApiKey, Scope
+from api.errors import ERROR_RESPONSES, Conflict, ErrorBody, Invalid
+from api.keys import ApiKey, LastAdminKey, Scope
 from api.times import iso, iso_or_none
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=ERROR_RESPONSES)
@@ -96,9 +96,16 @@ def list_keys(
     "/{key_id}",
     status_code=204,
     summary="Revoke an API key",
-    responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}},
+    responses={
+        403: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "the last active admin key: create another admin key first"},
+    },
 )
 def revoke_key(key_id: Annotated[str, Path(max_length=64)], _: Admin, keys: KeysDep) -> Response:
-    """Revoke a key at once (it stays listed with `include_revoked`)."""
-    keys.revoke(key_id)
+    """Revoke a key at once (it stays listed with `include_revoked`); never the last active admin key (409)."""
+    try:
+        keys.revoke(key_id)
+    except LastAdminKey as exc:
+        raise Conflict(str(exc)) from None
     return Response(status_code=204)

@@ -124,7 +124,7 @@ MISTAKES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ("--record", "plain"),
     ),
     "simulate: fleet not writable": (["simulate", "--write-fleet", "plain/fleet.yaml"], ("--write-fleet", "plain")),
-    "simulate: no devices": (["simulate", "--write-fleet", "f.yaml", "--devices", "0"], ("--devices",)),
+    "simulate: no devices": (["simulate", "--write-fleet", "f.yaml", "--devices", "0"], ("--devices (IOC_DEVICES)",)),
     "simulate: negative rate": (["simulate", "--rate", "-1"], ("--rate", "IOC_RATE")),
     # ioc demo (its own servers take free ports: a port in use is not a mistake there)
     "demo: data folder not usable": (["demo", "--var-dir", "plain/var", "--duration", "1"], ("--var-dir", "plain")),
@@ -134,7 +134,7 @@ MISTAKES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "rules validate: pack missing": (["rules", "validate", "nope.yaml"], ("nope.yaml", "rule pack")),
     "rules backtest: InfluxDB unreachable": (
         ["rules", "backtest", "--fleet", "fleet.yaml", "--influx-url", "http://127.0.0.1:{dead}"],
-        ("http://127.0.0.1:{dead}", "unreachable", "--influx-url"),
+        ("http://127.0.0.1:{dead}", "unreachable", "--influx-url (IOC_INFLUX_URL)"),
     ),
     "rules backtest: fleet missing": (["rules", "backtest", "--fleet", "nope.yaml"], ("nope.yaml",)),
     "rules backtest: bad time": (["rules", "backtest", "--fleet", "fleet.yaml", "--from", "yesterday"], ("--from",)),
@@ -145,13 +145,20 @@ MISTAKES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     # ioc grafana
     "grafana push: Grafana unreachable": (
         ["grafana", "push", "--url", "http://127.0.0.1:{dead}", "--token", "t"],
-        ("Grafana", "unreachable", "--url"),
+        ("Grafana", "unreachable", "--url (IOC_GRAFANA_URL)"),
+    ),
+    "grafana push: no token": (
+        ["grafana", "push", "--url", "http://127.0.0.1:{dead}"],
+        ("--token (IOC_GRAFANA_TOKEN)",),
     ),
     "grafana check: InfluxDB unreachable": (
         ["grafana", "check", "--influx-url", "http://127.0.0.1:{dead}", "--dashboards-dir", DASHBOARDS],
         ("unreachable", "--influx-url"),
     ),
-    "grafana check: bad range": (["grafana", "check", "--influx-url", "http://x", "--last", "soon"], ("--last",)),
+    "grafana check: bad range": (
+        ["grafana", "check", "--influx-url", "http://x", "--last", "soon"],
+        ("--last (IOC_GRAFANA_CHECK_LAST)",),
+    ),
     "grafana export: folder not usable": (["grafana", "export", "--out", "plain/dash"], ("--out", "plain")),
     # ioc subscriptions
     "subscriptions: db not writable": (["subscriptions", "list", "--db", "plain/a.db"], ("--db", "plain/a.db")),
@@ -167,6 +174,7 @@ MISTAKES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     # ioc api
     "api: port in use": (["api", "--port", "{held}"], ("port {held}", "in use", "--port", "IOC_API_PORT")),
     "api: port out of range": (["api", "--port", "0"], ("--port", "IOC_API_PORT")),
+    "api: bad log level": (["api", "--log-level", "loud"], ("--log-level (IOC_API_LOG_LEVEL)",)),
     "api: fleet missing": (["api", "--port", "{dead}"], ("nope.yaml", "fleet file")),
     "api: alert db not writable": (["api", "--port", "{dead}"], ("IOC_ALERTS_DB", "plain/a.db")),
     "api keys: bad scope": (["api", "keys", "create", "--scope", "root", "--db", "a.db"], ("--scope",)),
@@ -179,6 +187,7 @@ MISTAKES: dict[str, tuple[list[str], tuple[str, ...]]] = {
 ENV: dict[str, dict[str, str]] = {
     "api: port in use": {"IOC_FLEET": "fleet.yaml", "IOC_ALERTS_DB": "a.db"},
     "api: port out of range": {"IOC_FLEET": "fleet.yaml", "IOC_ALERTS_DB": "a.db"},
+    "api: bad log level": {"IOC_FLEET": "fleet.yaml", "IOC_ALERTS_DB": "a.db"},
     "api: fleet missing": {"IOC_FLEET": "nope.yaml", "IOC_ALERTS_DB": "a.db"},
     "api: alert db not writable": {"IOC_FLEET": "fleet.yaml", "IOC_ALERTS_DB": "plain/a.db"},
 }

@@ -104,6 +104,7 @@ def test_bootstrap_key_is_replaced_when_the_variable_changes(alerts_location: Pa
     keys.ensure_bootstrap(first)  # a restart with the same key
     assert [k.id for k in keys.list_keys()] == [BOOTSTRAP_ID]
     assert keys.authenticate(first) is not None
+    keys.create("another admin", "admin")  # never the last admin key
     keys.revoke(BOOTSTRAP_ID)
     keys.ensure_bootstrap(second)
     assert keys.authenticate(first) is None

@@ -562,7 +562,7 @@ def test_push_unreachable_grafana_is_a_clear_error() -> None:
 
 
 def test_cli_push_reads_the_token_from_the_environment(grafana: FakeGrafana) -> None:
-    result = CliRunner().invoke(app, ["push", "--url", grafana.url], env={"GRAFANA_TOKEN": grafana.token})
+    result = CliRunner().invoke(app, ["push", "--url", grafana.url], env={"IOC_GRAFANA_TOKEN": grafana.token})
     assert result.exit_code == 0, result.output
     assert "created folder Mekong IOC" in result.output
     assert all(f"saved {uid}" in result.output for uid in UIDS)
