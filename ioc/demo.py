@@ -1,18 +1,20 @@
 """``ioc demo``: the whole pipeline on this machine, with a live progress line.
 
-Starts Mosquitto and InfluxDB 1.x (data under ``var/``), the ingest service, and a simulated fleet
-that first publishes recent history fast, then runs live. With ``--duration`` it stops by itself,
-drains, and returns a summary whose ``stored`` is counted back from InfluxDB.
+Starts the local stack (Mosquitto and InfluxDB 1.x, data under ``var/``: :mod:`ioc.local_stack`),
+or uses it when ``ioc servers start`` did, the ingest service, and a simulated fleet that first
+publishes recent history fast, then runs live, while the scripted situations play on cue
+(:mod:`ioc.demo_scenarios`). With ``--duration`` it stops by itself, drains, and returns a summary
+whose ``stored`` is counted back from InfluxDB. Over an earlier demo's ``var/`` it resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -25,7 +27,7 @@ import msgspec
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -35,14 +37,15 @@ from alerts.receiver import WebhookReceiver
 from alerts.signing import generate_secret
 from contract.clock import now_ms
 from contract.fields import Kind
-from contract.fleet import Fleet, dump_fleet, load_fleet
+from contract.fleet import Device, Fleet, dump_fleet, load_fleet
 from contract.topics import device_topic, mqtt_endpoint
 from ingest.config import IngestSettings
 from ingest.runner import IngestProcess, build, run_until_stopped
 from ingest.sources.config import load_sources
-from ioc.demo_broker import DemoBroker, start_demo_broker
+from ioc.demo_broker import DemoBroker, provision_demo_broker
+from ioc.demo_scenarios import ScenarioPlayer
 from ioc.errors import UserError, blame
-from ioc.servers import InfluxServer, free_port, missing_binaries, start_influxd
+from ioc.local_stack import DB, LocalStack, StackSettings, port_or_free
 from registry.store import DeviceRegistry
 from simulators.config import SimFormat, SimulateSettings
 from simulators.fleetgen import generate_fleet
@@ -53,46 +56,52 @@ from simulators.scenarios import SCENARIOS, scenario_fleet
 from storage.influxql import query
 
 log = logging.getLogger(__name__)
-DB = "ioc"
 
 
-class DemoSettings(BaseSettings):
-    """Settings of ``ioc demo`` (env ``IOC_DEMO_*``)."""
+class DemoSettings(StackSettings):
+    """Settings of ``ioc demo`` (env ``IOC_DEMO_*``); the local stack's are shared with ``ioc servers``."""
 
     model_config = SettingsConfigDict(env_prefix="IOC_DEMO_", env_file=".env", extra="ignore")
 
     duration: float | None = Field(None, ge=0, description="live seconds before stopping (default: until Ctrl-C)")
     devices: int = Field(200, ge=1, le=100_000, description="fleet size")
     seed: int = Field(1, ge=0, description="random seed of fleet and signals")
-    backfill_hours: float = Field(72.0, ge=0, le=24 * 60, description="history published first, fast")
+    backfill_hours: float = Field(
+        72.0, ge=0, le=24 * 60, description="history published first, fast (resumed: only the gap since the last run)"
+    )
     rate: float | None = Field(
         None, gt=0, description="live messages per second (default: one reading per device every 10 s)"
     )
     malformed_share: float = Field(
         0.005, ge=0, le=1, description="share of malformed messages (shows the dead-letter path)"
     )
-    var_dir: Path = Field(Path("var"), description="data folder for the servers and the fleet file")
-    mqtt_port: int = Field(1883, ge=0, le=65_535, description="broker port, loopback (a free one if taken)")
-    mqtts_port: int = Field(8883, ge=0, le=65_535, description="broker port over TLS (a free one if taken)")
-    influx_port: int = Field(8086, ge=0, le=65_535, description="InfluxDB port (a free one if taken)")
     metrics_port: int = Field(9108, ge=0, le=65_535, description="ingest metrics port (a free one if taken)")
     format: SimFormat = Field(
         "mixed",
         description="payload format of the simulated fleet: mixed (stations behind ChirpStack, pond sensors "
         "behind Sparkplug edge nodes, SenML traps, the rest native), ioc_v1 or any one format",
     )
+    fresh: bool = Field(
+        False,
+        description="delete the data of an earlier demo in the var folder first (its readings, registry, "
+        "alerts, API keys, subscriptions and broker accounts); without it a demo resumes over that data",
+    )
 
 
-def _port_or_free(port: int) -> int:
-    if port:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                pass
-    return free_port()
+DEMO_FILE = "demo.json"
+"""What the demo in ``var/`` is (fleet size and seed): a resumed demo must be the same fleet."""
+DEMO_SUBSCRIPTION = "demo: a farmer's phone (removed when the demo ends)"
+OWNED = (
+    "mosquitto", "influxdb", "tls", "alerts.db", "alerts.db-wal", "alerts.db-shm", "registry.db", "registry.db-wal",
+    "registry.db-shm", "fleet.yaml", "sources.yaml", "broker-admin.pw", "device-secret.key", "ingest.pw",
+    "operator.pw", "servers.json", DEMO_FILE,
+)  # fmt: skip
+"""What a demo keeps in ``var/``: ``--fresh`` deletes these, nothing else."""
+
+
+class _DemoFile(msgspec.Struct, frozen=True):
+    devices: int
+    seed: int
 
 
 def demo_fleet(devices: int, seed: int) -> Fleet:
@@ -105,11 +114,11 @@ def demo_fleet(devices: int, seed: int) -> Fleet:
 
 
 def play_scenarios(mqtt_url: str, end_ms: int, *, ca_file: Path | None = None, secret: bytes | None = None) -> int:
-    """Publish every scripted scenario, ending now (so its alerts reach the farmers' webhooks).
+    """Publish every scripted scenario whole, ending at ``end_ms`` (history for tests and backtests).
 
     Each scenario device connects on its own, as a field device would: over TLS for ``mqtts://``
     (trusting ``ca_file``), and with its account (password derived from the fleet ``secret``) when
-    there is one.
+    there is one. The demo plays them live instead (:mod:`ioc.demo_scenarios`).
     """
     endpoint = mqtt_endpoint(mqtt_url)
     by_id = scenario_fleet().by_id()
@@ -144,6 +153,17 @@ def count_stored(url: str, db: str = DB) -> int:
         for series in query(url, f'SELECT count("seq") FROM "{kind.value}"', db=db):
             total += int(series["values"][0][1])
     return total
+
+
+def newest_reading_ms(url: str, db: str = DB, *, device: Device | None = None) -> int | None:
+    """Device time of the newest stored reading, of one ``device`` or of all (None: no readings yet)."""
+    newest: int | None = None
+    for kind in [device.kind] if device else Kind:
+        where = f" WHERE \"device_id\" = '{device.id}'" if device else ""
+        for series in query(url, f'SELECT last("seq") FROM "{kind.value}"{where}', db=db):
+            t = int(series["values"][0][0])
+            newest = t if newest is None else max(newest, t)
+    return newest
 
 
 class _Progress:
@@ -181,29 +201,69 @@ class _Progress:
             self._console.print(line, highlight=False, soft_wrap=True)
 
 
-def run_demo(settings: DemoSettings) -> dict[str, Any]:
-    """Run the demo; return the summary printed as the last stdout line."""
-    missing = missing_binaries()
-    if missing:
+def _fresh(var: Path) -> list[str]:
+    """``--fresh``: stop the local stack and delete what an earlier demo kept in ``var`` (only that)."""
+    LocalStack(var).stop()
+    deleted = []
+    for name in OWNED:
+        path = var / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        deleted.append(name)
+    return deleted
+
+
+def _resumable(var: Path, settings: DemoSettings) -> bool:
+    """Whether ``var`` holds an earlier demo (to resume); refuse one of another fleet, naming ``--fresh``."""
+    try:
+        kept = msgspec.json.decode((var / DEMO_FILE).read_bytes(), type=_DemoFile)
+    except FileNotFoundError:
+        if (var / "registry.db").exists() or (var / "influxdb").exists():
+            raise UserError(
+                f"{var} holds data of another run (registry.db, influxdb/) but no {DEMO_FILE}: "
+                "pass --fresh (IOC_DEMO_FRESH=true) to delete it and start a new demo, or --var-dir for another folder"
+            ) from None
+        return False
+    except (OSError, msgspec.DecodeError) as exc:
+        raise UserError(f"{var / DEMO_FILE}: {exc}; pass --fresh (IOC_DEMO_FRESH=true) to start anew") from None
+    if (kept.devices, kept.seed) != (settings.devices, settings.seed):
         raise UserError(
-            f"missing Debian packages: {' '.join(missing)} — run `make demo` as root to install "
-            "them, `sudo apt-get install " + " ".join(missing) + "`, or use `docker compose up`"
+            f"{var} holds the demo of {kept.devices} devices (seed {kept.seed}) with its readings, keys, "
+            f"subscriptions and acknowledgements: resume it with --devices {kept.devices} --seed {kept.seed}, "
+            "or pass --fresh (IOC_DEMO_FRESH=true) to delete that data and start this one"
         )
+    return True
+
+
+def run_demo(settings: DemoSettings) -> dict[str, Any]:
+    """Run the demo; return the summary printed as the last stdout line.
+
+    Over an earlier demo's ``var/`` it resumes: the registry, alerts, API keys, subscriptions,
+    broker accounts and readings stay; only the history since the last run is published first.
+    """
+    console = Console(stderr=True)
     var = settings.var_dir.resolve()
+    with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
+        if settings.fresh and var.exists():
+            deleted = _fresh(var)
+            if deleted:
+                console.print(f"--fresh: deleted {', '.join(deleted)} from {var}", highlight=False)
+        resumed = _resumable(var, settings)
+        var.mkdir(parents=True, exist_ok=True)
     fleet = demo_fleet(settings.devices, settings.seed)
     fleet_file = var / "fleet.yaml"
-    with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
-        for sub in ("mosquitto", "influxdb"):
-            shutil.rmtree(var / sub, ignore_errors=True)  # a demo starts from empty servers
-        for name in ("alerts.db", "registry.db"):
-            for suffix in ("", "-wal", "-shm"):
-                (var / (name + suffix)).unlink(missing_ok=True)
-        dump_fleet(fleet, fleet_file)
     registry_url = f"sqlite:///{var / 'registry.db'}"
-    with closing(DeviceRegistry(registry_url)) as registry:  # provisioned as an operator would
-        registry.import_devices(fleet.devices, source=str(fleet_file))
-    sources_file = var / "sources.yaml"  # reads every format the simulator publishes
     with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
+        dump_fleet(fleet, fleet_file)
+        with closing(DeviceRegistry(registry_url)) as registry:  # provisioned as an operator would
+            known = {d.id for d in registry.all_devices()}
+            registry.import_devices([d for d in fleet.devices if d.id not in known], source=str(fleet_file))
+        (var / DEMO_FILE).write_bytes(msgspec.json.encode(_DemoFile(settings.devices, settings.seed)))
+        sources_file = var / "sources.yaml"  # reads every format the simulator publishes
         write_sources(sources_file)
     sources = load_sources(sources_file)
     scripted = {d.id for d in scenario_fleet().devices}
@@ -212,56 +272,77 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         for _, _, link in connections([d for d in fleet.devices if d.id not in scripted], settings.format)
         if link is not None
     ]
-    console = Console(stderr=True)
-    broker: DemoBroker | None = None
-    influx: InfluxServer | None = None
+    stack = LocalStack(var).start(settings)
     try:
-        broker = start_demo_broker(
-            var, port=_port_or_free(settings.mqtt_port), tls_port=_port_or_free(settings.mqtts_port),
-            device_ids=[d.id for d in fleet.devices], links=links,
+        broker = provision_demo_broker(
+            stack, device_ids=[d.id for d in fleet.devices], links=links,
             ingest_topics=[f for s in sources.sources if s.format != "ioc_v1" for f in s.filters],
             ingest_commands=["spBv1.0/+/NCMD/+"],
         )  # fmt: skip
-        influx = start_influxd(var / "influxdb", port=_port_or_free(settings.influx_port))
-        influx.create_database(DB)
+        before = count_stored(stack.influx_url)
+        newest = newest_reading_ms(stack.influx_url) if resumed else None
+        scenario_newest = {
+            d.id: t
+            for d in scenario_fleet().devices
+            if resumed and (t := newest_reading_ms(stack.influx_url, device=d))
+        }
+        backfill_hours = settings.backfill_hours
+        if newest is not None:  # resumed: only the gap since the last run, never what is stored already
+            backfill_hours = max(0.0, min(backfill_hours, (now_ms() - newest - 1_000) / 3_600_000))
         console.print(
+            f"{'resumed over' if resumed else 'new demo in'} {var}: "
             f"mosquitto {broker.tls_url} (TLS, CA {broker.ca_file}) and {broker.plain_url} (loopback), "
             f"{broker.devices} device and {broker.gateways} gateway accounts, fleet as {settings.format}  "
-            f"influxdb {influx.url} (db {DB})  "
+            f"influxdb {stack.influx_url} (db {DB}, {before:,} readings stored)  "
             f"registry {registry_url} ({len(fleet.devices)} devices from {fleet_file})",
             highlight=False,
         )
         console.print(
-            f"watch: mosquitto_sub -p {broker.server.port} -u {broker.operator.username} "
+            f"watch: mosquitto_sub -p {broker.port} -u {broker.operator.username} "
             f"-P \"$(cat {var / 'operator.pw'})\" -t 'ioc/v1/#' -v",
             highlight=False,
             markup=False,
         )
-        return asyncio.run(_run(settings, fleet_file, sources_file, registry_url, broker, influx, console))
+        summary = asyncio.run(
+            _run(settings, backfill_hours, scenario_newest, fleet_file, sources_file, registry_url, broker,
+                 stack.influx_url, console)
+        )  # fmt: skip
+        summary["stored"] = count_stored(stack.influx_url) - before
+        summary["resumed"] = resumed
+        summary["backfill_hours"] = round(backfill_hours, 3)
+        return summary
     finally:
-        for server in (broker, influx):
-            if server is not None:
-                server.stop()
+        if stack.started:
+            stack.stop_started()
+            console.print(
+                f"servers stopped; the data stays in {var}: `ioc servers start` brings them back "
+                "(for `ioc api`, `ioc devices`, `influx`), `ioc demo` resumes",
+                highlight=False,
+            )
+        else:
+            console.print("the servers keep running (started by `ioc servers start`; `ioc servers stop`)")
 
 
 async def _run(
     settings: DemoSettings,
+    backfill_hours: float,
+    scenario_newest: dict[str, int],
     fleet_file: Path,
     sources_file: Path,
     registry_url: str,
     broker: DemoBroker,
-    influx: InfluxServer,
+    influx_url: str,
     console: Console,
 ) -> dict[str, Any]:
     fleet = load_fleet(fleet_file)
     scripted = {d.id for d in scenario_fleet().devices}
     simulated = Fleet(devices=tuple(d for d in fleet.devices if d.id not in scripted))
     mqtt_url = broker.tls_url
-    metrics_port = _port_or_free(settings.metrics_port)
+    metrics_port = port_or_free(settings.metrics_port)
     ingest_settings = IngestSettings(
         mqtt_url=mqtt_url, mqtt_ca_file=broker.ca_file, mqtt_client_id=broker.ingest.username,
         mqtt_username=broker.ingest.username, mqtt_password=broker.ingest.password,
-        influx_url=influx.url, influx_api="v1", influx_db=DB, registry_url=registry_url,
+        influx_url=influx_url, influx_api="v1", influx_db=DB, registry_url=registry_url,
         metrics_port=metrics_port, rules=True, webhooks=True, sources=sources_file,
     )  # fmt: skip
     webhooks = WebhookSettings(
@@ -271,26 +352,37 @@ async def _run(
     process = build(ingest_settings, webhooks)
     assert process.alerting is not None
     store = process.alerting.store
+    for leftover in store.list_subscriptions():  # a demo that was killed left its subscription behind
+        if leftover.description == DEMO_SUBSCRIPTION:
+            store.remove_subscription(leftover.id)
     sim = SimulateSettings(
         mqtt_url=mqtt_url, mqtt_ca_file=broker.ca_file, device_secret_file=broker.device_secret_file,
         fleet=fleet_file, seed=settings.seed, rate=settings.rate or len(fleet.devices) / 10,
-        duration=settings.duration, backfill_hours=settings.backfill_hours, malformed_share=settings.malformed_share,
+        duration=settings.duration, backfill_hours=backfill_hours, malformed_share=settings.malformed_share,
         format=settings.format,
     )  # fmt: skip
     publisher = FleetPublisher(simulated, sim)
+    player = ScenarioPlayer(
+        broker.tls_url, ca_file=str(broker.ca_file), secret=broker.device_secret_file.read_bytes().strip()
+    )
     secret = generate_secret()
     with WebhookReceiver(secret, out=sys.stdout) as receiver:
-        store.add_subscription(receiver.url, secret, language="vi", description="demo: a farmer's phone")
-        from prometheus_client import start_http_server
+        subscription = store.add_subscription(receiver.url, secret, language="vi", description=DEMO_SUBSCRIPTION)
+        try:
+            from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1", registry=process.service.metrics.registry)
-        console.print(
-            f"ingest metrics http://127.0.0.1:{metrics_port}/metrics · farmer webhook {receiver.url} · "
-            f"alerts {webhooks.alerts_db} — Ctrl-C stops",
-            highlight=False,
-        )
-        summary = await _stream(settings, process, publisher, broker, console)
-        summary["stored"] = count_stored(influx.url)
+            start_http_server(metrics_port, addr="127.0.0.1", registry=process.service.metrics.registry)
+            console.print(
+                f"ingest metrics http://127.0.0.1:{metrics_port}/metrics · farmer webhook {receiver.url} · "
+                f"alerts {webhooks.alerts_db} — Ctrl-C stops",
+                highlight=False,
+            )
+            summary = await _stream(
+                settings, process, publisher, functools.partial(player.start, newest=scenario_newest), player, console
+            )
+            summary["webhooks_pending"] = store.pending_count()
+        finally:
+            store.remove_subscription(subscription.id)  # the demo's farmer lives and dies with the demo
         transitions = process.service.metrics.registry
         summary["alerts_fired"] = int(sum(
             transitions.get_sample_value("ioc_rules_transitions_total", {"state": "firing", "severity": s}) or 0
@@ -298,7 +390,20 @@ async def _run(
         ))  # fmt: skip
         summary["alerts_active"] = len(store.active())
         summary["webhooks_delivered"] = receiver.counts.get("accepted", 0)
-        summary["webhooks_pending"] = store.pending_count()
+        situations: dict[str, list[str]] = {name: [] for name in SCENARIOS}
+        for alert in receiver.alerts:
+            name = player.scenario_of.get(str(alert.get("device_id")))
+            if name is not None and alert.get("state") == "firing":
+                situations[name].append(str(alert["rule_id"]))
+        summary["situations"] = situations
+        summary["situations_delivered"] = sum(1 for rules in situations.values() if rules)
+        summary["situations_skipped"] = player.stats.skipped
+        if player.stats.skipped:
+            console.print(
+                f"not played again: {', '.join(player.stats.skipped)} — their stations reported within the "
+                "scripts' span in the last run (`ioc demo --fresh` starts anew)",
+                highlight=False,
+            )
     return summary
 
 
@@ -311,9 +416,14 @@ async def _settle(condition: Callable[[], bool], *, timeout_s: float) -> None:
 
 
 async def _stream(
-    settings: DemoSettings, process: IngestProcess, publisher: FleetPublisher, broker: DemoBroker, console: Console
+    settings: DemoSettings,
+    process: IngestProcess,
+    publisher: FleetPublisher,
+    play: Callable[[], None],
+    player: ScenarioPlayer,
+    console: Console,
 ) -> dict[str, Any]:
-    """Run the fleet (backfill, then live) through ingest until it stops; drain; count."""
+    """Run the fleet (backfill, then live) and the scenarios through ingest until it stops; drain; count."""
     stop_ingest = asyncio.Event()
     ingest_task = asyncio.create_task(run_until_stopped(process, stop_ingest))
     await _settle(lambda: process.service.connected, timeout_s=30)  # subscribed before anyone publishes
@@ -326,13 +436,13 @@ async def _stream(
     m = process.service.metrics
     backfill_published: int | None = None  # readings the backfill published (known once live)
     backfill_done: tuple[float, float] | None = None  # (time, stored) when ingest caught up with it
-    scripted = 0
+    playing = False
     with _Progress(console) as progress:
 
         def tick(phase: str) -> None:
             progress.update(
-                phase, publisher.stats.readings_acked + scripted, m.value("ioc_ingest_readings_stored_total"),
-                m.rejected_total(), m.value("ioc_ingest_lag_seconds"),
+                phase, publisher.stats.readings_acked + player.stats.readings_acked,
+                m.value("ioc_ingest_readings_stored_total"), m.rejected_total(), m.value("ioc_ingest_lag_seconds"),
             )  # fmt: skip
 
         while pub_thread.is_alive():
@@ -342,17 +452,19 @@ async def _stream(
             if backfill_done is None and backfill_published is not None and stored >= backfill_published:
                 backfill_done = (time.monotonic(), stored)
                 # History is in: now the scripted field situations happen, live, for the farmers.
-                scripted = await asyncio.to_thread(
-                    play_scenarios, broker.tls_url, now_ms(), ca_file=broker.ca_file,
-                    secret=broker.device_secret_file.read_bytes().strip(),
-                )  # fmt: skip
+                await asyncio.to_thread(play)
+                playing = True
             tick("live" if backfill_done else "backfill")
             await asyncio.sleep(0.25)
+        if not playing:  # stopped before the history was in: the situations still happen
+            await asyncio.to_thread(play)
+        await asyncio.to_thread(player.wait_played_now)
+        played = player.stop()  # what lies ahead in the scripts' time is not sent
         # Drain: wait until ingest has acknowledged every message the broker took.
         deadline = time.monotonic() + 120
         # What the broker took (not what it refused: a malformed message on another device's id) + the wills.
         taken = publisher.stats.messages_acked - publisher.stats.messages_refused
-        expected = taken + publisher.stats.wills + scripted
+        expected = taken + publisher.stats.wills + played.readings_acked + played.wills
         while (
             m.value("ioc_ingest_messages_acked_total") < expected
             and time.monotonic() < deadline
@@ -375,15 +487,16 @@ async def _stream(
     live_s = ended - backfill_done[0] if backfill_done else 0.0
     live_stored = m.value("ioc_ingest_readings_stored_total") - (backfill_done[1] if backfill_done else 0.0)
     return {
-        "published": stats.readings_acked + scripted,
+        "published": stats.readings_acked + played.readings_acked,
         "stored": None,
         "rejected": int(m.rejected_total()),
         "malformed_sent": stats.malformed_acked,
-        "messages": stats.messages_acked + scripted,
+        "messages": stats.messages_acked + played.readings_acked,
         "statuses": stats.statuses_acked,
         "devices": len(publisher.fleet.devices) + len(scenario_fleet().devices),
         "devices_offline": stats.devices_offline,
-        "scenario_readings": scripted,
+        "scenario_readings": played.readings_acked,
+        "scenario_readings_ahead": played.due,
         "backfill_readings": backfill_published or 0,
         "backfill_seconds": round(backfill_s, 2),
         "backfill_readings_per_s": round((backfill_published or 0) / backfill_s, 1) if backfill_s > 0 else 0.0,

@@ -1,4 +1,5 @@
-"""`ioc demo` end to end, as a user runs it: its last stdout line is the JSON summary."""
+"""`ioc demo` end to end, as a user runs it: its last stdout line is the JSON summary; a second
+demo over the same ``var/`` resumes it, keeping what the user made there."""
 
 from __future__ import annotations
 
@@ -8,46 +9,64 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+ENV = {
+    "IOC_DEMO_MQTT_PORT": "0",  # free ports: never collide with a broker or database already here
+    "IOC_DEMO_MQTTS_PORT": "0",
+    "IOC_DEMO_INFLUX_PORT": "0",
+    "IOC_DEMO_METRICS_PORT": "0",
+    "IOC_DEMO_MALFORMED_SHARE": "0.02",
+    "IOC_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",  # the user's own subscriber below, on loopback (no DNS here)
+}
+DEMO = ["demo", "--duration", "4", "--devices", "40", "--seed", "2", "--backfill-hours", "12"]
+SITUATIONS = {  # each scripted situation's first alert, delivered live to the demo's farmer
+    "salinity_intrusion": {"SAL_DOMESTIC", "SAL_FRUIT"},
+    "shrimp_dawn_oxygen_crash": {"SH_DO_WARN"},
+    "planthopper_migration": {"BPH_SURGE"},
+    "market_smoke": {"CAM_FIRE"},
+    "quiet_rice_canal": {"SAL_SILENT"},
+}
+
+
+def ioc(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, **ENV}
+    return subprocess.run(
+        [sys.executable, "-m", "ioc", *args], env=env, cwd=tmp_path, capture_output=True, timeout=timeout
+    )
+
+
+def summary_of(out: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    result: dict[str, Any] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return result
 
 
 def test_demo_stores_every_published_reading(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "IOC_DEMO_VAR_DIR": str(tmp_path / "var"),
-        "IOC_DEMO_MQTT_PORT": "0",  # free ports: never collide with a broker or database already here
-        "IOC_DEMO_INFLUX_PORT": "0",
-        "IOC_DEMO_METRICS_PORT": "0",
-        "IOC_DEMO_MALFORMED_SHARE": "0.02",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "ioc",
-        "demo",
-        "--duration",
-        "4",
-        "--devices",
-        "40",
-        "--seed",
-        "2",
-        "--backfill-hours",
-        "12",
-    ]
-    out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, timeout=300)
-    assert out.returncode == 0, out.stderr.decode()[-3000:]
-    summary = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    out = ioc(tmp_path, *DEMO)
+    summary = summary_of(out)
     assert summary["published"] > 1000
     assert summary["stored"] == summary["published"]
     assert summary["rejected"] == summary["malformed_sent"] > 0
     assert summary["devices"] == 40
     assert summary["broker_dropped"] == 0
-    # Rules ran on the stream, and the scripted scenarios' fresh alerts reached the demo receiver
-    # (the market smoke fires and resolves within the last hour), signed and verified.
+    # Rules ran on the stream, and each of the five scripted situations, played live, reached the
+    # demo's farmer as it happened, signed and verified.
     assert summary["scenario_readings"] > 0
     assert summary["alerts_fired"] > 0
-    assert summary["webhooks_delivered"] >= 2
     assert summary["webhooks_pending"] == 0
-    assert "Phát hiện khói/lửa tại Ba Tri, Bến Tre" in out.stdout.decode()
+    assert {k: set(v) for k, v in summary["situations"].items()} == SITUATIONS
+    assert summary["situations_delivered"] == 5
+    assert summary["webhooks_delivered"] >= 6
+    printed = out.stdout.decode()
+    for text in (
+        "Phát hiện khói/lửa tại Ba Tri, Bến Tre",
+        "Nước tại Châu Thành, Tiền Giang đã nhiễm mặn",
+        "Oxy ao tôm tại Trần Đề, Sóc Trăng thấp (3,8 mg/L)",
+        "Rầy nâu vào đèn tại Tháp Mười, Đồng Tháp tăng mạnh (260 con/đêm)",
+        "Trạm đo mặn la-sal-rice tại Cần Đước, Long An mất tín hiệu",
+    ):
+        assert text in printed
     assert (tmp_path / "var" / "fleet.yaml").is_file()
     assert "published" in out.stderr.decode()  # the progress line
     # Provisioned as a province would run it: the registry, an account per device, TLS.
@@ -64,3 +83,67 @@ def test_demo_stores_every_published_reading(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "tls" / "ca.crt").is_file()
     assert oct((tmp_path / "var" / "operator.pw").stat().st_mode & 0o777) == "0o600"
     assert "ingest.service: subscribed to mqtts://" in out.stderr.decode()
+    assert summary["resumed"] is False
+
+
+def test_a_second_demo_resumes_and_keeps_what_the_user_made(tmp_path: Path) -> None:
+    first = summary_of(ioc(tmp_path, *DEMO))
+    assert first["resumed"] is False
+    # The demo's own farmer subscription lived and died with it; what the user adds stays.
+    subs = json.loads(ioc(tmp_path, "subscriptions", "list", "--json").stdout)
+    assert subs == []
+    made = ioc(tmp_path, "subscriptions", "add", "http://127.0.0.1:9/zalo-gateway", "--description", "co-op", "--json")
+    assert made.returncode == 0, made.stderr.decode()
+    key = ioc(tmp_path, "api", "keys", "create", "--scope", "operate", "--name", "duty desk")
+    assert key.returncode == 0, key.stderr.decode()
+    # Another fleet over this data is refused, naming --fresh; nothing is touched.
+    other = ioc(tmp_path, "demo", "--duration", "1", "--devices", "41")
+    assert other.returncode == 2
+    assert "--fresh" in other.stderr.decode()
+    assert "Traceback" not in other.stderr.decode()
+
+    second = summary_of(ioc(tmp_path, *DEMO))
+    assert second["resumed"] is True
+    assert second["stored"] == second["published"] > 0  # counted back: only this run's readings
+    assert second["backfill_hours"] < 1  # only the gap since the first run, not 12 h again
+    subs = json.loads(ioc(tmp_path, "subscriptions", "list", "--json").stdout)
+    assert [s["description"] for s in subs] == ["co-op"]
+    keys = ioc(tmp_path, "api", "keys", "list").stdout.decode()
+    assert "duty desk" in keys
+    from registry.store import DeviceRegistry
+
+    registry = DeviceRegistry(f"sqlite:///{tmp_path / 'var' / 'registry.db'}")
+    assert registry.count() == 40
+    registry.close()
+
+    # --fresh deletes that data (and only the demo's files) and starts anew.
+    (tmp_path / "var" / "notes.txt").write_text("mine")
+    fresh = summary_of(ioc(tmp_path, *DEMO, "--fresh"))
+    assert fresh["resumed"] is False
+    assert fresh["situations_delivered"] == 5
+    assert "duty desk" not in ioc(tmp_path, "api", "keys", "list").stdout.decode()
+    assert (tmp_path / "var" / "notes.txt").read_text() == "mine"
+
+
+def test_servers_come_back_over_the_demo_data(tmp_path: Path) -> None:
+    summary = summary_of(ioc(tmp_path, *DEMO))
+    status = ioc(tmp_path, "servers", "status")
+    assert status.returncode == 3  # stopped with the timed demo
+    assert "mosquitto stopped" in status.stdout.decode()
+    started = ioc(tmp_path, "servers", "start")
+    try:
+        assert started.returncode == 0, started.stderr.decode()
+        status = ioc(tmp_path, "servers", "status")
+        assert status.returncode == 0
+        influx = re.search(r"influxd\s+running \(pid \d+\): (http://127\.0\.0\.1:\d+)", status.stdout.decode())
+        assert influx, status.stdout.decode()
+        from ioc.demo import count_stored
+
+        assert count_stored(influx.group(1)) == summary["stored"]  # the demo's readings, back
+        again = ioc(tmp_path, "servers", "start")
+        assert "(already running)" in again.stdout.decode()
+    finally:
+        stopped = ioc(tmp_path, "servers", "stop")
+    assert stopped.returncode == 0
+    assert "stopped mosquitto, influxd" in stopped.stdout.decode()
+    assert ioc(tmp_path, "servers", "status").returncode == 3
