@@ -68,6 +68,11 @@ def _local(iso: str) -> datetime | None:
 
 def farmer_text(payload: Mapping[str, Any]) -> str:
     """How an alert reads on a farmer's phone: Vietnamese, then English."""
+    if payload.get("type") == "test.ping":
+        return (
+            f"[TIN THỬ / TEST] {payload.get('message_vi', '')}\n"
+            f"  {payload.get('message_en', '')}"
+        )
     resolved = payload.get("type") == "alert.resolved"
     severity = str(payload.get("severity", ""))
     when = _local(str(payload.get("ts", "")))
