@@ -298,7 +298,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
             highlight=False,
         )
         console.print(
-            f"watch: mosquitto_sub -p {broker.port} -u {broker.operator.username} "
+            f"watch: mosquitto_sub -p {broker.port} -i {broker.operator.username} -u {broker.operator.username} "
             f"-P \"$(cat {var / 'operator.pw'})\" -t 'ioc/v1/#' -v",
             highlight=False,
             markup=False,

@@ -87,6 +87,9 @@ def test_the_readme_tour_works_as_written(clone: Path) -> None:
     assert demo["stored"] == demo["published"] > 0
     assert demo["situations_delivered"] == 5  # all five situations reached the demo's farmer
     assert "mosquitto running" in out  # ioc servers start
+    assert "name: salinity" in out  # influx, straight from InfluxDB
+    assert re.search(r"^ioc/v1/\w+/\w+/[\w-]+/status \{", out, re.M)  # mosquitto_sub as the operator
+    assert "bt-sal-0201" in out  # a station registered, with its broker account
     assert "time,time_ms,mean,min,max,count\n" in out  # a station's readings as CSV
     assert '"acknowledged_by":"duty desk"' in out  # the acknowledgement names the key
     assert '"delivered":true,"status":200' in out  # the subscription's test delivery
