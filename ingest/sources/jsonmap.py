@@ -42,6 +42,7 @@ from ingest.sources.base import SourceContext
 from ingest.sources.config import Records, Source, TimeFormat
 from ingest.sources.identity import DeviceLookup
 from ingest.sources.mapping import lookup
+from ingest.sources.shapes import FlatShapes
 from ingest.sources.sink import ReadingSink
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,6 +107,7 @@ class JsonMap:
         self._mapper = context.mapper
         self._ignore = context.ignore
         self._sink = ReadingSink()
+        self._shapes = FlatShapes(context.mapper)
         self._model = source.model
         self._devices = DeviceLookup(source.device, context.registry)
         self._time = source.time
@@ -275,6 +277,8 @@ class JsonMap:
     ) -> None:
         """One reading through the model's mapping into the sink."""
         model = self._model or device.model
+        if self._shapes.reading(device, model, obj, ts_ms, seq, now_ms=now_ms, out=out):
+            return
         values, refused = self._mapper.values(model, obj)
         self._sink.mapped(
             topic, payload, device, ts_ms, seq, values, refused, hint=self._mapper.hint(model), where=where,

@@ -33,6 +33,7 @@ from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
+from ingest.sources.shapes import FlatShapes
 from ingest.sources.sink import ReadingSink
 
 T = TypeVar("T")
@@ -118,6 +119,7 @@ class _LoRaWAN:
         self._registry = context.registry
         self._mapper = context.mapper
         self._sink = ReadingSink()
+        self._shapes = FlatShapes(context.mapper)
         self._ignore = context.ignore
         self._model = source.model
 
@@ -138,11 +140,14 @@ class _LoRaWAN:
             out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
             return
         model = self._model or device.model
+        seq = f_cnt or 0
+        if self._shapes.reading(device, model, decoded, ts_ms, seq, extra=rssi, now_ms=now_ms, out=out):
+            return
         values, refused = self._mapper.values(model, decoded)
         if values and rssi is not None:
             values.setdefault("rssi_dbm", rssi)
         self._sink.mapped(
-            topic, payload, device, ts_ms, f_cnt or 0, values, refused, hint=self._mapper.hint(model), now_ms=now_ms,
+            topic, payload, device, ts_ms, seq, values, refused, hint=self._mapper.hint(model), now_ms=now_ms,
             out=out,
         )  # fmt: skip
 

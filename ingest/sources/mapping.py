@@ -170,6 +170,12 @@ class FieldMapper:
                     break
         return out, refused
 
+    def nests(self, model: str, key: str) -> bool:
+        """Whether ``key`` is where a dotted path of ``model`` starts (its value may be an object
+        walked into): no flat plan of a payload with that key holds."""
+        compiled = self._models.get(model)
+        return compiled is not None and any(steps[0] == key for _, walks in compiled.dotted for _, _, steps in walks)
+
     def plan(self, model: str, key: str, unit: str | None) -> tuple[Step, ...] | None:
         """What :meth:`values` makes of ``key`` of a *flat* payload (no value is an object, so a
         dotted path matches only a key that is that whole path) given in ``unit`` (the payload's own;

@@ -60,6 +60,7 @@ from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
 from ingest.sources.identity import DeviceLookup
+from ingest.sources.shapes import FlatShapes
 from ingest.sources.sink import ReadingSink
 
 RELATIVE_BELOW: Final = 2**28
@@ -381,6 +382,7 @@ class SenML:
         self._registry = context.registry
         self._mapper = context.mapper
         self._sink = ReadingSink()
+        self._shapes = FlatShapes(context.mapper)
         self._model = source.model
         self._topic_device = DeviceLookup(source.device, context.registry) if source.device is not None else None
         """With the source's ``device`` option: the device the topic names, the only one a pack may speak for."""
@@ -474,6 +476,9 @@ class SenML:
         sink = self._sink
         mapped = False
         for t_ms, (obj, units) in times.items():
+            if self._shapes.reading(device, model, obj, t_ms, 0, units=units, now_ms=now_ms, out=out):
+                mapped = True
+                continue
             values, refused = self._mapper.values(model, obj, units)
             mapped = mapped or bool(values or refused)
             status = sink.split_status(device, values)

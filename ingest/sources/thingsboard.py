@@ -46,6 +46,7 @@ from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import FIELD_SPECS, Source
+from ingest.sources.shapes import FlatShapes
 from ingest.sources.sink import ReadingSink, Refused
 
 SCHEME: Final = "thingsboard"
@@ -133,6 +134,7 @@ class ThingsBoard:
         self._ignore = context.ignore
         self._model = source.model
         self._sink = ReadingSink()
+        self._shapes = FlatShapes(context.mapper)
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         levels = topic.split("/")
@@ -250,10 +252,12 @@ class ThingsBoard:
         if retained and None in by_time:
             del by_time[None]  # replayed on subscribe: it was stored at its first receive time
             self._ignore("retained")
-        sink = self._sink
+        sink, shapes, model = self._sink, self._shapes, self._model or device.model
         for ts, raw in by_time.items():
-            values, refused = self._values(device, raw)
             at = now_ms if ts is None else ts
+            if shapes.reading(device, model, raw, at, 0, now_ms=now_ms, out=out):
+                continue
+            values, refused = self._values(device, raw)
             status = sink.split_status(device, values)  # battery_pct, fw: not readings, but of the device's status
             stored = bool(status) and sink.status(topic, payload, device, at, True, status, now_ms=now_ms, out=out)
             if values:

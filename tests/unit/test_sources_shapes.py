@@ -1,0 +1,120 @@
+"""The flat fast path (:mod:`ingest.sources.shapes`) stores exactly what the general path stores —
+the same row and line — and stays out of everything else (the general path refuses it)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contract.fields import Kind
+from contract.fleet import Device, Fleet
+from ingest.batch import BatchBuilder
+from ingest.registry import Registry
+from ingest.sources.config import Model
+from ingest.sources.mapping import FieldMapper
+from ingest.sources.shapes import EXTRA, FlatShapes
+from ingest.sources.sink import ReadingSink
+
+NOW = int(time.time() * 1000)
+MODELS = {
+    "probe": Model.model_validate({"fields": {
+        "salinity_ppt": {"path": ["sal", "salinity"]},  # two keys, ranked
+        "ec_us_cm": {"path": "ec", "unit": "mS/cm"},  # converted
+        "temp_c": {"path": ["temp", "data.temp"], "unit": "Cel"},  # a dotted path after a flat one
+        "battery_v": "bat",
+        "battery_pct": "bat_pct",  # a status field
+        "ph": "ph",  # not a salinity field
+    }}),
+    "nested": Model.model_validate({"fields": {"salinity_ppt": "data.sal", "temp_c": "t"}}),
+}  # fmt: skip
+FLEET = Fleet(devices=(Device(id="s-1", kind=Kind.SALINITY, province="ben_tre", district="ba_tri", site="river",
+                              lat=10.0, lon=106.0),))  # fmt: skip
+KEYS = ["sal", "salinity", "ec", "temp", "data", "bat", "bat_pct", "ph", "other"]
+VALUES = st.one_of(
+    st.floats(-100, 100_000),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e300]),
+    st.integers(-10, 100_000),
+    st.just(10**400),
+    st.sampled_from(["24.59", " 3.5 ", "No Sensor", "nan", "1e400", "", "7"]),
+    st.none(),
+    st.booleans(),
+    st.fixed_dictionaries({"temp": st.floats(0, 40)}),
+)
+
+
+def _rows(out: BatchBuilder) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows the rule engine gets, by kind, with their types (1 and 1.0 differ here)."""
+    return {k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in out._rows.items() if r.values}
+
+
+def _general(mapper: FieldMapper, model: str, obj: dict[str, Any], extra: float | None, ts: int) -> BatchBuilder:
+    device = Registry.from_fleet(FLEET).devices[0]
+    out = BatchBuilder()
+    values, refused = mapper.values(model, obj)
+    if values and extra is not None:
+        values.setdefault(EXTRA, extra)
+    ReadingSink().mapped("t", b"p", device, ts, 7, values, refused, now_ms=NOW, out=out)
+    return out
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    model=st.sampled_from(["probe", "nested", "unknown"]),
+    obj=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6),
+    extra=st.one_of(st.none(), st.floats(-140, 0)),
+    ts=st.sampled_from([NOW - 60_000, 0, NOW + 3_600_000]),
+)
+def test_the_fast_path_stores_what_the_general_path_stores(
+    model: str, obj: dict[str, Any], extra: float | None, ts: int
+) -> None:
+    mapper = FieldMapper(MODELS)
+    device = Registry.from_fleet(FLEET).devices[0]
+    fast = BatchBuilder()
+    took = FlatShapes(mapper).reading(device, model, obj, ts, 7, extra=extra, now_ms=NOW, out=fast)
+    general = _general(mapper, model, obj, extra, ts)
+    if not took:
+        assert (fast.lines, fast.readings, fast.rejections) == ([], 0, [])
+        return
+    assert fast.lines == general.lines
+    assert general.rejections == []
+    assert _rows(fast) == _rows(general)
+
+
+def test_the_usual_payloads_take_the_fast_path() -> None:
+    mapper = FieldMapper(MODELS)
+    device = Registry.from_fleet(FLEET).devices[0]
+    shapes = FlatShapes(mapper)
+    out = BatchBuilder()
+    assert shapes.reading(device, "probe", {"sal": "0.61", "ec": 1.2, "temp": 29.5}, NOW, 3, extra=-97.0, now_ms=NOW,
+                          out=out)  # fmt: skip
+    assert out.lines == [f"{device.series} ec_us_cm=1200.0,salinity_ppt=0.61,temp_c=29.5,rssi_dbm=-97.0,seq=3i {NOW}"]
+    # what the general path must say something about, it keeps
+    for obj in ({"sal": "No Sensor"}, {"sal": 0.5, "bat_pct": 80}, {"ph": 7.0}, {"other": 1.0}, {"sal": None}):
+        assert not shapes.reading(device, "probe", obj, NOW, 3, now_ms=NOW, out=out), obj
+    assert not shapes.reading(device, "nested", {"t": 20.0, "data": {"sal": 1.0}}, NOW, 3, now_ms=NOW, out=out)
+    assert not shapes.reading(device, "unknown", {"salinity_ppt": 1.0}, NOW, 3, now_ms=NOW, out=out)
+
+
+OUR_NAMES = ["salinity_ppt", "ec_us_cm", "temp_c", "battery_v", "rssi_dbm", "seq", "bph_count", "ph", "battery_pct"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(OUR_NAMES), VALUES, max_size=5), kind=st.sampled_from(list(Kind)))
+def test_the_sinks_plain_path_stores_what_its_general_path_stores(values: dict[str, Any], kind: Kind) -> None:
+    """:meth:`ReadingSink.reading`'s layout of plain numbers against its field-by-field path."""
+    fleet = Fleet(devices=(Device(id="d-1", kind=kind, province="ben_tre", district="ba_tri", site="river",
+                                  lat=10.0, lon=106.0),))  # fmt: skip
+    device = Registry.from_fleet(fleet).devices[0]
+    with_plain, without = BatchBuilder(), BatchBuilder()
+    sink = ReadingSink()
+    stored = sink.reading("t", b"p", device, NOW, 1, values, now_ms=NOW, out=with_plain)
+    general = ReadingSink()
+    for channel in general._kinds.values():
+        channel.plain = lambda values: None  # type: ignore[method-assign]
+    assert general.reading("t", b"p", device, NOW, 1, values, now_ms=NOW, out=without) == stored
+    assert with_plain.lines == without.lines
+    assert [(r.reason, r.detail) for r in with_plain.rejections] == [(r.reason, r.detail) for r in without.rejections]
+    assert _rows(with_plain) == _rows(without)
