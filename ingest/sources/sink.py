@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from msgspec import UNSET
 
@@ -66,19 +66,6 @@ def field_value(spec: FieldSpec, raw: Any) -> float | int | str:
     return typed
 
 
-MAX_LAYOUTS: Final = 1_024
-"""Sets of field names laid out per channel; names come from payloads, so past it the map starts again."""
-
-
-class _Layout(NamedTuple):
-    """How one set of field names (in a payload's order) becomes a row: per name (position, low,
-    high, whole number); the positions in the channel's order, and the field set as a ``%`` format."""
-
-    takes: tuple[tuple[int, float, float, bool], ...]
-    positions: tuple[int, ...]
-    fields: str
-
-
 class _Channel:
     """The fields of one kind (or of status reports), their encoder and positions."""
 
@@ -89,55 +76,6 @@ class _Channel:
         self.width = len(specs)
         self.bounds = {s.name: (i, s.lo, s.hi, s.type == "int") for i, s in enumerate(specs) if s.numeric}
         """Numeric fields: (position, lo, hi, whole) — the plain number's fast path of :meth:`ReadingSink._row`."""
-        self._layouts: dict[tuple[str, ...], _Layout | None] = {}
-
-    def plain(self, values: Mapping[str, Any]) -> tuple[tuple[Any, ...], str] | None:
-        """The row and line-protocol field set of ``values`` when every one is a plain number of a
-        numeric field of this channel, within its range (a whole number for an integer field); None:
-        the general path (:meth:`ReadingSink._row`) decides. Each set of names is laid out once."""
-        names = tuple(values)
-        try:
-            layout = self._layouts[names]
-        except KeyError:
-            if len(self._layouts) >= MAX_LAYOUTS:
-                self._layouts.clear()
-            layout = self._layouts[names] = self._layout(names)
-        if layout is None:
-            return None
-        row: list[Any] = [UNSET] * self.width
-        for raw, (position, lo, hi, whole) in zip(values.values(), layout.takes, strict=True):
-            kind = type(raw)
-            if whole:
-                if kind is float and raw.is_integer():  # 2.0 for a count: as the general path takes it
-                    raw = int(raw)
-                elif kind is not int:
-                    return None
-                if not lo <= raw <= hi:
-                    return None
-                row[position] = raw
-            elif kind is float:
-                if not lo <= raw <= hi:  # NaN and ±inf fail too
-                    return None
-                row[position] = raw
-            elif kind is int and lo <= raw <= hi:
-                row[position] = float(raw)
-            else:
-                return None
-        return tuple(row), layout.fields % tuple([row[p] for p in layout.positions])
-
-    def _layout(self, names: tuple[str, ...]) -> _Layout | None:
-        takes = []
-        for name in names:
-            bound = self.bounds.get(name)
-            if bound is None:  # not a numeric field of this channel: the general path says what it is
-                return None
-            takes.append(bound)
-        if not takes:
-            return None
-        positions = tuple(sorted(t[0] for t in takes))  # the line protocol's order is the channel's
-        specs = self.specs
-        fields = ",".join(f"{specs[p].name}=" + ("%di" if specs[p].type == "int" else "%r") for p in positions)
-        return _Layout(tuple(takes), positions, fields)
 
 
 class ReadingSink:
@@ -175,15 +113,12 @@ class ReadingSink:
             if not values:
                 return True
         channel = self._kinds[device.device_kind]
-        plain = channel.plain(values)
-        if plain is not None:  # the usual reading: plain numbers in range
-            row, fields = plain
-        else:
-            general = self._row(topic, payload, channel, values, out)
-            encoded = channel.encoder.encode(general) if general is not None else None
-            if general is None or not encoded:
-                return False
-            row, fields = general, encoded
+        row = self._row(topic, payload, channel, values, out)
+        if row is None:
+            return False
+        fields = channel.encoder.encode(row)
+        if not fields:
+            return False
         out.add_reading(device.kind, device.index, ts_ms, seq, row, f"{device.series} {fields},seq={seq}i {ts_ms}")
         return True
 

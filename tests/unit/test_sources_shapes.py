@@ -97,24 +97,3 @@ def test_the_usual_payloads_take_the_fast_path() -> None:
     assert not shapes.reading(device, "nested", {"t": 20.0, "data": {"sal": 1.0}}, NOW, 3, now_ms=NOW, out=out)
     assert not shapes.reading(device, "unknown", {"salinity_ppt": 1.0}, NOW, 3, now_ms=NOW, out=out)
 
-
-OUR_NAMES = ["salinity_ppt", "ec_us_cm", "temp_c", "battery_v", "rssi_dbm", "seq", "bph_count", "ph", "battery_pct"]
-
-
-@settings(max_examples=400, deadline=None)
-@given(values=st.dictionaries(st.sampled_from(OUR_NAMES), VALUES, max_size=5), kind=st.sampled_from(list(Kind)))
-def test_the_sinks_plain_path_stores_what_its_general_path_stores(values: dict[str, Any], kind: Kind) -> None:
-    """:meth:`ReadingSink.reading`'s layout of plain numbers against its field-by-field path."""
-    fleet = Fleet(devices=(Device(id="d-1", kind=kind, province="ben_tre", district="ba_tri", site="river",
-                                  lat=10.0, lon=106.0),))  # fmt: skip
-    device = Registry.from_fleet(fleet).devices[0]
-    with_plain, without = BatchBuilder(), BatchBuilder()
-    sink = ReadingSink()
-    stored = sink.reading("t", b"p", device, NOW, 1, values, now_ms=NOW, out=with_plain)
-    general = ReadingSink()
-    for channel in general._kinds.values():
-        channel.plain = lambda values: None  # type: ignore[method-assign]
-    assert general.reading("t", b"p", device, NOW, 1, values, now_ms=NOW, out=without) == stored
-    assert with_plain.lines == without.lines
-    assert [(r.reason, r.detail) for r in with_plain.rejections] == [(r.reason, r.detail) for r in without.rejections]
-    assert _rows(with_plain) == _rows(without)
