@@ -9,6 +9,7 @@ subscription, or filter a listing: they are not settings and have no variable.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict
@@ -20,8 +21,8 @@ from alerts.config import WebhookSettings
 from alerts.errors import AlertsError
 from alerts.outbox import DeadLetter, Status
 from alerts.store import AlertStore, iso_ms
-from alerts.subscriptions import Subscription
-from ioc.errors import Commands, blame, load_settings
+from alerts.subscriptions import MAX_RADIUS_KM, Near, Subscription
+from ioc.errors import Commands, UserError, blame, load_settings
 
 app = typer.Typer(
     cls=Commands,
@@ -51,6 +52,24 @@ def _store(db: str | None) -> Iterator[AlertStore]:
         yield store
 
 
+def parse_near(near: str | None, radius_km: float | None) -> Near | None:
+    """``--near LAT,LON`` and ``--radius KM`` → a circle; both or neither (:class:`UserError` otherwise)."""
+    if near is None and radius_km is None:
+        return None
+    if near is None or radius_km is None:
+        raise UserError("--near LAT,LON and --radius KM go together: give both, or neither")
+    lat_text, sep, lon_text = near.partition(",")
+    try:
+        lat, lon = float(lat_text), float(lon_text)
+    except ValueError:
+        lat = lon = math.nan
+    if not sep or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise UserError(f"--near {near!r}: give LAT,LON in degrees, e.g. --near 10.04,106.60")
+    if not 0 < radius_km <= MAX_RADIUS_KM:
+        raise UserError(f"--radius {radius_km:g}: give km, more than 0 and at most {MAX_RADIUS_KM:g}")
+    return Near.make(lat, lon, radius_km)
+
+
 def _mask(secret: str) -> str:
     return secret[:6] + "…" + secret[-4:]
 
@@ -71,6 +90,8 @@ def _sub_dict(sub: Subscription, *, secret: bool) -> dict[str, Any]:
             "devices": sorted(f.devices),
             "kinds": sorted(f.kinds),
             "rule_ids": sorted(f.rule_ids),
+            "crops": sorted(f.crops),
+            "near": None if f.near is None else asdict(f.near),
             "min_severity": f.min_severity.label,
         },
         "created_at": iso_ms(sub.created_at_ms),
@@ -93,6 +114,11 @@ def add(
     device: Names = None,
     kind: Names = None,
     rule: Names = None,
+    crop: Annotated[list[str] | None, Opt(help="repeatable; the device's crop, e.g. durian, rice, shrimp")] = None,
+    near: Annotated[
+        str | None, Opt(metavar="LAT,LON", help="only devices near this point (WGS84 degrees); with --radius")
+    ] = None,
+    radius: Annotated[float | None, Opt(metavar="KM", help="how near, in km (with --near)")] = None,
     min_severity: Annotated[str, Opt(help="info, warning or critical")] = "info",
     language: Annotated[str, Opt(help="vi or en: the language of the message field")] = "vi",
     description: Annotated[str, Opt(help="who this is, e.g. 'Ba Tri shrimp co-op Zalo gateway'")] = "",
@@ -100,6 +126,7 @@ def add(
     as_json: AsJson = False,
 ) -> None:
     """Add a webhook subscriber (the URL is checked against the target policy)."""
+    circle = parse_near(near, radius)
     with _store(db) as store:
         sub = store.add_subscription(
             url,
@@ -112,6 +139,8 @@ def add(
             min_severity=min_severity,
             language=language,
             description=description,
+            crops=crop,
+            near=circle,
         )
     if as_json:
         typer.echo(json.dumps(_sub_dict(sub, secret=True), ensure_ascii=False))

@@ -35,12 +35,12 @@ from alerts.database import Connection, Location, PostgresUrl, Row, ddl, open_da
 from alerts.errors import NotFound, StoreError
 from alerts.outbox import DeadLetter, DeliveryAttempt, OutboxEntry, Outcome, Status, Verdict
 from alerts.signing import generate_secret, validate_secret
-from alerts.subscriptions import Filters, Language, Subscription, parse_language, parse_severity
+from alerts.subscriptions import Filters, Language, Near, Subscription, parse_language, parse_severity
 from alerts.targets import TargetPolicy
 from contract.clock import now_ms
 from rules.model import DeviceInfo, Severity, State, Transition
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # One schema for both databases (alerts.database.ddl): {serial} is an auto-numbered key, {rowid} gives
 # PostgreSQL tables the insertion order SQLite's rowid is. SQLite files of schema 1 made before
@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     acknowledged_by TEXT,
     acknowledged_at_ms BIGINT,
     created_at_ms BIGINT NOT NULL,
-    updated_at_ms BIGINT NOT NULL
+    updated_at_ms BIGINT NOT NULL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule_id, device_id) WHERE state = 'firing';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_fired_once ON alerts (rule_id, device_id, fired_at_ms);
@@ -105,7 +107,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     disabled_reason TEXT,
     description TEXT NOT NULL DEFAULT '',
     created_at_ms BIGINT NOT NULL,
-    updated_at_ms BIGINT NOT NULL{rowid}
+    updated_at_ms BIGINT NOT NULL{rowid},
+    crops TEXT NOT NULL DEFAULT '[]',
+    near_lat DOUBLE PRECISION,
+    near_lon DOUBLE PRECISION,
+    near_radius_km DOUBLE PRECISION
 );
 
 CREATE TABLE IF NOT EXISTS outbox (
@@ -159,6 +165,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (subscription_id, id) WHERE replayed_at_ms IS NULL;
 """
 
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (  # alerts carry their device's coordinates; subscriptions by crop and by point and radius
+        "ALTER TABLE alerts ADD COLUMN lat DOUBLE PRECISION",
+        "ALTER TABLE alerts ADD COLUMN lon DOUBLE PRECISION",
+        "ALTER TABLE subscriptions ADD COLUMN crops TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE subscriptions ADD COLUMN near_lat DOUBLE PRECISION",
+        "ALTER TABLE subscriptions ADD COLUMN near_lon DOUBLE PRECISION",
+        "ALTER TABLE subscriptions ADD COLUMN near_radius_km DOUBLE PRECISION",
+    ),
+}
+"""Version → the statements that take a store of the version before to it. New columns go last in
+:data:`SCHEMA` too, so a new store and a migrated one have the same tables."""
+
 
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds → ISO 8601 UTC with milliseconds, e.g. ``2024-03-01T05:30:00.123Z``."""
@@ -206,6 +225,9 @@ class Alert:
     acknowledged_at_ms: int | None
     created_at_ms: int
     updated_at_ms: int
+    lat: float | None = None
+    """Where its device was when it fired, WGS84 degrees (None: unknown, or fired before schema 2)."""
+    lon: float | None = None
 
     @property
     def active(self) -> bool:
@@ -326,12 +348,18 @@ def _alert(row: Row) -> Alert:
         acknowledged_at_ms=row["acknowledged_at_ms"],
         created_at_ms=row["created_at_ms"],
         updated_at_ms=row["updated_at_ms"],
+        lat=row["lat"],
+        lon=row["lon"],
     )
 
 
 def _subscription(row: Row) -> Subscription:
     def names(column: str) -> frozenset[str]:
         return frozenset(json.loads(row[column]))
+
+    near = None
+    if row["near_lat"] is not None and row["near_lon"] is not None and row["near_radius_km"] is not None:
+        near = Near(row["near_lat"], row["near_lon"], row["near_radius_km"])
 
     return Subscription(
         id=row["id"],
@@ -345,6 +373,8 @@ def _subscription(row: Row) -> Subscription:
             kinds=names("kinds"),
             rule_ids=names("rule_ids"),
             min_severity=Severity(row["min_severity"]),
+            crops=names("crops"),
+            near=near,
         ),
         enabled=bool(row["enabled"]),
         description=row["description"],
@@ -393,6 +423,11 @@ def _names_json(values: Iterable[str]) -> str:
     return json.dumps(sorted(values), ensure_ascii=False)
 
 
+def _near_columns(near: Near | None) -> tuple[float | None, float | None, float | None]:
+    """``near_lat``, ``near_lon``, ``near_radius_km``."""
+    return (None, None, None) if near is None else (near.lat, near.lon, near.radius_km)
+
+
 class AlertStore:
     """Alerts, subscriptions and the webhook outbox in one SQLite or PostgreSQL database (thread-safe)."""
 
@@ -427,6 +462,9 @@ class AlertStore:
                 version = self._db.schema_version(conn)
                 if version > SCHEMA_VERSION:
                     raise StoreError(f"{self._location} has schema {version}, newer than this code ({SCHEMA_VERSION})")
+                for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():  # 0: a new store
+                    for statement in MIGRATIONS[step]:
+                        conn.execute(statement)
                 for statement in ddl(SCHEMA, self._db.dialect):
                     conn.execute(statement)
                 self._db.set_schema_version(conn, SCHEMA_VERSION)
@@ -557,8 +595,8 @@ class AlertStore:
         alert_id = str(uuid.uuid4())
         conn.execute(
             "INSERT INTO alerts (id, rule_id, device_id, kind, province, district, site, crop, place_vi, place_en,"
-            " severity, state, source, fired_at_ms, value, message_vi, message_en, created_at_ms, updated_at_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?)",
+            " severity, state, source, fired_at_ms, value, message_vi, message_en, created_at_ms, updated_at_ms,"
+            " lat, lon) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 alert_id,
                 t.rule_id,
@@ -578,6 +616,8 @@ class AlertStore:
                 t.message_en,
                 now,
                 now,
+                _finite(device.lat),
+                _finite(device.lon),
             ),
         )
         return self._get(conn, alert_id)
@@ -705,13 +745,16 @@ class AlertStore:
         min_severity: Severity | int | str = Severity.INFO,
         language: str = "vi",
         description: str = "",
+        crops: Iterable[str] | None = None,
+        near: Near | None = None,
     ) -> Subscription:
         """Add a webhook subscriber; its URL must pass the target policy (checked now, and at delivery).
 
         Args:
             url: http(s) URL the events are POSTed to.
             secret: ``whsec_<base64>``; ``None`` generates one (read it back from the result).
-            provinces, districts, devices, kinds, rule_ids: filters, empty = any.
+            provinces, districts, devices, kinds, rule_ids, crops: filters, empty = any.
+            near: only alerts of devices within this circle (:meth:`Near.make` checks it).
             min_severity: ``info``, ``warning`` or ``critical`` (or a :class:`Severity`).
             language: ``vi`` or ``en`` — the ``message`` field's language (both texts are sent).
 
@@ -730,14 +773,16 @@ class AlertStore:
             kinds=kinds,
             rule_ids=rule_ids,
             min_severity=min_severity,
+            crops=crops,
+            near=near,
         )
         sub_id = "sub_" + uuid.uuid4().hex[:16]
         now = self._clock()
         with self._db.write() as conn:
             conn.execute(
                 "INSERT INTO subscriptions (id, url, secret, language, provinces, districts, devices, kinds, rule_ids,"
-                " min_severity, enabled, description, created_at_ms, updated_at_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                " min_severity, enabled, description, created_at_ms, updated_at_ms, crops, near_lat, near_lon,"
+                " near_radius_km) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sub_id,
                     url,
@@ -752,6 +797,8 @@ class AlertStore:
                     description,
                     now,
                     now,
+                    _names_json(filters.crops),
+                    *_near_columns(filters.near),
                 ),
             )
             return self._subscription(conn, sub_id)
@@ -802,9 +849,10 @@ class AlertStore:
         if language is not None:
             changes["language"] = parse_language(language)
         if filters is not None:
-            for name in ("provinces", "districts", "devices", "kinds", "rule_ids"):
+            for name in ("provinces", "districts", "devices", "kinds", "rule_ids", "crops"):
                 changes[name] = _names_json(getattr(filters, name))
             changes["min_severity"] = int(filters.min_severity)
+            changes["near_lat"], changes["near_lon"], changes["near_radius_km"] = _near_columns(filters.near)
         if description is not None:
             changes["description"] = description
         if enabled is not None:

@@ -80,6 +80,9 @@ class DeviceTags(NamedTuple):
     sparkplug: str | None = None
     thingsboard: str | None = None
     senml: str | None = None
+    lat: float | None = None
+    """WGS84 degrees (None: unknown), for alerts by point and radius."""
+    lon: float | None = None
 
     @property
     def active(self) -> bool:
@@ -114,7 +117,7 @@ class Device(BaseModel):
         x = self.external_ids
         return DeviceTags(
             self.id, self.kind, self.province, self.district, self.site, self.crop, self.state,
-            self.model, x.dev_eui, x.tts_device_id, x.sparkplug, x.thingsboard, x.senml,
+            self.model, x.dev_eui, x.tts_device_id, x.sparkplug, x.thingsboard, x.senml, self.lat, self.lon,
         )  # fmt: skip
 
 

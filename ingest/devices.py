@@ -30,5 +30,9 @@ def device_infos(devices: Fleet | Iterable[Device | DeviceTags]) -> list[DeviceI
     infos = []
     for d in devices.devices if isinstance(devices, Fleet) else devices:
         place = place_name(d.province, d.district)
-        infos.append(DeviceInfo(d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place))
+        infos.append(
+            DeviceInfo(
+                d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place, lat=d.lat, lon=d.lon
+            )
+        )
     return infos

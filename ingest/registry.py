@@ -44,7 +44,7 @@ class RegisteredDevice(DeviceInfo):
         """What the registry database says of it."""
         return DeviceTags(
             self.id, self.device_kind, self.province, self.district, self.site, self.crop, self.state, self.model,
-            *(self.external or _NO_EXTERNAL),
+            *(self.external or _NO_EXTERNAL), self.lat, self.lon,
         )  # fmt: skip
 
     @property
@@ -101,7 +101,7 @@ def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
     return RegisteredDevice(
         d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place,
         index, d.kind, d.state, series, len(measurement), len(head),
-        d.model, None if external == _NO_EXTERNAL else external,
+        d.model, None if external == _NO_EXTERNAL else external, lat=d.lat, lon=d.lon,
     )  # fmt: skip
 
 

@@ -350,8 +350,8 @@ class DeviceRegistry:
             # In partitions: 100,000 rows at once would be ~50 MB of row objects that the heap keeps.
             for part in conn.execution_options(yield_per=_TAGS_PER_FETCH).execute(q).partitions():
                 consume([
-                    DeviceTags(i, _KINDS[k], n(p), n(d), n(si), n(c), n(st), n(m), e, t, s, b, ml)
-                    for i, k, p, d, si, c, st, m, e, t, s, b, ml in part
+                    DeviceTags(i, _KINDS[k], n(p), n(d), n(si), n(c), n(st), n(m), e, t, s, b, ml, la, lo)
+                    for i, k, p, d, si, c, st, m, e, t, s, b, ml, la, lo in part
                 ])  # fmt: skip
         return now
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +40,9 @@ class DeviceInfo:
     place_vi: str
     """Where it is, as a farmer says it, e.g. "Ba Tri, Bến Tre"."""
     place_en: str
+    lat: float | None = field(default=None, kw_only=True)
+    """Where it is, WGS84 degrees (None when unknown): subscriptions by point and radius use it."""
+    lon: float | None = field(default=None, kw_only=True)
 
 
 class Readings(Protocol):

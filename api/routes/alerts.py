@@ -52,6 +52,8 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None = Field(description="the name of the API key that acknowledged it")
     acknowledged_at: str | None
     acknowledged_at_ms: int | None
+    lat: float | None = Field(None, description="its device's latitude when it fired (WGS84; null: unknown)")
+    lon: float | None = Field(None, description="its device's longitude when it fired (WGS84; null: unknown)")
 
 
 class EventOut(BaseModel):
@@ -102,6 +104,8 @@ def alert_out(a: Alert) -> AlertOut:
         acknowledged_by=a.acknowledged_by,
         acknowledged_at=iso_or_none(a.acknowledged_at_ms),
         acknowledged_at_ms=a.acknowledged_at_ms,
+        lat=_finite(a.lat),
+        lon=_finite(a.lon),
     )
 
 

@@ -13,13 +13,13 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.delivery import post_webhook, webhook_client
 from alerts.outbox import DeadLetter, DeliveryAttempt, Verdict
 from alerts.signing import SECRET_PATTERN, generate_secret
 from alerts.store import AlertStore
-from alerts.subscriptions import Filters, Subscription
+from alerts.subscriptions import MAX_RADIUS_KM, Filters, Near, Subscription
 from api.auth import Operator, Principal
 from api.deps import SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, NotFoundError
@@ -41,12 +41,33 @@ URL_HELP = "http(s) URL the alerts are POSTed to; it must resolve to addresses t
 TEST_EVENT = "test.ping"
 
 
+class NearIn(BaseModel):
+    """A circle: alerts of devices within `radius_km` of the point."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    lat: float = Field(ge=-90, le=90, description="latitude of the centre, WGS84 degrees")
+    lon: float = Field(ge=-180, le=180, description="longitude of the centre, WGS84 degrees")
+    radius_km: float = Field(gt=0, le=MAX_RADIUS_KM, description="great-circle distance from the centre, km")
+
+    def near(self) -> Near:
+        return Near.make(self.lat, self.lon, self.radius_km)
+
+
+class NearOut(BaseModel):
+    lat: float
+    lon: float
+    radius_km: float
+
+
 class FiltersOut(BaseModel):
     provinces: list[str]
     districts: list[str]
     devices: list[str]
     kinds: list[str]
     rule_ids: list[str]
+    crops: list[str]
+    near: NearOut | None = Field(description="only alerts of devices within this circle; null: anywhere")
     min_severity: SeverityName
 
 
@@ -77,12 +98,14 @@ class SubscriptionIn(BaseModel):
     devices: Names = []
     kinds: Names = []
     rule_ids: Names = []
+    crops: Names = Field([], description="the device's crop tag, e.g. durian, rice, shrimp")
+    near: NearIn | None = Field(None, description="only alerts of devices within this circle")
     min_severity: SeverityName = "info"
     description: str = Field("", max_length=500)
 
 
 class SubscriptionPatch(BaseModel):
-    """Fields to change; a filter given replaces that filter."""
+    """Fields to change; a filter given replaces that filter (`near: null` removes the circle)."""
 
     url: str | None = Field(None, max_length=2048, pattern=URL_PATTERN, description=URL_HELP)
     language: Literal["vi", "en"] | None = None
@@ -91,6 +114,8 @@ class SubscriptionPatch(BaseModel):
     devices: Names | None = None
     kinds: Names | None = None
     rule_ids: Names | None = None
+    crops: Names | None = None
+    near: NearIn | None = Field(None, description="a new circle; null removes it")
     min_severity: SeverityName | None = None
     enabled: bool | None = None
     description: str | None = Field(None, max_length=500)
@@ -158,6 +183,8 @@ def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -
             devices=sorted(f.devices),
             kinds=sorted(f.kinds),
             rule_ids=sorted(f.rule_ids),
+            crops=sorted(f.crops),
+            near=None if f.near is None else NearOut(lat=f.near.lat, lon=f.near.lon, radius_km=f.near.radius_km),
             min_severity=f.min_severity.label,
         ),
         pending=pending,
@@ -205,6 +232,8 @@ def create(principal: Operator, store: StoreDep, body: Annotated[SubscriptionIn,
         min_severity=body.min_severity,
         language=body.language,
         description=body.description,
+        crops=body.crops,
+        near=body.near.near() if body.near is not None else None,
     )
     return subscription_out(sub, 0, secret=True)
 
@@ -236,7 +265,9 @@ def update(
     """Change URL, language, filters, enabled or description; `rotate_secret` returns a new secret once."""
     sub = _owned(store, sub_id, principal)
     filters = None
-    given = body.model_fields_set & {"provinces", "districts", "devices", "kinds", "rule_ids", "min_severity"}
+    given = body.model_fields_set & {
+        "provinces", "districts", "devices", "kinds", "rule_ids", "crops", "near", "min_severity"
+    }  # fmt: skip
     if given:
         f = sub.filters
         provinces = body.provinces if body.provinces is not None else sorted(f.provinces)
@@ -247,6 +278,8 @@ def update(
             kinds=body.kinds if body.kinds is not None else f.kinds,
             rule_ids=body.rule_ids if body.rule_ids is not None else f.rule_ids,
             min_severity=body.min_severity or f.min_severity,
+            crops=body.crops if body.crops is not None else f.crops,
+            near=(body.near.near() if body.near is not None else None) if "near" in body.model_fields_set else f.near,
         )
     secret = generate_secret() if body.rotate_secret else None
     updated = store.update_subscription(

@@ -31,7 +31,7 @@ from alerts.delivery import post_webhook, webhook_client
 from alerts.outbox import Verdict
 from alerts.receiver import WebhookReceiver
 from alerts.signing import generate_secret
-from alerts.store import AlertEvent, AlertStore
+from alerts.store import SCHEMA_VERSION, AlertEvent, AlertStore
 from alerts.targets import TargetPolicy
 from api.config import ApiSettings
 from api.keys import KeyStore
@@ -101,11 +101,11 @@ def test_the_schema_is_wide_enough(postgres_url: str) -> None:
     ms = {k: v for k, v in types.items() if k[1].endswith("_ms")}
     assert len(ms) > 20
     assert set(ms.values()) == {"bigint"}
-    assert {types[("alerts", "value")], types[("alerts", "resolved_value")], types[("events", "value")]} == {
-        "double precision"
-    }
+    doubles = [("alerts", "value"), ("alerts", "resolved_value"), ("events", "value"), ("alerts", "lat")]
+    doubles += [("alerts", "lon"), ("subscriptions", "near_lat"), ("subscriptions", "near_lon")]
+    assert {types[c] for c in [*doubles, ("subscriptions", "near_radius_km")]} == {"double precision"}
     assert types[("outbox", "seq")] == types[("deliveries", "seq")] == "bigint"
-    assert version == [(1,)]
+    assert version == [(SCHEMA_VERSION,)]
 
 
 def backends(url: str) -> int:

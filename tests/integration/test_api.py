@@ -652,6 +652,62 @@ def test_area_scoped_subscriptions(api: Api) -> None:
         api.client.delete(f"/v1/subscriptions/{sub['id']}", headers=api.h("operate"))
 
 
+def test_subscriptions_by_crop_and_point_and_radius(api: Api) -> None:
+    near = {"lat": 10.04, "lon": 106.6, "radius_km": 15}
+    body = {"url": "http://127.0.0.1:9/ba-tri", "crops": ["Durian"], "near": near}
+    r = api.post("/v1/subscriptions", json=body)
+    assert r.status_code == 201, r.text
+    sub = r.json()
+    assert sub["filters"]["crops"] == ["durian"]
+    assert sub["filters"]["near"] == {"lat": 10.04, "lon": 106.6, "radius_km": 15.0}
+    assert api.get(f"/v1/subscriptions/{sub['id']}", role="operate").json()["filters"] == sub["filters"]
+
+    def patch(role: str = "operate", **fields: Any) -> httpx.Response:
+        return api.client.patch(f"/v1/subscriptions/{sub['id']}", headers=api.h(role), json=fields)
+
+    moved = patch(near={"lat": 9.6, "lon": 106.0, "radius_km": 500}).json()["filters"]
+    assert moved["near"] == {"lat": 9.6, "lon": 106.0, "radius_km": 500.0}
+    assert moved["crops"] == ["durian"], "a filter not given stays"
+    assert patch(description="co-op").json()["filters"]["near"] == moved["near"]
+    cleared = patch(near=None, crops=[]).json()["filters"]
+    assert cleared["near"] is None
+    assert cleared["crops"] == []
+
+    for fields, where in (
+        ({"near": {"lat": 91, "lon": 106, "radius_km": 5}}, "body.near.lat"),
+        ({"near": {"lat": 10, "lon": -180.5, "radius_km": 5}}, "body.near.lon"),
+        ({"near": {"lat": 10, "lon": 106, "radius_km": 0}}, "body.near.radius_km"),
+        ({"near": {"lat": 10, "lon": 106, "radius_km": 500.5}}, "body.near.radius_km"),
+        ({"near": {"lat": 10, "lon": 106}}, "body.near.radius_km"),
+        ({"crops": ["durain"]}, "crops: unknown crop 'durain'"),
+    ):
+        for r in (api.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/x", **fields}), patch(**fields)):
+            assert r.status_code == 422, (fields, r.text)
+            assert where in r.json()["error"], r.json()
+    assert api.get(f"/v1/subscriptions/{sub['id']}", role="operate").json()["filters"] == cleared
+
+    # a province-limited key: its subscriptions stay within its provinces, near or not
+    r = api.post("/v1/subscriptions", role="ben_tre", json={"url": "http://127.0.0.1:9/bt", "near": body["near"]})
+    assert r.status_code == 201
+    mine = r.json()
+    assert mine["filters"]["provinces"] == ["ben_tre"]
+    assert mine["filters"]["near"]["radius_km"] == 15.0
+    r = api.client.patch(
+        f"/v1/subscriptions/{mine['id']}", headers=api.h("ben_tre"), json={"near": None, "provinces": ["ca_mau"]}
+    )
+    assert r.status_code == 403
+    assert patch("ben_tre", near=None).status_code == 404, "not its subscription"
+    for s in (sub, mine):
+        api.client.delete(f"/v1/subscriptions/{s['id']}", headers=api.h("operate"))
+
+
+def test_alerts_show_their_devices_coordinates(api: Api) -> None:
+    where = {d.id: (d.lat, d.lon) for d in api.data.fleet.devices}
+    alerts = api.get("/v1/alerts", params={"limit": 50}).json()
+    assert alerts
+    assert all((a["lat"], a["lon"]) == where[a["device_id"]] for a in alerts)
+
+
 def test_delivery_log_dead_letters_and_replay(api: Api) -> None:
     store = api.services.store
     url = f"http://127.0.0.1:{free_port()}/closed"

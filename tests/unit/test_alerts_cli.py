@@ -115,3 +115,38 @@ def test_dead_letters_and_replay(db: Path) -> None:
     assert len(json.loads(invoke("dead-letters", "--all", "--json")[1])) == 2
     assert store.pending_count(sub_id) == 2
     store.close()
+
+
+def test_add_by_crop_and_point_and_radius(db: Path) -> None:
+    code, out = invoke("add", URL, "--crop", "durian", "--crop", "Rice", "--near", "10.04,106.60", "--radius", "15")
+    assert code == 0, out
+    assert "crop=durian,rice near=10.04,106.6 r=15km" in out
+    assert "near=10.04,106.6 r=15km" in invoke("list")[1]
+    [listed] = json.loads(invoke("list", "--json")[1])
+    assert listed["filters"]["crops"] == ["durian", "rice"]
+    assert listed["filters"]["near"] == {"lat": 10.04, "lon": 106.6, "radius_km": 15.0}
+    with AlertStore(db) as store:
+        assert store.list_subscriptions()[0].filters.near is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--near", "10.04,106.60"], "--near LAT,LON and --radius KM go together"),
+        (["--radius", "15"], "--near LAT,LON and --radius KM go together"),
+        (["--near", "10.04", "--radius", "15"], "--near '10.04': give LAT,LON"),
+        (["--near", "north,east", "--radius", "15"], "--near 'north,east': give LAT,LON"),
+        (["--near", "91,106", "--radius", "15"], "--near '91,106': give LAT,LON"),
+        (["--near", "10,106", "--radius", "0"], "--radius 0: give km"),
+        (["--near", "10,106", "--radius", "501"], "--radius 501: give km"),
+        (["--crop", "durain"], "unknown crop 'durain'"),
+    ],
+)
+def test_add_refuses_a_bad_circle_or_crop(db: Path, args: list[str], says: str) -> None:
+    code, out = invoke("add", URL, *args)
+    assert code == 2, out
+    assert says in out
+    assert len(out.strip().splitlines()) == 1, out
+    if db.exists():
+        with AlertStore(db) as store:
+            assert store.list_subscriptions() == []

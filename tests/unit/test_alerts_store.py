@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -21,7 +22,7 @@ from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefus
 from alerts.outbox import Outcome, Status, Verdict
 from alerts.sqlite import SQLiteFile
 from alerts.store import AlertStore, event_id
-from alerts.subscriptions import Filters
+from alerts.subscriptions import Filters, Near
 from alerts.targets import TargetPolicy
 from ioc.servers import free_port
 from rules.model import DeviceInfo, Severity, State, Transition
@@ -181,7 +182,7 @@ def test_the_database_itself_enforces_one_active_alert(store: AlertStore, alerts
         conn.execute(
             "INSERT INTO alerts SELECT 'x', rule_id, device_id, kind, province, district, site, crop, place_vi,"
             " place_en, severity, 'firing', source, fired_at_ms + 1, value, message_vi, message_en, NULL, NULL,"
-            " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms FROM alerts"
+            " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms, lat, lon FROM alerts"
         )
 
 
@@ -572,3 +573,56 @@ def test_sqlite_closes_the_connections_of_threads_that_ended(tmp_path: Path) -> 
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):
             conn.execute("SELECT 1")
     db.close()
+
+
+# -- location and crop targeting -----------------------------------------------------------------
+
+BA_TRI = Near.make(10.04, 106.60, 10)
+PLACED = (  # the first ~2.5 km from Ba Tri town, the second ~72 km away, the third without coordinates
+    replace(DEVICES[0], lat=10.05, lon=106.62),
+    replace(DEVICES[1], lat=9.52, lon=106.2),
+    DEVICES[2],
+)
+
+
+def test_subscription_crops_and_near_round_trip(store: AlertStore) -> None:
+    sub = store.add_subscription(URL, crops=["Shrimp", "rice"], near=BA_TRI)
+    assert sub.filters.crops == {"shrimp", "rice"}
+    assert sub.filters.near == Near(10.04, 106.60, 10.0)
+    assert store.get_subscription(sub.id) == sub
+    assert store.list_subscriptions() == [sub]
+    moved = store.update_subscription(sub.id, filters=Filters.make(crops=["durian"], near=Near.make(9.9, 106.3, 25)))
+    assert moved.filters.crops == {"durian"}
+    assert moved.filters.near == Near(9.9, 106.3, 25.0)
+    cleared = store.update_subscription(sub.id, filters=Filters.make())
+    assert cleared.filters.crops == frozenset()
+    assert cleared.filters.near is None
+    assert store.get_subscription(sub.id) == cleared
+    with pytest.raises(InvalidSubscription, match="crop"):
+        store.add_subscription(URL, crops=["durain"])
+
+
+def test_alerts_carry_their_devices_coordinates(store: AlertStore) -> None:
+    [near_event, far_event, unplaced_event] = store.apply(
+        [fire(device=0, rule="do_low"), fire(device=1), fire(device=2, rule="pest_high")], PLACED
+    )
+    assert (near_event.alert.lat, near_event.alert.lon) == (10.05, 106.62)
+    assert (far_event.alert.lat, far_event.alert.lon) == (9.52, 106.2)
+    assert (unplaced_event.alert.lat, unplaced_event.alert.lon) == (None, None)
+    assert store.get(near_event.alert_id).lat == 10.05
+    resolved = store.apply([resolve(device=0, rule="do_low", ts=T0 + 1)], PLACED)[0].alert
+    assert (resolved.lat, resolved.lon) == (10.05, 106.62), "a resolve keeps where it fired"
+
+
+def test_outbox_rows_by_point_radius_and_crop(store: AlertStore) -> None:
+    ba_tri = store.add_subscription(URL + "/ba-tri", near=BA_TRI)
+    wide = store.add_subscription(URL + "/wide", near=Near.make(10.04, 106.60, 100))
+    rice = store.add_subscription(URL + "/rice", crops=["rice"])
+    shrimp_near = store.add_subscription(URL + "/shrimp", crops=["shrimp"], near=BA_TRI)
+
+    events = store.apply([fire(device=0, rule="do_low"), fire(device=1), fire(device=2, rule="pest_high")], PLACED)
+    assert events[0].queued_for == (ba_tri.id, wide.id, shrimp_near.id)  # 10.05,106.62: within 10 km
+    assert events[1].queued_for == (wide.id, rice.id)  # 9.52,106.2: ~72 km
+    assert events[2].queued_for == (rice.id,)  # no coordinates: never near
+    body = json.loads(store.outbox(subscription_id=ba_tri.id)[0].body)
+    assert body["device_id"] == "wq-bt-001"

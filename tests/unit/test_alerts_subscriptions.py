@@ -1,13 +1,14 @@
-"""Subscription filters: every non-empty filter must pass, severity is a minimum."""
+"""Subscription filters: every non-empty filter must pass, severity is a minimum, a circle is great-circle."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
 
 from alerts.errors import InvalidSubscription
-from alerts.subscriptions import Filters, Subscription, parse_language, parse_severity
+from alerts.subscriptions import Filters, Near, Subscription, haversine_km, parse_language, parse_severity
 from rules.model import Severity
 
 
@@ -19,6 +20,12 @@ class A:
     province: str = "ben_tre"
     district: str = "ba_tri"
     severity: Severity = Severity.WARNING
+    crop: str = "shrimp"
+    lat: float | None = 10.05
+    lon: float | None = 106.62
+
+
+BA_TRI = Near.make(10.04, 106.60, 10)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +57,19 @@ class A:
         (Filters.make(devices=["SAL-BT-007"]), A(), True),
         # blank entries are no filter
         (Filters.make(provinces=["", "  "]), A(), True),
+        # crops, as the device's crop tag
+        (Filters.make(crops=["shrimp"]), A(), True),
+        (Filters.make(crops=["Durian", "shrimp"]), A(), True),
+        (Filters.make(crops=["durian"]), A(), False),
+        (Filters.make(crops=["rice"], provinces=["ben_tre"]), A(crop="rice"), True),
+        # a point and radius: Ba Tri town, 10 km
+        (Filters.make(near=BA_TRI), A(), True),  # ~2.5 km away
+        (Filters.make(near=BA_TRI), A(lat=9.52, lon=106.2), False),  # ~72 km away
+        (Filters.make(near=BA_TRI), A(lat=None, lon=None), False),  # no coordinates: never near
+        (Filters.make(near=BA_TRI), A(lat=10.05, lon=None), False),
+        (Filters.make(near=BA_TRI, crops=["durian"]), A(), False),
+        (Filters.make(near=BA_TRI, min_severity="critical"), A(), False),
+        (Filters.make(), A(lat=None, lon=None), True),
     ],
 )
 def test_filters(filters: Filters, alert: A, expected: bool) -> None:
@@ -88,3 +108,57 @@ def test_describe() -> None:
     assert (
         Filters.make(provinces=["ben_tre"], min_severity="critical").describe() == "province=ben_tre severity>=critical"
     )
+
+
+def test_haversine() -> None:
+    one_degree = 2 * math.pi * 6371.0088 / 360  # of latitude, or of longitude on the equator
+    assert haversine_km(10, 106, 11, 106) == pytest.approx(one_degree)
+    assert haversine_km(0, 0, 0, 1) == pytest.approx(one_degree)
+    assert haversine_km(60, 0, 60, 1) == pytest.approx(one_degree / 2, rel=1e-4)  # cos 60° = 1/2
+    assert haversine_km(10.04, 106.60, 10.04, 106.60) == 0
+    assert haversine_km(10.04, 106.60, 10.05, 106.62) == pytest.approx(2.44, abs=0.02)
+    assert haversine_km(10.04, 106.60, 9.52, 106.2) == pytest.approx(72, abs=1)
+    assert haversine_km(0, 179.9, 0, -179.9) == pytest.approx(0.2 * one_degree)  # across the antimeridian
+    assert haversine_km(90, 0, -90, 0) == pytest.approx(180 * one_degree)
+
+
+def test_the_radius_is_inclusive() -> None:
+    edge = Near.make(10, 106, haversine_km(10, 106, 10.1, 106))
+    assert edge.contains(10.1, 106)
+    assert not edge.contains(10.1001, 106)
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "radius_km", "field"),
+    [
+        (90.1, 106, 10, "near.lat"),
+        (-91, 106, 10, "near.lat"),
+        (math.nan, 106, 10, "near.lat"),
+        (10, 180.5, 10, "near.lon"),
+        (10, -181, 10, "near.lon"),
+        (10, 106, 0, "near.radius_km"),
+        (10, 106, -5, "near.radius_km"),
+        (10, 106, 500.1, "near.radius_km"),
+        (10, 106, math.inf, "near.radius_km"),
+    ],
+)
+def test_near_refuses(lat: float, lon: float, radius_km: float, field: str) -> None:
+    with pytest.raises(InvalidSubscription, match=field.replace(".", r"\.")):
+        Near.make(lat, lon, radius_km)
+
+
+def test_near_takes_the_extremes() -> None:
+    assert Near.make(-90, 180, 500) == Near(-90.0, 180.0, 500.0)
+    assert Near.make(90, -180, 0.001).radius_km == 0.001
+
+
+def test_crops_must_be_known() -> None:
+    assert Filters.make(crops=[" Durian ", "rice", ""]).crops == {"durian", "rice"}
+    with pytest.raises(InvalidSubscription, match="crops: unknown crop 'durain'"):
+        Filters.make(crops=["durain"])
+
+
+def test_describe_crops_and_near() -> None:
+    filters = Filters.make(crops=["durian"], near=Near.make(10.04, 106.60, 15), min_severity="warning")
+    assert filters.describe() == "crop=durian near=10.04,106.6 r=15km severity>=warning"
+    assert Filters.make(near=Near.make(-9.123456789, 106, 0.5)).describe() == "near=-9.123457,106 r=0.5km"
