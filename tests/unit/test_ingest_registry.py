@@ -33,7 +33,7 @@ def test_external_ids_find_active_devices_and_follow_changes() -> None:
 
     registry.apply([moved.model_copy(update={"state": "suspended"})])
     assert registry.external("thingsboard", "tram-1") is None  # known, but its readings are refused
-    assert registry.by_external[("thingsboard", "tram-1")].state == "suspended"
+    assert registry.by_external["thingsboard"]["tram-1"].state == "suspended"
 
 
 def test_the_database_hands_ingest_the_model_and_external_ids() -> None:
