@@ -40,7 +40,7 @@ from alerts.targets import TargetPolicy
 from contract.clock import now_ms
 from rules.model import DeviceInfo, Severity, State, Transition
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # One schema for both databases (alerts.database.ddl): {serial} is an auto-numbered key, {rowid} gives
 # PostgreSQL tables the insertion order SQLite's rowid is. SQLite files of schema 1 made before
@@ -88,7 +88,9 @@ CREATE TABLE IF NOT EXISTS events (
     severity INTEGER NOT NULL,
     message_vi TEXT NOT NULL,
     message_en TEXT NOT NULL,
-    created_at_ms BIGINT NOT NULL{rowid}
+    created_at_ms BIGINT NOT NULL{rowid},
+    message_sms TEXT NOT NULL DEFAULT '',
+    message_short TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_by_alert ON events (alert_id);
 
@@ -174,6 +176,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE subscriptions ADD COLUMN near_lon DOUBLE PRECISION",
         "ALTER TABLE subscriptions ADD COLUMN near_radius_km DOUBLE PRECISION",
     ),
+    3: (  # every event in one SMS segment too (rules.sms); events before it have none
+        "ALTER TABLE events ADD COLUMN message_sms TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE events ADD COLUMN message_short TEXT NOT NULL DEFAULT ''",
+    ),
 }
 """Version → the statements that take a store of the version before to it. New columns go last in
 :data:`SCHEMA` too, so a new store and a migrated one have the same tables."""
@@ -255,6 +261,10 @@ class AlertEvent:
     created_at_ms: int
     alert: Alert
     """The alert after the change."""
+    message_sms: str = ""
+    """Vietnamese without diacritics, ≤ 160 GSM-7 characters: one SMS ('' for events stored before it)."""
+    message_short: str = ""
+    """Vietnamese with diacritics, ≤ 70 characters: one UCS-2 SMS segment."""
     queued_for: tuple[str, ...] = ()
     """Ids of the subscriptions an outbox row was written for."""
 
@@ -312,6 +322,8 @@ def render_body(alert: Alert, event: AlertEvent, language: Language) -> str:
         "message": message[language],
         "message_vi": event.message_vi,
         "message_en": event.message_en,
+        "message_sms": event.message_sms,
+        "message_short": event.message_short,
         "source": alert.source,
     }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -416,6 +428,8 @@ def _event(row: Row, alert: Alert) -> AlertEvent:
         message_en=row["message_en"],
         created_at_ms=row["created_at_ms"],
         alert=alert,
+        message_sms=row["message_sms"],
+        message_short=row["message_short"],
     )
 
 
@@ -557,10 +571,12 @@ class AlertStore:
                     message_en=t.message_en,
                     created_at_ms=created,
                     alert=alert,
+                    message_sms=t.message_sms,
+                    message_short=t.message_short,
                 )
                 conn.execute(
                     "INSERT INTO events (id, alert_id, type, ts_ms, value, severity, message_vi, message_en,"
-                    " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at_ms, message_sms, message_short) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         event.id,
                         event.alert_id,
@@ -571,6 +587,8 @@ class AlertStore:
                         event.message_vi,
                         event.message_en,
                         created,
+                        event.message_sms,
+                        event.message_short,
                     ),
                 )
                 fresh = deliver_since_ms is None or t.ts_ms >= deliver_since_ms

@@ -41,6 +41,7 @@ from rules.kernels import Bools, Floats, Ints, grow
 from rules.messages import render, resolved_text
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Selector, Surge, Threshold, Window
+from rules.sms import sms_forms
 from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
 
 EVENTS_KEY = "camera_event"
@@ -451,8 +452,17 @@ class Engine:
                     severity = Severity.CRITICAL
             vi = render(rule.message.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
             en = render(rule.message.en, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
+            short = vi
+            if rule.short is not None:
+                what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
+                short = f"{what} – {rule.short.action}"
         else:
             title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
             vi = resolved_text(device, title_vi, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
             en = resolved_text(device, title_en, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
-        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en)
+            short = vi
+            if rule.short is not None:
+                what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
+                short = f"Hết cảnh báo: {what}"
+        sms, short = sms_forms(vi, short)
+        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en, sms, short)

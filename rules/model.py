@@ -74,3 +74,7 @@ class Transition:
     severity: Severity
     message_vi: str
     message_en: str
+    message_sms: str = ""
+    """Vietnamese without diacritics, ≤ 160 GSM-7 characters: one SMS (:mod:`rules.sms`)."""
+    message_short: str = ""
+    """Vietnamese with diacritics, ≤ 70 characters: one UCS-2 SMS."""

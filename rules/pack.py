@@ -205,6 +205,18 @@ class Messages(_Strict):
         return v
 
 
+class Short(_Strict):
+    """The alert in one SMS segment (:mod:`rules.sms`): what, with its value and place, and the action."""
+
+    vi: str = Field(min_length=1, max_length=200)
+    action: str = Field(min_length=1, max_length=100)
+
+    @field_validator("vi")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        return Messages._placeholders(v)
+
+
 class Rule(_Timed):
     """One rule of a pack."""
 
@@ -223,6 +235,9 @@ class Rule(_Timed):
     title: Messages | None = None
     """A short name of what the alert is about, for farmers (the resolve message uses it)."""
     message: Messages
+    short: Short | None = None
+    """``message_short`` (and ``message_sms`` when the full text is too long): ``{vi} – {action}``;
+    without it the full Vietnamese text is cut to one segment (its action may be lost)."""
     source: str = Field(min_length=1)
     enabled: bool = True
     min_gap_ms: Duration = Field(600_000, alias="min_gap")

@@ -65,6 +65,8 @@ class EventOut(BaseModel):
     severity: SeverityName
     message_vi: str
     message_en: str
+    message_sms: str = Field(description="Vietnamese without diacritics, ≤ 160 GSM-7 characters: one SMS")
+    message_short: str = Field(description="Vietnamese with diacritics, ≤ 70 characters: one UCS-2 SMS segment")
     queued_for: list[str] = Field(description="subscriptions the event was queued for")
 
 
@@ -119,6 +121,8 @@ def event_out(e: AlertEvent) -> EventOut:
         severity=e.severity.label,
         message_vi=e.message_vi,
         message_en=e.message_en,
+        message_sms=e.message_sms,
+        message_short=e.message_short,
         queued_for=list(e.queued_for),
     )
 

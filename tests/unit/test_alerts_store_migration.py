@@ -190,12 +190,15 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
     assert "lat" not in columns(alerts_location, "alerts")
 
     with AlertStore(alerts_location, policy=PUBLIC, clock=lambda: NOW) as store:
-        assert version(alerts_location) == SCHEMA_VERSION == 2
+        assert version(alerts_location) == SCHEMA_VERSION == 3
         old = store.get(ALERT_ID)
         assert (old.rule_id, old.device_id, old.state, old.severity) == ("do_low", "wq-bt-001", State.FIRING, 2)
         assert (old.place_vi, old.message_vi, old.value, old.fired_at_ms) == ("Ba Tri, Bến Tre", "Oxy thấp", 2.1, T0)
         assert (old.lat, old.lon) == (None, None)
-        assert [e.id for e in store.events(ALERT_ID)] == [f"evt_{ALERT_ID}_firing"]
+        [event] = store.events(ALERT_ID)
+        assert (event.id, event.message_vi, event.message_sms, event.message_short) == (
+            f"evt_{ALERT_ID}_firing", "Oxy thấp", "", ""  # stored before events had SMS forms
+        )
         [sub] = store.list_subscriptions()
         assert (sub.id, sub.url, sub.language, sub.description) == ("sub_v1", URL, "en", "Ba Tri co-op")
         assert sub.filters == Filters.make(provinces=["ben_tre"], kinds=["water_quality"], min_severity="warning")
@@ -221,7 +224,7 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
     with AlertStore(alerts_location, policy=PUBLIC) as store:
         assert store.get_subscription("sub_v1").filters.near == Near(10.04, 106.60, 10.0)
         assert len(store.list(limit=None)) == 2
-    assert version(alerts_location) == 2
+    assert version(alerts_location) == SCHEMA_VERSION
     fresh = tmp_path / "fresh" / "alerts.db"
     AlertStore(fresh, policy=PUBLIC).close()
     for table in ("alerts", "events", "subscriptions", "outbox", "deliveries", "dead_letters"):

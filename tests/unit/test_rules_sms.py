@@ -1,0 +1,106 @@
+"""Alert text for a phone: every rule of the default pack, at the fleet's longest place names and the
+largest values its fields can take, fits one SMS (160 GSM-7 characters, without diacritics) and
+one UCS-2 segment (70 characters, with them) — and keeps its value, its place and its action."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from contract.fields import CAMERA_EVENTS, Kind, field_specs
+from ingest.devices import PROVINCE_BY_SLUG, place_name
+from rules.engine import Engine
+from rules.messages import render
+from rules.model import DeviceInfo, State
+from rules.pack import DEFAULT_PACK, Rule, load_pack
+from rules.sms import SHORT_UCS2_MAX, SMS_GSM7_MAX, cut, fits_sms, fold, gsm7_length, sms_forms, ucs2_length
+
+PACK = load_pack(DEFAULT_PACK)
+PLACES = sorted({place_name(p.slug, d.slug) for p in PROVINCE_BY_SLUG.values() for d in p.districts}, key=len)
+LONGEST = PLACES[-1]
+DERIVED_MAX = {"cl_mg_l_est": 50 / 1.80655 * 1000, "nh3_mg_l": 200.0}
+"""Derived fields at the largest of what they derive from (salinity 50 ‰; NH₄⁺ 200 mg/L)."""
+T0 = 1_796_400_000_000
+
+
+def largest(rule: Rule) -> float:
+    """The largest value the rule's field can take (the contract's range), or a count's."""
+    name = getattr(rule.condition, "field", None)
+    specs = field_specs(Kind(rule.kind))
+    if name in specs:
+        return float(specs[name].hi)
+    return DERIVED_MAX.get(str(name), 1_000_000.0)
+
+
+def device(rule: Rule) -> DeviceInfo:
+    return DeviceInfo("bt-trap-market1", rule.kind, "tien_giang", "go_cong_dong", "pond", "shrimp", LONGEST, LONGEST)
+
+
+@pytest.mark.parametrize("rule", PACK.rules, ids=lambda r: r.id)
+def test_every_rule_fits_one_segment_and_keeps_value_place_and_action(rule: Rule) -> None:
+    assert rule.short is not None, "the default pack gives every rule its short text"
+    value = largest(rule)
+    engine = Engine(PACK, [device(rule)], event_classes=CAMERA_EVENTS, start_ms=T0)
+    for state in (State.FIRING, State.RESOLVED):
+        t = engine._transition(rule, 0, state, T0, value)
+        assert ucs2_length(t.message_short) <= SHORT_UCS2_MAX, t.message_short
+        assert gsm7_length(t.message_sms) is not None, t.message_sms
+        assert gsm7_length(t.message_sms) <= SMS_GSM7_MAX, t.message_sms  # type: ignore[operator]
+        assert LONGEST in t.message_short
+        assert fold(LONGEST) in t.message_sms
+        if "{value" in rule.short.vi or "{n}" in rule.short.vi:
+            shown = render(re.search(r"\{(value|n)[^}]*\}", rule.short.vi).group(0), device=device(rule),  # type: ignore[union-attr]
+                           value=value, unit="", ts_ms=T0, vietnamese=True)  # fmt: skip
+            assert shown in t.message_short, (shown, t.message_short)
+            if state is State.FIRING:  # (an all-clear's SMS is its full text, showing the value its own way)
+                assert fold(shown) in t.message_sms or t.message_sms == fold(t.message_vi)
+        if state is State.FIRING:
+            assert t.message_short.endswith(f" – {rule.short.action}"), t.message_short
+            # the SMS is the full text (its action after the dash) when it fits, else the short one
+            full = t.message_sms == fold(t.message_vi) and " - " in t.message_sms
+            assert full or t.message_sms.endswith(f" - {fold(rule.short.action)}"), t.message_sms
+        else:
+            assert t.message_short.startswith("Hết cảnh báo: ")
+
+
+def test_folding_to_plain_gsm7() -> None:
+    assert fold("Mặn 4,1‰ tại Gò Công Đông, Tiền Giang – ngưng lấy nước") == (
+        "Man 4,1%o tai Go Cong Dong, Tien Giang - ngung lay nuoc"
+    )
+    assert fold("NH₃ 0,05 mg/L; 29,5°C · “đỉnh”") == 'NH3 0,05 mg/L; 29,5C - "dinh"'
+    assert fits_sms(fold("Ơ ư Ư ạ Ỵ đ Đ"))
+    assert gsm7_length("a{b") == 4  # an extension character counts two
+    assert gsm7_length("é") == 1
+    assert gsm7_length("ệ") is None
+    assert ucs2_length("Mặn 😀") == 6  # beyond the BMP: two units
+
+
+def test_a_pack_without_short_text_is_cut_to_one_segment() -> None:
+    long_vi = "Nước " + "rất " * 40 + "mặn – ngưng lấy nước"
+    sms, short = sms_forms(long_vi, long_vi)
+    assert ucs2_length(short) <= SHORT_UCS2_MAX
+    assert short.endswith("…")
+    assert fits_sms(sms)
+    assert cut("ngắn", 70) == "ngắn"
+
+
+def test_a_webhook_carries_both_sms_texts(tmp_path: object) -> None:
+    """The engine's texts reach the subscriber's webhook body as they were rendered."""
+    import json
+    from pathlib import Path
+
+    from alerts.store import AlertStore
+
+    rule = next(r for r in PACK.rules if r.id == "SAL_4PPT")
+    info = device(rule)
+    t = Engine(PACK, [info], event_classes=CAMERA_EVENTS, start_ms=T0)._transition(rule, 0, State.FIRING, T0, 4.1)
+    with AlertStore(Path(str(tmp_path)) / "alerts.db") as store:
+        sub = store.add_subscription("https://93.184.215.14/hook", language="vi")
+        [event] = store.apply([t], [info])
+        body = json.loads(store.outbox(subscription_id=sub.id)[0].body)
+        assert (event.message_sms, event.message_short) == (t.message_sms, t.message_short)
+        assert store.events(event.alert_id)[0].message_short == t.message_short
+    assert body["message_short"] == f"Mặn 4,1‰ tại {LONGEST} – không lấy nước vào ruộng"
+    assert body["message_sms"] == fold(t.message_vi)
+    assert body["message_sms"].startswith("Man 4,1%o tai Go Cong Dong, Tien Giang - ")
