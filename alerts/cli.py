@@ -94,6 +94,7 @@ def _sub_dict(sub: Subscription, *, secret: bool) -> dict[str, Any]:
             "near": None if f.near is None else asdict(f.near),
             "min_severity": f.min_severity.label,
         },
+        "template": sub.template,
         "created_at": iso_ms(sub.created_at_ms),
     }
 
@@ -122,6 +123,10 @@ def add(
     min_severity: Annotated[str, Opt(help="info, warning or critical")] = "info",
     language: Annotated[str, Opt(help="vi or en: the language of the message field")] = "vi",
     description: Annotated[str, Opt(help="who this is, e.g. 'Ba Tri shrimp co-op Zalo gateway'")] = "",
+    template: Annotated[
+        str | None,
+        Opt(help="a template id its gateway sends (Zalo ZNS, SMS brandname): webhooks add it and its params"),
+    ] = None,
     db: Db = None,
     as_json: AsJson = False,
 ) -> None:
@@ -141,6 +146,7 @@ def add(
             description=description,
             crops=crop,
             near=circle,
+            template=template,
         )
     if as_json:
         typer.echo(json.dumps(_sub_dict(sub, secret=True), ensure_ascii=False))

@@ -25,17 +25,26 @@ import builtins
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from alerts.database import Connection, Location, PostgresUrl, Row, ddl, open_database, parse_location
 from alerts.errors import NotFound, StoreError
 from alerts.outbox import DeadLetter, DeliveryAttempt, OutboxEntry, Outcome, Status, Verdict
 from alerts.signing import generate_secret, validate_secret
-from alerts.subscriptions import Filters, Language, Near, Subscription, parse_language, parse_severity
+from alerts.subscriptions import (
+    Filters,
+    Language,
+    Near,
+    Subscription,
+    parse_language,
+    parse_severity,
+    parse_template,
+)
 from alerts.targets import TargetPolicy
 from contract.clock import now_ms
 from rules.model import DeviceInfo, Severity, State, Transition
@@ -90,7 +99,8 @@ CREATE TABLE IF NOT EXISTS events (
     message_en TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL{rowid},
     message_sms TEXT NOT NULL DEFAULT '',
-    message_short TEXT NOT NULL DEFAULT ''
+    message_short TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_by_alert ON events (alert_id);
 
@@ -113,7 +123,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     crops TEXT NOT NULL DEFAULT '[]',
     near_lat DOUBLE PRECISION,
     near_lon DOUBLE PRECISION,
-    near_radius_km DOUBLE PRECISION
+    near_radius_km DOUBLE PRECISION,
+    template TEXT
 );
 
 CREATE TABLE IF NOT EXISTS outbox (
@@ -176,9 +187,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE subscriptions ADD COLUMN near_lon DOUBLE PRECISION",
         "ALTER TABLE subscriptions ADD COLUMN near_radius_km DOUBLE PRECISION",
     ),
-    3: (  # every event in one SMS segment too (rules.sms); events before it have none
+    3: (  # every event in one SMS segment too (rules.sms), and as a template's parameters
         "ALTER TABLE events ADD COLUMN message_sms TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE events ADD COLUMN message_short TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE events ADD COLUMN params TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE subscriptions ADD COLUMN template TEXT",
     ),
 }
 """Version → the statements that take a store of the version before to it. New columns go last in
@@ -265,6 +278,8 @@ class AlertEvent:
     """Vietnamese without diacritics, ≤ 160 GSM-7 characters: one SMS ('' for events stored before it)."""
     message_short: str = ""
     """Vietnamese with diacritics, ≤ 70 characters: one UCS-2 SMS segment."""
+    params: Mapping[str, str] = field(default_factory=dict)
+    """A template message's parameters: place, value, unit, action, time ({} for events stored before them)."""
     queued_for: tuple[str, ...] = ()
     """Ids of the subscriptions an outbox row was written for."""
 
@@ -292,8 +307,9 @@ class Claim:
     subscription: Subscription
 
 
-def render_body(alert: Alert, event: AlertEvent, language: Language) -> str:
-    """The webhook JSON for one event, in one subscriber's language (both texts included)."""
+def render_body(alert: Alert, event: AlertEvent, language: Language, template: str | None = None) -> str:
+    """The webhook JSON for one event, in one subscriber's language (both texts included); with the
+    ``template`` a subscriber's gateway sends (Zalo ZNS, SMS brandname), that id and its ``params``."""
     message = {"vi": event.message_vi, "en": event.message_en}
     place = {"vi": alert.place_vi, "en": alert.place_en}
     body: dict[str, Any] = {
@@ -326,6 +342,9 @@ def render_body(alert: Alert, event: AlertEvent, language: Language) -> str:
         "message_short": event.message_short,
         "source": alert.source,
     }
+    if template is not None:
+        body["template"] = template
+        body["params"] = dict(event.params)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -393,6 +412,7 @@ def _subscription(row: Row) -> Subscription:
         created_at_ms=row["created_at_ms"],
         updated_at_ms=row["updated_at_ms"],
         disabled_reason=row["disabled_reason"],
+        template=row["template"],
     )
 
 
@@ -430,6 +450,7 @@ def _event(row: Row, alert: Alert) -> AlertEvent:
         alert=alert,
         message_sms=row["message_sms"],
         message_short=row["message_short"],
+        params=json.loads(row["params"]),
     )
 
 
@@ -573,10 +594,11 @@ class AlertStore:
                     alert=alert,
                     message_sms=t.message_sms,
                     message_short=t.message_short,
+                    params=t.params,
                 )
                 conn.execute(
                     "INSERT INTO events (id, alert_id, type, ts_ms, value, severity, message_vi, message_en,"
-                    " created_at_ms, message_sms, message_short) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at_ms, message_sms, message_short, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         event.id,
                         event.alert_id,
@@ -589,12 +611,13 @@ class AlertStore:
                         created,
                         event.message_sms,
                         event.message_short,
+                        json.dumps(dict(event.params), ensure_ascii=False),
                     ),
                 )
                 fresh = deliver_since_ms is None or t.ts_ms >= deliver_since_ms
                 queued = [s for s in subscriptions if fresh and s.matches(alert)]
                 for sub in queued:
-                    body = render_body(alert, event, sub.language)
+                    body = render_body(alert, event, sub.language, sub.template)
                     conn.execute(
                         "INSERT INTO outbox (event_id, subscription_id, event_type, body, created_at_ms,"
                         " queued_at_ms, next_attempt_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -765,6 +788,7 @@ class AlertStore:
         description: str = "",
         crops: Iterable[str] | None = None,
         near: Near | None = None,
+        template: str | None = None,
     ) -> Subscription:
         """Add a webhook subscriber; its URL must pass the target policy (checked now, and at delivery).
 
@@ -775,6 +799,7 @@ class AlertStore:
             near: only alerts of devices within this circle (:meth:`Near.make` checks it).
             min_severity: ``info``, ``warning`` or ``critical`` (or a :class:`Severity`).
             language: ``vi`` or ``en`` — the ``message`` field's language (both texts are sent).
+            template: the template id its gateway sends; webhooks then add it and its ``params``.
 
         Raises:
             TargetRefused: the URL points at a refused address.
@@ -783,6 +808,7 @@ class AlertStore:
         url = url.strip()
         self._policy.check_url(url)
         lang = parse_language(language)
+        template = parse_template(template)
         secret = validate_secret(secret) if secret is not None else generate_secret()
         filters = Filters.make(
             provinces=provinces,
@@ -800,7 +826,7 @@ class AlertStore:
             conn.execute(
                 "INSERT INTO subscriptions (id, url, secret, language, provinces, districts, devices, kinds, rule_ids,"
                 " min_severity, enabled, description, created_at_ms, updated_at_ms, crops, near_lat, near_lon,"
-                " near_radius_km) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                " near_radius_km, template) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sub_id,
                     url,
@@ -817,6 +843,7 @@ class AlertStore:
                     now,
                     _names_json(filters.crops),
                     *_near_columns(filters.near),
+                    template,
                 ),
             )
             return self._subscription(conn, sub_id)
@@ -851,8 +878,10 @@ class AlertStore:
         enabled: bool | None = None,
         description: str | None = None,
         disabled_reason: str | None = None,
+        template: str | EllipsisType | None = ...,
     ) -> Subscription:
-        """Change some fields. Enabling clears the disabled reason; new events are queued from now on.
+        """Change some fields (``template``: ``...`` keeps it, None removes it). Enabling clears the
+        disabled reason; new events are queued from now on.
 
         A changed URL or secret applies to rows still pending (they are signed at each attempt);
         a changed language or filter applies to events queued from now on.
@@ -873,6 +902,8 @@ class AlertStore:
             changes["near_lat"], changes["near_lon"], changes["near_radius_km"] = _near_columns(filters.near)
         if description is not None:
             changes["description"] = description
+        if template is not ...:
+            changes["template"] = parse_template(template)
         if enabled is not None:
             changes["enabled"] = int(enabled)
             changes["disabled_reason"] = None if enabled else (disabled_reason or "disabled by an operator")

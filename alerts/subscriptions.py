@@ -11,6 +11,7 @@ of the Earth's mean radius; an alert without coordinates is never near anything.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,18 @@ def _crops(values: Iterable[str] | None) -> frozenset[str]:
     if unknown:
         raise InvalidSubscription(f"crops: unknown crop {unknown[0]!r} (one of {', '.join(CROPS)})")
     return crops
+
+
+TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def parse_template(value: str | None) -> str | None:
+    """A template id as a gateway names it (letters, digits, ``_.:-``, at most 64), or None."""
+    if value is None:
+        return None
+    if not TEMPLATE_ID.fullmatch(value):
+        raise InvalidSubscription(f"template id must be 1–64 letters, digits or _ . : -, got {value[:70]!r}")
+    return value
 
 
 def parse_language(value: str) -> Language:
@@ -227,6 +240,9 @@ class Subscription:
     created_at_ms: int
     updated_at_ms: int
     disabled_reason: str | None = None
+    template: str | None = None
+    """The template id its gateway sends (Zalo ZNS, SMS brandname): webhooks then carry it with
+    named ``params`` (place, value, unit, action, time) besides the texts."""
 
     def matches(self, alert: Subject) -> bool:
         return self.enabled and self.filters.matches(alert)

@@ -38,13 +38,15 @@ from rules.conditions import (
 from rules.derived import DERIVED, compute
 from rules.errors import RulesError
 from rules.kernels import Bools, Floats, Ints, grow
-from rules.messages import render, resolved_text
+from rules.messages import render, resolved_text, template_params
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Selector, Surge, Threshold, Window
 from rules.sms import sms_forms
 from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
 
 EVENTS_KEY = "camera_event"
+ALL_CLEAR = "hết cảnh báo"
+"""The ``action`` parameter of an all-clear's template message."""
 NEVER = np.iinfo(np.int64).min // 2
 
 
@@ -453,6 +455,7 @@ class Engine:
             vi = render(rule.message.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
             en = render(rule.message.en, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
             short = vi
+            action = rule.short.action if rule.short is not None else ""
             if rule.short is not None:
                 what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
                 short = f"{what} – {rule.short.action}"
@@ -461,8 +464,11 @@ class Engine:
             vi = resolved_text(device, title_vi, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
             en = resolved_text(device, title_en, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
             short = vi
+            action = ALL_CLEAR
             if rule.short is not None:
                 what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
                 short = f"Hết cảnh báo: {what}"
         sms, short = sms_forms(vi, short)
-        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en, sms, short)
+        templates = (rule.short.vi, rule.message.vi) if rule.short is not None else (rule.message.vi,)
+        params = template_params(templates, device=device, value=value, unit=unit_vi, ts_ms=ts, action=action)
+        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en, sms, short, params)

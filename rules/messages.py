@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections.abc import Sequence
 from typing import Final
 
 from rules.model import DeviceInfo
@@ -53,6 +55,26 @@ def render(template: str, *, device: DeviceInfo, value: float, unit: str, ts_ms:
         )
     except (ValueError, KeyError, IndexError):  # a format spec that does not fit a number
         return template
+
+
+_VALUE = re.compile(r"\{(?:value|n)(?::[^}]*)?\}")
+
+
+def template_params(
+    templates: Sequence[str], *, device: DeviceInfo, value: float, unit: str, ts_ms: int, action: str
+) -> dict[str, str]:
+    """A template message's parameters (Vietnamese): the value as the first of ``templates`` with a
+    ``{value}`` or ``{n}`` shows it ('' when none does, or there is no value), its unit, the place,
+    the action and the local time."""
+    shown = ""
+    for template in templates:
+        found = _VALUE.search(template)
+        if found is not None:
+            shown = "" if math.isnan(value) else render(found.group(0), device=device, value=value, unit=unit,
+                                                          ts_ms=ts_ms, vietnamese=True)  # fmt: skip
+            break
+    return {"place": device.place_vi, "value": shown, "unit": unit if shown else "", "action": action,
+            "time": local_time(ts_ms)}  # fmt: skip
 
 
 def resolved_text(device: DeviceInfo, title: str, *, value: float, unit: str, ts_ms: int, vietnamese: bool) -> str:

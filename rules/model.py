@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,3 +79,6 @@ class Transition:
     """Vietnamese without diacritics, ≤ 160 GSM-7 characters: one SMS (:mod:`rules.sms`)."""
     message_short: str = ""
     """Vietnamese with diacritics, ≤ 70 characters: one UCS-2 SMS."""
+    params: Mapping[str, str] = field(default_factory=dict)
+    """The named parameters of a template message (Zalo ZNS, SMS brandname): ``place``, ``value``,
+    ``unit``, ``action``, ``time`` — Vietnamese, as the texts show them."""

@@ -81,6 +81,7 @@ class SubscriptionOut(BaseModel):
     disabled_reason: str | None
     description: str
     filters: FiltersOut
+    template: str | None = Field(description="the template id webhooks carry with their `params`; null: none")
     pending: int = Field(description="events queued and not delivered yet")
     created_at: str
     updated_at: str
@@ -102,6 +103,11 @@ class SubscriptionIn(BaseModel):
     near: NearIn | None = Field(None, description="only alerts of devices within this circle")
     min_severity: SeverityName = "info"
     description: str = Field("", max_length=500)
+    template: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="a template id its gateway sends (Zalo ZNS, SMS brandname): each webhook then carries "
+        "`template` and `params` {place, value, unit, action, time} besides the texts",
+    )  # fmt: skip
 
 
 class SubscriptionPatch(BaseModel):
@@ -119,6 +125,11 @@ class SubscriptionPatch(BaseModel):
     min_severity: SeverityName | None = None
     enabled: bool | None = None
     description: str | None = Field(None, max_length=500)
+    template: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="a new template id (Zalo ZNS, SMS brandname) for the webhooks' `template` and `params`; "
+        "null removes it",
+    )  # fmt: skip
     rotate_secret: bool = Field(False, description="generate a new secret (returned in this answer only)")
 
 
@@ -187,6 +198,7 @@ def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -
             near=None if f.near is None else NearOut(lat=f.near.lat, lon=f.near.lon, radius_km=f.near.radius_km),
             min_severity=f.min_severity.label,
         ),
+        template=sub.template,
         pending=pending,
         created_at=iso(sub.created_at_ms),
         updated_at=iso(sub.updated_at_ms),
@@ -234,6 +246,7 @@ def create(principal: Operator, store: StoreDep, body: Annotated[SubscriptionIn,
         description=body.description,
         crops=body.crops,
         near=body.near.near() if body.near is not None else None,
+        template=body.template,
     )
     return subscription_out(sub, 0, secret=True)
 
@@ -290,6 +303,7 @@ def update(
         language=body.language,
         enabled=body.enabled,
         description=body.description,
+        template=body.template if "template" in body.model_fields_set else ...,
     )
     return subscription_out(updated, store.pending_count(sub.id), secret=secret is not None)
 

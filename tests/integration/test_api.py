@@ -922,3 +922,24 @@ def test_services_refuse_to_start_on_a_bad_fleet(api: Api, tmp_path: Path) -> No
 
     with pytest.raises(RegistryError, match=r"cannot read the fleet file .*\(the fleet file: IOC_FLEET\)"):
         Services.open(api.settings.model_copy(update={"fleet": tmp_path / "missing.yaml"}))
+
+
+def test_a_subscription_may_ask_for_a_template(api: Api) -> None:
+    """Zalo ZNS and SMS brandname gateways send approved templates: the subscription names one."""
+    body = {"url": "http://127.0.0.1:9/zns", "template": "ioc_alert_v1"}
+    r = api.post("/v1/subscriptions", json=body)
+    assert r.status_code == 201, r.text
+    sub = r.json()
+    assert sub["template"] == "ioc_alert_v1"
+
+    def patch(**fields: Any) -> httpx.Response:
+        return api.client.patch(f"/v1/subscriptions/{sub['id']}", headers=api.h("operate"), json=fields)
+
+    assert patch(description="Zalo OA").json()["template"] == "ioc_alert_v1", "not given: it stays"
+    assert patch(template="ioc.alert:2").json()["template"] == "ioc.alert:2"
+    for bad in ("", "has space", "x" * 65, "mặn"):
+        for r in (api.post("/v1/subscriptions", json={**body, "template": bad}), patch(template=bad)):
+            assert r.status_code == 422, (bad, r.text)
+            assert "template" in r.json()["error"], r.json()
+    assert patch(template=None).json()["template"] is None
+    assert api.client.delete(f"/v1/subscriptions/{sub['id']}", headers=api.h("operate")).status_code == 204

@@ -150,3 +150,13 @@ def test_add_refuses_a_bad_circle_or_crop(db: Path, args: list[str], says: str) 
     if db.exists():
         with AlertStore(db) as store:
             assert store.list_subscriptions() == []
+
+
+def test_add_with_a_template(db: Path) -> None:
+    code, out = invoke("add", URL, "--template", "ioc_alert_v1", "--json")
+    assert code == 0, out
+    assert json.loads(out)["template"] == "ioc_alert_v1"
+    code, out = invoke("add", URL, "--template", "có dấu")
+    assert code == 2
+    assert "template id" in out
+    assert "Traceback" not in out

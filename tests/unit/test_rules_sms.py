@@ -104,3 +104,38 @@ def test_a_webhook_carries_both_sms_texts(tmp_path: object) -> None:
     assert body["message_short"] == f"Mặn 4,1‰ tại {LONGEST} – không lấy nước vào ruộng"
     assert body["message_sms"] == fold(t.message_vi)
     assert body["message_sms"].startswith("Man 4,1%o tai Go Cong Dong, Tien Giang - ")
+
+
+def test_template_params_and_a_template_webhook(tmp_path: object) -> None:
+    """A subscription naming a template gets it and the event's named parameters in every webhook."""
+    import json
+    from pathlib import Path
+
+    from alerts.errors import InvalidSubscription
+    from alerts.store import AlertStore
+    from rules.messages import local_time
+
+    rule = next(r for r in PACK.rules if r.id == "SAL_4PPT")
+    info = device(rule)
+    engine = Engine(PACK, [info], event_classes=CAMERA_EVENTS, start_ms=T0)
+    fired = engine._transition(rule, 0, State.FIRING, T0, 4.1)
+    assert fired.params == {"place": LONGEST, "value": "4,1", "unit": "‰", "action": "không lấy nước vào ruộng",
+                            "time": local_time(T0)}  # fmt: skip
+    over = engine._transition(rule, 0, State.RESOLVED, T0 + 3_600_000, 0.42)
+    assert (over.params["value"], over.params["action"]) == ("0,4", "hết cảnh báo")
+    silent = next(r for r in PACK.rules if r.id == "SAL_SILENT")
+    quiet = engine._transition(silent, 0, State.FIRING, T0, float("nan"))
+    assert (quiet.params["value"], quiet.params["unit"]) == ("", "")
+    with AlertStore(Path(str(tmp_path)) / "alerts.db") as store:
+        zns = store.add_subscription("https://93.184.215.14/zns", template="ioc_alert_v1")
+        plain = store.add_subscription("https://93.184.215.14/sms")
+        [event] = store.apply([fired], [info])
+        assert store.events(event.alert_id)[0].params == fired.params
+        bodies = {e.subscription_id: json.loads(e.body) for e in store.outbox(limit=None)}
+        assert (bodies[zns.id]["template"], bodies[zns.id]["params"]) == ("ioc_alert_v1", dict(fired.params))
+        assert "template" not in bodies[plain.id]
+        assert bodies[zns.id]["message_short"] == bodies[plain.id]["message_short"]  # the texts stay too
+        assert store.update_subscription(zns.id, template=None).template is None
+        assert store.update_subscription(zns.id, description="x").template is None
+        with pytest.raises(InvalidSubscription, match="template id"):
+            store.add_subscription("https://93.184.215.14/x", template="có dấu")
