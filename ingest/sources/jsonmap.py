@@ -166,9 +166,26 @@ class JsonMap:
         except _Refusal as exc:
             out.reject(Rejection(topic, exc.reason, str(exc), payload))
             return
-        by_time: dict[int, dict[str, Any]] = {}
         name_path, value_path, time_path = records.name, records.value, records.time
         name_dotted, value_dotted = "." in name_path, "." in value_path
+        if time_path is None and not name_dotted and not value_dotted:  # the usual: one reading, plain keys
+            obj: dict[str, Any] = {}
+            for record in array:
+                if type(record) is not dict:
+                    break  # refused below, with the record's number
+                name: Any = record.get(name_path)
+                kind = type(name)
+                if kind is str:
+                    obj[name] = record.get(value_path)  # a JSON value, or None when absent
+                elif kind is int:
+                    obj[str(name)] = record.get(value_path)
+            else:
+                if obj:
+                    self._store(topic, payload, device, ts, seq, obj, "", now_ms, out)
+                else:
+                    self._ignore("no_records")
+                return
+        by_time: dict[int, dict[str, Any]] = {}
         for i, record in enumerate(array):
             if type(record) is not dict:
                 detail = f"record {i} is {_kind(record)}, not a JSON object"
@@ -190,15 +207,15 @@ class JsonMap:
             value = record.get(value_path, _ABSENT)
             if value is _ABSENT and value_dotted:
                 value = lookup(record, value_path)
-            obj = by_time.get(at)
-            if obj is None:
-                obj = by_time[at] = {}
-            obj[name if kind is str else str(name)] = value if type(value) in _KINDS else None  # absent: None
+            here = by_time.get(at)
+            if here is None:
+                here = by_time[at] = {}
+            here[name if kind is str else str(name)] = value if type(value) in _KINDS else None  # absent: None
         if not by_time:
             self._ignore("no_records")
             return
-        for at, obj in by_time.items():
-            self._store(topic, payload, device, at, seq, obj, "", now_ms, out)
+        for at, here in by_time.items():
+            self._store(topic, payload, device, at, seq, here, "", now_ms, out)
 
     def _record_time(self, record: dict[str, Any], path: str, i: int, ts: int) -> int:
         """Record ``i``'s own time at ``path`` as ms (absent: ``ts``, the message's), or :class:`_Refusal`."""

@@ -42,6 +42,7 @@ from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import FIELD_SPECS, Source
 from ingest.sources.identity import DeviceLookup
+from ingest.sources.shapes import FlatShapes
 from ingest.sources.sink import ReadingSink
 from ingest.sources.units import Convert
 
@@ -417,6 +418,7 @@ class InfluxLineProtocol:
         self._mapper = context.mapper
         self._ignore = context.ignore
         self._sink = ReadingSink()
+        self._shapes = FlatShapes(context.mapper)
         self._model = source.model
         self._devices = DeviceLookup(source.device, context.registry)
         self._tag = source.device.path
@@ -492,6 +494,8 @@ class InfluxLineProtocol:
                 values_in = {}
                 _add(values_in, reading.point)
             values, refused = self._mapper.values(model, values_in)
+        elif self._shapes.ours(reading.device, mapped, reading.ts_ms, 0, now_ms=now_ms, out=out):
+            return  # plain numbers of the device's kind, in range: stored as the sink stores them
         else:
             values, refused = mapped, []
         missing = None if values or refused else f"{_lines(reading.lines)}: no field maps to ours"  # only then said

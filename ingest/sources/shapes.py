@@ -13,7 +13,7 @@ refuses, so both paths store exactly the same readings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from msgspec import UNSET
@@ -33,14 +33,52 @@ _Take = tuple[str | None, int, float, float, bool, Convert | None]
 """(payload key — None: the extra value —, position in the row, low, high, whole number, conversion)."""
 
 
-class _Shape:
-    __slots__ = ("fields", "takes", "width")
+Take = Callable[[Mapping[str, Any], "float | None"], "tuple[tuple[Any, ...], str] | None"]
+"""A shape's values of one payload: (the kind's row, the line's field set), or None (the general path's)."""
 
-    def __init__(self, takes: tuple[_Take, ...], fields: str, width: int) -> None:
-        self.takes = takes
-        self.fields = fields
-        """The line's field set as a ``%`` format of the values in ``takes`` order."""
-        self.width = width
+
+class _Shape:
+    __slots__ = ("take",)
+
+    def __init__(self, take: Take) -> None:
+        self.take = take
+
+
+def _source(takes: tuple[_Take, ...], width: int) -> str:
+    """The Python text of a factory of one shape's :data:`Take` (for takes of this structure:
+    which position, whole or not, converted or not, the extra value or a payload key). Only names of
+    ours appear in it; keys, ranges and conversions are the factory's arguments."""
+    args = ["UNSET", "fields"]
+    body: list[str] = []
+    at: dict[int, str] = {}
+    for n, (name, position, _lo, _hi, whole, convert) in enumerate(takes):
+        args += [f"k{n}", f"lo{n}", f"hi{n}", f"cv{n}"]
+        v = f"v{n}"
+        at[position] = v
+        body.append("raw = extra" if name is None else f"raw = obj[k{n}]")
+        body.append("kind = type(raw)")
+        if whole:  # a count: an int, or a float that is a whole number (2.0)
+            body += [
+                "if kind is int:", f"    {v} = raw",
+                "elif kind is float and raw.is_integer():", f"    {v} = int(raw)",
+                "else:", "    return None",
+            ]  # fmt: skip
+        else:  # a number, or numeric text ("24.59") as the general path reads it
+            done = f"cv{n}(raw)" if convert is not None else "raw"
+            body += [
+                "if kind is float:", f"    {v} = {done}",
+                "elif kind is int or kind is str:", "    try:",
+                f"        {v} = {done.replace('raw', 'float(raw)')}",
+                "    except (ValueError, OverflowError):", "        return None",
+                "else:", "    return None",
+            ]  # fmt: skip
+        body.append(f"if not lo{n} <= {v} <= hi{n}:")  # NaN and ±inf fail too
+        body.append("    return None")
+    row = ", ".join(at.get(i, "UNSET") for i in range(width))
+    values = ", ".join(f"v{n}" for n in range(len(takes)))
+    body.append(f"return ({row},), fields % ({values},)")
+    lines = "\n".join("        " + line for line in body)
+    return f"def factory({', '.join(args)}):\n    def take(obj, extra):\n{lines}\n    return take\n"
 
 
 class FlatShapes:
@@ -48,7 +86,10 @@ class FlatShapes:
 
     def __init__(self, mapper: FieldMapper) -> None:
         self._mapper = mapper
-        self._shapes: dict[tuple[str, Kind, tuple[str, ...], tuple[str | None, ...], bool], _Shape | None] = {}
+        self._shapes: dict[tuple[Any, ...], _Shape | None] = {}
+        """By (model, kind, keys, with the extra value[, the keys' units]): the shape, or None (the general path's)."""
+        self._factories: dict[tuple[tuple[tuple[bool, int, bool, bool], ...], int], Callable[..., Take]] = {}
+        """Factories of :data:`Take` by the takes' structure (a payload's own keys do not make a new one)."""
         self._kinds = {
             kind: ({s.name: (i, s.lo, s.hi, s.type == "int") for i, s in enumerate(specs) if s.numeric}, specs)
             for kind, specs in TELEMETRY_FIELDS.items()
@@ -75,8 +116,11 @@ class FlatShapes:
         if not TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS:
             return False
         keys = tuple(obj)
-        given = tuple(units.get(k) for k in keys) if units else (None,) * len(keys)
-        key = (model, device.device_kind, keys, given, extra is not None)
+        key: tuple[Any, ...] = (
+            (model, device.device_kind, keys, extra is not None, tuple(map(units.get, keys)))
+            if units
+            else (model, device.device_kind, keys, extra is not None)
+        )  # the payload's own units, when it gives any
         try:
             shape = self._shapes[key]
         except KeyError:
@@ -85,43 +129,58 @@ class FlatShapes:
             shape = self._shapes[key] = self._compile(*key)
         if shape is None:
             return False
-        row: list[Any] = [UNSET] * shape.width
-        values: list[float | int] = []
-        for name, position, lo, hi, whole, convert in shape.takes:
-            raw = obj[name] if name is not None else extra
-            kind = type(raw)
-            if whole:
-                if kind is float and raw.is_integer():  # type: ignore[union-attr]  # 2.0 for a count
-                    raw = int(raw)  # type: ignore[arg-type]
-                elif kind is not int:
-                    return False
-                if not lo <= raw <= hi:  # type: ignore[operator]
-                    return False
-                value: float | int = raw  # type: ignore[assignment]
-            else:
-                if kind is not float and kind is not int and kind is not str:  # text: a codec's "24.59"
-                    return False
-                try:
-                    number = float(raw)  # type: ignore[arg-type]  # as the general path reads it
-                except (ValueError, OverflowError):  # not a number; an integer of hundreds of digits
-                    return False
-                value = number if convert is None else convert(number)
-                if not lo <= value <= hi:  # NaN and ±inf fail too
-                    return False
-            row[position] = value
-            values.append(value)
+        taken = shape.take(obj, extra)
+        if taken is None:
+            return False
+        row, fields = taken
         if not 0 <= seq < SEQ_MAX:
             seq = seq % SEQ_MAX
-        line = f"{device.series} {shape.fields % tuple(values)},seq={seq}i {ts_ms}"
-        out.add_reading(device.kind, device.index, ts_ms, seq, tuple(row), line)
+        out.add_reading(device.kind, device.index, ts_ms, seq, row, f"{device.series} {fields},seq={seq}i {ts_ms}")
         return True
 
+    def ours(
+        self, device: RegisteredDevice, values: Mapping[str, Any], ts_ms: int, seq: int, *, now_ms: int,
+        out: BatchBuilder,
+    ) -> bool:  # fmt: skip
+        """:meth:`reading` of values already by our field names, converted (what a format's own plan
+        made of its payload): stored as :meth:`ReadingSink.reading` stores them, or False (use it)."""
+        if not TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS:
+            return False
+        key = (None, device.device_kind, tuple(values))
+        try:
+            shape = self._shapes[key]
+        except KeyError:
+            if len(self._shapes) >= MAX_SHAPES:
+                self._shapes.clear()
+            shape = self._shapes[key] = self._compile_ours(device.device_kind, key[2])
+        if shape is None:
+            return False
+        taken = shape.take(values, None)
+        if taken is None:
+            return False
+        row, fields = taken
+        if not 0 <= seq < SEQ_MAX:
+            seq = seq % SEQ_MAX
+        out.add_reading(device.kind, device.index, ts_ms, seq, row, f"{device.series} {fields},seq={seq}i {ts_ms}")
+        return True
+
+    def _compile_ours(self, kind: Kind, keys: tuple[str, ...]) -> _Shape | None:
+        bounds = self._kinds[kind][0]
+        takes: list[_Take] = []
+        for name in keys:
+            bound = bounds.get(name)
+            if bound is None:  # a status field, or none of this kind's: the sink says what it is
+                return None
+            position, lo, hi, whole = bound
+            takes.append((name, position, lo, hi, whole, None))
+        return self._shape(kind, takes) if takes else None
+
     def _compile(
-        self, model: str, kind: Kind, keys: tuple[str, ...], units: tuple[str | None, ...], with_extra: bool
+        self, model: str, kind: Kind, keys: tuple[str, ...], with_extra: bool, units: tuple[str | None, ...] = ()
     ) -> _Shape | None:
-        bounds, specs = self._kinds[kind]
+        bounds = self._kinds[kind][0]
         chosen: dict[int, tuple[int, str | None, str, Convert | None]] = {}
-        for key, unit in zip(keys, units, strict=True):
+        for key, unit in zip(keys, units or (None,) * len(keys), strict=True):
             steps = self._mapper.plan(model, key, unit)
             if steps is None:  # no entry for the model: the general path takes the payload's own names
                 return None
@@ -146,6 +205,20 @@ class FlatShapes:
             if whole and how is not None:
                 return None
             takes.append((source, position, lo, hi, whole, how))
+        return self._shape(kind, takes)
+
+    def _shape(self, kind: Kind, takes: list[_Take]) -> _Shape:
+        """The shape of ``takes`` (its take made by the factory of its structure, made once)."""
+        specs = self._kinds[kind][1]
         takes.sort(key=lambda t: t[1])  # the line protocol's field order is the kind's
         fields = ",".join(f"{specs[t[1]].name}=" + ("%di" if t[4] else "%r") for t in takes)
-        return _Shape(tuple(takes), fields, len(specs))
+        structure = tuple((t[0] is None, t[1], t[4], t[5] is not None) for t in takes), len(specs)
+        factory = self._factories.get(structure)
+        if factory is None:
+            if len(self._factories) >= MAX_SHAPES:
+                self._factories.clear()
+            scope: dict[str, Any] = {}
+            exec(_source(tuple(takes), len(specs)), scope)  # our text: no payload's key is in it
+            factory = self._factories[structure] = scope["factory"]
+        args = [a for name, _, lo, hi, _, convert in takes for a in (name, lo, hi, convert)]
+        return _Shape(factory(UNSET, fields, *args))

@@ -47,6 +47,7 @@ from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
 from ingest.sources.mapping import Step, as_number
+from ingest.sources.shapes import FlatShapes
 from ingest.sources.sink import ReadingSink, Refused
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
 from ingest.sources.units import Convert
@@ -267,6 +268,7 @@ class SparkplugB:
         self._model = source.model
         self._rebirth = source.rebirth
         self._sink = ReadingSink()
+        self._shapes = FlatShapes(context.mapper)
         self._nodes: dict[tuple[str, str], Node] = {}
         self._plans: dict[tuple[str, str, str | None, int], tuple[tuple[Step, ...] | None, Single | None]] = {}
 
@@ -619,7 +621,7 @@ class SparkplugB:
             detail = f"{nameless} metric(s) with neither name nor alias cannot be attributed"
             out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
         seq = msg.seq if msg.HasField("seq") else 0
-        sink = self._sink
+        sink, shapes = self._sink, self._shapes
         mapped = False
         for ts, picked in groups.items():
             if not picked:
@@ -633,7 +635,7 @@ class SparkplugB:
                     fields[name] = value
             if refused:
                 sink.mapped(topic, payload, device, ts, seq, fields, refused, missing=None, now_ms=now_ms, out=out)
-            elif fields:  # what mapped() does of it
+            elif fields and not shapes.ours(device, fields, ts, seq, now_ms=now_ms, out=out):  # what mapped() does
                 sink.reading(topic, payload, device, ts, seq, fields, now_ms=now_ms, out=out)
             mapped = mapped or bool(fields)
         if not mapped and not nameless:

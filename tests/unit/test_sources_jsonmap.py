@@ -239,6 +239,37 @@ def test_records_of_one_time_are_one_reading_and_of_different_times_separate_one
     ]
 
 
+RECORD_VALUES = st.one_of(
+    st.floats(-100, 200), st.integers(-5, 200), st.sampled_from(["24.5", "No Sensor", "", "7"]),
+    st.none(), st.booleans(), st.just({"v": 1.0}), st.just([1]),
+)  # fmt: skip
+RECORDS = st.lists(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"id": st.sampled_from([4097, "4097", 4098, "4098", "other", None, True, 1.5])},
+            optional={"v": RECORD_VALUES, "x": st.integers(-10, 10)},
+        ),
+        st.sampled_from([7, "text", None, [1]]),  # not a record
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=RECORDS)
+def test_records_of_the_message_time_read_alike_by_both_loops(records: list[Any]) -> None:
+    """Records without a time path of their own take a loop of their own (one reading): it stores and
+    refuses exactly what the general loop does (here with a time path no record has)."""
+    source = {**BY_TOPIC, "topics": ["kep/+"], "records": {"path": "values", "name": "id", "value": "v"},
+              "model": "sensecap_s210x"}  # fmt: skip
+    general = {**source, "records": {**source["records"], "time": "no_such_key"}}
+    fast_out, fast_ignored = _decode(source, "kep/bt-trap-1", {"values": records})
+    general_out, general_ignored = _decode(general, "kep/bt-trap-1", {"values": records})
+    assert fast_out.lines == general_out.lines
+    assert _reasons(fast_out) == _reasons(general_out)
+    assert fast_ignored == general_ignored
+
+
 def test_the_payload_itself_may_be_the_array_of_records() -> None:
     source = {**SENSECAP, "records": {"name": "measurementId", "value": "measurementValue"}}
     doc = [{"measurementId": 4097, "measurementValue": 21.4}, {"measurementId": 4098, "measurementValue": 31.4}]

@@ -97,3 +97,29 @@ def test_the_usual_payloads_take_the_fast_path() -> None:
     assert not shapes.reading(device, "nested", {"t": 20.0, "data": {"sal": 1.0}}, NOW, 3, now_ms=NOW, out=out)
     assert not shapes.reading(device, "unknown", {"salinity_ppt": 1.0}, NOW, 3, now_ms=NOW, out=out)
 
+
+OURS = ["salinity_ppt", "ec_us_cm", "temp_c", "water_level_cm", "battery_v", "rssi_dbm", "battery_pct", "ph",
+        "bph_count", "other"]  # fmt: skip
+EDGES = st.sampled_from([-1000.5, -1000, -150.0, -150.5, -5, -5.5, -0.5, -0.0, 0, 0.0, 1.0, 2.5, 14.5, 50, 50.5, 60,
+                         60.5, 1000, 1000.5, 100_000.0, 100_000.5, "-0.5", "50.5"])  # fmt: skip
+"""Values at and just past the fields' ranges."""
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    values=st.dictionaries(st.sampled_from(OURS), st.one_of(VALUES, EDGES), max_size=6),
+    ts=st.sampled_from([NOW - 60_000, 0, NOW + 3_600_000]),
+    seq=st.sampled_from([0, 7, -1, 2**40]),
+)
+def test_values_by_our_names_are_stored_as_the_sink_stores_them(values: dict[str, Any], ts: int, seq: int) -> None:
+    device = Registry.from_fleet(FLEET).devices[0]
+    fast = BatchBuilder()
+    took = FlatShapes(FieldMapper(MODELS)).ours(device, values, ts, seq, now_ms=NOW, out=fast)
+    general = BatchBuilder()
+    ReadingSink().reading("t", b"p", device, ts, seq, values, now_ms=NOW, out=general)
+    if not took:
+        assert (fast.lines, fast.readings, fast.rejections) == ([], 0, [])
+        return
+    assert fast.lines == general.lines
+    assert general.rejections == []
+    assert _rows(fast) == _rows(general)
