@@ -81,6 +81,10 @@ def _source(takes: tuple[_Take, ...], width: int) -> str:
     return f"def factory({', '.join(args)}):\n    def take(obj, extra):\n{lines}\n    return take\n"
 
 
+_UNKNOWN: Final[Any] = object()
+"""What the shape map gives for keys not worked out yet (None means: no fast path for them)."""
+
+
 class FlatShapes:
     """Rows and lines of flat, plainly numeric payloads, by (model, kind, keys) worked out once."""
 
@@ -121,22 +125,10 @@ class FlatShapes:
             if units
             else (model, device.device_kind, keys, extra is not None)
         )  # the payload's own units, when it gives any
-        try:
-            shape = self._shapes[key]
-        except KeyError:
-            if len(self._shapes) >= MAX_SHAPES:
-                self._shapes.clear()
-            shape = self._shapes[key] = self._compile(*key)
-        if shape is None:
-            return False
-        taken = shape.take(obj, extra)
-        if taken is None:
-            return False
-        row, fields = taken
-        if not 0 <= seq < SEQ_MAX:
-            seq = seq % SEQ_MAX
-        out.add_reading(device.kind, device.index, ts_ms, seq, row, f"{device.series} {fields},seq={seq}i {ts_ms}")
-        return True
+        shape = self._shapes.get(key, _UNKNOWN)
+        if shape is _UNKNOWN:
+            shape = self._remember(key, self._compile(*key))
+        return self._add(shape, obj, extra, device, ts_ms, seq, out)
 
     def ours(
         self, device: RegisteredDevice, values: Mapping[str, Any], ts_ms: int, seq: int, *, now_ms: int,
@@ -147,15 +139,24 @@ class FlatShapes:
         if not TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS:
             return False
         key = (None, device.device_kind, tuple(values))
-        try:
-            shape = self._shapes[key]
-        except KeyError:
-            if len(self._shapes) >= MAX_SHAPES:
-                self._shapes.clear()
-            shape = self._shapes[key] = self._compile_ours(device.device_kind, key[2])
-        if shape is None:
-            return False
-        taken = shape.take(values, None)
+        shape = self._shapes.get(key, _UNKNOWN)
+        if shape is _UNKNOWN:
+            shape = self._remember(key, self._compile_ours(device.device_kind, key[2]))
+        return self._add(shape, values, None, device, ts_ms, seq, out)
+
+    def _remember(self, key: tuple[Any, ...], shape: _Shape | None) -> _Shape | None:
+        if len(self._shapes) >= MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[key] = shape
+        return shape
+
+    @staticmethod
+    def _add(
+        shape: _Shape | None, obj: Mapping[str, Any], extra: float | None, device: RegisteredDevice, ts_ms: int,
+        seq: int, out: BatchBuilder,
+    ) -> bool:  # fmt: skip
+        """The reading of ``obj`` by ``shape`` into ``out``; False when it has none (the general path's)."""
+        taken = shape.take(obj, extra) if shape is not None else None
         if taken is None:
             return False
         row, fields = taken

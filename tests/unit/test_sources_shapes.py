@@ -50,6 +50,16 @@ def _rows(out: BatchBuilder) -> dict[str, list[tuple[Any, ...]]]:
     return {k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in out._rows.items() if r.values}
 
 
+def _alike(took: bool, fast: BatchBuilder, general: BatchBuilder) -> None:
+    """The fast path stored what the general path stored, and nothing was refused; or it did nothing."""
+    if not took:
+        assert (fast.lines, fast.readings, fast.rejections) == ([], 0, [])
+        return
+    assert fast.lines == general.lines
+    assert general.rejections == []
+    assert _rows(fast) == _rows(general)
+
+
 def _general(mapper: FieldMapper, model: str, obj: dict[str, Any], extra: float | None, ts: int) -> BatchBuilder:
     device = Registry.from_fleet(FLEET).devices[0]
     out = BatchBuilder()
@@ -74,13 +84,7 @@ def test_the_fast_path_stores_what_the_general_path_stores(
     device = Registry.from_fleet(FLEET).devices[0]
     fast = BatchBuilder()
     took = FlatShapes(mapper).reading(device, model, obj, ts, 7, extra=extra, now_ms=NOW, out=fast)
-    general = _general(mapper, model, obj, extra, ts)
-    if not took:
-        assert (fast.lines, fast.readings, fast.rejections) == ([], 0, [])
-        return
-    assert fast.lines == general.lines
-    assert general.rejections == []
-    assert _rows(fast) == _rows(general)
+    _alike(took, fast, _general(mapper, model, obj, extra, ts))
 
 
 def test_the_usual_payloads_take_the_fast_path() -> None:
@@ -117,9 +121,4 @@ def test_values_by_our_names_are_stored_as_the_sink_stores_them(values: dict[str
     took = FlatShapes(FieldMapper(MODELS)).ours(device, values, ts, seq, now_ms=NOW, out=fast)
     general = BatchBuilder()
     ReadingSink().reading("t", b"p", device, ts, seq, values, now_ms=NOW, out=general)
-    if not took:
-        assert (fast.lines, fast.readings, fast.rejections) == ([], 0, [])
-        return
-    assert fast.lines == general.lines
-    assert general.rejections == []
-    assert _rows(fast) == _rows(general)
+    _alike(took, fast, general)
