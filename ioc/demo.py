@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from rich.console import Console
@@ -38,7 +36,6 @@ from alerts.signing import generate_secret
 from contract.clock import now_ms
 from contract.fields import Kind
 from contract.fleet import Device, Fleet, dump_fleet, load_fleet
-from contract.topics import device_topic, mqtt_endpoint
 from ingest.config import IngestSettings
 from ingest.runner import IngestProcess, build, run_until_stopped
 from ingest.sources.config import load_sources
@@ -51,7 +48,7 @@ from simulators.config import SimFormat, SimulateSettings
 from simulators.fleetgen import generate_fleet
 from simulators.formats import connections
 from simulators.formats.sources import write_sources
-from simulators.publisher import FleetPublisher, device_password
+from simulators.publisher import FleetPublisher
 from simulators.scenarios import SCENARIOS, scenario_fleet
 from storage.influxql import query
 
@@ -111,39 +108,6 @@ def demo_fleet(devices: int, seed: int) -> Fleet:
         return generate_fleet(devices, seed)
     generated = generate_fleet(devices - len(scripted), seed).devices
     return Fleet(devices=(*generated, *scripted))
-
-
-def play_scenarios(mqtt_url: str, end_ms: int, *, ca_file: Path | None = None, secret: bytes | None = None) -> int:
-    """Publish every scripted scenario whole, ending at ``end_ms`` (history for tests and backtests).
-
-    Each scenario device connects on its own, as a field device would: over TLS for ``mqtts://``
-    (trusting ``ca_file``), and with its account (password derived from the fleet ``secret``) when
-    there is one. The demo plays them live instead (:mod:`ioc.demo_scenarios`).
-    """
-    endpoint = mqtt_endpoint(mqtt_url)
-    by_id = scenario_fleet().by_id()
-    per_device: dict[str, list[tuple[str, bytes]]] = {}
-    for script in SCENARIOS.values():
-        for device_id, channel, reading in script(end_ms):
-            d = by_id[device_id]
-            topic = device_topic(d.province, d.kind, d.id, channel)
-            per_device.setdefault(device_id, []).append((topic, msgspec.json.encode(reading)))
-    published = 0
-    for device_id, messages in per_device.items():
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=paho.MQTTv5)
-        if secret is not None:
-            client.username_pw_set(device_id, device_password(secret, device_id))
-        if endpoint.tls:
-            client.tls_set(ca_certs=str(ca_file) if ca_file else None)
-        client.connect(endpoint.host, endpoint.port)
-        client.loop_start()
-        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(30)
-        client.disconnect()
-        client.loop_stop()
-        published += sum(1 for i in infos if i.is_published())
-    return published
 
 
 def count_stored(url: str, db: str = DB) -> int:

@@ -12,13 +12,12 @@ devices an operator added with ``ioc devices add`` too — and creates only what
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioc.local_stack import ADMIN_USER, Stack
+from ioc.local_stack import ADMIN_USER, Stack, keep_secret
 from registry.broker_accounts import DEVICE_ROLE_PREFIX, GATEWAY_ROLE_PREFIX, BrokerAccounts, Credentials, new_password
 from simulators.formats.base import Link
 from simulators.publisher import device_password
@@ -42,20 +41,6 @@ class DemoBroker:
     gateways: int
 
 
-def _secret(path: Path, make: str) -> str:
-    """The secret kept in ``path`` (mode 0600), written with ``make`` the first time."""
-    try:
-        kept = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        kept = ""
-    if kept:
-        return kept
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-        f.write(make + "\n")
-    return make
-
-
 def _service(accounts: BrokerAccounts, username: str, role: str, password: str, exists: bool) -> Credentials:
     """A service account with ``password``: created, or (kept from an earlier demo) given it again."""
     if not exists:
@@ -77,7 +62,7 @@ def provision_demo_broker(
     added to its own role), and ingest's, which may also read ``ingest_topics`` (the sources file's)
     and publish ``ingest_commands`` (Sparkplug rebirth requests)."""
     var = stack.var
-    secret = _secret(var / "device-secret.key", secrets.token_hex(32)).encode()
+    secret = keep_secret(var / "device-secret.key", lambda: secrets.token_hex(32)).encode()
     with BrokerAccounts(stack.plain_url, ADMIN_USER, stack.admin_password) as accounts:
         accounts.ensure_roles()
         present = accounts.clients()
@@ -101,12 +86,12 @@ def provision_demo_broker(
                     publish=link.publishes(), subscribe=link.subscriptions(),
                 )  # fmt: skip
         ingest = _service(
-            accounts, INGEST_USER, "ioc-ingest", _secret(var / "ingest.pw", new_password()), INGEST_USER in present
+            accounts, INGEST_USER, "ioc-ingest", keep_secret(var / "ingest.pw", new_password), INGEST_USER in present
         )
         shared = [f"$share/+/{t}" for t in ingest_topics]
         accounts.allow("ioc-ingest", subscribe=[*ingest_topics, *shared], publish=ingest_commands)
         operator = _service(
-            accounts, OPERATOR_USER, "ioc-operator", _secret(var / "operator.pw", new_password()),
+            accounts, OPERATOR_USER, "ioc-operator", keep_secret(var / "operator.pw", new_password),
             OPERATOR_USER in present,
         )  # fmt: skip
     assert stack.broker.port is not None

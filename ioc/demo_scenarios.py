@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 import paho.mqtt.client as paho
@@ -25,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract.topics import Channel, device_topic, mqtt_endpoint
+from contract.topics import Channel, MqttEndpoint, device_topic, mqtt_endpoint
 from simulators.model import FleetModel
 from simulators.publisher import device_password
 from simulators.scenarios import CUES, SCENARIOS, cued, scenario_fleet
@@ -45,6 +46,50 @@ class PlayerStats:
     by_scenario: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     """Scenarios not played: their device has readings in the script's span already (a resumed demo)."""
+
+
+def device_client(
+    endpoint: MqttEndpoint, device_id: str, *, ca_file: str | None, secret: bytes | None, will: bool
+) -> paho.Client:
+    """A scenario device's own connection, started: over TLS for ``mqtts://`` (trusting ``ca_file``),
+    with its account when there is a fleet ``secret``, and its MQTT will (``offline``) if ``will``."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=paho.MQTTv5)
+    if secret is not None:
+        client.username_pw_set(device_id, device_password(secret, device_id))
+    if endpoint.tls:
+        client.tls_set(ca_certs=ca_file)
+    if will:
+        d = scenario_fleet().by_id()[device_id]
+        topic = device_topic(d.province, d.kind, d.id, Channel.STATUS)
+        client.will_set(topic, msgspec.json.encode(FleetModel.will_payload()), qos=1, retain=True)
+    client.connect(endpoint.host, endpoint.port)
+    client.loop_start()
+    return client
+
+
+def play_scenarios(mqtt_url: str, end_ms: int, *, ca_file: Path | None = None, secret: bytes | None = None) -> int:
+    """Publish every scripted scenario whole, ending at ``end_ms`` (history for tests and backtests);
+    return how many messages the broker acknowledged. The demo plays them live instead (:class:`ScenarioPlayer`)."""
+    endpoint = mqtt_endpoint(mqtt_url)
+    by_id = scenario_fleet().by_id()
+    per_device: dict[str, list[tuple[str, bytes]]] = {}
+    for script in SCENARIOS.values():
+        for device_id, channel, reading in script(end_ms):
+            d = by_id[device_id]
+            topic = device_topic(d.province, d.kind, d.id, channel)
+            per_device.setdefault(device_id, []).append((topic, msgspec.json.encode(reading)))
+    published = 0
+    for device_id, messages in per_device.items():
+        client = device_client(
+            endpoint, device_id, ca_file=str(ca_file) if ca_file else None, secret=secret, will=False
+        )
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(30)
+        client.disconnect()
+        client.loop_stop()
+        published += sum(1 for i in infos if i.is_published())
+    return published
 
 
 class ScenarioPlayer:
@@ -89,17 +134,7 @@ class ScenarioPlayer:
         self._thread.start()
 
     def _connect(self, device_id: str) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=paho.MQTTv5)
-        if self._secret is not None:
-            client.username_pw_set(device_id, device_password(self._secret, device_id))
-        if self._endpoint.tls:
-            client.tls_set(ca_certs=self._ca_file)
-        d = scenario_fleet().by_id()[device_id]
-        will = device_topic(d.province, d.kind, d.id, Channel.STATUS)
-        client.will_set(will, msgspec.json.encode(FleetModel.will_payload()), qos=1, retain=True)
-        client.connect(self._endpoint.host, self._endpoint.port)
-        client.loop_start()
-        return client
+        return device_client(self._endpoint, device_id, ca_file=self._ca_file, secret=self._secret, will=True)
 
     def _play(self, queue: list[tuple[int, int, str, str, bytes, bool]]) -> None:
         while queue and not self._stop.is_set():

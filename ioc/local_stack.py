@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from ioc.servers import (
     start_influxd,
     start_mosquitto,
 )
-from ioc.tls import issue_server_cert, make_ca
+from ioc.tls import issue_server_cert, make_ca, write_atomic
 
 DB = "ioc"
 ADMIN_USER = "ioc-admin"
@@ -118,11 +119,16 @@ class Stack:
         self.started.clear()
 
 
-def _secret_file(path: Path, value: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-        f.write(value + "\n")
-    return path
+def keep_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in ``path`` (mode 0600), written with ``make()`` the first time."""
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        kept = ""
+    if not kept:
+        kept = make()
+        write_atomic(path, (kept + "\n").encode(), 0o600)
+    return kept
 
 
 def _alive(pid: int, config: Path) -> bool:
@@ -239,8 +245,8 @@ class LocalStack:
                     f"{file} is missing but {self.var / 'mosquitto'} has broker accounts: restore the file, "
                     "or start afresh with `ioc demo --fresh`"
                 ) from None
-        password = secrets.token_urlsafe(24)
-        _secret_file(file, password)
+        password = secrets.token_urlsafe(24)  # a new account database: a new admin password
+        write_atomic(file, (password + "\n").encode(), 0o600)
         return password
 
     def _start_broker(self, admin_password: str, port: int, tls_port: int) -> ServerProcess:

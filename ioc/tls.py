@@ -61,7 +61,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` atomically with ``mode`` (the temporary file has it from the start)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -79,8 +79,8 @@ def _save(pair: CertPair, cert: x509.Certificate, key: Signer) -> CertPair:
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write(pair.key, pem_key, 0o600)
-    _write(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(pair.key, pem_key, 0o600)
+    write_atomic(pair.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return pair
 
 

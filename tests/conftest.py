@@ -139,7 +139,8 @@ def simulated_data(influxd: InfluxServer, tmp_path_factory: pytest.TempPathFacto
     """
     from alerts.config import WebhookSettings
     from contract.fleet import dump_fleet
-    from ioc.demo import demo_fleet, play_scenarios
+    from ioc.demo import demo_fleet
+    from ioc.demo_scenarios import play_scenarios
     from simulators.config import SimulateSettings
     from simulators.publisher import FleetPublisher
     from simulators.scenarios import scenario_fleet

@@ -19,7 +19,7 @@ from alerts.delivery import post_webhook, webhook_client
 from alerts.outbox import DeadLetter, DeliveryAttempt, Verdict
 from alerts.signing import SECRET_PATTERN, generate_secret
 from alerts.store import AlertStore
-from alerts.subscriptions import MAX_RADIUS_KM, Filters, Near, Subscription
+from alerts.subscriptions import MAX_RADIUS_KM, TEMPLATE_ID, Filters, Near, Subscription
 from api.auth import Operator, Principal
 from api.deps import SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, ErrorBody, NotFoundError
@@ -104,7 +104,7 @@ class SubscriptionIn(BaseModel):
     min_severity: SeverityName = "info"
     description: str = Field("", max_length=500)
     template: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        None, pattern=TEMPLATE_ID.pattern,
         description="a template id its gateway sends (Zalo ZNS, SMS brandname): each webhook then carries "
         "`template` and `params` {place, value, unit, action, time} besides the texts",
     )  # fmt: skip
@@ -126,7 +126,7 @@ class SubscriptionPatch(BaseModel):
     enabled: bool | None = None
     description: str | None = Field(None, max_length=500)
     template: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        None, pattern=TEMPLATE_ID.pattern,
         description="a new template id (Zalo ZNS, SMS brandname) for the webhooks' `template` and `params`; "
         "null removes it",
     )  # fmt: skip
