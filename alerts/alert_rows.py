@@ -74,6 +74,13 @@ class Alert:
     lat: float | None = None
     """Where its device was when it fired, WGS84 degrees (None: unknown, or fired before schema 2)."""
     lon: float | None = None
+    family: str = ""
+    """Its rule's family (levels of one danger), or the rule id for a rule of its own (:mod:`alerts.notify`)."""
+    rank: int = 0
+    """Its rule's level in the family (1 = lowest; 0 for a rule of its own)."""
+    title_vi: str = ""
+    """What it is about, for farmers ("mặn vượt 4‰"); '' for alerts fired before schema 4."""
+    title_en: str = ""
 
     @property
     def active(self) -> bool:
@@ -108,7 +115,10 @@ class AlertEvent:
     params: Mapping[str, str] = field(default_factory=dict)
     """A template message's parameters: place, value, unit, action, time ({} for events stored before them)."""
     queued_for: tuple[str, ...] = ()
-    """Ids of the subscriptions an outbox row was written for."""
+    """Ids of the subscriptions a notice was queued for (:mod:`alerts.notices`)."""
+    notice: str = ""
+    """What it means to farmers (:class:`alerts.notify.Notice`): ``opened``, ``escalated``,
+    ``deescalated``, ``cleared``, or ``inhibited`` (a level below the highest: sent to no one)."""
 
 
 ALERT = Shape(Alert, "alerts", columns={"severity": SEVERITY, "state": STATE})
@@ -116,7 +126,7 @@ EVENT = Shape(
     AlertEvent,
     "events",
     columns={"severity": SEVERITY, "params": JSON},
-    given=("state", "alert", "queued_for"),  # state from its type; the outbox has the subscriptions
+    given=("state", "alert", "queued_for"),  # state from its type; the notices have the subscriptions
 )
 _FROM_DEVICE = ("kind", "province", "district", "site", "crop", "place_vi", "place_en")
 """The alert's fields copied from its device when it fires."""
@@ -197,6 +207,10 @@ def fire(conn: Connection, t: Transition, device: DeviceInfo, source: str, now: 
             "updated_at_ms": now,
             "lat": finite(device.lat),
             "lon": finite(device.lon),
+            "family": t.family or t.rule_id,
+            "rank": t.rank,
+            "title_vi": t.title_vi,
+            "title_en": t.title_en,
         },
     )
     return get(conn, alert_id)
@@ -220,6 +234,20 @@ def resolve(conn: Connection, t: Transition, now: int) -> Alert | None:
     }
     ALERT.update(conn, resolved, "id = ?", row["id"])
     return get(conn, row["id"])
+
+
+def event(conn: Connection, event_id: str) -> AlertEvent:
+    """One event by id, with its alert (raises :class:`NotFound`)."""
+    row = conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no event {event_id!r}")
+    return EVENT.load(row, state=State(row["type"].removeprefix("alert.")), alert=get(conn, row["alert_id"]))
+
+
+def active_in_family(conn: Connection, device_id: str, family: str) -> list[Alert]:
+    """A device's active alerts of one family."""
+    return ALERT.select(conn, {"device_id = ?": device_id, "family = ?": family, "state = 'firing'": True},
+                        order_by="rank", limit=None)  # fmt: skip
 
 
 def get(conn: Connection, alert_id: str) -> Alert:
@@ -268,8 +296,8 @@ def events(conn: Connection, alert_id: str) -> list[AlertEvent]:
     rows = conn.execute("SELECT * FROM events WHERE alert_id = ? ORDER BY rowid", (alert_id,)).fetchall()
     queued: dict[str, list[str]] = {}
     for r in conn.execute(
-        "SELECT event_id, subscription_id FROM outbox WHERE event_id IN"
-        " (SELECT id FROM events WHERE alert_id = ?) ORDER BY seq",
+        "SELECT event_id, subscription_id FROM notices WHERE event_id IN"
+        " (SELECT id FROM events WHERE alert_id = ?) ORDER BY id",
         (alert_id,),
     ):
         queued.setdefault(r["event_id"], []).append(r["subscription_id"])

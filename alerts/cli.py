@@ -18,7 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from alerts.config import WebhookSettings
-from alerts.errors import AlertsError
+from alerts.errors import AlertsError, InvalidSubscription
+from alerts.notify import DEFAULT_GROUP_INTERVAL_S, DEFAULT_GROUP_WAIT_S, Pacing
 from alerts.outbox import DeadLetter, Status
 from alerts.store import AlertStore, iso_ms
 from alerts.subscriptions import MAX_RADIUS_KM, Near, Subscription
@@ -70,6 +71,20 @@ def parse_near(near: str | None, radius_km: float | None) -> Near | None:
     return Near.make(lat, lon, radius_km)
 
 
+def parse_pacing(*, group_wait: int, group_interval: int, quiet: str | None, max_per_hour: int | None) -> Pacing:
+    """The pacing flags → :class:`Pacing`; a bad value is a :class:`UserError` naming its flag."""
+    given: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("--group-wait", {"group_wait_s": group_wait}),
+        ("--group-interval", {"group_interval_s": group_interval}),
+        ("--quiet", {"quiet": quiet}),
+        ("--max-per-hour", {"max_per_hour": max_per_hour}),
+    )
+    for flag, value in given:
+        with blame(flag, InvalidSubscription):
+            Pacing.make(**value)
+    return Pacing.make(**{k: v for _, one in given for k, v in one.items()})
+
+
 def _mask(secret: str) -> str:
     return secret[:6] + "…" + secret[-4:]
 
@@ -95,6 +110,12 @@ def _sub_dict(sub: Subscription, *, secret: bool) -> dict[str, Any]:
             "min_severity": f.min_severity.label,
         },
         "template": sub.template,
+        "pacing": {
+            "group_wait_s": sub.pacing.group_wait_s,
+            "group_interval_s": sub.pacing.group_interval_s,
+            "quiet_hours": None if sub.pacing.quiet is None else str(sub.pacing.quiet),
+            "max_per_hour": sub.pacing.max_per_hour,
+        },
         "created_at": iso_ms(sub.created_at_ms),
     }
 
@@ -127,11 +148,25 @@ def add(
         str | None,
         Opt(help="a template id its gateway sends (Zalo ZNS, SMS brandname): webhooks add it and its params"),
     ] = None,
+    group_wait: Annotated[
+        int, Opt(metavar="S", help="alerts of one family and district starting within S seconds go as one message")
+    ] = DEFAULT_GROUP_WAIT_S,
+    group_interval: Annotated[
+        int, Opt(metavar="S", help="updates of a group still alerting at most every S seconds (critical: no wait)")
+    ] = DEFAULT_GROUP_INTERVAL_S,
+    quiet: Annotated[
+        str | None,
+        Opt(metavar="HH:MM-HH:MM", help="local quiet hours, e.g. 21:00-05:30: only critical alerts, then a digest"),
+    ] = None,
+    max_per_hour: Annotated[
+        int | None, Opt(metavar="N", help="at most N messages an hour (critical always go); the rest as one summary")
+    ] = None,
     db: Db = None,
     as_json: AsJson = False,
 ) -> None:
     """Add a webhook subscriber (the URL is checked against the target policy)."""
     circle = parse_near(near, radius)
+    pacing = parse_pacing(group_wait=group_wait, group_interval=group_interval, quiet=quiet, max_per_hour=max_per_hour)
     with _store(db) as store:
         sub = store.add_subscription(
             url,
@@ -147,11 +182,12 @@ def add(
             crops=crop,
             near=circle,
             template=template,
+            pacing=pacing,
         )
     if as_json:
         typer.echo(json.dumps(_sub_dict(sub, secret=True), ensure_ascii=False))
         return
-    typer.echo(f"added {sub.id} → {sub.url} ({sub.language}; {sub.filters.describe()})")
+    typer.echo(f"added {sub.id} → {sub.url} ({sub.language}; {sub.filters.describe()}; {sub.pacing.describe()})")
     typer.echo(f"secret: {sub.secret}")
 
 

@@ -1,7 +1,7 @@
 """The outbox's rows and the delivery policy: what an HTTP answer means and when to try again.
 
-Every alert event for a subscriber becomes one outbox row, written in the same database transaction
-as the alert change (:meth:`alerts.store.AlertStore.apply`). The sender takes a subscriber's oldest
+Every message for a subscriber (one or more alert notices, :mod:`alerts.notices`) becomes one
+outbox row, its body rendered once when it is queued. The sender takes a subscriber's oldest
 pending row, posts it, and records the outcome here decided:
 
 ==================  ======================================================================
@@ -131,6 +131,11 @@ class OutboxEntry:
     last_status: int | None
     last_error: str | None
     delivered_at_ms: int | None
+    notice: str = ""
+    """What the message is (:mod:`alerts.notices`): ``opened``, ``escalated``, ``deescalated``,
+    ``cleared`` (one device), ``group`` (one family in one district), ``digest`` (what waited)."""
+    notices: int = 1
+    """How many notices it carries."""
 
 
 @dataclass(frozen=True, slots=True)

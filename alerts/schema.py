@@ -20,7 +20,7 @@ from rules.model import Severity, State
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # One schema for both databases (alerts.database.ddl): {serial} is an auto-numbered key, {rowid} gives
 # PostgreSQL tables the insertion order SQLite's rowid is. SQLite files of schema 1 made before
@@ -53,11 +53,16 @@ CREATE TABLE IF NOT EXISTS alerts (
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL,
     lat DOUBLE PRECISION,
-    lon DOUBLE PRECISION
+    lon DOUBLE PRECISION,
+    family TEXT NOT NULL DEFAULT '',
+    rank INTEGER NOT NULL DEFAULT 0,
+    title_vi TEXT NOT NULL DEFAULT '',
+    title_en TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule_id, device_id) WHERE state = 'firing';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_fired_once ON alerts (rule_id, device_id, fired_at_ms);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (fired_at_ms);
+CREATE INDEX IF NOT EXISTS alerts_active_family ON alerts (device_id, family) WHERE state = 'firing';
 
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
@@ -71,7 +76,8 @@ CREATE TABLE IF NOT EXISTS events (
     created_at_ms BIGINT NOT NULL{rowid},
     message_sms TEXT NOT NULL DEFAULT '',
     message_short TEXT NOT NULL DEFAULT '',
-    params TEXT NOT NULL DEFAULT '{}'
+    params TEXT NOT NULL DEFAULT '{}',
+    notice TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_by_alert ON events (alert_id);
 
@@ -95,7 +101,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     near_lat DOUBLE PRECISION,
     near_lon DOUBLE PRECISION,
     near_radius_km DOUBLE PRECISION,
-    template TEXT
+    template TEXT,
+    group_wait_s INTEGER NOT NULL DEFAULT 60,
+    group_interval_s INTEGER NOT NULL DEFAULT 1800,
+    quiet TEXT,
+    max_per_hour INTEGER
 );
 
 CREATE TABLE IF NOT EXISTS outbox (
@@ -115,6 +125,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at_ms BIGINT,
     lease_owner TEXT,
     lease_until_ms BIGINT,
+    notice TEXT NOT NULL DEFAULT '',
+    notices INTEGER NOT NULL DEFAULT 1,
     UNIQUE (event_id, subscription_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (subscription_id, seq) WHERE status = 'pending';
@@ -147,6 +159,44 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     replayed_at_ms BIGINT
 );
 CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (subscription_id, id) WHERE replayed_at_ms IS NULL;
+
+CREATE TABLE IF NOT EXISTS notices (
+    id {serial},
+    subscription_id TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    alert_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    notice TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    value DOUBLE PRECISION,
+    place_vi TEXT NOT NULL,
+    place_en TEXT NOT NULL,
+    title_vi TEXT NOT NULL,
+    title_en TEXT NOT NULL,
+    message_vi TEXT NOT NULL,
+    message_en TEXT NOT NULL,
+    message_sms TEXT NOT NULL,
+    message_short TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    held TEXT,
+    message_seq BIGINT,
+    UNIQUE (event_id, subscription_id)
+);
+CREATE INDEX IF NOT EXISTS notices_waiting ON notices (subscription_id, id) WHERE message_seq IS NULL;
+CREATE INDEX IF NOT EXISTS notices_by_group ON notices (subscription_id, group_key, device_id);
+
+CREATE TABLE IF NOT EXISTS notice_groups (
+    subscription_id TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    group_key TEXT NOT NULL,
+    last_sent_at_ms BIGINT NOT NULL,
+    live INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, group_key)
+);
 """
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -163,6 +213,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE events ADD COLUMN message_short TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE events ADD COLUMN params TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE subscriptions ADD COLUMN template TEXT",
+    ),
+    4: (  # families (one message per level change), grouping, quiet hours and rate limits (alerts.notify)
+        "ALTER TABLE alerts ADD COLUMN family TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alerts ADD COLUMN rank INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE alerts ADD COLUMN title_vi TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alerts ADD COLUMN title_en TEXT NOT NULL DEFAULT ''",
+        "UPDATE alerts SET family = rule_id",
+        "ALTER TABLE events ADD COLUMN notice TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE subscriptions ADD COLUMN group_wait_s INTEGER NOT NULL DEFAULT 60",
+        "ALTER TABLE subscriptions ADD COLUMN group_interval_s INTEGER NOT NULL DEFAULT 1800",
+        "ALTER TABLE subscriptions ADD COLUMN quiet TEXT",
+        "ALTER TABLE subscriptions ADD COLUMN max_per_hour INTEGER",
+        "ALTER TABLE outbox ADD COLUMN notice TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE outbox ADD COLUMN notices INTEGER NOT NULL DEFAULT 1",
     ),
 }
 """Version → the statements that take a store of the version before to it. New columns go last in

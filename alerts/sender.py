@@ -1,6 +1,8 @@
 """The webhook sender: delivers the outbox, per subscriber in order, at least once.
 
-For each enabled subscriber the sender takes the oldest pending outbox row (a short lease in the
+Each pass first turns due notices into messages (:meth:`~alerts.store.AlertStore.dispatch`:
+grouping, quiet hours, rate limits), and wakes again when the next notice falls due. Then for each
+enabled subscriber the sender takes the oldest pending outbox row (a short lease in the
 database keeps two senders off the same row), signs it with the Standard Webhooks headers —
 ``webhook-id`` is the event id, the same on every attempt; ``webhook-timestamp`` is the attempt's
 time — checks the target again (DNS may have changed), posts it, and records the outcome
@@ -57,6 +59,15 @@ class WebhookMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.attempts = Counter("ioc_webhook_attempts", "webhook delivery attempts by verdict", ["verdict"], registry=r)
+        self.messages = Counter(
+            "ioc_alert_messages", "messages queued for subscribers, by kind (opened, group, …)", ["kind"], registry=r
+        )
+        self.held = Counter(
+            "ioc_alert_notices_held",
+            "alert notices held back (quiet hours, rate limit) to go in a later digest, never dropped",
+            ["reason"],
+            registry=r,
+        )
         self.seconds = Histogram(
             "ioc_webhook_attempt_seconds",
             "duration of one delivery attempt",
@@ -168,6 +179,9 @@ class WebhookSender:
                         self._wake.clear()
                         self._notified = False
                         wait_s = poll
+                        next_due = await self._dispatch()
+                        if next_due is not None:
+                            wait_s = min(wait_s, max(0.0, (next_due - self._clock()) / 1000))
                         try:
                             heads = await self._in_store(self._store.outbox_heads)
                         except StoreError as exc:
@@ -224,8 +238,23 @@ class WebhookSender:
             log.warning("webhook sender could not release its leases: %s", exc)
         self._stopping = False
 
+    async def _dispatch(self) -> int | None:
+        """Queue the messages due now; when the next falls due (None: nothing waits)."""
+        try:
+            done = await self._in_store(self._store.dispatch, self._clock())
+        except StoreError as exc:
+            log.warning("webhook sender cannot queue due messages: %s", exc)
+            return None
+        for kind, n in done.messages.items():
+            self.metrics.messages.labels(kind).inc(n)
+        for reason, n in done.held.items():
+            self.metrics.held.labels(reason).inc(n)
+        return done.next_due_ms
+
     async def deliver_due(self) -> int:
-        """One pass: every subscriber's due rows, in order, until one must wait. Returns attempts made."""
+        """One pass: queue due messages, then every subscriber's due rows, in order, until one must wait.
+        Returns attempts made."""
+        await self._dispatch()
         heads = await self._in_store(self._store.outbox_heads)
         now = self._clock()
         due = [h.subscription_id for h in heads if h.ready_at_ms(self._owner) <= now]

@@ -4,11 +4,13 @@ A SQLite file (one machine) or a PostgreSQL database (``postgresql://…``: seve
 and API processes share one store), through :mod:`alerts.database`: one connection per thread,
 every change in one transaction, writers one at a time (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's
 advisory lock). :meth:`AlertStore.apply` records a batch of rule transitions *and*, in the same
-transaction, one outbox row per matching enabled subscription — so an alert change is never stored
-without its notifications, nor a notification queued for a change that was rolled back.
+transaction, each matching enabled subscriber's notices (:mod:`alerts.notices`) — so an alert change
+is never stored without its notifications, nor a notification queued for a change that was rolled
+back. :meth:`AlertStore.dispatch` turns due notices into outbox messages by each subscriber's pacing.
 
 The rows live in their modules, each over one connection: :mod:`alerts.alert_rows` (the alert
-lifecycle and events), :mod:`alerts.subscription_rows`, :mod:`alerts.delivery_rows` (the outbox,
+lifecycle and events), :mod:`alerts.notices` (what each subscriber hears, and when),
+:mod:`alerts.subscription_rows`, :mod:`alerts.delivery_rows` (the outbox,
 delivery log, dead letters and webhook JSON); :mod:`alerts.schema` has the tables and declares how
 each row is stored. This class opens and migrates the store and runs each of them in a transaction.
 
@@ -26,11 +28,13 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from alerts import alert_rows, delivery_rows, subscription_rows
+from alerts import alert_rows, delivery_rows, notices, subscription_rows
 from alerts.alert_rows import Alert, AlertEvent, event_id, iso_ms
 from alerts.database import Connection, Location, PostgresUrl, ddl, open_database, parse_location
 from alerts.delivery_rows import Claim, OutboxHead, render_body
 from alerts.errors import StoreError
+from alerts.notices import Dispatched, NoticeRow
+from alerts.notify import Pacing
 from alerts.outbox import DeadLetter, DeliveryAttempt, OutboxEntry, Outcome, Status, Verdict
 from alerts.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from alerts.signing import generate_secret, validate_secret
@@ -51,12 +55,7 @@ def _apply(
     deliver_since_ms: int | None,
     now: int,
 ) -> builtins.list[AlertEvent]:
-    subscriptions = subscription_rows.select(conn, enabled=True)
-    events = alert_rows.record(conn, transitions, devices, source_of=source_of, now=now)
-    return [
-        delivery_rows.queue(conn, e, subscriptions if deliver_since_ms is None or e.ts_ms >= deliver_since_ms else ())
-        for e in events
-    ]
+    return notices.record(conn, transitions, devices, source_of=source_of, deliver_since_ms=deliver_since_ms, now=now)
 
 
 class AlertStore:
@@ -151,7 +150,8 @@ class AlertStore:
         source_of: Callable[[str], str] | None = None,
         deliver_since_ms: int | None = None,
     ) -> builtins.list[AlertEvent]:
-        """Record rule transitions and queue their webhooks, in one transaction.
+        """Record rule transitions and queue each subscriber's notices, in one transaction
+        (:meth:`dispatch` makes them messages when they are due).
 
         Args:
             transitions: the engine's output, in order.
@@ -162,12 +162,26 @@ class AlertStore:
                 not sent: history published late (a logger's backfill) must not page farmers.
 
         Returns:
-            The events that changed something (a replayed transition gives none), each with the
-            subscriptions it was queued for.
+            The events that changed something (a replayed transition gives none), each with what
+            it means to farmers (``notice``) and the subscriptions a notice was queued for.
         """
         if not transitions:
             return []
         return self._write(_apply, transitions, devices, source_of, deliver_since_ms, self._clock())
+
+    def dispatch(self, now_ms: int | None = None) -> Dispatched:
+        """Queue the messages due by now (grouping, quiet hours, rate limits: :mod:`alerts.notices`)."""
+        return self._write(notices.dispatch, self._clock() if now_ms is None else now_ms)
+
+    def notices(
+        self, *, subscription_id: str | None = None, waiting: bool | None = None, limit: int | None = 100
+    ) -> builtins.list[NoticeRow]:
+        """Subscribers' notices, oldest first (``waiting``: only those no message carries yet, or only the others)."""
+        return self._read(notices.select, subscription_id=subscription_id, waiting=waiting, limit=limit)
+
+    def waiting_count(self, subscription_id: str | None = None) -> int:
+        """Notices no message carries yet (grouping, quiet hours or the rate limit hold them)."""
+        return self._read(notices.waiting_count, subscription_id)
 
     def get(self, alert_id: str) -> Alert:
         """One alert by id (raises :class:`NotFound`)."""
@@ -235,6 +249,7 @@ class AlertStore:
         crops: Iterable[str] | None = None,
         near: Near | None = None,
         template: str | None = None,
+        pacing: Pacing | None = None,
     ) -> Subscription:
         """Add a webhook subscriber; its URL must pass the target policy (checked now, and at delivery).
 
@@ -246,6 +261,7 @@ class AlertStore:
             min_severity: ``info``, ``warning`` or ``critical`` (or a :class:`Severity`).
             language: ``vi`` or ``en`` — the ``message`` field's language (both texts are sent).
             template: the template id its gateway sends; webhooks then add it and its ``params``.
+            pacing: grouping, quiet hours and a rate limit (default: :class:`Pacing` ()).
 
         Raises:
             TargetRefused: the URL points at a refused address.
@@ -268,7 +284,10 @@ class AlertStore:
         )
         sub_id = "sub_" + uuid.uuid4().hex[:16]
         now = self._clock()
-        new = Subscription(sub_id, url, secret, lang, filters, True, description, now, now, template=template)
+        pacing = pacing or Pacing()
+        new = Subscription(
+            sub_id, url, secret, lang, filters, True, description, now, now, template=template, pacing=pacing
+        )
         return self._write(subscription_rows.add, new)
 
     def get_subscription(self, sub_id: str) -> Subscription:
@@ -290,6 +309,7 @@ class AlertStore:
         description: str | None = None,
         disabled_reason: str | None = None,
         template: str | EllipsisType | None = ...,
+        pacing: Pacing | None = None,
     ) -> Subscription:
         """Change some fields (``template``: ``...`` keeps it, None removes it). Enabling clears the
         disabled reason; new events are queued from now on.
@@ -312,6 +332,8 @@ class AlertStore:
             changes["description"] = description
         if template is not ...:
             changes["template"] = parse_template(template)
+        if pacing is not None:
+            changes["pacing"] = pacing
         if enabled is not None:
             changes["enabled"] = enabled
             changes["disabled_reason"] = None if enabled else (disabled_reason or "disabled by an operator")

@@ -7,6 +7,7 @@ from typing import Any
 
 from alerts.database import Connection
 from alerts.errors import NotFound
+from alerts.notify import Pacing, QuietHours
 from alerts.schema import FLAG, NAMES, SEVERITY, Column, Shape
 from alerts.subscriptions import Filters, Near, Subscription, parse_language
 
@@ -20,10 +21,12 @@ FILTERS = Shape(
         "near": NEAR,
     },
 )
+PACING = Shape(Pacing, columns={"quiet": Column(str, QuietHours.parse)})
+"""``group_wait_s``, ``group_interval_s``, ``quiet`` (``21:00-05:30`` or NULL), ``max_per_hour``."""
 SUBSCRIPTION = Shape(
     Subscription,
     "subscriptions",
-    columns={"language": Column(load=parse_language), "filters": FILTERS, "enabled": FLAG},
+    columns={"language": Column(load=parse_language), "filters": FILTERS, "enabled": FLAG, "pacing": PACING},
 )
 
 

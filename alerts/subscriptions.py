@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args
 
 from alerts.errors import InvalidSubscription
+from alerts.notify import Pacing
 from contract.fleet import CROPS
 from rules.model import Severity
 
@@ -243,6 +244,8 @@ class Subscription:
     template: str | None = None
     """The template id its gateway sends (Zalo ZNS, SMS brandname): webhooks then carry it with
     named ``params`` (place, value, unit, action, time) besides the texts."""
+    pacing: Pacing = field(default_factory=Pacing)
+    """Grouping, quiet hours and a rate limit (:mod:`alerts.notify`)."""
 
     def matches(self, alert: Subject) -> bool:
         return self.enabled and self.filters.matches(alert)

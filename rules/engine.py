@@ -446,6 +446,7 @@ class Engine:
         device = self.devices[d]
         severity = rule.severity
         unit_vi = rule.unit_vi or rule.unit
+        title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
         if state is State.FIRING:
             if rule.critical_above is not None and not math.isnan(value):
                 upward = getattr(rule.condition, "op", ">") in (">", ">=")
@@ -460,7 +461,6 @@ class Engine:
                 what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
                 short = f"{what} – {rule.short.action}"
         else:
-            title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
             vi = resolved_text(device, title_vi, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
             en = resolved_text(device, title_en, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
             short = vi
@@ -471,4 +471,5 @@ class Engine:
         sms, short = sms_forms(vi, short)
         templates = (rule.short.vi, rule.message.vi) if rule.short is not None else (rule.message.vi,)
         params = template_params(templates, device=device, value=value, unit=unit_vi, ts_ms=ts, action=action)
-        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en, sms, short, params)
+        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en, sms, short, params,
+                          family=rule.family or "", rank=rule.rank, title_vi=title_vi, title_en=title_en)  # fmt: skip

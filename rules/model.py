@@ -82,3 +82,10 @@ class Transition:
     params: Mapping[str, str] = field(default_factory=dict)
     """The named parameters of a template message (Zalo ZNS, SMS brandname): ``place``, ``value``,
     ``unit``, ``action``, ``time`` — Vietnamese, as the texts show them."""
+    family: str = ""
+    """The rule's family (levels of one danger); '' = the rule is a family of its own."""
+    rank: int = 0
+    """The rule's level in its family (1 = lowest)."""
+    title_vi: str = ""
+    """What the alert is about, for farmers ("mặn vượt 4‰"): an update names the level still active."""
+    title_en: str = ""

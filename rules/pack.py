@@ -242,6 +242,19 @@ class Rule(_Timed):
     enabled: bool = True
     min_gap_ms: Duration = Field(600_000, alias="min_gap")
     """Flapping suppression: after a resolve, no new fire for this long."""
+    family: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    """Rules that are levels of one danger (the salinity ladder): for a device, farmers hear only
+    the highest active level (:mod:`alerts.notify`). Without one a rule is a family of its own."""
+    rank: int = Field(0, ge=0, le=99)
+    """This rule's level in its family, 1 = lowest; required with ``family``."""
+
+    @model_validator(mode="after")
+    def _ranked(self) -> Rule:
+        if self.family is not None and self.rank < 1:
+            raise ValueError(f"family {self.family!r} needs a rank (1 = its lowest level)")
+        if self.family is None and self.rank:
+            raise ValueError("rank needs a family")
+        return self
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -274,6 +287,12 @@ class Pack(_Strict):
             if rule.id in seen:
                 raise ValueError(f"rule id {rule.id} appears twice")
             seen.add(rule.id)
+        ranks: dict[tuple[str, int], str] = {}
+        for rule in self.rules:
+            if rule.family is not None:
+                other = ranks.setdefault((rule.family, rule.rank), rule.id)
+                if other != rule.id:
+                    raise ValueError(f"rules {other} and {rule.id} both have rank {rule.rank} in family {rule.family}")
         return self
 
 

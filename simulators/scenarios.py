@@ -179,3 +179,62 @@ def cued(name: str, cue_ms: int) -> list[Message]:
     messages = SCENARIOS[name](cue_ms)
     shift = cue_ms - int(messages[CUES[name]][2]["ts"])
     return [(device, channel, {**reading, "ts": int(reading["ts"]) + shift}) for device, channel, reading in messages]
+
+
+# --- Situations that measure what farmers hear (alerts.notify): a ladder at one station, a front ---
+
+
+def ladder_fleet() -> Fleet:
+    """A rice-canal salinity station, and ten river stations of one coastal district."""
+    rice = Device(id="la-sal-canal", kind=Kind.SALINITY, province="long_an", district="can_duoc", site="canal",
+                  crop="rice", lat=10.52, lon=106.61, km_from_sea=25)  # fmt: skip
+    front = tuple(
+        Device(
+            id=f"tg-sal-front{k:02d}",
+            kind=Kind.SALINITY,
+            province="tien_giang",
+            district="go_cong_dong",
+            site="river",
+            crop="rice" if k % 2 == 0 else "fruit",
+            lat=10.36 + k * 0.01,
+            lon=106.70 - k * 0.01,
+            km_from_sea=5 + 2 * k,
+        )
+        for k in range(10)
+    )
+    return Fleet(devices=(rice, *front))
+
+
+def _salinity(device_id: str, ts: int, seq: int, value: float) -> Message:
+    ec = round(float(ec25_from_salinity(value)), 1)
+    reading = {"ts": ts, "seq": seq, "salinity_ppt": value, "ec_us_cm": ec, "battery_v": 12.6}
+    return device_id, Channel.TELEMETRY, reading
+
+
+def rice_salt_intrusion(end_ms: int) -> list[Message]:
+    """A spring tide pushes the salt front into a rice canal: fresh water, then 3.9–4.6 ‰ for an hour
+    and a half (the whole ladder, from drinking water to 4 ‰), then the ebb. Every 15 minutes."""
+    values = [0.30, 0.30, 0.31, 0.30, 3.9, 4.4, 4.6, 4.5, 4.2, 3.9, 2.1, 0.6, 0.3, 0.3, 0.3]
+    start = end_ms - (len(values) - 1) * 15 * MIN
+    return [_salinity("la-sal-canal", start + i * 15 * MIN, i, v) for i, v in enumerate(values)]
+
+
+def district_salt_front(end_ms: int) -> list[Message]:
+    """A salt front moves up a river of Gò Công Đông: ten stations, one every six minutes, reach
+    1.4 ‰ (an hour for all ten), stay salty three hours, and freshen in the same order. Every 10 minutes."""
+    steps = 5 * 60 // 10 + 1
+    start = end_ms - (steps - 1) * 10 * MIN
+    out: list[Message] = []
+    for i in range(steps):
+        minute = i * 10
+        for k in range(10):
+            arrived = k * 6 <= minute < k * 6 + 180
+            out.append(_salinity(f"tg-sal-front{k:02d}", start + minute * MIN, i, 1.4 if arrived else 0.3))
+    return out
+
+
+LADDER_SITUATIONS: Final[dict[str, Callable[[int], list[Message]]]] = {
+    "rice_salt_intrusion": rice_salt_intrusion,
+    "district_salt_front": district_salt_front,
+}
+"""Situations on :func:`ladder_fleet` whose messages per subscriber ``bench/alert_messages.py`` counts."""

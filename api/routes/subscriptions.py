@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.delivery import post_webhook, webhook_client
+from alerts.notify import DEFAULT_GROUP_INTERVAL_S, DEFAULT_GROUP_WAIT_S, MAX_WAIT_S, Pacing
 from alerts.outbox import DeadLetter, DeliveryAttempt, Verdict
 from alerts.signing import SECRET_PATTERN, generate_secret
 from alerts.store import AlertStore
@@ -60,6 +61,46 @@ class NearOut(BaseModel):
     radius_km: float
 
 
+QUIET_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]-([01]?[0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class PacingIn(BaseModel):
+    """How messages are paced for this subscriber (alerts.notify): grouping, quiet hours, a rate limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_wait_s: int = Field(
+        DEFAULT_GROUP_WAIT_S, ge=0, le=MAX_WAIT_S,
+        description="alerts of one family in one district starting within this many seconds go as one message",
+    )  # fmt: skip
+    group_interval_s: int = Field(
+        DEFAULT_GROUP_INTERVAL_S, ge=0, le=MAX_WAIT_S,
+        description="later changes of a group still alerting go as one update at most this often (critical ones "
+        "do not wait)",
+    )  # fmt: skip
+    quiet_hours: str | None = Field(
+        None, pattern=QUIET_PATTERN, examples=["21:00-05:30"],
+        description="local time (UTC+7) when only critical alerts are sent; what waited goes as one digest at "
+        "the end; null: none",
+    )  # fmt: skip
+    max_per_hour: int | None = Field(
+        None, ge=1, le=3600,
+        description="at most this many messages in any hour (critical ones always go); the rest go as one "
+        "summary when the hour allows; null: no limit",
+    )  # fmt: skip
+
+    def pacing(self) -> Pacing:
+        return Pacing.make(group_wait_s=self.group_wait_s, group_interval_s=self.group_interval_s,
+                           quiet=self.quiet_hours, max_per_hour=self.max_per_hour)  # fmt: skip
+
+
+class PacingOut(BaseModel):
+    group_wait_s: int
+    group_interval_s: int
+    quiet_hours: str | None
+    max_per_hour: int | None
+
+
 class FiltersOut(BaseModel):
     provinces: list[str]
     districts: list[str]
@@ -82,6 +123,7 @@ class SubscriptionOut(BaseModel):
     description: str
     filters: FiltersOut
     template: str | None = Field(description="the template id webhooks carry with their `params`; null: none")
+    pacing: PacingOut
     pending: int = Field(description="events queued and not delivered yet")
     created_at: str
     updated_at: str
@@ -108,6 +150,7 @@ class SubscriptionIn(BaseModel):
         description="a template id its gateway sends (Zalo ZNS, SMS brandname): each webhook then carries "
         "`template` and `params` {place, value, unit, action, time} besides the texts",
     )  # fmt: skip
+    pacing: PacingIn = Field(default_factory=PacingIn, description="grouping, quiet hours and a rate limit")
 
 
 class SubscriptionPatch(BaseModel):
@@ -130,6 +173,7 @@ class SubscriptionPatch(BaseModel):
         description="a new template id (Zalo ZNS, SMS brandname) for the webhooks' `template` and `params`; "
         "null removes it",
     )  # fmt: skip
+    pacing: PacingIn | None = Field(None, description="new pacing (replaces the whole of it)")
     rotate_secret: bool = Field(False, description="generate a new secret (returned in this answer only)")
 
 
@@ -199,6 +243,12 @@ def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -
             min_severity=f.min_severity.label,
         ),
         template=sub.template,
+        pacing=PacingOut(
+            group_wait_s=sub.pacing.group_wait_s,
+            group_interval_s=sub.pacing.group_interval_s,
+            quiet_hours=None if sub.pacing.quiet is None else str(sub.pacing.quiet),
+            max_per_hour=sub.pacing.max_per_hour,
+        ),
         pending=pending,
         created_at=iso(sub.created_at_ms),
         updated_at=iso(sub.updated_at_ms),
@@ -247,6 +297,7 @@ def create(principal: Operator, store: StoreDep, body: Annotated[SubscriptionIn,
         crops=body.crops,
         near=body.near.near() if body.near is not None else None,
         template=body.template,
+        pacing=body.pacing.pacing(),
     )
     return subscription_out(sub, 0, secret=True)
 
@@ -304,6 +355,7 @@ def update(
         enabled=body.enabled,
         description=body.description,
         template=body.template if "template" in body.model_fields_set else ...,
+        pacing=body.pacing.pacing() if body.pacing is not None else None,
     )
     return subscription_out(updated, store.pending_count(sub.id), secret=secret is not None)
 

@@ -91,10 +91,13 @@ def test_add_refuses_inside_targets_and_bad_values(db: Path, monkeypatch: pytest
 
 
 def test_dead_letters_and_replay(db: Path) -> None:
-    code, out = invoke("add", URL, "--json")
+    code, out = invoke("add", URL, "--json", "--group-wait", "0")
     sub_id = json.loads(out)["id"]
+    assert json.loads(out)["pacing"] == {"group_wait_s": 0, "group_interval_s": 1800, "quiet_hours": None,
+                                         "max_per_hour": None}  # fmt: skip
     store = AlertStore(db)
     store.apply([fire(device=0), fire(device=1)], DEVICES)
+    store.dispatch()
     for _ in range(2):
         claim = store.claim(sub_id, owner="t", now_ms=2**62, lease_ms=1)
         assert claim is not None
@@ -140,6 +143,10 @@ def test_add_by_crop_and_point_and_radius(db: Path) -> None:
         (["--near", "10,106", "--radius", "0"], "--radius 0: give km"),
         (["--near", "10,106", "--radius", "501"], "--radius 501: give km"),
         (["--crop", "durain"], "unknown crop 'durain'"),
+        (["--quiet", "21:00"], "--quiet: quiet hours must be START-END"),
+        (["--quiet", "21:00-29:00"], "--quiet: quiet hours: end must be HH:MM"),
+        (["--group-wait", "-1"], "--group-wait: group_wait_s must be between 0 and 21600"),
+        (["--max-per-hour", "0"], "--max-per-hour: max_per_hour must be between 1 and 3600"),
     ],
 )
 def test_add_refuses_a_bad_circle_or_crop(db: Path, args: list[str], says: str) -> None:

@@ -6,7 +6,7 @@ import json
 
 from alerts.receiver import farmer_text
 from alerts.store import render_body
-from tests.unit.test_alerts_store import DEVICES, URL, fire, open_store, resolve
+from tests.unit.test_alerts_store import AT_ONCE, DEVICES, URL, fire, open_store, resolve
 
 
 def test_vietnamese_first_then_english_in_vietnam_time(tmp_path: object) -> None:
@@ -34,7 +34,7 @@ def test_a_subscription_test_event_reads_as_a_test(tmp_path: object) -> None:
     from api.routes.subscriptions import test_body
 
     store = open_store(tmp_path)  # type: ignore[arg-type]
-    sub = store.add_subscription(URL, language="vi")
+    sub = store.add_subscription(URL, language="vi", pacing=AT_ONCE)
     store.close()
     text = farmer_text(json.loads(test_body(sub, "evt_test_1", 1_709_251_200_000)))
     assert text.startswith("[TIN THỬ / TEST] Tin thử từ Mekong IOC")

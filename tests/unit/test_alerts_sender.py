@@ -18,7 +18,7 @@ from alerts.sender import WebhookSender
 from alerts.signing import verify
 from alerts.store import AlertStore
 from alerts.targets import GuardedTransport, TargetPolicy
-from tests.unit.test_alerts_store import DEVICES, NOW, PUBLIC, Clock, fire
+from tests.unit.test_alerts_store import AT_ONCE, DEVICES, NOW, PUBLIC, Clock, fire
 
 URL = "https://93.184.215.14/hook"
 
@@ -76,7 +76,7 @@ def run(coro_fn: Callable[[], Any]) -> Any:
 
 
 def test_in_order_with_stable_ids_and_valid_signatures(store: AlertStore, clock: Clock) -> None:
-    sub = store.add_subscription(URL)
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
     events = store.apply([fire(device=0), fire(device=1), fire(device=2)], DEVICES)
     endpoint = Endpoint(500, 503)
     sender = make_sender(store, endpoint, clock)
@@ -108,8 +108,8 @@ def test_in_order_with_stable_ids_and_valid_signatures(store: AlertStore, clock:
 
 
 def test_subscribers_do_not_wait_for_each_other(store: AlertStore, clock: Clock) -> None:
-    broken = store.add_subscription("https://93.184.215.14/broken")
-    fine = store.add_subscription("https://93.184.215.15/fine")
+    broken = store.add_subscription("https://93.184.215.14/broken", pacing=AT_ONCE)
+    fine = store.add_subscription("https://93.184.215.15/fine", pacing=AT_ONCE)
     store.apply([fire(device=0), fire(device=1)], DEVICES)
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -122,7 +122,7 @@ def test_subscribers_do_not_wait_for_each_other(store: AlertStore, clock: Clock)
 
 
 def test_retry_after_is_honoured(store: AlertStore, clock: Clock) -> None:
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     store.apply([fire()], DEVICES)
     sender = make_sender(store, Endpoint((429, {"retry-after": "30"})), clock)
     run(sender.deliver_due)
@@ -136,7 +136,7 @@ def test_retry_after_is_honoured(store: AlertStore, clock: Clock) -> None:
 
 
 def test_gone_disables_the_subscription(store: AlertStore, clock: Clock) -> None:
-    sub = store.add_subscription(URL)
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
     store.apply([fire(device=0), fire(device=1)], DEVICES)
     endpoint = Endpoint(410)
     sender = make_sender(store, endpoint, clock)
@@ -150,7 +150,7 @@ def test_gone_disables_the_subscription(store: AlertStore, clock: Clock) -> None
 
 
 def test_exhausted_retries_dead_letter_then_replay(store: AlertStore, clock: Clock) -> None:
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     [e1, e2] = store.apply([fire(device=0), fire(device=1)], DEVICES)
     endpoint = Endpoint(500, 500, 500)
     sender = make_sender(store, endpoint, clock, webhook_max_attempts=3)
@@ -169,7 +169,7 @@ def test_exhausted_retries_dead_letter_then_replay(store: AlertStore, clock: Clo
 
 
 def test_max_age_dead_letters(store: AlertStore, clock: Clock) -> None:
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     store.apply([fire()], DEVICES)
     sender = make_sender(store, Endpoint(500, 500), clock, webhook_max_age_s=60, webhook_max_attempts=100)
     run(sender.deliver_due)
@@ -187,7 +187,7 @@ def test_max_age_dead_letters(store: AlertStore, clock: Clock) -> None:
     ],
 )
 def test_no_answer_is_retried(store: AlertStore, clock: Clock, failure: Any, error: str) -> None:
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     store.apply([fire()], DEVICES)
     endpoint = Endpoint(failure)
     run(make_sender(store, endpoint, clock).deliver_due)
@@ -201,7 +201,7 @@ def test_no_answer_is_retried(store: AlertStore, clock: Clock, failure: Any, err
 def test_target_checked_again_at_delivery(tmp_path: Path, clock: Clock) -> None:
     """A URL that was allowed when added (or whose DNS changed since) is refused before any request."""
     lax = AlertStore(tmp_path / "a.db", policy=TargetPolicy.parse(allow_private=True), clock=clock)
-    lax.add_subscription("http://10.0.0.5/hook")
+    lax.add_subscription("http://10.0.0.5/hook", pacing=AT_ONCE)
     lax.apply([fire()], DEVICES)
     endpoint = Endpoint()
     run(make_sender(lax, endpoint, clock).deliver_due)
@@ -227,7 +227,7 @@ def test_guarded_transport_refuses_private_addresses_at_connect() -> None:
 
 
 def test_run_delivers_when_notified_and_stops(store: AlertStore) -> None:
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     endpoint = Endpoint()
     sender = WebhookSender(
         store, settings(webhook_poll_interval_s=30), transport=httpx.MockTransport(endpoint), rand=lambda: 0.0
@@ -252,7 +252,7 @@ def test_run_delivers_when_notified_and_stops(store: AlertStore) -> None:
 
 
 def test_body_is_the_stored_json(store: AlertStore, clock: Clock) -> None:
-    store.add_subscription(URL, language="en")
+    store.add_subscription(URL, language="en", pacing=AT_ONCE)
     [e] = store.apply([fire()], DEVICES)
     endpoint = Endpoint()
     run(make_sender(store, endpoint, clock).deliver_due)

@@ -19,6 +19,7 @@ import pytest
 
 from alerts.database import PostgresUrl
 from alerts.errors import InvalidSubscription, NotFound, StoreError, TargetRefused
+from alerts.notify import Pacing
 from alerts.outbox import Outcome, Status, Verdict
 from alerts.sqlite import SQLiteFile
 from alerts.store import AlertStore, event_id
@@ -48,6 +49,8 @@ PUBLIC = TargetPolicy.parse(resolver=lambda host, port: ["93.184.215.14"])
 URL = "https://hooks.example.org/alerts"
 T0 = 1_709_251_200_000  # 2024-03-01T00:00:00Z
 NOW = T0 + 60_000  # the store's clock in these tests
+AT_ONCE = Pacing.make(group_wait_s=0)
+"""Each notice its own message at once: these tests are about the outbox (pacing: test_alerts_notices.py)."""
 
 
 def transition(
@@ -182,12 +185,13 @@ def test_the_database_itself_enforces_one_active_alert(store: AlertStore, alerts
         conn.execute(
             "INSERT INTO alerts SELECT 'x', rule_id, device_id, kind, province, district, site, crop, place_vi,"
             " place_en, severity, 'firing', source, fired_at_ms + 1, value, message_vi, message_en, NULL, NULL,"
-            " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms, lat, lon FROM alerts"
+            " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms, lat, lon, family, rank, title_vi, title_en"
+            " FROM alerts"
         )
 
 
 def test_replaying_the_same_transitions_is_idempotent(store: AlertStore) -> None:
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     batch = [fire(ts=T0), fire(rule="do_low", device=0, ts=T0 + 10), resolve(ts=T0 + 5000)]
     first = store.apply(batch, DEVICES)
     assert [e.type for e in first] == ["alert.firing", "alert.firing", "alert.resolved"]
@@ -258,7 +262,7 @@ def test_list_filters(store: AlertStore) -> None:
 
 
 def test_subscription_crud(store: AlertStore) -> None:
-    sub = store.add_subscription(URL, provinces=["Bến Tre"], min_severity="warning", language="en")
+    sub = store.add_subscription(URL, provinces=["Bến Tre"], min_severity="warning", language="en", pacing=AT_ONCE)
     assert sub.id.startswith("sub_")
     assert sub.secret.startswith("whsec_")
     assert sub.enabled
@@ -283,26 +287,26 @@ def test_subscription_crud(store: AlertStore) -> None:
 
 def test_subscription_checks(store: AlertStore) -> None:
     given = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
-    assert store.add_subscription(URL, given).secret == given
+    assert store.add_subscription(URL, given, pacing=AT_ONCE).secret == given
     with pytest.raises(InvalidSubscription):
-        store.add_subscription(URL, "hunter2")
+        store.add_subscription(URL, "hunter2", pacing=AT_ONCE)
     with pytest.raises(InvalidSubscription):
-        store.add_subscription(URL, language="fr")
+        store.add_subscription(URL, language="fr", pacing=AT_ONCE)
     with pytest.raises(InvalidSubscription):
-        store.add_subscription(URL, min_severity="urgent")
+        store.add_subscription(URL, min_severity="urgent", pacing=AT_ONCE)
 
 
 def test_subscription_url_must_pass_the_target_policy(alerts_location: Path | str) -> None:
     strict = open_at(alerts_location, policy=TargetPolicy.parse(resolver=lambda h, p: ["10.0.0.7"]))
     with pytest.raises(TargetRefused):
-        strict.add_subscription("http://127.0.0.1:8080/hook")
+        strict.add_subscription("http://127.0.0.1:8080/hook", pacing=AT_ONCE)
     with pytest.raises(TargetRefused):
-        strict.add_subscription("https://looks-public.example.org/hook")
+        strict.add_subscription("https://looks-public.example.org/hook", pacing=AT_ONCE)
     assert strict.list_subscriptions() == []
     strict.close()
     default = AlertStore(alerts_location)  # default policy: private refused
     with pytest.raises(TargetRefused):
-        default.add_subscription("http://169.254.169.254/latest")
+        default.add_subscription("http://169.254.169.254/latest", pacing=AT_ONCE)
     default.close()
 
 
@@ -310,27 +314,28 @@ def test_subscription_url_must_pass_the_target_policy(alerts_location: Path | st
 
 
 def test_outbox_rows_for_matching_enabled_subscriptions(store: AlertStore) -> None:
-    all_vi = store.add_subscription(URL + "/all")
-    ben_tre_en = store.add_subscription(URL + "/bt", provinces=["ben_tre"], language="en")
-    critical = store.add_subscription(URL + "/crit", min_severity="critical")
-    off = store.add_subscription(URL + "/off")
+    all_vi = store.add_subscription(URL + "/all", pacing=AT_ONCE)
+    ben_tre_en = store.add_subscription(URL + "/bt", provinces=["ben_tre"], language="en", pacing=AT_ONCE)
+    critical = store.add_subscription(URL + "/crit", min_severity="critical", pacing=AT_ONCE)
+    off = store.add_subscription(URL + "/off", pacing=AT_ONCE)
     store.update_subscription(off.id, enabled=False)
 
     events = store.apply([fire(device=0, rule="do_low"), fire(device=1, severity=Severity.CRITICAL)], DEVICES)
+    store.dispatch()
     assert events[0].queued_for == (all_vi.id, ben_tre_en.id)
     assert events[1].queued_for == (all_vi.id, critical.id)
     rows = store.outbox(limit=None)
-    assert [(r.event_id, r.subscription_id) for r in rows] == [
+    assert [(r.event_id, r.subscription_id) for r in rows] == [  # queued subscriber by subscriber
         (events[0].id, all_vi.id),
-        (events[0].id, ben_tre_en.id),
         (events[1].id, all_vi.id),
+        (events[0].id, ben_tre_en.id),
         (events[1].id, critical.id),
     ]
     assert all(r.status is Status.PENDING and r.attempts == 0 for r in rows)
     assert store.outbox(subscription_id=off.id) == []
 
     body_vi = json.loads(rows[0].body)
-    body_en = json.loads(rows[1].body)
+    body_en = json.loads(rows[2].body)
     assert body_vi["type"] == "alert.firing"
     assert body_vi["id"] == events[0].id
     assert body_vi["alert_id"] == events[0].alert_id
@@ -356,43 +361,45 @@ def test_outbox_rows_for_matching_enabled_subscriptions(store: AlertStore) -> No
     assert "Độ mặn" in rows[0].body, "UTF-8 on the wire, not \\u escapes"
 
 
-FAIL_SECOND_OUTBOX_ROW = {
+FAIL_SECOND_NOTICE = {
     "sqlite": [
-        "CREATE TRIGGER fail_second AFTER INSERT ON outbox WHEN (SELECT count(*) FROM outbox) > 1"
+        "CREATE TRIGGER fail_second AFTER INSERT ON notices WHEN (SELECT count(*) FROM notices) > 1"
         " BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
     ],
     "postgresql": [
         "CREATE FUNCTION fail_second() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-        " IF (SELECT count(*) FROM outbox) > 1 THEN RAISE EXCEPTION 'disk full (simulated)'; END IF;"
+        " IF (SELECT count(*) FROM notices) > 1 THEN RAISE EXCEPTION 'disk full (simulated)'; END IF;"
         " RETURN NEW; END $$",
-        "CREATE TRIGGER fail_second AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_second()",
+        "CREATE TRIGGER fail_second AFTER INSERT ON notices FOR EACH ROW EXECUTE FUNCTION fail_second()",
     ],
 }
 
 
-def test_outbox_rows_are_written_in_the_same_transaction_as_the_alert(alerts_location: Path | str) -> None:
-    """If queueing fails half-way, the alert change is rolled back with it: both or neither."""
+def test_notices_are_written_in_the_same_transaction_as_the_alert(alerts_location: Path | str) -> None:
+    """If queueing a notice fails half-way, the alert change is rolled back with it: both or neither."""
     store = open_at(alerts_location)
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     with raw(alerts_location) as conn:
-        for statement in FAIL_SECOND_OUTBOX_ROW["postgresql" if on_postgres(alerts_location) else "sqlite"]:
+        for statement in FAIL_SECOND_NOTICE["postgresql" if on_postgres(alerts_location) else "sqlite"]:
             conn.execute(statement)
     with pytest.raises(StoreError, match="simulated"):
         store.apply([fire(device=0), fire(device=1)], DEVICES)
     assert store.list() == [], "nothing half-written"
-    assert store.outbox() == [], "nothing half-written"
+    assert store.notices() == [], "nothing half-written"
     with raw(alerts_location) as conn:
-        conn.execute("DROP TRIGGER fail_second" + (" ON outbox" if on_postgres(alerts_location) else ""))
+        conn.execute("DROP TRIGGER fail_second" + (" ON notices" if on_postgres(alerts_location) else ""))
     events = store.apply([fire(device=0), fire(device=1)], DEVICES)
     assert len(events) == 2
+    assert len(store.notices()) == 2
+    assert store.dispatch().messages == {"opened": 2}
     assert len(store.outbox()) == 2
     store.close()
 
 
-def test_outbox_reader_never_sees_an_alert_without_its_rows(alerts_location: Path | str) -> None:
-    """Another connection sees the alert and its outbox rows appear together (one commit)."""
+def test_a_reader_never_sees_an_alert_without_its_notices(alerts_location: Path | str) -> None:
+    """Another connection sees the alert and its notices appear together (one commit)."""
     store = open_at(alerts_location)
-    store.add_subscription(URL)
+    store.add_subscription(URL, pacing=AT_ONCE)
     seen: list[tuple[int, int]] = []
     stop = threading.Event()
     # one snapshot for both counts: SQLite's read transaction, PostgreSQL's REPEATABLE READ
@@ -403,7 +410,7 @@ def test_outbox_reader_never_sees_an_alert_without_its_rows(alerts_location: Pat
             while not stop.is_set():
                 conn.execute(begin)
                 a = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
-                o = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                o = conn.execute("SELECT count(*) FROM notices").fetchone()[0]
                 conn.execute("COMMIT")
                 seen.append((a, o))
 
@@ -420,7 +427,7 @@ def test_outbox_reader_never_sees_an_alert_without_its_rows(alerts_location: Pat
 
 def test_store_survives_reopen_and_threads(alerts_location: Path | str) -> None:
     store = open_at(alerts_location)
-    sub = store.add_subscription(URL)
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
     results: list[int] = []
 
     def worker(n: int) -> None:
@@ -435,6 +442,8 @@ def test_store_survives_reopen_and_threads(alerts_location: Path | str) -> None:
     store.close()
     again = open_at(alerts_location)
     assert len(again.active()) == 8
+    assert again.waiting_count(sub.id) == 8
+    assert again.dispatch().messages == {"opened": 8}
     assert again.pending_count(sub.id) == 8
     again.close()
     with pytest.raises(StoreError, match="closed"):
@@ -477,8 +486,9 @@ def test_a_postgresql_url_never_shows_its_password() -> None:
 
 
 def test_claim_record_dead_letter_and_replay(store: AlertStore) -> None:
-    sub = store.add_subscription(URL)
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
     [e1, e2] = store.apply([fire(device=0), fire(device=1)], DEVICES)
+    store.dispatch()
     now = NOW
     claim = store.claim(sub.id, owner="a", now_ms=now, lease_ms=5000)
     assert claim is not None
@@ -525,9 +535,10 @@ def test_claim_record_dead_letter_and_replay(store: AlertStore) -> None:
 
 
 def test_gone_disables_the_subscription_and_dead_letters_its_queue(store: AlertStore) -> None:
-    sub = store.add_subscription(URL)
-    other = store.add_subscription(URL + "/2")
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
+    other = store.add_subscription(URL + "/2", pacing=AT_ONCE)
     store.apply([fire(device=0), fire(device=1), fire(device=2)], DEVICES)
+    store.dispatch()
     claim = store.claim(sub.id, owner="a", now_ms=NOW, lease_ms=1000)
     assert claim is not None
     store.record_attempt(claim.entry, Outcome(Verdict.GONE, 410, "HTTP 410"), Verdict.GONE, at_ms=NOW, duration_ms=1)
@@ -539,11 +550,12 @@ def test_gone_disables_the_subscription_and_dead_letters_its_queue(store: AlertS
     assert store.pending_count(other.id) == 3
     assert [h.subscription_id for h in store.outbox_heads()] == [other.id]
     store.apply([fire(rule="later")], DEVICES)
+    store.dispatch()
     assert store.pending_count(sub.id) == 0, "no new rows for a disabled subscription"
 
 
 def test_remove_subscription_removes_its_queue(store: AlertStore) -> None:
-    sub = store.add_subscription(URL)
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
     store.apply([fire()], DEVICES)
     store.remove_subscription(sub.id)
     assert store.outbox() == []
@@ -551,8 +563,9 @@ def test_remove_subscription_removes_its_queue(store: AlertStore) -> None:
 
 
 def test_release_drops_a_dead_senders_leases(store: AlertStore) -> None:
-    sub = store.add_subscription(URL)
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
     store.apply([fire()], DEVICES)
+    store.dispatch()
     assert store.claim(sub.id, owner="a", now_ms=NOW, lease_ms=60_000) is not None
     assert store.claim(sub.id, owner="b", now_ms=NOW, lease_ms=60_000) is None
     assert store.claim(sub.id, owner="b", now_ms=NOW + 60_001, lease_ms=60_000) is not None, "leases expire"
@@ -586,7 +599,7 @@ PLACED = (  # the first ~2.5 km from Ba Tri town, the second ~72 km away, the th
 
 
 def test_subscription_crops_and_near_round_trip(store: AlertStore) -> None:
-    sub = store.add_subscription(URL, crops=["Shrimp", "rice"], near=BA_TRI)
+    sub = store.add_subscription(URL, crops=["Shrimp", "rice"], near=BA_TRI, pacing=AT_ONCE)
     assert sub.filters.crops == {"shrimp", "rice"}
     assert sub.filters.near == Near(10.04, 106.60, 10.0)
     assert store.get_subscription(sub.id) == sub
@@ -599,7 +612,7 @@ def test_subscription_crops_and_near_round_trip(store: AlertStore) -> None:
     assert cleared.filters.near is None
     assert store.get_subscription(sub.id) == cleared
     with pytest.raises(InvalidSubscription, match="crop"):
-        store.add_subscription(URL, crops=["durain"])
+        store.add_subscription(URL, crops=["durain"], pacing=AT_ONCE)
 
 
 def test_alerts_carry_their_devices_coordinates(store: AlertStore) -> None:
@@ -615,12 +628,13 @@ def test_alerts_carry_their_devices_coordinates(store: AlertStore) -> None:
 
 
 def test_outbox_rows_by_point_radius_and_crop(store: AlertStore) -> None:
-    ba_tri = store.add_subscription(URL + "/ba-tri", near=BA_TRI)
-    wide = store.add_subscription(URL + "/wide", near=Near.make(10.04, 106.60, 100))
-    rice = store.add_subscription(URL + "/rice", crops=["rice"])
-    shrimp_near = store.add_subscription(URL + "/shrimp", crops=["shrimp"], near=BA_TRI)
+    ba_tri = store.add_subscription(URL + "/ba-tri", near=BA_TRI, pacing=AT_ONCE)
+    wide = store.add_subscription(URL + "/wide", near=Near.make(10.04, 106.60, 100), pacing=AT_ONCE)
+    rice = store.add_subscription(URL + "/rice", crops=["rice"], pacing=AT_ONCE)
+    shrimp_near = store.add_subscription(URL + "/shrimp", crops=["shrimp"], near=BA_TRI, pacing=AT_ONCE)
 
     events = store.apply([fire(device=0, rule="do_low"), fire(device=1), fire(device=2, rule="pest_high")], PLACED)
+    store.dispatch()
     assert events[0].queued_for == (ba_tri.id, wide.id, shrimp_near.id)  # 10.05,106.62: within 10 km
     assert events[1].queued_for == (wide.id, rice.id)  # 9.52,106.2: ~72 km
     assert events[2].queued_for == (rice.id,)  # no coordinates: never near

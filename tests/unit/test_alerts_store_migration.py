@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from alerts.database import ddl
+from alerts.notify import Pacing
 from alerts.store import SCHEMA_VERSION, AlertStore
 from alerts.subscriptions import Filters, Near
 from rules.model import Severity, State
@@ -190,11 +191,12 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
     assert "lat" not in columns(alerts_location, "alerts")
 
     with AlertStore(alerts_location, policy=PUBLIC, clock=lambda: NOW) as store:
-        assert version(alerts_location) == SCHEMA_VERSION == 3
+        assert version(alerts_location) == SCHEMA_VERSION == 4
         old = store.get(ALERT_ID)
         assert (old.rule_id, old.device_id, old.state, old.severity) == ("do_low", "wq-bt-001", State.FIRING, 2)
         assert (old.place_vi, old.message_vi, old.value, old.fired_at_ms) == ("Ba Tri, Bến Tre", "Oxy thấp", 2.1, T0)
         assert (old.lat, old.lon) == (None, None)
+        assert (old.family, old.rank, old.title_vi) == ("do_low", 0, ""), "a rule of its own, as before families"
         [event] = store.events(ALERT_ID)
         assert (event.id, event.message_vi, event.message_sms, event.message_short) == (
             f"evt_{ALERT_ID}_firing", "Oxy thấp", "", ""  # stored before events had SMS forms
@@ -204,6 +206,7 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
         assert sub.filters == Filters.make(provinces=["ben_tre"], kinds=["water_quality"], min_severity="warning")
         assert sub.filters.crops == frozenset()
         assert sub.filters.near is None
+        assert sub.pacing == Pacing(), "grouping with the defaults from schema 4 on"
 
         # the new filters work on the migrated tables
         near = store.update_subscription(
@@ -218,6 +221,8 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
         [event] = store.apply([fire(device=0, rule="salinity_high", severity=Severity.CRITICAL)], PLACED)
         assert (event.alert.lat, event.alert.lon) == (10.05, 106.62)
         assert event.queued_for == (sub.id,)
+        assert store.outbox(subscription_id=sub.id) == [], "it waits group_wait for others of its group"
+        assert store.dispatch(NOW + 60_000).messages == {"opened": 1}
         assert json.loads(store.outbox(subscription_id=sub.id)[0].body)["crop"] == "shrimp"
 
     # opening it again migrates nothing twice; the tables are those a new store has
@@ -227,5 +232,5 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
     assert version(alerts_location) == SCHEMA_VERSION
     fresh = tmp_path / "fresh" / "alerts.db"
     AlertStore(fresh, policy=PUBLIC).close()
-    for table in ("alerts", "events", "subscriptions", "outbox", "deliveries", "dead_letters"):
+    for table in ("alerts", "events", "subscriptions", "outbox", "deliveries", "dead_letters", "notices"):
         assert columns(alerts_location, table) == columns(fresh, table), table

@@ -48,7 +48,7 @@ NOT_SETTINGS: dict[str, frozenset[str]] = {
         # What one action creates or acts on, or which rows a listing shows: the request, not the
         # setup (IOC_PROVINCE would limit every key created, IOC_KIND every device added).
         "subscriptions add": "--secret --province --district --device --kind --rule --crop --near --radius "
-        "--min-severity --language --description --template",
+        "--min-severity --language --description --template --group-wait --group-interval --quiet --max-per-hour",
         "subscriptions dead-letters": "--subscription --all --limit",
         "subscriptions replay": "--subscription --all",
         "api keys create": "--scope --name --province",

@@ -91,13 +91,15 @@ def test_a_webhook_carries_both_sms_texts(tmp_path: object) -> None:
     from pathlib import Path
 
     from alerts.store import AlertStore
+    from tests.unit.test_alerts_store import AT_ONCE
 
     rule = next(r for r in PACK.rules if r.id == "SAL_4PPT")
     info = device(rule)
     t = Engine(PACK, [info], event_classes=CAMERA_EVENTS, start_ms=T0)._transition(rule, 0, State.FIRING, T0, 4.1)
     with AlertStore(Path(str(tmp_path)) / "alerts.db") as store:
-        sub = store.add_subscription("https://93.184.215.14/hook", language="vi")
+        sub = store.add_subscription("https://93.184.215.14/hook", language="vi", pacing=AT_ONCE)
         [event] = store.apply([t], [info])
+        store.dispatch()
         body = json.loads(store.outbox(subscription_id=sub.id)[0].body)
         assert (event.message_sms, event.message_short) == (t.message_sms, t.message_short)
         assert store.events(event.alert_id)[0].message_short == t.message_short
@@ -114,6 +116,7 @@ def test_template_params_and_a_template_webhook(tmp_path: object) -> None:
     from alerts.errors import InvalidSubscription
     from alerts.store import AlertStore
     from rules.messages import local_time
+    from tests.unit.test_alerts_store import AT_ONCE
 
     rule = next(r for r in PACK.rules if r.id == "SAL_4PPT")
     info = device(rule)
@@ -127,9 +130,10 @@ def test_template_params_and_a_template_webhook(tmp_path: object) -> None:
     quiet = engine._transition(silent, 0, State.FIRING, T0, float("nan"))
     assert (quiet.params["value"], quiet.params["unit"]) == ("", "")
     with AlertStore(Path(str(tmp_path)) / "alerts.db") as store:
-        zns = store.add_subscription("https://93.184.215.14/zns", template="ioc_alert_v1")
-        plain = store.add_subscription("https://93.184.215.14/sms")
+        zns = store.add_subscription("https://93.184.215.14/zns", template="ioc_alert_v1", pacing=AT_ONCE)
+        plain = store.add_subscription("https://93.184.215.14/sms", pacing=AT_ONCE)
         [event] = store.apply([fired], [info])
+        store.dispatch()
         assert store.events(event.alert_id)[0].params == fired.params
         bodies = {e.subscription_id: json.loads(e.body) for e in store.outbox(limit=None)}
         assert (bodies[zns.id]["template"], bodies[zns.id]["params"]) == ("ioc_alert_v1", dict(fired.params))
@@ -138,4 +142,4 @@ def test_template_params_and_a_template_webhook(tmp_path: object) -> None:
         assert store.update_subscription(zns.id, template=None).template is None
         assert store.update_subscription(zns.id, description="x").template is None
         with pytest.raises(InvalidSubscription, match="template id"):
-            store.add_subscription("https://93.184.215.14/x", template="có dấu")
+            store.add_subscription("https://93.184.215.14/x", template="có dấu", pacing=AT_ONCE)
