@@ -58,6 +58,8 @@ _DIGITS: Final = 24
 """Digits before the point beyond any time in any unit (refused before any arithmetic on them)."""
 _decode_json = msgspec.json.Decoder().decode
 _ABSENT: Final = object()
+MAX_NAMES: Final = 4_096
+"""Record names remembered as text; past it the map starts again."""
 
 
 class _Refusal(Exception):
@@ -114,6 +116,9 @@ class JsonMap:
         self._time_format: TimeFormat = source.time.format if source.time is not None else "unix_ms"
         self._seq = source.seq
         self._records: Records | None = source.records
+        self._int_to_ms = _INT_TO_MS.get(self._time_format)
+        self._names: dict[int, str] = {}
+        """Records' whole-number names as text (``4097`` → ``"4097"``), made once each; at most :data:`MAX_NAMES`."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
@@ -170,15 +175,23 @@ class JsonMap:
         name_dotted, value_dotted = "." in name_path, "." in value_path
         if time_path is None and not name_dotted and not value_dotted:  # the usual: one reading, plain keys
             obj: dict[str, Any] = {}
+            names = self._names
             for record in array:
                 if type(record) is not dict:
                     break  # refused below, with the record's number
-                name: Any = record.get(name_path)
+                try:  # both keys there (the usual record): indexed, faster than get()
+                    name: Any = record[name_path]
+                    value = record[value_path]
+                except KeyError:
+                    name, value = record.get(name_path), record.get(value_path)  # absent: None
                 kind = type(name)
-                if kind is str:
-                    obj[name] = record.get(value_path)  # a JSON value, or None when absent
-                elif kind is int:
-                    obj[str(name)] = record.get(value_path)
+                if kind is int:
+                    try:
+                        obj[names[name]] = value
+                    except KeyError:
+                        obj[self._name(name)] = value
+                elif kind is str:
+                    obj[name] = value
             else:
                 if obj:
                     self._store(topic, payload, device, ts, seq, obj, "", now_ms, out)
@@ -217,6 +230,13 @@ class JsonMap:
         for at, here in by_time.items():
             self._store(topic, payload, device, at, seq, here, "", now_ms, out)
 
+    def _name(self, name: int) -> str:
+        """``str(name)``, remembered (a bounded map: names come from payloads)."""
+        if len(self._names) >= MAX_NAMES:
+            self._names.clear()
+        text = self._names[name] = str(name)
+        return text
+
     def _record_time(self, record: dict[str, Any], path: str, i: int, ts: int) -> int:
         """Record ``i``'s own time at ``path`` as ms (absent: ``ts``, the message's), or :class:`_Refusal`."""
         raw = lookup(record, path)
@@ -240,6 +260,10 @@ class JsonMap:
                 raise _Refusal(Reason.UNKNOWN_DEVICE, devices.not_in_topic(topic))
             return device
         raw = lookup(obj, path)
+        if type(raw) is str:  # the usual name: found as below
+            device = devices.named(raw)
+            if device is not None:
+                return device
         if raw is None or not _json(raw):
             raise _Refusal(Reason.UNKNOWN_DEVICE, f"no {path!r} names the device")
         if not isinstance(raw, str | int) or isinstance(raw, bool):
@@ -255,6 +279,9 @@ class JsonMap:
         if self._time is None:
             return now_ms
         raw = lookup(obj, self._time.path)
+        if type(raw) is int and self._int_to_ms is not None:  # the usual time: a whole number, as time_ms reads it
+            times, per = self._int_to_ms
+            return raw * times // per
         if raw is None or not _json(raw):  # absent
             return now_ms
         try:

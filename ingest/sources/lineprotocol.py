@@ -36,13 +36,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+from contract.fields import Kind
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import FIELD_SPECS, Source
 from ingest.sources.identity import DeviceLookup
-from ingest.sources.shapes import FlatShapes
+from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink
 from ingest.sources.units import Convert
 
@@ -249,10 +250,6 @@ def _point(found: re.Match[str], line: int) -> Point:
     return Point(line, measurement, tags, fields, _timestamp(stamp))
 
 
-_PLAIN_BREAKERS: Final = ("\\", '"', "\t", "\r")
-"""Characters only the full parser reads: escapes, strings (which may span lines), tabs and CRs."""
-
-
 def _plain_point(text: str, line: int) -> Point | None:
     """The point of a plain line (no escape, string, tab or CR; not blank): ``m[,k=v…] f=v[,f=v…][ ts]``
     with single spaces, as :data:`_LINE` reads it; None when it is anything else (the full parser
@@ -323,7 +320,8 @@ def _stamped(
 def parse(text: str) -> Iterator[Point | LineError]:
     """Every line of ``text``: a :class:`Point`, or a :class:`LineError`. Blank and comment lines are
     skipped; line numbers count from 1 (a string field's newline is inside its line)."""
-    if any(c in text for c in _PLAIN_BREAKERS):
+    # escapes, strings (which may span lines), tabs and CRs: only the full parser reads them
+    if "\\" in text or '"' in text or "\t" in text or "\r" in text:
         yield from _parse(text, 1)
         return
     for line, line_text in enumerate(text.split("\n"), 1):  # the usual message: plain lines, split at once
@@ -399,6 +397,24 @@ class _Reading:
     """The object the model maps, once a second line joins the first (None: :attr:`point` alone)."""
 
 
+def _mapped(plan: _Plan, fields: dict[str, FieldValue]) -> dict[str, Any] | None:
+    """What the mapper makes of a one-line reading's ``fields`` by its ``plan``; None when the mapper
+    itself must say (a value that is not a plain number where one is converted)."""
+    values: dict[str, Any] = {}
+    for name, field_key, convert in plan:
+        raw = fields[field_key]
+        if convert is None:
+            values[name] = raw
+            continue
+        if type(raw) is float:
+            values[name] = convert(raw)
+        elif type(raw) is int:
+            values[name] = convert(float(raw))
+        else:
+            return None  # a boolean or a string where a unit is converted: the mapper refuses it
+    return values
+
+
 def _add(values: dict[str, Any], point: Point) -> None:
     """A line's fields into the object the model maps: each as ``f`` (the last line's) and as ``m.f``."""
     fields, prefix = point.fields, f"{point.measurement}."
@@ -423,8 +439,9 @@ class InfluxLineProtocol:
         self._devices = DeviceLookup(source.device, context.registry)
         self._tag = source.device.path
         self._to_ms = TO_MS[source.precision]
-        self._plans: dict[tuple[str, str, tuple[str, ...]], _Plan | None] = {}
-        """A one-line reading's mapping by (model, measurement, field keys), found once (None: the mapper's)."""
+        self._plans: dict[tuple[str, Kind, str, tuple[str, ...]], tuple[_Plan | None, Take | None]] = {}
+        """A one-line reading's mapping by (model, kind, measurement, field keys), found once (None: the
+        mapper's), and its take (:meth:`FlatShapes.planned`; None: none)."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         try:
@@ -486,8 +503,15 @@ class InfluxLineProtocol:
     def _store(self, topic: str, payload: bytes, reading: _Reading, now_ms: int, out: BatchBuilder) -> None:
         """One reading through the model's mapping into the sink (a field's refusal names the field,
         as the sink's do; a reading refused whole names its lines)."""
-        model = self._model or reading.device.model
-        mapped = None if reading.values is not None else self._one_line(model, reading.point)
+        device = reading.device
+        model = self._model or device.model
+        mapped: dict[str, Any] | None = None
+        if reading.values is None:  # one line: by its plan's take when it can (the usual line), else its plan
+            fields = reading.point.fields
+            plan, take = self._plan_of(model, device.device_kind, reading.point)
+            if take is not None and self._shapes.take(take, device, fields, reading.ts_ms, 0, now_ms=now_ms, out=out):
+                return
+            mapped = None if plan is None else _mapped(plan, fields)
         if mapped is None:
             values_in = reading.values
             if values_in is None:
@@ -504,32 +528,17 @@ class InfluxLineProtocol:
             missing=missing, now_ms=now_ms, out=out,
         )  # fmt: skip
 
-    def _one_line(self, model: str, point: Point) -> dict[str, Any] | None:
-        """What the mapper makes of a one-line reading, by the line's remembered plan; None when the
-        mapper itself must say (no plan, or a value that is not a plain number where one is converted)."""
-        fields = point.fields
-        key = (model, point.measurement, tuple(fields))
+    def _plan_of(self, model: str, kind: Kind, point: Point) -> tuple[_Plan | None, Take | None]:
+        """A one-line reading's remembered plan (:meth:`_plan`) and its take (:meth:`FlatShapes.planned`)."""
+        key = (model, kind, point.measurement, tuple(point.fields))
         try:
-            plan = self._plans[key]
+            return self._plans[key]
         except KeyError:
             if len(self._plans) >= MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[key] = self._plan(model, point)
-        if plan is None:
-            return None
-        values: dict[str, Any] = {}
-        for name, field_key, convert in plan:
-            raw = fields[field_key]
-            if convert is None:
-                values[name] = raw
-                continue
-            if type(raw) is float:
-                values[name] = convert(raw)
-            elif type(raw) is int:
-                values[name] = convert(float(raw))
-            else:
-                return None  # a boolean or a string where a unit is converted: the mapper refuses it
-        return values
+            plan = self._plan(model, point)
+            found = self._plans[key] = (plan, None if plan is None else self._shapes.planned(kind, plan))
+            return found
 
     def _plan(self, model: str, point: Point) -> _Plan | None:
         """Which of the line's fields feed which of ours, as :meth:`FieldMapper.values` finds them in

@@ -13,7 +13,7 @@ refuses, so both paths store exactly the same readings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from msgspec import UNSET
@@ -22,36 +22,54 @@ from contract.fields import SEQ_MAX, TELEMETRY_FIELDS, TS_MAX_AHEAD_MS, TS_MIN_M
 from ingest.batch import BatchBuilder
 from ingest.registry import RegisteredDevice
 from ingest.sources.mapping import FieldMapper
-from ingest.sources.units import Convert
+from ingest.sources.units import INLINE, Convert
 
 MAX_SHAPES: Final = 4_096
 """Shapes remembered; keys come from payloads, so past it the map starts again."""
 EXTRA: Final = "rssi_dbm"
 """The one field a decoder may add beside the payload's (a LoRaWAN gateway's RSSI), unless mapped."""
 
-_Take = tuple[str | None, int, float, float, bool, Convert | None]
-"""(payload key — None: the extra value —, position in the row, low, high, whole number, conversion)."""
+_Take = tuple[str | None, int, float, float, bool, Convert | None, bool]
+"""(payload key — None: the extra value —, position in the row, low, high, whole number, conversion,
+whether the conversion takes numbers alone — not numeric text, as a format's own plan converts)."""
 
 
-Take = Callable[[Mapping[str, Any], "float | None"], "tuple[tuple[Any, ...], str] | None"]
-"""A shape's values of one payload: (the kind's row, the line's field set), or None (the general path's)."""
+Take = Callable[[Mapping[str, Any], "float | None", RegisteredDevice, int, int, BatchBuilder], bool]
+"""A shape's reading of one payload ``(obj, extra, device, ts_ms, seq, out)`` added to ``out`` (the kind's row
+and its line, as :meth:`ReadingSink.reading` makes them); False: nothing was done (the general path's)."""
 
 
-class _Shape:
-    __slots__ = ("take",)
+def _converted(convert: Convert | None, n: int, raw: str) -> str:
+    """The text of ``raw`` through take ``n``'s conversion: its operator in place when it is one (:data:`INLINE`)."""
+    if convert is None:
+        return raw
+    inline = INLINE.get(convert)
+    return f"{raw} {inline[0]} cv{n}" if inline is not None else f"cv{n}({raw})"
 
-    def __init__(self, take: Take) -> None:
-        self.take = take
+
+def _how(convert: Convert | None) -> str | None:
+    """How a take's value is converted, as its factory's text says it: not, an operator, or a call."""
+    if convert is None:
+        return None
+    inline = INLINE.get(convert)
+    return inline[0] if inline is not None else "call"
+
+
+def _operand(convert: Convert | None) -> Convert | float | None:
+    """A take's conversion as its factory is given it: the operand of an operator in place, else itself."""
+    inline = INLINE.get(convert) if convert is not None else None
+    return inline[1] if inline is not None else convert
 
 
 def _source(takes: tuple[_Take, ...], width: int) -> str:
     """The Python text of a factory of one shape's :data:`Take` (for takes of this structure:
-    which position, whole or not, converted or not, the extra value or a payload key). Only names of
-    ours appear in it; keys, ranges and conversions are the factory's arguments."""
-    args = ["UNSET", "fields"]
+    which position, whole or not, converted or not — of numbers alone or not —, the extra value or a
+    payload key). Only names of ours appear in it; keys, ranges and conversions (or their operands) are the
+    factory's arguments."""
+    args = ["UNSET", "SEQ_MAX", "fields"]
     body: list[str] = []
     at: dict[int, str] = {}
-    for n, (name, position, _lo, _hi, whole, convert) in enumerate(takes):
+    for n, (name, position, _lo, _hi, whole, convert, numbers_only) in enumerate(takes):
         args += [f"k{n}", f"lo{n}", f"hi{n}", f"cv{n}"]
         v = f"v{n}"
         at[position] = v
@@ -61,24 +79,36 @@ def _source(takes: tuple[_Take, ...], width: int) -> str:
             body += [
                 "if kind is int:", f"    {v} = raw",
                 "elif kind is float and raw.is_integer():", f"    {v} = int(raw)",
-                "else:", "    return None",
+                "else:", "    return False",
+            ]  # fmt: skip
+        elif convert is not None and numbers_only:  # a float, or an int as a float, converted
+            body += [
+                "if kind is float:", f"    {v} = {_converted(convert, n, 'raw')}",
+                "elif kind is int:", "    try:", f"        {v} = {_converted(convert, n, 'float(raw)')}",
+                "    except OverflowError:", "        return False",
+                "else:", "    return False",
             ]  # fmt: skip
         else:  # a number, or numeric text ("24.59") as the general path reads it
-            done = f"cv{n}(raw)" if convert is not None else "raw"
             body += [
-                "if kind is float:", f"    {v} = {done}",
+                "if kind is float:", f"    {v} = {_converted(convert, n, 'raw')}",
                 "elif kind is int or kind is str:", "    try:",
-                f"        {v} = {done.replace('raw', 'float(raw)')}",
-                "    except (ValueError, OverflowError):", "        return None",
-                "else:", "    return None",
+                f"        {v} = {_converted(convert, n, 'float(raw)')}",
+                "    except (ValueError, OverflowError):", "        return False",
+                "else:", "    return False",
             ]  # fmt: skip
         body.append(f"if not lo{n} <= {v} <= hi{n}:")  # NaN and ±inf fail too
-        body.append("    return None")
+        body.append("    return False")
     row = ", ".join(at.get(i, "UNSET") for i in range(width))
     values = ", ".join(f"v{n}" for n in range(len(takes)))
-    body.append(f"return ({row},), fields % ({values},)")
+    body += [
+        "if not 0 <= seq < SEQ_MAX:", "    seq = seq % SEQ_MAX",
+        f"out.add_reading(device.kind, device.index, ts_ms, seq, ({row},),"
+        f' f"{{device.series}} {{fields % ({values},)}},seq={{seq}}i {{ts_ms}}")',
+        "return True",
+    ]  # fmt: skip
     lines = "\n".join("        " + line for line in body)
-    return f"def factory({', '.join(args)}):\n    def take(obj, extra):\n{lines}\n    return take\n"
+    head = "def take(obj, extra, device, ts_ms, seq, out):"
+    return f"def factory({', '.join(args)}):\n    {head}\n{lines}\n    return take\n"
 
 
 _UNKNOWN: Final[Any] = object()
@@ -90,9 +120,10 @@ class FlatShapes:
 
     def __init__(self, mapper: FieldMapper) -> None:
         self._mapper = mapper
-        self._shapes: dict[tuple[Any, ...], _Shape | None] = {}
-        """By (model, kind, keys, with the extra value[, the keys' units]): the shape, or None (the general path's)."""
-        self._factories: dict[tuple[tuple[tuple[bool, int, bool, bool], ...], int], Callable[..., Take]] = {}
+        self._shapes: dict[tuple[Any, ...], Take | None] = {}
+        """By (model, kind, keys, with the extra value[, the keys' units]): the shape's take, or None (the general
+        path's)."""
+        self._factories: dict[tuple[tuple[tuple[Any, ...], ...], int], Callable[..., Take]] = {}
         """Factories of :data:`Take` by the takes' structure (a payload's own keys do not make a new one)."""
         self._kinds = {
             kind: ({s.name: (i, s.lo, s.hi, s.type == "int") for i, s in enumerate(specs) if s.numeric}, specs)
@@ -125,10 +156,10 @@ class FlatShapes:
             if units
             else (model, device.device_kind, keys, extra is not None)
         )  # the payload's own units, when it gives any
-        shape = self._shapes.get(key, _UNKNOWN)
-        if shape is _UNKNOWN:
-            shape = self._remember(key, self._compile(*key))
-        return self._add(shape, obj, extra, device, ts_ms, seq, out)
+        take = self._shapes.get(key, _UNKNOWN)
+        if take is _UNKNOWN:
+            take = self._remember(key, self._compile(*key))
+        return take is not None and take(obj, extra, device, ts_ms, seq, out)
 
     def ours(
         self, device: RegisteredDevice, values: Mapping[str, Any], ts_ms: int, seq: int, *, now_ms: int,
@@ -139,33 +170,45 @@ class FlatShapes:
         if not TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS:
             return False
         key = (None, device.device_kind, tuple(values))
-        shape = self._shapes.get(key, _UNKNOWN)
-        if shape is _UNKNOWN:
-            shape = self._remember(key, self._compile_ours(device.device_kind, key[2]))
-        return self._add(shape, values, None, device, ts_ms, seq, out)
+        take = self._shapes.get(key, _UNKNOWN)
+        if take is _UNKNOWN:
+            take = self._remember(key, self._compile_ours(device.device_kind, key[2]))
+        return take is not None and take(values, None, device, ts_ms, seq, out)
 
-    def _remember(self, key: tuple[Any, ...], shape: _Shape | None) -> _Shape | None:
-        if len(self._shapes) >= MAX_SHAPES:
-            self._shapes.clear()
-        self._shapes[key] = shape
-        return shape
+    def planned(self, kind: Kind, plan: Iterable[tuple[str, str, Convert | None]]) -> Take | None:
+        """The take of a format's own ``plan`` for ``kind``: (our field, the payload's key, its converter —
+        None: the value as it is; else a float, or an int as a float, converted —). It stores what
+        :meth:`ours` stores of the values the plan makes of a payload, or does nothing where the plan
+        makes none (text where a value is converted); None when ours() never would (a status field, a
+        count converted, no field)."""
+        bounds = self._kinds[kind][0]
+        takes: list[_Take] = []
+        for name, key, convert in plan:
+            bound = bounds.get(name)
+            if bound is None:
+                return None
+            position, lo, hi, whole = bound
+            if whole and convert is not None:
+                return None
+            takes.append((key, position, lo, hi, whole, convert, True))
+        return self._shape(kind, takes) if takes else None
 
     @staticmethod
-    def _add(
-        shape: _Shape | None, obj: Mapping[str, Any], extra: float | None, device: RegisteredDevice, ts_ms: int,
-        seq: int, out: BatchBuilder,
+    def take(
+        take: Take, device: RegisteredDevice, obj: Mapping[str, Any], ts_ms: int, seq: int, *, now_ms: int,
+        out: BatchBuilder,
     ) -> bool:  # fmt: skip
-        """The reading of ``obj`` by ``shape`` into ``out``; False when it has none (the general path's)."""
-        taken = shape.take(obj, extra) if shape is not None else None
-        if taken is None:
-            return False
-        row, fields = taken
-        if not 0 <= seq < SEQ_MAX:
-            seq = seq % SEQ_MAX
-        out.add_reading(device.kind, device.index, ts_ms, seq, row, f"{device.series} {fields},seq={seq}i {ts_ms}")
-        return True
+        """The reading of ``obj`` by a take of :meth:`planned`, at a time :meth:`ours` takes; False: nothing
+        was done."""
+        return TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS and take(obj, None, device, ts_ms, seq, out)
 
-    def _compile_ours(self, kind: Kind, keys: tuple[str, ...]) -> _Shape | None:
+    def _remember(self, key: tuple[Any, ...], take: Take | None) -> Take | None:
+        if len(self._shapes) >= MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes[key] = take
+        return take
+
+    def _compile_ours(self, kind: Kind, keys: tuple[str, ...]) -> Take | None:
         bounds = self._kinds[kind][0]
         takes: list[_Take] = []
         for name in keys:
@@ -173,12 +216,12 @@ class FlatShapes:
             if bound is None:  # a status field, or none of this kind's: the sink says what it is
                 return None
             position, lo, hi, whole = bound
-            takes.append((name, position, lo, hi, whole, None))
+            takes.append((name, position, lo, hi, whole, None, False))
         return self._shape(kind, takes) if takes else None
 
     def _compile(
         self, model: str, kind: Kind, keys: tuple[str, ...], with_extra: bool, units: tuple[str | None, ...] = ()
-    ) -> _Shape | None:
+    ) -> Take | None:
         bounds = self._kinds[kind][0]
         chosen: dict[int, tuple[int, str | None, str, Convert | None]] = {}
         for key, unit in zip(keys, units or (None,) * len(keys), strict=True):
@@ -205,15 +248,15 @@ class FlatShapes:
             position, lo, hi, whole = bound
             if whole and how is not None:
                 return None
-            takes.append((source, position, lo, hi, whole, how))
+            takes.append((source, position, lo, hi, whole, how, False))
         return self._shape(kind, takes)
 
-    def _shape(self, kind: Kind, takes: list[_Take]) -> _Shape:
-        """The shape of ``takes`` (its take made by the factory of its structure, made once)."""
+    def _shape(self, kind: Kind, takes: list[_Take]) -> Take:
+        """The take of ``takes``, made by the factory of their structure (made once)."""
         specs = self._kinds[kind][1]
         takes.sort(key=lambda t: t[1])  # the line protocol's field order is the kind's
         fields = ",".join(f"{specs[t[1]].name}=" + ("%di" if t[4] else "%r") for t in takes)
-        structure = tuple((t[0] is None, t[1], t[4], t[5] is not None) for t in takes), len(specs)
+        structure = tuple((t[0] is None, t[1], t[4], _how(t[5]), t[6]) for t in takes), len(specs)
         factory = self._factories.get(structure)
         if factory is None:
             if len(self._factories) >= MAX_SHAPES:
@@ -221,5 +264,5 @@ class FlatShapes:
             scope: dict[str, Any] = {}
             exec(_source(tuple(takes), len(specs)), scope)  # our text: no payload's key is in it
             factory = self._factories[structure] = scope["factory"]
-        args = [a for name, _, lo, hi, _, convert in takes for a in (name, lo, hi, convert)]
-        return _Shape(factory(UNSET, fields, *args))
+        args = [a for name, _, lo, hi, _, convert, _ in takes for a in (name, lo, hi, _operand(convert))]
+        return factory(UNSET, SEQ_MAX, fields, *args)

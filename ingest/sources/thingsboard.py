@@ -80,7 +80,8 @@ def _ts(raw: Any) -> int:
 
 
 def telemetry_sets(doc: Any) -> tuple[dict[int | None, dict[str, Any]], list[_Refusal]]:
-    """A telemetry payload's values by time (None: the receive time), and the sets refused."""
+    """A telemetry payload's values by time (None: the receive time), and the sets refused. A time's one
+    set is the payload's own object (read, never changed); sets of the same time are merged into a new one."""
     if isinstance(doc, dict):
         items: list[Any] = [doc]
     elif isinstance(doc, list):
@@ -111,10 +112,7 @@ def telemetry_sets(doc: Any) -> tuple[dict[int | None, dict[str, Any]], list[_Re
         else:
             ts, values = None, item
         merged = by_time.get(ts)
-        if merged is None:
-            by_time[ts] = dict(values)
-        else:
-            merged.update(values)
+        by_time[ts] = values if merged is None else {**merged, **values}
     return by_time, refused
 
 
@@ -138,9 +136,10 @@ class ThingsBoard:
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         levels = topic.split("/")
-        if len(levels) == 4 and levels[:2] == ["v1", "devices"] and levels[3] in ("telemetry", "attributes"):
+        v1 = levels[0] == "v1"
+        if len(levels) == 4 and v1 and levels[1] == "devices" and levels[3] in ("telemetry", "attributes"):
             self._device_api(topic, payload, levels[2], levels[3], retained, now_ms, out)
-        elif len(levels) == 3 and levels[:2] == ["v1", "gateway"] and levels[2] in _GATEWAY_EVENTS:
+        elif len(levels) == 3 and v1 and levels[1] == "gateway" and levels[2] in _GATEWAY_EVENTS:
             self._gateway_api(topic, payload, levels[2], retained, now_ms, out)
         elif len(levels) >= 3 and levels[0] == "v1" and levels[1] in ("devices", "gateway"):
             event = levels[3] if levels[1] == "devices" and len(levels) > 3 else levels[2]

@@ -32,29 +32,41 @@ _SAME: Final[dict[str, tuple[str, ...]]] = {
 }
 """Names of the same unit as ours."""
 
-_SCALED: Final[dict[tuple[str, str], Convert]] = {
-    ("µS/cm", "mS/cm"): lambda x: x * 1_000.0,
-    ("µS/cm", "S/m"): lambda x: x * 10_000.0,
-    ("µS/cm", "mS/m"): lambda x: x * 10.0,
-    ("°C", "K"): lambda x: x - 273.15,
-    ("°C", "°F"): lambda x: (x - 32.0) * 5.0 / 9.0,
-    ("°C", "degF"): lambda x: (x - 32.0) * 5.0 / 9.0,
-    ("V", "mV"): lambda x: x / 1_000.0,
-    ("cm", "m"): lambda x: x * 100.0,
-    ("cm", "mm"): lambda x: x / 10.0,
-    ("mg/L", "g/L"): lambda x: x * 1_000.0,
-    ("mg/L", "kg/m3"): lambda x: x * 1_000.0,
-    ("‰", "%"): lambda x: x * 10.0,
-    ("%", "/"): lambda x: x * 100.0,  # SenML's ratio (0.5 is 50 %)
-    ("%", "%RH"): lambda x: x,  # relative humidity: a percentage, but never a salinity in ‰
-    ("%", "%EL"): lambda x: x,  # SenML's remaining battery energy: likewise
-    ("s", "min"): lambda x: x * 60.0,
-    ("s", "ms"): lambda x: x / 1_000.0,
-}
+INLINE: Final[dict[Convert, tuple[str, float]]] = {}
+"""The conversions that are one operation — ``x * k``, ``x / k``, ``x - k`` — as (operator, k): what a
+flat shape's generated take writes in place of the call (:mod:`ingest.sources.shapes`)."""
+
+
+def _op(operator: str, k: float) -> Convert:
+    """``x <operator> k``, remembered in :data:`INLINE`."""
+    convert: Convert = {"*": lambda x: x * k, "/": lambda x: x / k, "-": lambda x: x - k}[operator]
+    INLINE[convert] = (operator, k)
+    return convert
 
 
 def _identity(x: float) -> float:
     return x
+
+
+_SCALED: Final[dict[tuple[str, str], Convert]] = {
+    ("µS/cm", "mS/cm"): _op("*", 1_000.0),
+    ("µS/cm", "S/m"): _op("*", 10_000.0),
+    ("µS/cm", "mS/m"): _op("*", 10.0),
+    ("°C", "K"): _op("-", 273.15),
+    ("°C", "°F"): lambda x: (x - 32.0) * 5.0 / 9.0,
+    ("°C", "degF"): lambda x: (x - 32.0) * 5.0 / 9.0,
+    ("V", "mV"): _op("/", 1_000.0),
+    ("cm", "m"): _op("*", 100.0),
+    ("cm", "mm"): _op("/", 10.0),
+    ("mg/L", "g/L"): _op("*", 1_000.0),
+    ("mg/L", "kg/m3"): _op("*", 1_000.0),
+    ("‰", "%"): _op("*", 10.0),
+    ("%", "/"): _op("*", 100.0),  # SenML's ratio (0.5 is 50 %)
+    ("%", "%RH"): _identity,  # relative humidity: a percentage, but never a salinity in ‰
+    ("%", "%EL"): _identity,  # SenML's remaining battery energy: likewise
+    ("s", "min"): _op("*", 60.0),
+    ("s", "ms"): _op("/", 1_000.0),
+}
 
 
 def converter(ours: str, theirs: str) -> Convert | None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract.fields import Kind
+from contract.fields import TS_MAX_AHEAD_MS, TS_MIN_MS, Kind
 from contract.fleet import DeviceTags
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder
@@ -372,3 +372,30 @@ def test_fuzz_no_crash_and_every_refusal_has_a_reason(
         assert r.detail
     if not out.lines and not ignored:
         assert out.rejections, "a message neither stored, counted nor refused"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fmt=st.sampled_from(["unix_s", "unix_ms", "unix_us", "unix_ns"]),
+    raw=st.one_of(
+        st.integers(-(10**20), 10**20),
+        st.sampled_from([0, 1_700_000_000, NOW, NOW * 1000, NOW * 1_000_000, -1]),
+    ),
+    name=st.sampled_from([EUI, EUI.upper(), "a84041000181c0df", "", 7, None, True]),
+)
+def test_a_whole_number_time_and_a_text_device_name_read_as_the_general_rules_read_them(
+    fmt: Any, raw: int, name: Any
+) -> None:
+    """The usual time (a whole number) and device name (text) have fast paths of their own: what they
+    store is what :func:`time_ms` and the registry say, and anything else is refused as before."""
+    source = {**BY_PATH, "time": {"path": "ts", "format": fmt}}
+    out, _ = _decode(source, "vendor/x", {"meta": {"eui": name}, "ts": raw, "temperature": 20})
+    ms = time_ms(raw, fmt)
+    if name not in (EUI, EUI.upper()):
+        assert [r for r, _ in _reasons(out)] == [Reason.BAD_SHAPE if name is True else Reason.UNKNOWN_DEVICE]
+    elif TS_MIN_MS <= ms <= NOW + TS_MAX_AHEAD_MS:
+        assert _stored(out) == [("bt-wq-1", {"temp_c": 20.0, "seq": 0}, ms)]
+        assert out.rejections == []
+    else:
+        assert out.lines == []
+        assert [r for r, _ in _reasons(out)] == [Reason.BAD_TIMESTAMP]

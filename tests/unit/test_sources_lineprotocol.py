@@ -18,6 +18,7 @@ from ingest.registry import Registry
 from ingest.sources.config import parse_sources
 from ingest.sources.lineprotocol import MAX_LINE_REFUSALS, LineError, Point, parse
 from ingest.sources.router import Router
+from ingest.sources.shapes import FlatShapes
 from storage.lineprotocol import escape_measurement, escape_tag, format_float, format_string_field
 from tests import corpus
 
@@ -43,6 +44,17 @@ MODELS: dict[str, Any] = {
         }
     },
     "home": {"fields": {"air_temp_c": "temp", "humidity_pct": "home.hum"}},
+    "planned": {
+        "fields": {
+            "air_temp_c": {"path": "sensors.temp", "unit": "K"},  # converted
+            "humidity_pct": ["hum", "sensors.rh"],  # bare, ranked
+            "battery_v": {"path": "power.battery", "unit": "mV"},
+            "rssi_dbm": {"path": "radio.rssi", "unit": "dBm"},  # a unit that is ours
+            "bph_count": "trap.bph",  # a count
+            "interval_s": {"path": "trap.interval", "unit": "min"},  # a count converted: never the fast path
+            "battery_pct": "power.pct",  # a status field: never the fast path
+        }
+    },
 }
 REGISTRY = Registry(
     [
@@ -402,3 +414,62 @@ def test_fuzz_no_crash_and_every_refusal_has_a_reason(
         assert r.detail
     if not out.lines and not ignored:
         assert out.rejections, "a message neither stored, counted nor refused"
+
+
+PLANNED_FIELDS = {
+    "sensors": ["temp", "rh", "hum", "x"], "power": ["battery", "pct", "hum"], "radio": ["rssi"],
+    "trap": ["bph", "interval"], "other": ["hum", "temp"],
+}  # fmt: skip
+PLANNED_VALUES = ["21.5", "300.15", "250", "-0.0", "1e300", "4006i", "-7i", "7u", "0i", "3.0", "1000001i", "t",
+                  "false", '"24.5"', '"300.15"', '"4006"', '"warm"', "-104.9", "12", "95.5"]  # fmt: skip
+PLANNED_LINE = (
+    st.sampled_from(sorted(PLANNED_FIELDS))
+    .flatmap(
+        lambda m: st.tuples(
+            st.just(m),
+            st.dictionaries(
+                st.sampled_from(PLANNED_FIELDS[m]), st.sampled_from(PLANNED_VALUES), min_size=1, max_size=4
+            ),
+            st.sampled_from([f" {T_NS}", "", " 0"]),
+        )
+    )
+    .map(lambda t: f"{t[0]},host=web01 " + ",".join(f"{k}={v}" for k, v in t[1].items()) + t[2])
+)
+
+
+def _rows(out: BatchBuilder) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows the rule engine gets, with their types (1 and 1.0 differ here)."""
+    return {k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in out._rows.items() if r.values}
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(PLANNED_LINE, min_size=1, max_size=2))
+def test_a_lines_plan_take_stores_what_its_mapped_values_store(lines: list[str]) -> None:
+    """The take of a line's plan (:meth:`FlatShapes.planned`) stores and refuses exactly what the
+    values the plan maps do through :meth:`FlatShapes.ours` and the sink (the path without it)."""
+    source = {**TELEGRAF, "model": "planned"}
+    payload = "\n".join(lines)
+    fast, fast_ignored = _decode(source, "telegraf/web01/x", payload)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FlatShapes, "planned", lambda self, kind, plan: None)
+        general, general_ignored = _decode(source, "telegraf/web01/x", payload)
+    assert fast.lines == general.lines
+    assert _rows(fast) == _rows(general)
+    assert _reasons(fast) == _reasons(general)
+    assert fast_ignored == general_ignored
+
+
+def test_the_usual_line_is_stored_by_its_plans_take() -> None:
+    taken: list[bool] = []
+    original = FlatShapes.take
+
+    def spy(take: Any, *args: Any, **kwargs: Any) -> bool:
+        taken.append(original(take, *args, **kwargs))
+        return taken[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FlatShapes, "take", staticmethod(spy))
+        out, _ = _decode({**TELEGRAF, "model": "planned"}, "telegraf/web01/x",
+                         f"sensors,host=web01 temp=300.15,hum=55,x=1i {T_NS}")  # fmt: skip
+    assert taken == [True]
+    assert _stored(out) == [("web01", {"air_temp_c": 27.0, "humidity_pct": 55.0, "seq": 0}, 1700000000123)]

@@ -29,6 +29,14 @@ MODELS = {
         "ph": "ph",  # not a salinity field
     }}),
     "nested": Model.model_validate({"fields": {"salinity_ppt": "data.sal", "temp_c": "t"}}),
+    "scaled": Model.model_validate({"fields": {  # each conversion an operator in the take's text
+        "salinity_ppt": {"path": "sal", "unit": "%"},  # *
+        "water_level_cm": {"path": "ec", "unit": "mm"},  # /
+        "temp_c": {"path": "temp", "unit": "K"},  # -
+        "battery_v": {"path": "bat", "unit": "mV"},  # /
+        "rssi_dbm": {"path": "other", "unit": "dBm"},  # a unit of ours
+        "air_temp_c": {"path": "data", "unit": "degF"},  # a call (not this kind's field)
+    }}),
 }  # fmt: skip
 FLEET = Fleet(devices=(Device(id="s-1", kind=Kind.SALINITY, province="ben_tre", district="ba_tri", site="river",
                               lat=10.0, lon=106.0),))  # fmt: skip
@@ -72,7 +80,7 @@ def _general(mapper: FieldMapper, model: str, obj: dict[str, Any], extra: float 
 
 @settings(max_examples=600, deadline=None)
 @given(
-    model=st.sampled_from(["probe", "nested", "unknown"]),
+    model=st.sampled_from(["probe", "nested", "scaled", "unknown"]),
     obj=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6),
     extra=st.one_of(st.none(), st.floats(-140, 0)),
     ts=st.sampled_from([NOW - 60_000, 0, NOW + 3_600_000]),
