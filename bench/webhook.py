@@ -17,6 +17,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.config import WebhookSettings
+from alerts.notify import Pacing
 from alerts.receiver import WebhookReceiver
 from alerts.signing import generate_secret
 from alerts.store import AlertStore
@@ -57,7 +58,10 @@ def run(bench: Bench, probes: int) -> dict[str, Any]:
         store = AlertStore(settings.alerts_db, policy=settings.target_policy())
         receiver = WebhookReceiver(secret, quiet=True).start()
         device_ids = [s.topic.split("/")[4] for s in probe_streams]
-        store.add_subscription(receiver.url, secret, devices=device_ids, rule_ids=[PROBE_RULE], description="bench")
+        at_once = Pacing.make(group_wait_s=0, group_interval_s=0)  # one alert's latency: no grouping wait
+        store.add_subscription(
+            receiver.url, secret, devices=device_ids, rule_ids=[PROBE_RULE], description="bench", pacing=at_once
+        )
         store.close()
         published_at: dict[str, float] = {}
         ours = _OursWithHooks()

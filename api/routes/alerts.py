@@ -67,7 +67,11 @@ class EventOut(BaseModel):
     message_en: str
     message_sms: str = Field(description="Vietnamese without diacritics, ≤ 160 GSM-7 characters: one SMS")
     message_short: str = Field(description="Vietnamese with diacritics, ≤ 70 characters: one UCS-2 SMS segment")
-    queued_for: list[str] = Field(description="subscriptions the event was queued for")
+    notice: Literal["opened", "escalated", "deescalated", "cleared", "inhibited", ""] = Field(
+        description="what it means to farmers: a level of its family opened, escalated, de-escalated or cleared; "
+        "`inhibited`: a change below the highest active level, sent to no one ('' before schema 4)"
+    )
+    queued_for: list[str] = Field(description="subscriptions a notice of it was queued for")
 
 
 class AlertDetail(AlertOut):
@@ -123,6 +127,7 @@ def event_out(e: AlertEvent) -> EventOut:
         message_en=e.message_en,
         message_sms=e.message_sms,
         message_short=e.message_short,
+        notice=e.notice,
         queued_for=list(e.queued_for),
     )
 

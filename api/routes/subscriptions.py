@@ -67,7 +67,7 @@ QUIET_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]-([01]?[0-9]|2[0-3]):[0-5][0-9]
 class PacingIn(BaseModel):
     """How messages are paced for this subscriber (alerts.notify): grouping, quiet hours, a rate limit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     group_wait_s: int = Field(
         DEFAULT_GROUP_WAIT_S, ge=0, le=MAX_WAIT_S,
@@ -124,7 +124,10 @@ class SubscriptionOut(BaseModel):
     filters: FiltersOut
     template: str | None = Field(description="the template id webhooks carry with their `params`; null: none")
     pacing: PacingOut
-    pending: int = Field(description="events queued and not delivered yet")
+    pending: int = Field(description="messages queued and not delivered yet")
+    waiting: int = Field(
+        description="alert notices no message carries yet: grouping, quiet hours or the rate limit hold them"
+    )
     created_at: str
     updated_at: str
     secret: str | None = Field(None, description="whsec_…: only in the answer that created or rotated it")
@@ -223,7 +226,8 @@ class Replayed(BaseModel):
     replayed: int
 
 
-def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -> SubscriptionOut:
+def subscription_out(store: AlertStore, sub: Subscription, *, secret: bool = False) -> SubscriptionOut:
+    """The subscription as the API shows it, with its queue (``pending``) and its ``waiting`` notices."""
     f = sub.filters
     return SubscriptionOut(
         id=sub.id,
@@ -249,7 +253,8 @@ def subscription_out(sub: Subscription, pending: int, *, secret: bool = False) -
             quiet_hours=None if sub.pacing.quiet is None else str(sub.pacing.quiet),
             max_per_hour=sub.pacing.max_per_hour,
         ),
-        pending=pending,
+        pending=store.pending_count(sub.id),
+        waiting=store.waiting_count(sub.id),
         created_at=iso(sub.created_at_ms),
         updated_at=iso(sub.updated_at_ms),
         secret=sub.secret if secret else None,
@@ -299,7 +304,7 @@ def create(principal: Operator, store: StoreDep, body: Annotated[SubscriptionIn,
         template=body.template,
         pacing=body.pacing.pacing(),
     )
-    return subscription_out(sub, 0, secret=True)
+    return subscription_out(store, sub, secret=True)
 
 
 @router.get("", response_model=list[SubscriptionOut], summary="List subscribers")
@@ -309,7 +314,7 @@ def list_subscriptions(principal: Operator, store: StoreDep) -> list[Subscriptio
     for sub in store.list_subscriptions():
         if not principal.may_manage(sub.filters.provinces):
             continue
-        out.append(subscription_out(sub, store.pending_count(sub.id)))
+        out.append(subscription_out(store, sub))
     return out
 
 
@@ -317,7 +322,7 @@ def list_subscriptions(principal: Operator, store: StoreDep) -> list[Subscriptio
 def get_subscription(sub_id: SubIdPath, principal: Operator, store: StoreDep) -> SubscriptionOut:
     """One subscriber (no secret)."""
     sub = _owned(store, sub_id, principal)
-    return subscription_out(sub, store.pending_count(sub.id))
+    return subscription_out(store, sub)
 
 
 @router.patch(
@@ -357,7 +362,7 @@ def update(
         template=body.template if "template" in body.model_fields_set else ...,
         pacing=body.pacing.pacing() if body.pacing is not None else None,
     )
-    return subscription_out(updated, store.pending_count(sub.id), secret=secret is not None)
+    return subscription_out(store, updated, secret=secret is not None)
 
 
 @router.delete("/{sub_id}", status_code=204, summary="Remove a subscriber", responses=ERRORS)

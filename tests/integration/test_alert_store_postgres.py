@@ -47,7 +47,7 @@ from ioc.servers import free_port
 from rules.model import State, Transition
 from tests.helpers import ingest_settings
 from tests.integration.test_webhooks import wait_until
-from tests.unit.test_alerts_store import DEVICES, T0, fire, resolve
+from tests.unit.test_alerts_store import AT_ONCE, DEVICES, T0, fire, resolve
 
 with warnings.catch_warnings():  # Starlette 1.x nudges towards httpx2; httpx is what the project has
     warnings.simplefilter("ignore")
@@ -168,9 +168,9 @@ def test_two_stores_apply_the_same_transitions_once(postgres_url: str) -> None:
     assert len(alerts) == len(pairs) * 15
     assert set(recorded) == {e.id for a in alerts for e in setup.events(a.id)}
     assert len(recorded) == len(pairs) * 30
-    outbox = setup.outbox(limit=None)
-    assert len(outbox) == len({(r.event_id, r.subscription_id) for r in outbox}), "each outbox row once"
-    assert Counter(r.subscription_id for r in outbox) == {everyone.id: len(pairs) * 30, ben_tre.id: 4 * 30}
+    notices = setup.notices(limit=None)
+    assert len(notices) == len({(n.event_id, n.subscription_id) for n in notices}), "each notice once"
+    assert Counter(n.subscription_id for n in notices) == {everyone.id: len(pairs) * 30, ben_tre.id: 4 * 30}
     assert setup.active() == [], "the last batch resolved every alert"
     setup.close()
 
@@ -183,8 +183,9 @@ def test_two_senders_never_hold_one_lease_and_deliver_each_webhook_once(postgres
     book = threading.Lock()
     with WebhookReceiver(secret, quiet=True) as rx:
         setup = AlertStore(postgres_url, policy=LOOPBACK)
-        sub = setup.add_subscription(rx.url, secret)
+        sub = setup.add_subscription(rx.url, secret, pacing=AT_ONCE)
         events = setup.apply([fire(rule=f"r{i}", device=i % 3, ts=T0 + i) for i in range(40)], DEVICES)
+        assert setup.dispatch().messages == {"opened": 40}, "each rule a family of its own: a message each"
 
         async def drain(owner: str) -> int:
             store = AlertStore(postgres_url, policy=LOOPBACK)
@@ -247,7 +248,7 @@ def test_two_sender_processes_share_one_outbox(postgres_url: str) -> None:
     }
     store = AlertStore(postgres_url, policy=LOOPBACK)
     with WebhookReceiver(secret, quiet=True) as rx:
-        sub = store.add_subscription(rx.url, secret)
+        sub = store.add_subscription(rx.url, secret, pacing=AT_ONCE)
         argv = [sys.executable, "-m", "alerts.sender"]
         senders = [
             subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in "ab"

@@ -708,10 +708,41 @@ def test_alerts_show_their_devices_coordinates(api: Api) -> None:
     assert all((a["lat"], a["lon"]) == where[a["device_id"]] for a in alerts)
 
 
+def test_subscription_pacing(api: Api) -> None:
+    r = api.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/coop"})
+    assert r.status_code == 201, r.text
+    sub = r.json()
+    assert sub["pacing"] == {"group_wait_s": 60, "group_interval_s": 1800, "quiet_hours": None, "max_per_hour": None}
+    assert (sub["pending"], sub["waiting"]) == (0, 0)
+    wanted = {"group_wait_s": 120, "group_interval_s": 900, "quiet_hours": "21:00-05:30", "max_per_hour": 4}
+    path = f"/v1/subscriptions/{sub['id']}"
+    r = api.client.patch(path, headers=api.h("operate"), json={"pacing": wanted})
+    assert r.status_code == 200, r.text
+    assert r.json()["pacing"] == wanted
+    assert api.get(path, role="operate").json()["pacing"] == wanted
+    assert api.client.patch(path, headers=api.h("operate"), json={"description": "x"}).json()["pacing"] == wanted
+    for bad, where in (
+        ({"quiet_hours": "21:00"}, "body.pacing.quiet_hours"),
+        ({"quiet_hours": "06:00-06:00"}, "same time"),
+        ({"group_wait_s": -1}, "body.pacing.group_wait_s"),
+        ({"group_interval_s": 21601}, "body.pacing.group_interval_s"),
+        ({"max_per_hour": 0}, "body.pacing.max_per_hour"),
+        ({"max_per_hour": True}, "body.pacing.max_per_hour"),
+        ({"every": 5}, "body.pacing.every"),
+    ):
+        for r in (
+            api.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/x", "pacing": bad}),
+            api.client.patch(path, headers=api.h("operate"), json={"pacing": bad}),
+        ):
+            assert r.status_code == 422, (bad, r.text)
+            assert where in r.json()["error"], r.json()
+    api.client.delete(path, headers=api.h("operate"))
+
+
 def test_delivery_log_dead_letters_and_replay(api: Api) -> None:
     store = api.services.store
     url = f"http://127.0.0.1:{free_port()}/closed"
-    sub_id = api.post("/v1/subscriptions", json={"url": url}).json()["id"]
+    sub_id = api.post("/v1/subscriptions", json={"url": url, "pacing": {"group_wait_s": 0}}).json()["id"]
     devices = device_infos(api.data.fleet)
     event = Transition("API_TEST", 0, devices[0].id, State.FIRING, api.data.end_ms, 1.0, Severity.INFO, "thử", "test")
     store.apply([event], devices)

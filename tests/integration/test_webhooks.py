@@ -30,7 +30,7 @@ from alerts.store import AlertEvent, AlertStore
 from alerts.targets import TargetPolicy
 from ioc.servers import free_port
 from rules.model import Severity
-from tests.unit.test_alerts_store import DEVICES, T0, fire
+from tests.unit.test_alerts_store import AT_ONCE, DEVICES, T0, fire
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = ["127.0.0.0/8"]
@@ -107,7 +107,7 @@ def some_events(store: AlertStore, n: int, start: int = 0) -> list[AlertEvent]:
 def test_receiver_down_then_up_delivers_everything_in_order(store: AlertStore, tmp_path: Path) -> None:
     port = free_port()
     secret = generate_secret()
-    sub = store.add_subscription(f"http://127.0.0.1:{port}/webhook", secret)
+    sub = store.add_subscription(f"http://127.0.0.1:{port}/webhook", secret, pacing=AT_ONCE)
     events = some_events(store, 4)
     with SenderThread(store, webhook_settings(store.path)) as st:
         wait_until(lambda: len(store.deliveries(subscription_id=sub.id)) >= 3, what="failed attempts")
@@ -131,7 +131,7 @@ def test_server_errors_are_retried_with_backoff_and_the_same_id(store: AlertStor
     secret = generate_secret()
     initial = 0.1
     with WebhookReceiver(secret, quiet=True) as rx:
-        store.add_subscription(rx.url, secret)
+        store.add_subscription(rx.url, secret, pacing=AT_ONCE)
         e1, e2 = some_events(store, 2)
         rx.respond(500, times=3)
         with SenderThread(
@@ -153,7 +153,7 @@ def test_server_errors_are_retried_with_backoff_and_the_same_id(store: AlertStor
 def test_429_retry_after_is_honoured(store: AlertStore) -> None:
     secret = generate_secret()
     with WebhookReceiver(secret, quiet=True) as rx:
-        store.add_subscription(rx.url, secret)
+        store.add_subscription(rx.url, secret, pacing=AT_ONCE)
         [event] = some_events(store, 1)
         rx.respond(429, retry_after=1, times=1)
         with SenderThread(store, webhook_settings(store.path)):
@@ -167,8 +167,8 @@ def test_429_retry_after_is_honoured(store: AlertStore) -> None:
 def test_410_gone_disables_the_subscription(store: AlertStore) -> None:
     secret = generate_secret()
     with WebhookReceiver(secret, quiet=True) as rx, WebhookReceiver(secret, quiet=True) as healthy:
-        gone = store.add_subscription(rx.url, secret)
-        other = store.add_subscription(healthy.url, secret)
+        gone = store.add_subscription(rx.url, secret, pacing=AT_ONCE)
+        other = store.add_subscription(healthy.url, secret, pacing=AT_ONCE)
         first = some_events(store, 2)
         rx.respond(410)
         with SenderThread(store, webhook_settings(store.path)) as st:
@@ -190,7 +190,7 @@ def test_410_gone_disables_the_subscription(store: AlertStore) -> None:
 def test_exhausted_retries_dead_letter_then_replay_delivers(store: AlertStore) -> None:
     secret = generate_secret()
     with WebhookReceiver(secret, quiet=True) as rx:
-        sub = store.add_subscription(rx.url, secret)
+        sub = store.add_subscription(rx.url, secret, pacing=AT_ONCE)
         e1, e2 = some_events(store, 2)
         rx.respond(500)
         with SenderThread(store, webhook_settings(store.path, webhook_max_attempts=3)) as st:
@@ -233,7 +233,7 @@ def test_receiver_prints_each_alert_once(store: AlertStore, tmp_path: Path) -> N
     secret = generate_secret()
     out = tmp_path / "farmer.txt"
     with out.open("w", encoding="utf-8") as stream, WebhookReceiver(secret, out=stream) as rx:
-        store.add_subscription(rx.url, secret)
+        store.add_subscription(rx.url, secret, pacing=AT_ONCE)
         some_events(store, 2)
         with SenderThread(store, webhook_settings(store.path)):
             assert rx.wait_for(2, timeout=10)
@@ -264,7 +264,7 @@ def test_sender_killed_mid_retry_loses_nothing(store: AlertStore) -> None:
         )
 
     with WebhookReceiver(secret, quiet=True) as rx:
-        sub = store.add_subscription(rx.url, secret)
+        sub = store.add_subscription(rx.url, secret, pacing=AT_ONCE)
         events = some_events(store, 5)
         rx.respond(500)
         first = start_sender()
@@ -321,10 +321,15 @@ def test_a_receiver_hanging_past_the_timeout_is_retried_and_delivered_once(store
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        store.add_subscription(f"http://127.0.0.1:{server.server_address[1]}/webhook", generate_secret())
+        url = f"http://127.0.0.1:{server.server_address[1]}/webhook"
+        store.add_subscription(url, generate_secret(), pacing=AT_ONCE)
         (event,) = some_events(store, 1)
         with SenderThread(store, webhook_settings(store.path)):
-            wait_until(lambda: store.pending_count() == 0, timeout=15, what="delivered after the timeout")
+            wait_until(
+                lambda: store.waiting_count() == store.pending_count() == 0 and bool(store.outbox()),
+                timeout=15,
+                what="delivered after the timeout",
+            )
         release.set()
         assert seen[:2] == [event.id, event.id]  # the timed-out attempt and its retry: one webhook-id
         timed_out = min(store.deliveries(event_id=event.id), key=lambda d: d.attempt)

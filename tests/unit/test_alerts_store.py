@@ -49,7 +49,7 @@ PUBLIC = TargetPolicy.parse(resolver=lambda host, port: ["93.184.215.14"])
 URL = "https://hooks.example.org/alerts"
 T0 = 1_709_251_200_000  # 2024-03-01T00:00:00Z
 NOW = T0 + 60_000  # the store's clock in these tests
-AT_ONCE = Pacing.make(group_wait_s=0)
+AT_ONCE = Pacing.make(group_wait_s=0, group_interval_s=0)
 """Each notice its own message at once: these tests are about the outbox (pacing: test_alerts_notices.py)."""
 
 
