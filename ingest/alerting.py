@@ -92,7 +92,8 @@ class Alerting:
         restored = self.engine.restore_active((a.rule_id, a.device_id) for a in store.active())
         if restored:
             log.info("rules: %d alerts still active from before", restored)
-        self._deliver_max_age_ms = deliver_max_age_ms
+        self.deliver_max_age_ms = deliver_max_age_ms
+        """Events of readings older than this are recorded, not sent (a logger's backfill)."""
         self.notify = notify
         self._retry = retry or Backoff(0.2, 5.0)
         self._pending: tuple[Batch | None, int, list[Transition]] | None = None
@@ -152,7 +153,7 @@ class Alerting:
     async def _record(self, transitions: list[Transition], now: int) -> list[str]:
         if not transitions:
             return []
-        events = await self._apply(transitions, deliver_since_ms=now - self._deliver_max_age_ms)
+        events = await self._apply(transitions, deliver_since_ms=now - self.deliver_max_age_ms)
         queued = sum(len(e.queued_for) for e in events)
         for t in transitions:
             self.transitions.labels(t.state.value, t.severity.label).inc()

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -31,8 +32,10 @@ from rich.live import Live
 from rich.text import Text
 
 from alerts.config import WebhookSettings
+from alerts.notify import Pacing
 from alerts.receiver import WebhookReceiver
 from alerts.signing import generate_secret
+from alerts.store import AlertStore
 from contract.clock import now_ms
 from contract.fields import Kind
 from contract.fleet import Device, Fleet, dump_fleet, load_fleet
@@ -88,6 +91,8 @@ class DemoSettings(StackSettings):
 DEMO_FILE = "demo.json"
 """What the demo in ``var/`` is (fleet size and seed): a resumed demo must be the same fleet."""
 DEMO_SUBSCRIPTION = "demo: a farmer's phone (removed when the demo ends)"
+DEMO_PACING = Pacing.make(group_wait_s=5, group_interval_s=15)
+"""The demo's farmer: grouped as any subscriber, on the demo's clock (minutes, not days)."""
 OWNED = (
     "mosquitto", "influxdb", "tls", "alerts.db", "alerts.db-wal", "alerts.db-shm", "registry.db", "registry.db-wal",
     "registry.db-shm", "fleet.yaml", "sources.yaml", "broker-admin.pw", "device-secret.key", "ingest.pw",
@@ -331,7 +336,10 @@ async def _run(
     )
     secret = generate_secret()
     with WebhookReceiver(secret, out=sys.stdout) as receiver:
-        subscription = store.add_subscription(receiver.url, secret, language="vi", description=DEMO_SUBSCRIPTION)
+        subscription = store.add_subscription(
+            receiver.url, secret, language="vi", description=DEMO_SUBSCRIPTION, pacing=DEMO_PACING
+        )
+        run_started_ms = now_ms()
         try:
             from prometheus_client import start_http_server
 
@@ -344,7 +352,7 @@ async def _run(
             summary = await _stream(
                 settings, process, publisher, functools.partial(player.start, newest=scenario_newest), player, console
             )
-            summary["webhooks_pending"] = store.pending_count()
+            summary["webhooks_pending"] = store.pending_count() + store.waiting_count()
         finally:
             store.remove_subscription(subscription.id)  # the demo's farmer lives and dies with the demo
         transitions = process.service.metrics.registry
@@ -355,11 +363,22 @@ async def _run(
         summary["alerts_active"] = len(store.active())
         summary["webhooks_delivered"] = receiver.counts.get("accepted", 0)
         situations: dict[str, list[str]] = {name: [] for name in SCENARIOS}
-        for alert in receiver.alerts:
-            name = player.scenario_of.get(str(alert.get("device_id")))
-            if name is not None and alert.get("state") == "firing":
-                situations[name].append(str(alert["rule_id"]))
+        heard: Counter[str] = Counter()
+        for message in receiver.alerts:
+            names = set()
+            for notice in message.get("alerts", ()):
+                name = player.scenario_of.get(str(notice.get("device_id")))
+                if name is not None:
+                    names.add(name)
+                    if notice.get("notice") in ("opened", "escalated"):
+                        situations[name].append(str(notice["rule_id"]))
+            heard.update(names)
         summary["situations"] = situations
+        summary["situation_messages"] = {
+            name: {"events": _fresh_events(store, device, run_started_ms, process.alerting.deliver_max_age_ms),
+                   "messages": heard[name]}
+            for device, name in player.scenario_of.items()
+        }  # fmt: skip
         summary["situations_delivered"] = sum(1 for rules in situations.values() if rules)
         summary["situations_skipped"] = player.stats.skipped
         if player.stats.skipped:
@@ -369,6 +388,17 @@ async def _run(
                 highlight=False,
             )
     return summary
+
+
+def _fresh_events(store: AlertStore, device_id: str, since_ms: int, max_age_ms: int) -> int:
+    """A device's alert events of this run that were fresh enough to send: what a subscriber heard,
+    one message each, before families and grouping (docs/rules.md, "What farmers hear")."""
+    return sum(
+        1
+        for alert in store.list(device_id=device_id, limit=None)
+        for event in store.events(alert.id)
+        if event.created_at_ms >= since_ms and event.created_at_ms - event.ts_ms <= max_age_ms
+    )
 
 
 async def _settle(condition: Callable[[], bool], *, timeout_s: float) -> None:
@@ -439,7 +469,7 @@ async def _stream(
         tick("done")
     if process.alerting is not None:  # the last webhooks go out before the sender stops
         store = process.alerting.store
-        await _settle(lambda: store.pending_count() == 0, timeout_s=30)
+        await _settle(lambda: store.waiting_count() == store.pending_count() == 0, timeout_s=30)
     stop_ingest.set()
     await ingest_task
     ended = time.monotonic()
