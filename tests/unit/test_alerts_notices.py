@@ -1,6 +1,6 @@
 """What farmers hear (alerts.notices): inhibition within a family, grouping, quiet hours, rate limits.
 
-A real SQLite store on a fake clock; transitions as the engine makes them (family, rank, titles,
+A real store (SQLite, and PostgreSQL) on a fake clock; transitions as the engine makes them (family, rank, titles,
 template parameters). The measured situations run the real engine and deliver to a real receiver.
 """
 
@@ -48,8 +48,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[AlertStore]:
-    with AlertStore(tmp_path / "alerts.db", policy=TargetPolicy(allow_private=True), clock=clock) as s:
+def store(alerts_location: Path | str, clock: Clock) -> Iterator[AlertStore]:
+    """On a SQLite file, and (integration) on a real PostgreSQL."""
+    with AlertStore(alerts_location, policy=TargetPolicy(allow_private=True), clock=clock) as s:
         yield s
 
 
