@@ -66,6 +66,10 @@ def _local(iso: str) -> datetime | None:
         return None
 
 
+_KIND_HEADS = {"deescalated": ("GIẢM MỨC", "LOWER LEVEL"), "digest": ("TIN GỘP", "DIGEST")}
+"""Headings of the messages that are neither an alert starting nor an all-clear (alerts.notices)."""
+
+
 def farmer_text(payload: Mapping[str, Any]) -> str:
     """How an alert reads on a farmer's phone: Vietnamese, then English."""
     if payload.get("type") == "test.ping":
@@ -75,19 +79,23 @@ def farmer_text(payload: Mapping[str, Any]) -> str:
         )
     resolved = payload.get("type") == "alert.resolved"
     severity = str(payload.get("severity", ""))
-    when = _local(str(payload.get("ts", "")))
+    when = _local(str(payload.get("ts") or payload.get("timestamp", "")))
     when_vi = when.strftime("%H:%M ngày %d/%m/%Y") if when else "?"
     when_en = when.strftime("%H:%M on %d %b %Y (UTC+7)") if when else "?"
     place_vi = payload.get("place_vi") or payload.get("district") or ""
     place_en = payload.get("place_en") or payload.get("district") or ""
     head_vi = "ĐÃ HẾT CẢNH BÁO" if resolved else _SEVERITY_VI.get(severity, severity.upper())
     head_en = "RESOLVED" if resolved else f"{severity.upper()} ALERT"
+    head_vi, head_en = _KIND_HEADS.get(str(payload.get("notice")), (head_vi, head_en))
+    alerts = [a for a in payload.get("alerts") or () if isinstance(a, Mapping)]
+    devices = payload.get("device_id") or ", ".join(dict.fromkeys(str(a.get("device_id")) for a in alerts)) or "?"
+    rules = payload.get("rule_id") or ", ".join(dict.fromkeys(str(a.get("rule_id")) for a in alerts)) or "?"
     return (
         f"[{head_vi}] {place_vi} · {when_vi}\n"
         f"  {payload.get('message_vi', '')}\n"
         f"[{head_en}] {place_en} · {when_en}\n"
         f"  {payload.get('message_en', '')}\n"
-        f"  (thiết bị / device {payload.get('device_id', '?')}, {payload.get('rule_id', '?')})"
+        f"  (thiết bị / device {devices}, {rules})"
     )
 
 

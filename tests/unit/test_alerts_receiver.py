@@ -40,3 +40,19 @@ def test_a_subscription_test_event_reads_as_a_test(tmp_path: object) -> None:
     assert text.startswith("[TIN THỬ / TEST] Tin thử từ Mekong IOC")
     assert "Test event from Mekong IOC" in text
     assert "?" not in text
+
+
+def test_a_group_and_a_lower_level_read_as_such() -> None:
+    group = {
+        "type": "alert.group", "notice": "group", "severity": "warning", "timestamp": "2024-03-01T05:30:00.000Z",
+        "place_vi": "Gò Công Đông, Tiền Giang", "place_en": "Go Cong Dong, Tien Giang",
+        "message_vi": "Cảnh báo mặn vượt 1‰ tại 2 trạm", "message_en": "Alert: salinity above 1 ‰ at 2 stations",
+        "devices": ["tg-1", "tg-2"], "alerts": [{"device_id": "tg-1", "rule_id": "SAL_1PPT"},
+                                                {"device_id": "tg-2", "rule_id": "SAL_1PPT"}],
+    }  # fmt: skip
+    text = farmer_text(group)
+    assert text.startswith("[CẢNH BÁO] Gò Công Đông, Tiền Giang · 12:30 ngày 01/03/2024\n")
+    assert text.endswith("(thiết bị / device tg-1, tg-2, SAL_1PPT)")
+    lower = farmer_text({**group, "type": "alert.updated", "notice": "deescalated"})
+    assert lower.startswith("[GIẢM MỨC] ")
+    assert "\n[LOWER LEVEL] " in lower
