@@ -374,9 +374,13 @@ async def _run(
                         situations[name].append(str(notice["rule_id"]))
             heard.update(names)
         summary["situations"] = situations
+        fresh = functools.partial(
+            _fresh_events, store, since_ms=run_started_ms, max_age_ms=process.alerting.deliver_max_age_ms
+        )
+        summary["farmer_events"] = fresh(None)  # one message each, before families and grouping
+        summary["farmer_messages"] = receiver.counts.get("accepted", 0)
         summary["situation_messages"] = {
-            name: {"events": _fresh_events(store, device, run_started_ms, process.alerting.deliver_max_age_ms),
-                   "messages": heard[name]}
+            name: {"events": fresh(device), "messages": heard[name]}
             for device, name in player.scenario_of.items()
         }  # fmt: skip
         summary["situations_delivered"] = sum(1 for rules in situations.values() if rules)
@@ -390,9 +394,9 @@ async def _run(
     return summary
 
 
-def _fresh_events(store: AlertStore, device_id: str, since_ms: int, max_age_ms: int) -> int:
-    """A device's alert events of this run that were fresh enough to send: what a subscriber heard,
-    one message each, before families and grouping (docs/rules.md, "What farmers hear")."""
+def _fresh_events(store: AlertStore, device_id: str | None, since_ms: int, max_age_ms: int) -> int:
+    """Alert events of this run (of one device, or all) fresh enough to send: what a subscriber of
+    everything heard, one message each, before families and grouping (docs/rules.md)."""
     return sum(
         1
         for alert in store.list(device_id=device_id, limit=None)

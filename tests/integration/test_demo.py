@@ -61,6 +61,7 @@ def test_demo_stores_every_published_reading(tmp_path: Path) -> None:
     counts = summary["situation_messages"]
     assert counts["salinity_intrusion"] == {"events": 2, "messages": 1}, "two rules fired, the farmer heard one"
     assert all(c["messages"] <= c["events"] for c in counts.values()), counts
+    assert summary["farmer_messages"] == summary["webhooks_delivered"] < summary["farmer_events"]
     printed = out.stdout.decode()
     for text in (
         "Phát hiện khói/lửa tại Ba Tri, Bến Tre",
