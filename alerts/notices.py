@@ -214,14 +214,16 @@ def record(
         after = alert_rows.active_in_family(conn, device_id, family)
         overall = _decide(before, after, events, lambda _: True)
         queued: dict[str, list[str]] = {}
+        meant = {} if overall is None else {overall.carrier.id: overall.notice}
         if deliver_since_ms is None or ts >= deliver_since_ms:
             for sub in subscriptions:
                 decision = _decide(before, after, events, sub.matches)
                 if decision is not None:
                     _queue_notice(conn, sub, decision, now)
                     queued.setdefault(decision.carrier.id, []).append(sub.id)
+                    meant.setdefault(decision.carrier.id, decision.notice)  # a lower level a filter wants
         for e in events:
-            meaning = overall.notice if overall is not None and overall.carrier.id == e.id else Notice.INHIBITED
+            meaning = meant.get(e.id, Notice.INHIBITED)
             conn.execute("UPDATE events SET notice = ? WHERE id = ?", (meaning.value, e.id))
             out.append(replace(e, notice=meaning.value, queued_for=tuple(queued.get(e.id, ()))))
     return out

@@ -136,6 +136,8 @@ def test_each_subscriber_hears_the_levels_it_wants(store: AlertStore, clock: Clo
         store.dispatch()
     # the water utility hears its rule, though a higher level inhibits it for everyone else
     assert [(b["notice"], b["rule_id"]) for b in bodies(store, drinking.id)] == [("opened", "SAL_DOMESTIC")]
+    [domestic] = store.list(rule_id="SAL_DOMESTIC")
+    assert [e.notice for e in store.events(domestic.id)] == ["opened"], "what it meant to the one who heard it"
     # a critical-only office hears critical start, and end though a warning level is still active
     assert [(b["notice"], b["rule_id"]) for b in bodies(store, critical.id)] == [
         ("opened", "SAL_4PPT"),
