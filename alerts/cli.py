@@ -193,13 +193,18 @@ def add(
 
 @app.command("list")
 def list_(db: Db = None, as_json: AsJson = False) -> None:
-    """List subscribers with their queue (pending) and dead letters."""
+    """List subscribers with their queue (pending), notices held for a later message (waiting) and dead letters."""
     with _store(db) as store:
         subs = store.list_subscriptions()
         pending = {s.id: store.pending_count(s.id) for s in subs}
+        waiting = {s.id: store.waiting_count(s.id) for s in subs}
         dead = {s.id: len(store.dead_letters(subscription_id=s.id, limit=None)) for s in subs}
     if as_json:
-        rows = [{**_sub_dict(s, secret=False), "pending": pending[s.id], "dead_letters": dead[s.id]} for s in subs]
+        rows = [
+            {**_sub_dict(s, secret=False), "pending": pending[s.id], "waiting": waiting[s.id],
+             "dead_letters": dead[s.id]}
+            for s in subs
+        ]  # fmt: skip
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
     if not subs:
@@ -207,8 +212,10 @@ def list_(db: Db = None, as_json: AsJson = False) -> None:
         return
     for s in subs:
         state = "enabled" if s.enabled else f"DISABLED ({s.disabled_reason})"
-        typer.echo(f"{s.id}  {state}  {s.language}  pending={pending[s.id]} dead={dead[s.id]}  {s.url}")
-        typer.echo(f"    {s.filters.describe()}" + (f" — {s.description}" if s.description else ""))
+        counts = f"pending={pending[s.id]} waiting={waiting[s.id]} dead={dead[s.id]}"
+        typer.echo(f"{s.id}  {state}  {s.language}  {counts}  {s.url}")
+        who = f" — {s.description}" if s.description else ""
+        typer.echo(f"    {s.filters.describe()}; {s.pacing.describe()}{who}")
 
 
 @app.command()
