@@ -66,6 +66,11 @@ def _local(iso: str) -> datetime | None:
         return None
 
 
+def carried(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The alert notices a message carries (its ``alerts``: one, a group's, or a digest's)."""
+    return [a for a in payload.get("alerts") or () if isinstance(a, Mapping)]
+
+
 _KIND_HEADS = {"deescalated": ("GIẢM MỨC", "LOWER LEVEL"), "digest": ("TIN GỘP", "DIGEST")}
 """Headings of the messages that are neither an alert starting nor an all-clear (alerts.notices)."""
 
@@ -87,7 +92,7 @@ def farmer_text(payload: Mapping[str, Any]) -> str:
     head_vi = "ĐÃ HẾT CẢNH BÁO" if resolved else _SEVERITY_VI.get(severity, severity.upper())
     head_en = "RESOLVED" if resolved else f"{severity.upper()} ALERT"
     head_vi, head_en = _KIND_HEADS.get(str(payload.get("notice")), (head_vi, head_en))
-    alerts = [a for a in payload.get("alerts") or () if isinstance(a, Mapping)]
+    alerts = carried(payload)
     devices = payload.get("device_id") or ", ".join(dict.fromkeys(str(a.get("device_id")) for a in alerts)) or "?"
     rules = payload.get("rule_id") or ", ".join(dict.fromkeys(str(a.get("rule_id")) for a in alerts)) or "?"
     return (

@@ -33,7 +33,7 @@ from rich.text import Text
 
 from alerts.config import WebhookSettings
 from alerts.notify import Pacing
-from alerts.receiver import WebhookReceiver
+from alerts.receiver import WebhookReceiver, carried
 from alerts.signing import generate_secret
 from alerts.store import AlertStore
 from contract.clock import now_ms
@@ -366,7 +366,7 @@ async def _run(
         heard: Counter[str] = Counter()
         for message in receiver.alerts:
             names = set()
-            for notice in message.get("alerts", ()):
+            for notice in carried(message):
                 name = player.scenario_of.get(str(notice.get("device_id")))
                 if name is not None:
                     names.add(name)
