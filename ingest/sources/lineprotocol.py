@@ -305,6 +305,26 @@ def _plain_point(text: str, line: int) -> Point | None:
     return _stamped(line, measurement, tags, fields, stamp)
 
 
+_UNKNOWN: Final[Any] = object()
+"""What a cache gives for a key not seen yet."""
+
+
+def _head(head: str, tag: str) -> tuple[str, str] | None:
+    """A plain line's measurement and the value of its tag ``tag`` ("" when it has none), as
+    :func:`_plain_point` reads them; None when the head is not plain (the full parser's)."""
+    measurement, comma, raw_tags = head.partition(",")
+    if not measurement:
+        return None
+    tags: dict[str, str] = {}
+    if comma:
+        for tag_ in raw_tags.split(","):
+            key, _, value = tag_.partition("=")
+            if not key or not value or "=" in value:
+                return None
+            tags[key] = value
+    return measurement, tags.get(tag, "")
+
+
 def _stamped(
     line: int, measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], stamp: str | None
 ) -> Point:
@@ -439,6 +459,9 @@ class InfluxLineProtocol:
         self._devices = DeviceLookup(source.device, context.registry)
         self._tag = source.device.path
         self._to_ms = TO_MS[source.precision]
+        self._heads: dict[str, tuple[str, str] | None] = {}
+        """A plain line's head (measurement and tags) read once: (measurement, the device tag's value or ""),
+        None when it is not plain (:func:`_head`)."""
         self._plans: dict[tuple[str, Kind, str, tuple[str, ...]], tuple[_Plan | None, Take | None]] = {}
         """A one-line reading's mapping by (model, kind, measurement, field keys), found once (None: the
         mapper's), and its take (:meth:`FlatShapes.planned`; None: none)."""
@@ -455,6 +478,8 @@ class InfluxLineProtocol:
             if by_topic is None:
                 out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, self._devices.not_in_topic(topic), payload))
                 return
+        if self._one_line(topic, text, by_topic, now_ms, out):
+            return
         readings: dict[tuple[int, int], _Reading] = {}
         unknown: dict[str, list[int]] = {}
         bad = 0
@@ -499,6 +524,78 @@ class InfluxLineProtocol:
             self._store(topic, payload, reading, now_ms, out)
         if not readings and not bad and not unknown:
             self._ignore("empty")
+
+    def _one_line(
+        self, topic: str, text: str, by_topic: RegisteredDevice | None, now_ms: int, out: BatchBuilder
+    ) -> bool:
+        """The usual message, one plain line (as :func:`_plain_point` reads it: no escape, string, tab or
+        CR) of floats and ``i`` integers, stored straight by its plan's take; False: nothing was done
+        (anything else, or a reading the take does not store: :meth:`decode`'s general path says)."""
+        body = text[:-1] if text[-1:] == "\n" else text
+        if (
+            not body or body[0] in " #" or "\n" in body or "\\" in body or '"' in body or "\t" in body
+            or "\r" in body or not body.isascii()
+        ):  # fmt: skip
+            return False
+        parts = body.split(" ")
+        if len(parts) == 3:
+            head, raw_fields, stamp = parts
+            digits = stamp[1:] if stamp[:1] == "-" else stamp
+            if not digits.isdigit():  # ASCII: [0-9]+
+                return False
+            time = int(stamp)
+            if not -_INT64 <= time < _INT64:
+                return False
+            ts = self._to_ms(time)
+        elif len(parts) == 2:
+            head, raw_fields = parts
+            ts = now_ms
+        else:
+            return False
+        found = self._heads.get(head, _UNKNOWN)
+        if found is _UNKNOWN:
+            if len(self._heads) >= MAX_PLANS:
+                self._heads.clear()
+            found = self._heads[head] = _head(head, self._tag or "")
+        if found is None:
+            return False
+        measurement, name = found
+        device = by_topic if by_topic is not None else self._devices.named(name)
+        if device is None:
+            return False
+        fields: dict[str, FieldValue] = {}
+        for field_ in raw_fields.split(","):  # what _plain_point reads, else the general path's
+            key, _, raw = field_.partition("=")
+            if not key or not raw:
+                return False
+            last = raw[-1]
+            if last in _DIGITS:
+                if raw[0] not in _FLOAT_START or "_" in raw:
+                    return False
+                try:
+                    number_f = float(raw)
+                except ValueError:
+                    return False
+                if number_f in _INFINITE:
+                    return False
+                fields[key] = number_f
+            elif last == "i":
+                body = raw[:-1]
+                if not (body.isdigit() or (body[:1] == "-" and body[1:].isdigit())):
+                    return False
+                number = int(body)
+                if not -_INT64 <= number < _INT64:
+                    return False
+                fields[key] = number
+            else:
+                return False
+        model = self._model or device.model
+        kind = device.device_kind
+        planned = self._plans.get((model, kind, measurement, tuple(fields)))
+        if planned is None:
+            planned = self._plan_of(model, kind, Point(1, measurement, {}, fields, None))
+        take = planned[1]
+        return take is not None and self._shapes.take(take, device, fields, ts, 0, now_ms=now_ms, out=out)
 
     def _store(self, topic: str, payload: bytes, reading: _Reading, now_ms: int, out: BatchBuilder) -> None:
         """One reading through the model's mapping into the sink (a field's refusal names the field,

@@ -123,6 +123,21 @@ class _Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _JSON_PACK: Final = msgspec.json.Decoder(list[_Record])
 
 
+class _Plain(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
+    """A record of the usual pack (:meth:`SenML._plain`): a base name and time (the first record's; later
+    ones may repeat its base name), a name, a unit, a value; a record with any other label does not
+    decode into it."""
+
+    bn: str | UnsetType = UNSET
+    bt: float | UnsetType = UNSET
+    n: str = ""
+    u: str | UnsetType = UNSET
+    v: float
+
+
+_PLAIN_PACK: Final = msgspec.json.Decoder(list[_Plain])
+
+
 class Resolved(NamedTuple):
     """One resolved record (RFC 8428 §4.6), its base name kept apart from its own name."""
 
@@ -388,6 +403,8 @@ class SenML:
         """With the source's ``device`` option: the device the topic names, the only one a pack may speak for."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        if self._plain(topic, payload, now_ms, out):
+            return
         try:
             records = _json_records(payload)
             rows = _resolve(_checked(parse(payload)) if records is None else records, now_ms)
@@ -438,6 +455,53 @@ class SenML:
                 out.reject(Rejection(topic, Reason.UNKNOWN_DEVICE, detail, payload))
             else:
                 self._readings(topic, payload, label, d.found, d.times, now_ms, out)
+
+    def _plain(self, topic: str, payload: bytes, now_ms: int, out: BatchBuilder) -> bool:
+        """The usual pack — JSON, the first record with a base name (and perhaps a base time), every
+        record a name, perhaps a unit, and a value ``v``, nothing else — stored by its shape's take
+        (:meth:`FlatShapes.reading`), as :meth:`decode` stores it; False: nothing was done (anything
+        else, or a reading the take does not store: the general path says)."""
+        if payload[:1] != b"[":  # CBOR, or JSON with whitespace first: the general path's
+            return False
+        try:
+            records = _PLAIN_PACK.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        if not records or len(records) > MAX_RECORDS:
+            return False
+        first = records[0]
+        bn = first.bn
+        if type(bn) is not str or not bn or _NAME.fullmatch(bn) is None:
+            return False
+        seconds = 0.0 if first.bt is UNSET else first.bt
+        if not math.isfinite(seconds * 1000):
+            return False
+        t_ms = round(seconds * 1000)
+        if seconds < RELATIVE_BELOW:
+            t_ms += now_ms
+        values: dict[str, Any] = {}
+        units: dict[str, str] = {}
+        parts = _parts
+        for r in records:
+            if r is not first and (r.bt is not UNSET or (r.bn is not UNSET and r.bn != bn)):
+                return False  # a base time, or another base name, past the first record
+            name = r.n
+            if name not in parts and not _name_ok(True, bn, name):
+                return False
+            unit = r.u or None  # UNSET and "" are no unit
+            key = name or unit or ""
+            values[key] = r.v
+            if unit is not None:
+                units[key] = unit
+            elif units:
+                units.pop(key, None)
+        device = self._registry.external("senml", bn.rstrip(_SEPARATORS))
+        if device is None:
+            return False
+        if self._topic_device is not None and device is not self._topic_device.in_topic(topic):
+            return False
+        model = self._model or device.model
+        return self._shapes.reading(device, model, values, t_ms, 0, units=units, now_ms=now_ms, out=out)
 
     def _device(self, label: str, devices: dict[str, _Device]) -> str:
         """``label``, its device looked up and added to ``devices`` if it is not there yet."""

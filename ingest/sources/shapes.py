@@ -75,7 +75,15 @@ def _source(takes: tuple[_Take, ...], width: int) -> str:
         at[position] = v
         body.append("raw = extra" if name is None else f"raw = obj[k{n}]")
         body.append("kind = type(raw)")
-        if whole:  # a count: an int, or a float that is a whole number (2.0)
+        if whole and convert is not None:  # a count converted (a format's own plan): a whole number after it
+            body += [
+                "if kind is float:", f"    cv = {_converted(convert, n, 'raw')}",
+                "elif kind is int:", "    try:", f"        cv = {_converted(convert, n, 'float(raw)')}",
+                "    except OverflowError:", "        return False",
+                "else:", "    return False",
+                "if not cv.is_integer():", "    return False", f"{v} = int(cv)",
+            ]  # fmt: skip
+        elif whole:  # a count: an int, or a float that is a whole number (2.0)
             body += [
                 "if kind is int:", f"    {v} = raw",
                 "elif kind is float and raw.is_integer():", f"    {v} = int(raw)",
@@ -179,8 +187,8 @@ class FlatShapes:
         """The take of a format's own ``plan`` for ``kind``: (our field, the payload's key, its converter —
         None: the value as it is; else a float, or an int as a float, converted —). It stores what
         :meth:`ours` stores of the values the plan makes of a payload, or does nothing where the plan
-        makes none (text where a value is converted); None when ours() never would (a status field, a
-        count converted, no field)."""
+        makes none (text where a value is converted, a count converted to a fraction); None when ours()
+        never would (a status field, no field)."""
         bounds = self._kinds[kind][0]
         takes: list[_Take] = []
         for name, key, convert in plan:
@@ -188,8 +196,6 @@ class FlatShapes:
             if bound is None:
                 return None
             position, lo, hi, whole = bound
-            if whole and convert is not None:
-                return None
             takes.append((key, position, lo, hi, whole, convert, True))
         return self._shape(kind, takes) if takes else None
 

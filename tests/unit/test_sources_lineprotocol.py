@@ -16,7 +16,7 @@ from ingest.batch import BatchBuilder
 from ingest.decode import Decoder
 from ingest.registry import Registry
 from ingest.sources.config import parse_sources
-from ingest.sources.lineprotocol import MAX_LINE_REFUSALS, LineError, Point, parse
+from ingest.sources.lineprotocol import MAX_LINE_REFUSALS, InfluxLineProtocol, LineError, Point, parse
 from ingest.sources.router import Router
 from ingest.sources.shapes import FlatShapes
 from storage.lineprotocol import escape_measurement, escape_tag, format_float, format_string_field
@@ -51,7 +51,7 @@ MODELS: dict[str, Any] = {
             "battery_v": {"path": "power.battery", "unit": "mV"},
             "rssi_dbm": {"path": "radio.rssi", "unit": "dBm"},  # a unit that is ours
             "bph_count": "trap.bph",  # a count
-            "interval_s": {"path": "trap.interval", "unit": "min"},  # a count converted: never the fast path
+            "interval_s": {"path": "trap.interval", "unit": "min"},  # a count converted: a whole number after it
             "battery_pct": "power.pct",  # a status field: never the fast path
         }
     },
@@ -421,7 +421,7 @@ PLANNED_FIELDS = {
     "trap": ["bph", "interval"], "other": ["hum", "temp"],
 }  # fmt: skip
 PLANNED_VALUES = ["21.5", "300.15", "250", "-0.0", "1e300", "4006i", "-7i", "7u", "0i", "3.0", "1000001i", "t",
-                  "false", '"24.5"', '"300.15"', '"4006"', '"warm"', "-104.9", "12", "95.5"]  # fmt: skip
+                  "false", '"24.5"', '"300.15"', '"4006"', '"warm"', "-104.9", "12", "95.5", "1.001"]  # fmt: skip
 PLANNED_LINE = (
     st.sampled_from(sorted(PLANNED_FIELDS))
     .flatmap(
@@ -473,3 +473,87 @@ def test_the_usual_line_is_stored_by_its_plans_take() -> None:
                          f"sensors,host=web01 temp=300.15,hum=55,x=1i {T_NS}")  # fmt: skip
     assert taken == [True]
     assert _stored(out) == [("web01", {"air_temp_c": 27.0, "humidity_pct": 55.0, "seq": 0}, 1700000000123)]
+
+
+ONE_LINE_VALUES = [*PLANNED_VALUES, "1_0", "+5", "nan", "inf", "1e999", "-", ".", "5.", ".5", "1.2.3", "1e5",
+                   "9223372036854775808i", "-9223372036854775808i", "１2", "1=2", "", "--1", "-0i", "+1i",
+                   "1_0i"]  # fmt: skip
+TRICKY = ["1_0", "+5", "1e999", "-1e999", "1_0i", "+1i", "9223372036854775808i", "-9223372036854775809i", "１2",
+          "1.2.3", "5.", ".5", "-0i", "1e5", "-.5"]  # fmt: skip
+"""Values a plain line's fast path must read exactly as the parser does (or leave to it)."""
+ONE_LINE_GOOD = {
+    "sensors": {"temp": ["300.15", "21.5", "290i"], "hum": ["55", "61.5"], "rh": ["40.0"], "x": ["1i", "2.5"]},
+    "power": {"battery": ["4006i", "3625.0"], "battery_mv": ["3625i"], "pct": ["80"], "hum": ["50"]},
+    "radio": {"rssi": ["-104.9", "-70i"]},
+    "trap": {"bph": ["12", "3.0", "4i"], "interval": ["60", "1i", "0.01", "1.001", "2.5"]},
+    "home": {"temp": ["21.5"], "hum": ["50.5"]},
+}
+ONE_LINE = (
+    st.sampled_from(sorted(ONE_LINE_GOOD))
+    .flatmap(
+        lambda m: st.tuples(
+            st.sampled_from([m] * 8 + ["#sensors", " sensors", "é"]),
+            st.sampled_from(
+                [",host=web01", ",room=Kitchen", ",host=web01,room=Kitchen"] * 4
+                + [",room=Attic", ",room=Nobody", "", ",room", ",room=a=b", ",=x", ",room=Kitchen,room=Attic", ",x=é"]
+            ),
+            st.lists(st.sampled_from(sorted(ONE_LINE_GOOD[m])), min_size=1, max_size=3, unique=True).flatmap(
+                lambda keys: st.tuples(*[st.tuples(st.just(k), st.sampled_from(ONE_LINE_GOOD[m][k])) for k in keys])
+            ),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["x", "y", "hum"]), st.sampled_from(ONE_LINE_VALUES) | st.sampled_from(TRICKY)
+                ),
+                min_size=1,
+                max_size=1,
+            ),
+            st.sampled_from(
+                [f" {T_NS}", "", " 1700000000"] * 4
+                + [" 0", " -5", " 9223372036854775808", " -9223372036854775809", " 12a", "  1", " ١"]
+            ),
+            st.sampled_from(["", "\n"] * 4 + ["\n\n", " ", "\r\n", "\t"]),
+        )
+    )
+    .map(lambda t: t[0] + t[1] + " " + ",".join(f"{k}={v}" for k, v in (*t[2], *t[3])) + t[4] + t[5])
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    line=ONE_LINE | PLANNED_LINE,
+    source=st.sampled_from([{**TELEGRAF, "model": "planned"}, {**BY_ROOM, "model": "planned"}, BY_ROOM, TELEGRAF]),
+)
+def test_a_one_line_message_stores_by_its_fast_path_what_the_general_path_stores(
+    line: str, source: dict[str, Any]
+) -> None:
+    """A message of one plain line, read straight into its plan's take (:meth:`InfluxLineProtocol._one_line`),
+    stores and refuses exactly what the general path (the parser, the readings, the mapper and the
+    sink, without any take) does."""
+    topic = "telegraf/web01/x" if source["topics"] == TELEGRAF["topics"] else "home/x"
+    fast, fast_ignored = _decode(source, topic, line)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(InfluxLineProtocol, "_one_line", lambda self, *args, **kwargs: False)
+        patch.setattr(FlatShapes, "planned", lambda self, kind, plan: None)  # no take: the mapper and the sink
+        general, general_ignored = _decode(source, topic, line)
+    assert fast.lines == general.lines
+    assert _rows(fast) == _rows(general)
+    assert _reasons(fast) == _reasons(general)
+    assert fast_ignored == general_ignored
+
+
+def test_the_usual_one_line_message_takes_the_fast_path() -> None:
+    taken: list[bool] = []
+    original = InfluxLineProtocol._one_line
+
+    def spy(self: InfluxLineProtocol, *args: Any, **kwargs: Any) -> bool:
+        taken.append(original(self, *args, **kwargs))
+        return taken[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(InfluxLineProtocol, "_one_line", spy)
+        out, _ = _decode({**TELEGRAF, "model": "planned"}, "telegraf/web01/x",
+                         f"sensors,host=web01 temp=300.15,hum=55,x=1i {T_NS}\n")  # fmt: skip
+        two, _ = _decode({**BY_ROOM, "model": "planned"}, "home/x", "sensors,room=Kitchen temp=300.15 1700000000\n")
+    assert taken == [True, True]
+    assert _stored(out) == [("web01", {"air_temp_c": 27.0, "humidity_pct": 55.0, "seq": 0}, 1700000000123)]
+    assert _stored(two) == [("Kitchen", {"air_temp_c": 27.0, "seq": 0}, 1700000000000)]

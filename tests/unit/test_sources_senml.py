@@ -463,3 +463,102 @@ def test_a_base_name_registered_with_its_trailing_separator_is_the_one_ingest_lo
 
     assert ExternalIds(senml=f"{OW}:").senml == OW  # as the RFC writes it, as ingest reads it
     assert ExternalIds(senml="urn:dev:mac:0024befffe804ff1").senml == "urn:dev:mac:0024befffe804ff1"
+
+
+PLAIN_NAMES = [
+    *(["temp", "humidity", "voltage", "temperature", "ec", "ph"] * 3),
+    "battery",
+    "open",
+    "",
+    "x",
+    "bad name",
+    "-x",
+    "é",
+]
+PLAIN_UNITS = [None] * 6 + ["Cel", "%RH", "%EL", "V", "mV", "K", "S/m", "", "furlong", "lon"]
+PLAIN_VALUES = st.sampled_from(
+    [3.6, 7.2, 12, 5] * 6 + [25.0, 21.5, 61.5, 1, 0, 300.15, 1e300, -1e300, -40.5, 2**53, 0.5, 1_700_000_000]
+)
+PLAIN_BASES = [OW, f"{OW}:", "2001:db8::2/", "2001:db8::2", "urn:dev:mac:0024befffe804ff1"] * 3 + [
+    "urn:dev:mac:0000000000000001", "urn:dev:ow:nobody", "", ":bad", "bad name", 7]  # fmt: skip
+PLAIN_TIMES = [None, None, 1_700_000_000, 1_700_000_000.25, 0, -5, 2**28, 1e300, -1e300, 1, "x"]
+EXTRA_LABELS = st.sampled_from([{}] * 30 + [
+    {"t": 10}, {"bt": 1_700_000_100}, {"bt": 1_700_000_000}, {"bn": OW}, {"bn": f"{OW}:"}, {"bn": "2001:db8::2/"},
+] * 3 + [
+    {"t": 0}, {"vs": "x"}, {"s": 1.0}, {"bu": "Cel"}, {"bv": 1.0}, {"bver": 10}, {"x_": 1}, {"ut": 5}, {"vb": True},
+    {"u": None}, {"v": "1"}, {"n": 5}, {"bs": 1.0}, {"x": 1},
+])  # fmt: skip
+
+
+@st.composite
+def _plain_pack(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A pack of the usual shape (:meth:`SenML._plain`), or one label away from it."""
+    pack: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(1, 5))):
+        record: dict[str, Any] = {}
+        if i == 0:
+            record["bn"] = draw(st.sampled_from(PLAIN_BASES))
+            bt = draw(st.sampled_from(PLAIN_TIMES))
+            if bt is not None:
+                record["bt"] = bt
+        name = draw(st.sampled_from(PLAIN_NAMES))
+        if name or draw(st.booleans()):
+            record["n"] = name
+        record["v"] = draw(PLAIN_VALUES)
+        unit = draw(st.sampled_from(PLAIN_UNITS))
+        if unit is not None:
+            record["u"] = unit
+        pack.append(record)
+    pack[draw(st.integers(0, len(pack) - 1))].update(draw(EXTRA_LABELS))  # one label away, or none
+    return pack
+
+
+BY_TOPIC = parse_sources(
+    {"sources": [{"format": "senml", "topics": ["senml/#"], "device": {"topic_level": 1}}], "models": SOURCES.models},
+    "t",
+).sources[0]
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pack=_plain_pack(), by_topic=st.booleans(), spaced=st.booleans())
+def test_the_usual_packs_fast_path_stores_what_the_general_path_stores(
+    pack: list[dict[str, Any]], by_topic: bool, spaced: bool
+) -> None:
+    """The usual pack read straight into its shape's take (:meth:`SenML._plain`) stores and refuses
+    exactly what the general path (:func:`resolve`, the grouping, :meth:`SenML._readings`) does."""
+    payload = json.dumps(pack).encode() if spaced else msgspec.json.encode(pack)
+
+    def decode() -> BatchBuilder:
+        source = BY_TOPIC if by_topic else SOURCES.sources[0]
+        decoder = SenML(source, SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
+        out = BatchBuilder()
+        decoder.decode("senml/bt-trap-ow", payload, retained=False, now_ms=NOW, out=out)
+        return out
+
+    fast = decode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
+        general = decode()
+    assert fast.lines == general.lines
+    assert {k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in fast._rows.items()} == {
+        k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in general._rows.items()
+    }
+    assert [(r.reason, r.detail) for r in fast.rejections] == [(r.reason, r.detail) for r in general.rejections]
+
+
+def test_the_usual_pack_takes_the_fast_path() -> None:
+    taken: list[bool] = []
+    original = SenML._plain
+
+    def spy(self: SenML, *args: Any, **kwargs: Any) -> bool:
+        taken.append(original(self, *args, **kwargs))
+        return taken[-1]
+
+    pack = [{"bn": f"{OW}:", "bt": 1_700_000_000, "n": "temp", "v": 25.0, "u": "Cel"}, {"n": "humidity", "v": 61.5}]
+    relative = [{"bn": OW, "bt": -5, "n": "temp", "v": 25.0}, {"bn": OW, "n": "voltage", "v": 3.6}]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SenML, "_plain", spy)
+        out, now = _decode(pack), _decode(relative)
+    assert taken == [True, True]
+    assert out.lines == [f"{TRAP} air_temp_c=25.0,humidity_pct=61.5,seq=0i 1700000000000"]
+    assert now.lines == [f"{TRAP} air_temp_c=25.0,battery_v=3.6,seq=0i {NOW - 5000}"]
