@@ -244,6 +244,18 @@ def event(conn: Connection, event_id: str) -> AlertEvent:
     return EVENT.load(row, state=State(row["type"].removeprefix("alert.")), alert=get(conn, row["alert_id"]))
 
 
+def restamp(conn: Connection, transitions: Sequence[Transition]) -> None:
+    """Give the open alerts of these transitions' rules their rules' family, rank and titles now (an
+    alert open since before schema 4, or before the pack moved a rule, joins its family)."""
+    for t in transitions:
+        conn.execute(
+            "UPDATE alerts SET family = ?, rank = ?, title_vi = ?, title_en = ? WHERE rule_id = ? AND device_id = ?"
+            " AND state = 'firing' AND (family != ? OR rank != ?)",
+            (t.family or t.rule_id, t.rank, t.title_vi, t.title_en, t.rule_id, t.device_id, t.family or t.rule_id,
+             t.rank),
+        )  # fmt: skip
+
+
 def active_in_family(conn: Connection, device_id: str, family: str) -> list[Alert]:
     """A device's active alerts of one family."""
     return ALERT.select(conn, {"device_id = ?": device_id, "family = ?": family, "state = 'firing'": True},

@@ -13,11 +13,12 @@ import math
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from alerts.notify import Notice
 from rules.messages import local_time
 from rules.model import Severity
-from rules.sms import SMS_GSM7_MAX, cut, fits_sms, fold, sms_forms
+from rules.sms import cut, fit_sms, fits_sms, fold, sms_forms
 
 ALL_CLEAR_VI = "hết cảnh báo"
 
@@ -53,6 +54,12 @@ class Item:
     title_vi: str
     title_en: str
     ts_ms: int
+
+    @classmethod
+    def of(cls, params: Mapping[str, str], **fields: Any) -> Item:
+        """An item whose shown value, unit and action are a template's ``params`` (rules.messages)."""
+        return cls(value_vi=params.get("value", ""), unit=params.get("unit", ""), action=params.get("action", ""),
+                   **fields)  # fmt: skip
 
 
 def _latin(unit: str) -> bool:
@@ -98,10 +105,8 @@ def latest_per_device(items: Sequence[Item]) -> list[Item]:
     """Each device's last notice, in the order the devices first appear."""
     last: dict[str, Item] = {}
     for item in items:
-        last.pop(item.device_id, None)
-        last[item.device_id] = item
-    first = list(dict.fromkeys(i.device_id for i in items))
-    return [last[d] for d in first]
+        last[item.device_id] = item  # a key keeps its first place
+    return list(last.values())
 
 
 def _listing(items: Sequence[Item], english: bool) -> str:
@@ -122,8 +127,9 @@ def group(items: Sequence[Item], *, others: int = 0) -> Texts:
     when = local_time(max(i.ts_ms for i in items))
     if active:
         top = active[0]
-        vi = f"Cảnh báo {top.title_vi} tại {len(active)} trạm ở {place_vi}: {_listing(active, False)} – {top.action}."
-        en = f"Alert: {top.title_en} at {len(active)} stations in {place_en}: {_listing(active, True)}."
+        vi = (f"Cảnh báo tại {len(active)} trạm ở {place_vi}: {_listing(active, False)}. Cao nhất: {top.title_vi}"
+              f" – {top.action}.")  # fmt: skip
+        en = f"Alert at {len(active)} stations in {place_en}: {_listing(active, True)}. Highest: {top.title_en}."
         if cleared:
             vi += f" Hết cảnh báo tại {len(cleared)} trạm: {_listing(cleared, False)}."
             en += f" All clear at {len(cleared)}: {_listing(cleared, True)}."
@@ -164,7 +170,7 @@ def digest(groups: Sequence[Texts], *, held_by: str, count: int) -> Texts:
     short = cut(f"{head_vi}: {count} cảnh báo. " + "; ".join(g.short for g in groups), 70)
     sms = fold(vi)
     if not fits_sms(sms):
-        sms = fold(cut(f"{head_vi}: {count} cảnh báo. " + "; ".join(g.short for g in groups), SMS_GSM7_MAX))
+        sms = fit_sms(f"{head_vi}: {count} cảnh báo. " + "; ".join(g.short for g in groups))
     last = groups[-1].params
     params = {"place": "; ".join(dict.fromkeys(g.params.get("place", "") for g in groups)), "value": "", "unit": "",
               "action": last.get("action", ""), "time": last.get("time", ""), "count": str(count)}  # fmt: skip

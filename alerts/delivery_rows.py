@@ -1,15 +1,16 @@
 """The outbox, its delivery log and dead letters as rows, over one connection (the caller's transaction).
 
-Each event for a matching subscriber is queued as one outbox row, its webhook JSON rendered once
-(:func:`render_body`). A sender leases a subscriber's oldest pending row (:func:`claim`), and
-:func:`record_attempt` logs the outcome: delivered, retry later, dead letter, or subscriber gone.
+Each message for a subscriber (:mod:`alerts.notices`) is queued as one outbox row, its webhook JSON
+rendered once (:func:`render_body` gives a single event's fields). A sender leases a subscriber's
+oldest pending row (:func:`claim`), and :func:`record_attempt` logs the outcome: delivered, retry
+later, dead letter, or subscriber gone.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from alerts import subscription_rows
@@ -95,23 +96,6 @@ def render_body(alert: Alert, event: AlertEvent, language: Language, template: s
         body["template"] = template
         body["params"] = dict(event.params)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def queue(conn: Connection, event: AlertEvent, subscriptions: Sequence[Subscription]) -> AlertEvent:
-    """One outbox row for each subscription the event's alert matches; the event with their ids."""
-    queued = [s for s in subscriptions if s.matches(event.alert)]
-    for sub in queued:
-        row = {
-            "event_id": event.id,
-            "subscription_id": sub.id,
-            "event_type": event.type,
-            "body": render_body(event.alert, event, sub.language, sub.template),
-            "created_at_ms": event.created_at_ms,
-            "queued_at_ms": event.created_at_ms,
-            "next_attempt_at_ms": event.created_at_ms,
-        }
-        OUTBOX.insert(conn, row, or_ignore=True)
-    return replace(event, queued_for=tuple(s.id for s in queued))
 
 
 def entries(

@@ -29,7 +29,6 @@ from alerts.schema import JSON, SEVERITY, Shape, text_enum
 from alerts.subscriptions import Subscription
 from rules.model import DeviceInfo, Severity, State, Transition
 
-ALL_CLEAR_VI = "hết cảnh báo"
 MESSAGE_TYPES: Mapping[str, str] = {
     Notice.OPENED: "alert.firing",
     Notice.ESCALATED: "alert.firing",
@@ -75,11 +74,9 @@ class NoticeRow:
     """The outbox row that carried it (None: still waiting)."""
 
     def item(self) -> Item:
-        return Item(notice=self.notice, device_id=self.device_id, severity=self.severity, rank=self.rank,
-                    place_vi=self.place_vi, place_en=self.place_en, value=self.value,
-                    value_vi=self.params.get("value", ""), unit=self.params.get("unit", ""),
-                    action=self.params.get("action", ""), title_vi=self.title_vi, title_en=self.title_en,
-                    ts_ms=self.ts_ms)  # fmt: skip
+        return Item.of(self.params, notice=self.notice, device_id=self.device_id, severity=self.severity,
+                       rank=self.rank, place_vi=self.place_vi, place_en=self.place_en, value=self.value,
+                       title_vi=self.title_vi, title_en=self.title_en, ts_ms=self.ts_ms)  # fmt: skip
 
     def texts(self) -> Texts:
         return Texts(self.message_vi, self.message_en, self.message_sms, self.message_short, self.params)
@@ -145,10 +142,9 @@ def _decide(
 
 def _event_item(event: AlertEvent, notice: Notice) -> Item:
     a = event.alert
-    return Item(notice=notice, device_id=a.device_id, severity=event.severity, rank=a.rank, place_vi=a.place_vi,
-                place_en=a.place_en, value=event.value, value_vi=event.params.get("value", ""),
-                unit=event.params.get("unit", ""), action=event.params.get("action", ""), title_vi=a.title_vi,
-                title_en=a.title_en, ts_ms=event.ts_ms)  # fmt: skip
+    return Item.of(event.params, notice=notice, device_id=a.device_id, severity=event.severity, rank=a.rank,
+                   place_vi=a.place_vi, place_en=a.place_en, value=event.value, title_vi=a.title_vi,
+                   title_en=a.title_en, ts_ms=event.ts_ms)  # fmt: skip
 
 
 def _texts(conn: Connection, decision: _Decision) -> Texts:
@@ -207,6 +203,7 @@ def record(
         moments.setdefault((t.ts_ms, t.device_id, t.family or t.rule_id), []).append(t)
     out: list[AlertEvent] = []
     for (ts, device_id, family), moment in sorted(moments.items(), key=lambda kv: kv[0][0]):
+        alert_rows.restamp(conn, moment)
         before = alert_rows.active_in_family(conn, device_id, family)
         events = alert_rows.record(conn, moment, devices, source_of=source_of, now=now)
         if not events:
@@ -265,10 +262,10 @@ def _body(conn: Connection, sub: Subscription, kind: str, texts: Texts, notices:
     """The webhook JSON of a message: its texts, what it is, and every notice it carries."""
     lead = notices[-1]
     body: dict[str, Any]
-    if len({n.device_id for n in notices}) == 1:  # one device: the event's fields, as a single alert sends
-        event = alert_rows.event(conn, lead.event_id)
-        body = json.loads(render_body(event.alert, event, sub.language, sub.template))
-        body["alert_id"], body["rule_id"] = lead.alert_id, lead.rule_id
+    if len({n.device_id for n in notices}) == 1:  # one device: its alert's and event's fields, as before
+        event = alert_rows.event(conn, lead.event_id)  # a de-escalation's: the higher level's resolve
+        body = json.loads(render_body(alert_rows.get(conn, lead.alert_id), event, sub.language, sub.template))
+        body["state"] = State.RESOLVED.value if kind == Notice.CLEARED else State.FIRING.value
     else:
         places = list(dict.fromkeys((n.place_vi, n.place_en) for n in notices))
         body = {
@@ -301,19 +298,18 @@ def _body(conn: Connection, sub: Subscription, kind: str, texts: Texts, notices:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _alerting(conn: Connection, sub_id: str, key: str) -> set[str]:
-    """The devices of a subscriber's group whose latest notice is not an all-clear."""
-    rows = conn.execute(
-        "SELECT device_id, notice FROM notices WHERE id IN (SELECT MAX(id) FROM notices WHERE subscription_id = ?"
-        " AND group_key = ? GROUP BY device_id)",
-        (sub_id, key),
-    ).fetchall()
-    return {r[0] for r in rows if r[1] != Notice.CLEARED.value}
+def _alerting(conn: Connection, sub: Subscription, key: str) -> set[str]:
+    """The devices of a subscriber's group (``family|province|district``) with an alert active now that
+    the subscriber wants."""
+    family, province, district = key.split("|")
+    where = {"family = ?": family, "province = ?": province, "district = ?": district, "state = 'firing'": True}
+    active = alert_rows.ALERT.select(conn, where, order_by="fired_at_ms", limit=None)
+    return {a.device_id for a in active if sub.matches(a)}
 
 
-def _group_message(conn: Connection, sub_id: str, g: _Group) -> tuple[str, Texts]:
+def _group_message(conn: Connection, sub: Subscription, g: _Group) -> tuple[str, Texts]:
     devices = {n.device_id for n in g.notices}
-    others = len(_alerting(conn, sub_id, g.key) - devices)
+    others = len(_alerting(conn, sub, g.key) - devices)
     if len(devices) == 1 and not others:  # one device, alone in its group: its latest word
         return g.notices[-1].notice.value, g.notices[-1].texts()
     return "group", group([n.item() for n in g.notices], others=others)
@@ -336,9 +332,9 @@ def _queue_message(
     return seq
 
 
-def _close(conn: Connection, sub_id: str, key: str, now: int) -> None:
+def _close(conn: Connection, sub: Subscription, key: str, now: int) -> None:
     """Remember a group's last message, and whether a device of it is still alerting."""
-    live = bool(_alerting(conn, sub_id, key))
+    sub_id, live = sub.id, bool(_alerting(conn, sub, key))
     conn.execute(
         "INSERT INTO notice_groups (subscription_id, group_key, last_sent_at_ms, live) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (subscription_id, group_key) DO UPDATE SET last_sent_at_ms = excluded.last_sent_at_ms,"
@@ -391,6 +387,7 @@ def _dispatch_one(conn: Connection, sub: Subscription, waiting: Sequence[NoticeR
             "SELECT created_at_ms FROM outbox WHERE subscription_id = ? AND created_at_ms > ? ORDER BY created_at_ms",
             (sub.id, now - HOUR_MS),
         )]  # fmt: skip
+        sent += [now] * (len(due) - len(calm))  # the critical ones go now, and count
         blocked = rate_block(sent, now, pacing.max_per_hour)
         if blocked is not None:
             hold = "rate"
@@ -405,15 +402,15 @@ def _dispatch_one(conn: Connection, sub: Subscription, waiting: Sequence[NoticeR
     if waited:
         notices = [n for g in waited for n in g.notices]
         reason = "quiet" if any(n.held == "quiet" for n in notices) else "rate"
-        texts = digest([_group_message(conn, sub.id, g)[1] for g in waited], held_by=reason, count=len(notices))
+        texts = digest([_group_message(conn, sub, g)[1] for g in waited], held_by=reason, count=len(notices))
         _queue_message(conn, sub, "digest", texts, notices, now)
         out.messages["digest"] += 1
     for g in due:
         if g not in waited:
-            kind, texts = _group_message(conn, sub.id, g)
+            kind, texts = _group_message(conn, sub, g)
             _queue_message(conn, sub, kind, texts, g.notices, now)
             out.messages[kind] += 1
-        _close(conn, sub.id, g.key, now)
+        _close(conn, sub, g.key, now)
 
 
 def dispatch(conn: Connection, now: int) -> Dispatched:

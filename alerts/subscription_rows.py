@@ -54,12 +54,21 @@ def update(conn: Connection, sub_id: str, changes: Mapping[str, Any]) -> Subscri
     """Change some fields (field → new value); the subscription after the change."""
     if SUBSCRIPTION.update(conn, changes, "id = ?", sub_id).rowcount == 0:
         raise NotFound(f"no subscription {sub_id!r}")
+    if changes.get("enabled") is False:
+        _drop_waiting(conn, sub_id)
     return get(conn, sub_id)
 
 
 def disable(conn: Connection, sub_id: str, reason: str, at_ms: int) -> None:
     """Stop queueing events for a subscription, saying why."""
     SUBSCRIPTION.update(conn, {"enabled": False, "disabled_reason": reason, "updated_at_ms": at_ms}, "id = ?", sub_id)
+    _drop_waiting(conn, sub_id)
+
+
+def _drop_waiting(conn: Connection, sub_id: str) -> None:
+    """A disabled subscriber's notices no message carries yet go: enabled again, it hears what changes
+    from then on, not an alert that may have ended meanwhile (no notice is queued while disabled)."""
+    conn.execute("DELETE FROM notices WHERE subscription_id = ? AND message_seq IS NULL", (sub_id,))
 
 
 def remove(conn: Connection, sub_id: str) -> None:

@@ -94,13 +94,24 @@ def cut(text: str, limit: int) -> str:
     return head.rstrip(" ,;:–-") + "…"
 
 
+def fit_sms(text: str) -> str:
+    """``text`` folded (:func:`fold`) and cut at a word to one GSM-7 segment, marked ``...`` when cut."""
+    folded = fold(text)
+    if fits_sms(folded):
+        return folded
+    head = folded[: SMS_GSM7_MAX - 3]
+    while not fits_sms(head + "..."):  # extension characters count two
+        head = head[:-1]
+    if " " in head:
+        head = head[: head.rfind(" ")]
+    return head.rstrip(" ,;:-") + "..."
+
+
 def sms_forms(full_vi: str, short_vi: str) -> tuple[str, str]:
     """(``message_sms``, ``message_short``) of an alert whose full Vietnamese text is ``full_vi`` and
     whose short one is ``short_vi``: the SMS is the full text folded when it fits in one segment,
     else the short one folded; the short one is cut to one UCS-2 segment if a pack's is longer."""
     short = cut(short_vi, SHORT_UCS2_MAX)
     folded = fold(full_vi)
-    sms = folded if fits_sms(folded) else fold(short)
-    if not fits_sms(sms):  # a short text of a user's pack that folds long: cut, never two segments
-        sms = fold(cut(sms, SMS_GSM7_MAX))
+    sms = folded if fits_sms(folded) else fit_sms(short)  # a user's short text that folds long: cut
     return sms, short

@@ -17,6 +17,8 @@ from alerts.store import AlertStore
 from alerts.targets import TargetPolicy
 from bench.alert_messages import play
 from rules.model import DeviceInfo, Severity, State, Transition
+from tests.stores import raw
+from tests.unit.test_alerts_store import AT_ONCE
 
 URL = "https://93.184.215.14/hook"
 T0 = 1_773_993_600_000  # 2026-03-20 15:00 local (UTC+7)
@@ -118,7 +120,8 @@ def test_escalation_deescalation_and_all_clear_are_one_message_each(store: Alert
     assert sent[2]["message_vi"] == (
         "Giảm mức: còn mặn vượt 1‰ tại Gò Công Đông, Tiền Giang, hiện 2,1‰ (lúc 15:20 20/03) – làm theo SAL_1PPT."
     )
-    assert sent[2]["state"] == "resolved"
+    assert sent[2]["state"] == "firing", "its alert (1 ‰) is still on; the 4 ‰ one ended"
+    assert sent[2]["alert_id"] == store.list(rule_id="SAL_1PPT")[0].id
     assert sent[2]["value"] == 2.1
     assert [r.seq for r in store.outbox(subscription_id=sub.id, limit=None)] == sorted(
         r.seq for r in store.outbox(subscription_id=sub.id, limit=None)
@@ -158,7 +161,7 @@ def test_a_district_is_one_message_then_updates(store: AlertStore, clock: Clock)
     group, alone = bodies(store, sub.id)
     assert group["type"] == "alert.group"
     assert group["devices"] == ["tg-sal-0", "tg-sal-1", "tg-sal-2"]
-    assert str(group["message_vi"]).startswith("Cảnh báo mặn vượt 1‰ tại 3 trạm ở Gò Công Đông, Tiền Giang: tg-sal-0")
+    assert str(group["message_vi"]).startswith("Cảnh báo tại 3 trạm ở Gò Công Đông, Tiền Giang: tg-sal-0 4,2‰")
     assert [a["device_id"] for a in group["alerts"]] == ["tg-sal-0", "tg-sal-1", "tg-sal-2"]  # type: ignore[index]
     assert alone["device_id"] == "la-sal-9"
     # a fourth station 5 minutes later joins the next update, half an hour after the first message
@@ -235,6 +238,53 @@ def test_the_rate_limit_summarises_what_it_held(store: AlertStore, clock: Clock)
     seqs = [r.seq for r in store.outbox(subscription_id=sub.id, limit=None)]
     assert seqs == sorted(seqs)
     assert len(seqs) == 4
+
+
+def test_an_alert_open_since_before_families_still_ends_with_an_all_clear(
+    store: AlertStore, clock: Clock, alerts_location: Path | str
+) -> None:
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
+    store.apply([t("SAL_1PPT")], DEVICES)
+    store.dispatch()
+    with raw(alerts_location) as conn:  # as schema 4's migration left it: a family of its own
+        conn.execute("UPDATE alerts SET family = rule_id, rank = 0")
+    clock.now += MINUTE_MS
+    store.apply([t("SAL_1PPT", State.RESOLVED, ts=T0 + MINUTE_MS, value=0.5)], DEVICES)
+    store.dispatch()
+    assert [b["notice"] for b in bodies(store, sub.id)] == ["opened", "cleared"]
+
+
+def test_a_disabled_subscriber_is_not_sent_what_waited(store: AlertStore, clock: Clock) -> None:
+    sub = store.add_subscription(URL)
+    store.apply([t("SAL_1PPT")], DEVICES)
+    assert store.waiting_count(sub.id) == 1
+    store.update_subscription(sub.id, enabled=False)
+    assert store.waiting_count(sub.id) == 0, "an alert that may end meanwhile is not sent on enabling"
+    clock.now += HOUR_MS
+    store.apply([t("SAL_1PPT", State.RESOLVED, ts=clock.now, value=0.5)], DEVICES)
+    store.update_subscription(sub.id, enabled=True)
+    assert store.dispatch(clock.now + HOUR_MS).messages == {}
+
+
+def test_stations_still_alerting_are_counted_from_the_alerts_themselves(store: AlertStore, clock: Clock) -> None:
+    sub = store.add_subscription(URL, pacing=AT_ONCE)
+    store.apply([t("SAL_1PPT", device=0)], DEVICES)
+    store.dispatch()
+    clock.now += 3 * HOUR_MS  # its all-clear comes late, from a logger's backfill: recorded, not sent
+    store.apply([t("SAL_1PPT", State.RESOLVED, device=0, ts=T0 + MINUTE_MS)], DEVICES, deliver_since_ms=clock.now)
+    store.apply([t("SAL_1PPT", device=1, ts=clock.now)], DEVICES)
+    store.dispatch()
+    last = bodies(store, sub.id)[-1]
+    assert (last["notice"], last["device_id"]) == ("opened", "tg-sal-1"), "alone: no other station alerts"
+
+
+def test_critical_messages_count_against_the_rate_limit_of_the_same_pass(store: AlertStore, clock: Clock) -> None:
+    sub = store.add_subscription(URL, pacing=Pacing.make(group_wait_s=0, max_per_hour=1))
+    store.apply([t("CAM_FLOOD", device=0, severity=Severity.WARNING), t("CAM_FIRE", device=4)], DEVICES)
+    done = store.dispatch()
+    assert (done.messages, done.held) == ({"opened": 1}, {"rate": 1})
+    assert bodies(store, sub.id)[0]["rule_id"] == "CAM_FIRE"
+    assert done.next_due_ms == T0 + HOUR_MS
 
 
 @pytest.mark.parametrize("name", ["rice_salt_intrusion", "district_salt_front"])

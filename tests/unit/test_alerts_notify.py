@@ -111,7 +111,8 @@ def test_group_names_every_station_and_fits_a_phone() -> None:
     for i in range(10):
         if i != 3:
             assert f"tg-sal-{i:04d} {4 + i / 10:.1f}‰".replace(".", ",") in texts.vi
-    assert texts.vi.startswith("Cảnh báo mặn vượt 4‰ tại 9 trạm ở Gò Công Đông, Tiền Giang: tg-sal-0009 4,9‰")
+    assert texts.vi.startswith("Cảnh báo tại 9 trạm ở Gò Công Đông, Tiền Giang: tg-sal-0009 4,9‰")
+    assert "Cao nhất: mặn vượt 4‰ – không lấy nước vào ruộng." in texts.vi
     assert "Hết cảnh báo tại 1 trạm: tg-sal-0003 3,4‰." in texts.vi
     assert "at 9 stations in Go Cong Dong, Tien Giang: tg-sal-0009 4.9‰" in texts.en
     assert texts.short == "9 trạm Gò Công Đông, Tiền Giang đến 4,9‰ – không lấy nước vào ruộng"
@@ -147,3 +148,7 @@ def test_digest_fits_and_counts() -> None:
     assert texts.params["count"] == "18"
     _fits(texts.vi, texts.sms, texts.short)
     assert digest(groups[:1], held_by="rate", count=3).en.startswith("Held back by the message limit: 3 alert")
+    many = digest([group([_item(f"d{i}-{k}", Notice.OPENED, 4.5) for k in range(3)]) for i in range(40)],
+                  held_by="quiet", count=120)  # fmt: skip
+    _fits(many.vi, many.sms, many.short)
+    assert many.sms.endswith("...")
