@@ -107,12 +107,7 @@ def entries(
 
 
 def pending_count(conn: Connection, subscription_id: str | None) -> int:
-    sql = "SELECT count(*) FROM outbox WHERE status = 'pending'"
-    args: tuple[str, ...] = ()
-    if subscription_id is not None:
-        sql += " AND subscription_id = ?"
-        args = (subscription_id,)
-    return int(conn.execute(sql, args).fetchone()[0])
+    return OUTBOX.count(conn, {"status = 'pending'": True, "subscription_id = ?": subscription_id})
 
 
 def heads(conn: Connection) -> list[OutboxHead]:

@@ -440,12 +440,7 @@ def select(
 
 
 def waiting_count(conn: Connection, subscription_id: str | None) -> int:
-    sql = "SELECT count(*) FROM notices WHERE message_seq IS NULL"
-    args: tuple[str, ...] = ()
-    if subscription_id is not None:
-        sql += " AND subscription_id = ?"
-        args = (subscription_id,)
-    return int(conn.execute(sql, args).fetchone()[0])
+    return NOTICE.count(conn, {"message_seq IS NULL": True, "subscription_id = ?": subscription_id})
 
 
 __all__ = ["MESSAGE_TYPES", "NOTICE", "Dispatched", "NoticeRow", "dispatch", "record", "select", "waiting_count"]

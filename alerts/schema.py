@@ -360,6 +360,11 @@ class Shape(Generic[T]):
         assignments = ", ".join(f"{column} = ?" for column in cells)
         return conn.execute(f"UPDATE {self.table} SET {assignments} WHERE {where}", (*cells.values(), *args))
 
+    def count(self, conn: Connection, where: Mapping[str, Any]) -> int:
+        """How many rows meet every condition of :func:`where_clause`."""
+        clause, args = where_clause(where)
+        return int(conn.execute(f"SELECT count(*) FROM {self.table}{clause}", args).fetchone()[0])
+
     def select(self, conn: Connection, where: Mapping[str, Any], *, order_by: str, limit: int | None) -> list[T]:
         """The rows meeting every condition of :func:`where_clause`, ``limit`` at most."""
         clause, args = where_clause(where)
