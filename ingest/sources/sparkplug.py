@@ -37,17 +37,18 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from google.protobuf.message import DecodeError
 
+from contract.fields import Kind
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
 from ingest.sources.mapping import Step, as_number
-from ingest.sources.shapes import FlatShapes
+from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink, Refused
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
 from ingest.sources.units import Convert
@@ -59,6 +60,8 @@ REBIRTH_INTERVAL_MS: Final = 5_000
 """At most one rebirth request per edge node in this time, while its NBIRTH is awaited."""
 MAX_NODES: Final = 100_000
 """Edge nodes whose state is held; past it the oldest is forgotten (its next DATA asks a rebirth)."""
+MAX_FAST: Final = 64
+"""Alias sequences whose compiled take one births remembers (a device's DATA repeats a few)."""
 MAX_PLANS: Final = 65_536
 """(model, metric name, unit, datatype) whose mapping is remembered; names come from births, so past
 it the map starts again."""
@@ -129,6 +132,13 @@ class Births:
     by_name: dict[str, Declared] = field(default_factory=dict)
     model: str | None = None
     """The model the metrics' plans are of (None: not worked out yet; at the first DATA)."""
+    bits: dict[int, int] = field(default_factory=dict)
+    """By alias (not 0), each :attr:`Declared.single` metric's integer bits as :data:`Single`'s (0: a
+    Double), in :attr:`model` (:meth:`SparkplugB._fast`)."""
+    fast: dict[tuple[int, ...], tuple[Kind, Take | None, tuple[tuple[int, int], ...]]] = field(default_factory=dict)
+    """By a DATA's aliases in order (every metric :attr:`Declared.single`): (the device kind, the
+    :meth:`FlatShapes.planned` take of the metrics' values in that order or None, the integers'
+    positions and bits as :data:`Single`'s) (:meth:`SparkplugB._fast`)."""
 
 
 @dataclass(slots=True)
@@ -271,6 +281,8 @@ class SparkplugB:
         self._shapes = FlatShapes(context.mapper)
         self._nodes: dict[tuple[str, str], Node] = {}
         self._plans: dict[tuple[str, str, str | None, int], tuple[tuple[Step, ...] | None, Single | None]] = {}
+        self._takes: dict[tuple[Any, ...], tuple[Take | None, tuple[tuple[int, int], ...]]] = {}
+        """:meth:`_compiled` by (device kind, the metrics' :data:`Single` in order): devices of a model share them."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         levels = topic.split("/")
@@ -478,6 +490,9 @@ class SparkplugB:
             return
         default_ts = msg.timestamp if msg.HasField("timestamp") else now_ms
         model = self._model or device.model
+        self._model_of(births, model)
+        if self._fast(msg, births, device, default_ts, now_ms, out):
+            return
         picks = self._picks(msg, births, default_ts, model)
         if isinstance(picks, str):
             self._unreadable(topic, payload, key, node, f"{picks} was not declared by a birth", now_ms, out)
@@ -500,10 +515,7 @@ class SparkplugB:
         name nor alias; or the first alias or name no birth declared; or None where
         :meth:`FieldMapper.values` itself is needed (a model without an entry; a metric of ours
         null, or named twice in one time)."""
-        if births.model != model:  # births are rare: every metric's plan at once
-            for declared in (*births.by_alias.values(), *births.by_name.values()):
-                self._plan(model, declared)
-            births.model = model
+        self._model_of(births, model)
         groups: dict[int, dict[int, tuple[int, str, Any]]] = {}
         nameless = 0
         by_alias = births.by_alias
@@ -591,6 +603,103 @@ class SparkplugB:
                 elif rank == best[0]:  # the same metric twice (the last counts): values() says
                     return None
         return groups, nameless
+
+    def _model_of(self, births: Births, model: str) -> None:
+        """Every metric's plan in ``model`` (births are rare: all at once)."""
+        if births.model != model:
+            for declared in (*births.by_alias.values(), *births.by_name.values()):
+                self._plan(model, declared)
+            births.model = model
+            births.fast.clear()
+            births.bits = {a: d.single[4] for a, d in births.by_alias.items() if a and d.single is not None}
+
+    def _fast(
+        self, msg: Payload, births: Births, device: RegisteredDevice, default_ts: int, now_ms: int, out: BatchBuilder
+    ) -> bool:
+        """The usual DATA in one pass, as :meth:`_picks` and :meth:`_picked` store it: every metric by
+        an alias whose birth made it :attr:`Declared.single`, without properties, set, not null nor
+        transient, all of one time, their fields' values within range: its reading by the take
+        compiled for its aliases in order. False: nothing was done (the general path's)."""
+        bits = births.bits
+        aliases: list[int] = []
+        values: list[Any] = []
+        alias_of, value_of_ = aliases.append, values.append
+        ts: int | None = None
+        for m in msg.metrics:
+            alias = m.alias
+            b = bits.get(alias)
+            if b is None or m.HasField("properties") or m.is_transient or m.is_null:
+                return False
+            if b:  # an integer, in an int_value (its range is checked below)
+                value: Any = m.int_value
+                if not value and not m.HasField("int_value"):
+                    return False
+            else:  # a Double, set
+                value = m.double_value
+                if not value:
+                    return False
+            t = m.timestamp
+            if not t and not m.HasField("timestamp"):
+                t = default_ts
+            if t != ts:
+                if ts is not None:
+                    return False
+                ts = t
+            alias_of(alias)
+            value_of_(value)
+        if ts is None:
+            return False
+        key = tuple(aliases)
+        found_fast = births.fast.get(key)
+        if found_fast is None or found_fast[0] != device.device_kind:
+            if len(births.fast) >= MAX_FAST:
+                births.fast.clear()
+            found_fast = births.fast[key] = (device.device_kind, *self._compiled(key, births, device))
+        _, take, integers = found_fast
+        if take is None:
+            return False
+        for p, b in integers:  # two's complement and range, as Single's bits say
+            n = values[p]
+            raw = _signed(n, -b, 32) if b < 0 else None if n >> b else n
+            if raw is None:
+                return False
+            values[p] = raw
+        seq = msg.seq if msg.HasField("seq") else 0
+        return FlatShapes.take(take, device, cast(Any, values), ts, seq, now_ms=now_ms, out=out)
+
+    def _compiled(
+        self, aliases: tuple[int, ...], births: Births, device: RegisteredDevice
+    ) -> tuple[Take | None, tuple[tuple[int, int], ...]]:
+        """:meth:`_fast`'s take of ``aliases`` (each a :attr:`Declared.single`): each field of ours from
+        its best-ranked metric, by position (None where two metrics of one rank feed a field), and the
+        integers' positions and bits."""
+        singles = tuple(births.by_alias[alias].single for alias in aliases)
+        key = (device.device_kind, singles)
+        found = self._takes.get(key)
+        if found is None:
+            if len(self._takes) >= MAX_PLANS:
+                self._takes.clear()
+            found = self._takes[key] = self._compile(device, singles)
+        return found
+
+    def _compile(
+        self, device: RegisteredDevice, singles: tuple[Single | None, ...]
+    ) -> tuple[Take | None, tuple[tuple[int, int], ...]]:
+        """:meth:`_compiled`, worked out."""
+        chosen: dict[int, tuple[int, int, str, Any]] = {}
+        integers: list[tuple[int, int]] = []
+        for p, single in enumerate(singles):
+            assert single is not None
+            i, rank, name, convert, b = single
+            if b:
+                integers.append((p, b))
+            best = chosen.get(i)
+            if best is None or rank < best[0]:
+                chosen[i] = (rank, p, name, None if convert is float else convert)
+            elif rank == best[0]:
+                return None, ()
+        plan = [(name, cast(str, p), convert) for _, p, name, convert in chosen.values()]
+        return self._shapes.planned(device.device_kind, plan), tuple(integers)
 
     def _plan(self, model: str, declared: Declared) -> None:
         """``declared``'s :attr:`~Declared.plan` and :attr:`~Declared.single` in ``model``, remembered

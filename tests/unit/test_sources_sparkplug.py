@@ -66,9 +66,11 @@ needs_corpus = corpus.needs_corpus("sparkplug_b")
 class Run:
     """One decoder (its session state carries over), decoding message after message."""
 
-    def __init__(self, source: Source = SPB, registry: Registry = REGISTRY) -> None:
+    def __init__(
+        self, source: Source = SPB, registry: Registry = REGISTRY, decoder: type[SparkplugB] = SparkplugB
+    ) -> None:
         self.ignored: list[str] = []
-        self.decoder = SparkplugB(source, SourceContext(registry, FieldMapper(SOURCES.models), self.ignored.append))
+        self.decoder = decoder(source, SourceContext(registry, FieldMapper(SOURCES.models), self.ignored.append))
 
     def __call__(self, topic: str, payload: Payload | bytes, now_ms: int = NOW) -> BatchBuilder:
         out = BatchBuilder()
@@ -701,3 +703,119 @@ def test_fuzz_no_crash_and_every_refusal_has_a_reason(batch: list[tuple[str, byt
             assert Payload.FromString(request).metrics[0].name == "Node Control/Rebirth"
         if not out.lines and len(FUZZ_RUN.ignored) == before:
             assert out.rejections, f"{topic}: neither stored, counted nor refused"
+
+
+# ---- the usual DATA's fast path is the general path's ---------------------------------------------
+
+
+class GeneralOnly(SparkplugB):
+    """The decoder without :meth:`SparkplugB._fast`: every DATA by :meth:`SparkplugB._picks`."""
+
+    def _fast(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+
+FAST_NAMES = ["Water/Conductivity", "Water/Salinity", "Water/Temperature", "Temperature", "Water/Level", "Radio/RSSI"]
+FAST_NAMES += ["X"]
+FAST_CANON = dict(zip(FAST_NAMES, ["uS/cm", "ppt", "degC", "degC", "cm", "dBm", "V"], strict=True))
+FAST_UNITS = [None, "uS/cm", "mS/cm", "ppt", "degC", "K", "degF", "cm", "m", "mm", "dBm", "?"]
+FAST_TYPES = [DataType.Double] * 3 + [DataType.Int8, DataType.Int16, DataType.Int32, DataType.Int64]
+FAST_TYPES += [DataType.UInt8, DataType.UInt16, DataType.UInt32, DataType.Float]
+FAST_BITS = {DataType.Int8: 8, DataType.Int16: 16, DataType.UInt8: 8, DataType.UInt16: 16}
+FAST_INTS = st.sampled_from([0, 1, 5, 97, 255, 256, 999, 1001, 32767, 32768, 65524, 65535, 65536, 2**31, 2**32 - 97])
+FAST_VALUES = st.one_of(
+    st.fixed_dictionaries({"double_value": st.floats(-2000, 2000) | st.sampled_from([0.0, -0.0, 1e300, float("nan")])}),
+    st.fixed_dictionaries({"int_value": FAST_INTS | st.integers(0, 2**32 - 1)}),
+    st.fixed_dictionaries({"long_value": st.sampled_from([5, 2**64 - 3])}),
+    st.fixed_dictionaries({"is_null": st.just(True)}),
+    st.just({}),
+)
+
+
+@st.composite
+def fast_case(draw: st.DrawFn) -> tuple[Payload, list[list[Payload.Metric]]]:
+    """A DBIRTH of aliases 10–15 and DATA of them as the fast path takes them (each value as its
+    birth's datatype, in range, one time, no flags), with now and then one thing otherwise."""
+    born: dict[int, int] = {}
+    ms = []
+    odd_alias = draw(st.sampled_from([None, None, *range(10, 16)]))
+    for alias in range(10, 16):
+        name, datatype, unit = FAST_NAMES[alias - 10], draw(st.sampled_from(FAST_TYPES[:-1])), None
+        if alias == odd_alias:
+            name, datatype = draw(st.sampled_from(FAST_NAMES)), draw(st.sampled_from(FAST_TYPES))
+            unit = draw(st.sampled_from(FAST_UNITS))
+        born[alias] = datatype
+        ms.append(eng(metric(name, alias, datatype, double_value=1.0), unit or FAST_CANON[name]))
+    data = []
+    for _ in range(draw(st.integers(1, 4))):
+        metrics = []
+        for alias in draw(st.lists(st.sampled_from(range(10, 16)), unique=True, min_size=1, max_size=6)):
+            if born[alias] == DataType.Double:
+                m = Payload.Metric(alias=alias, timestamp=T + 1_000, double_value=draw(st.floats(0.5, 40)))
+            else:
+                m = Payload.Metric(alias=alias, timestamp=T + 1_000, int_value=draw(st.integers(0, 40)))
+            metrics.append(m)
+        twist = draw(st.sampled_from(["none", *FAST_TWISTS]))
+        m = metrics[draw(st.integers(0, len(metrics) - 1))]
+        if twist == "value":
+            m.MergeFrom(Payload.Metric(**draw(FAST_VALUES)))
+        elif twist == "int":  # of an integer, where there is one: about its bounds
+            m = draw(st.sampled_from([x for x in metrics if born[x.alias] != DataType.Double] or [m]))
+            bits = FAST_BITS.get(born[m.alias], 32)
+            edges = [2 ** (bits - 1) - 1, 2 ** (bits - 1), 2 ** (bits - 1) + 100, 2**bits - 12, 2**bits, 2**32 - 12]
+            m.int_value = draw(st.sampled_from([n for n in edges if n < 2**32]) | FAST_INTS)
+        elif twist == "double":
+            m.double_value = draw(st.sampled_from([0.0, -0.0, -1.5, 1e300, float("inf"), float("nan")]))
+        elif twist == "time":
+            ts = draw(st.sampled_from([None, T + 2_000, NOW + 10**9]))
+            if ts is None:
+                m.ClearField("timestamp")
+            else:
+                m.timestamp = ts
+        elif twist == "null":
+            m.is_null = True
+        elif twist == "transient":
+            m.is_transient = True
+        elif twist == "unit":
+            eng(m, draw(st.sampled_from(FAST_UNITS[1:])))
+        elif twist == "alias":
+            alias = draw(st.sampled_from([0, 16, None]))
+            if alias is None:
+                m.ClearField("alias")
+                m.name = draw(st.sampled_from(FAST_NAMES))
+            else:
+                m.alias = alias
+        elif twist == "twice":
+            metrics.append(Payload.Metric(**{**{f.name: v for f, v in m.ListFields()}, "double_value": 2.5}))
+        data.append(metrics)
+    return payload(*ms, seq=1), data
+
+
+FAST_TWISTS = ["value", "int", "int", "double", "time", "null", "transient", "unit", "alias", "twice"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=fast_case())
+def test_the_fast_path_stores_and_refuses_what_the_general_path_does(
+    case: tuple[Payload, list[list[Payload.Metric]]],
+) -> None:
+    birth, data = case
+    runs = Run(), Run(decoder=GeneralOnly)
+    messages = [(NODE_TOPIC.format("NBIRTH"), nbirth()), (DEV_TOPIC.format("DBIRTH"), birth)]
+    messages += [(DEV_TOPIC.format("DDATA"), ddata(2 + n, *ms)) for n, ms in enumerate(filter(None, data))]
+    for topic, p in messages:
+        fast, general = (run(topic, p) for run in runs)
+        assert fast.lines == general.lines
+        assert [(r.reason, r.detail) for r in fast.rejections] == [(r.reason, r.detail) for r in general.rejections]
+        assert fast.commands == general.commands
+        assert rows(fast) == rows(general)
+
+
+def rows(out: BatchBuilder) -> str:
+    """The builder's readings as columns, as text (NaN, where a field is unset, equals itself)."""
+    return repr(
+        {
+            k: (c.device.tolist(), c.ts_ms.tolist(), c.seq.tolist(), {f: v.tolist() for f, v in c.fields.items()})
+            for k, c in out.seal().columns().items()
+        }
+    )
