@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.notify import Notice
-from rules.messages import local_time
+from rules.messages import ALL_CLEAR, local_time, unit_spacer
 from rules.model import Severity
 from rules.sms import cut, fit_sms, fits_sms, fold, sms_forms
-
-ALL_CLEAR_VI = "hết cảnh báo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +65,16 @@ def _latin(unit: str) -> bool:
     return "đ" not in unit.lower() and not any(unicodedata.combining(c) for c in unicodedata.normalize("NFD", unit))
 
 
-def _spacer(unit: str) -> str:
-    return "" if unit.startswith(("‰", "%", "°")) else " "
-
-
 def shown_vi(item: Item) -> str:
     """``4,2‰``, ``1.240 con/đêm`` or '' when the notice has no value."""
-    return f"{item.value_vi}{_spacer(item.unit)}{item.unit}".strip() if item.value_vi else ""
+    return f"{item.value_vi}{unit_spacer(item.unit)}{item.unit}".strip() if item.value_vi else ""
 
 
 def shown_en(item: Item) -> str:
     if item.value is None or not math.isfinite(item.value):
         return ""
     unit = item.unit if _latin(item.unit) else ""
-    return f"{item.value:.4g}{_spacer(unit)}{unit}".strip()
+    return f"{item.value:.4g}{unit_spacer(unit)}{unit}".strip()
 
 
 def _texts(vi: str, en: str, short: str, params: Mapping[str, str]) -> Texts:
@@ -150,7 +144,7 @@ def group(items: Sequence[Item], *, others: int = 0) -> Texts:
         vi = f"Hết cảnh báo: {lowest.title_vi} tại {len(cleared)} trạm ở {place_vi}: {_listing(cleared, False)}."
         en = f"All clear: {lowest.title_en} at {len(cleared)} stations in {place_en}: {_listing(cleared, True)}."
         short = f"Hết cảnh báo: {len(cleared)} trạm {place_vi}"
-        params = {"place": place_vi, "value": "", "unit": "", "action": ALL_CLEAR_VI, "time": when,
+        params = {"place": place_vi, "value": "", "unit": "", "action": ALL_CLEAR, "time": when,
                   "stations": "0"}  # fmt: skip
     if others:
         vi += f" Vẫn còn cảnh báo tại {others} trạm khác."

@@ -30,12 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alerts.errors import InvalidSubscription
+from rules.messages import LOCAL_OFFSET_MS
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
-LOCAL_OFFSET_MS = 7 * HOUR_MS
-"""Vietnam's time zone, UTC+7 (no daylight saving)."""
 
 DEFAULT_GROUP_WAIT_S = 60
 DEFAULT_GROUP_INTERVAL_S = 1800

@@ -111,7 +111,7 @@ class Clock:
         return self.now
 
 
-def _batches(messages: Sequence[Message], fleet: Fleet) -> list[tuple[int, list[Message]]]:
+def _batches(messages: Sequence[Message]) -> list[tuple[int, list[Message]]]:
     by_ts = itertools.groupby(sorted(messages, key=lambda m: int(m[2]["ts"])), key=lambda m: int(m[2]["ts"]))
     return [(ts, list(group)) for ts, group in by_ts]
 
@@ -130,7 +130,7 @@ def play(name: str, *, deliver: bool = True) -> list[Count]:
     infos = device_infos(fleet)
     registry = Registry.from_fleet(fleet)
     decoder = Decoder(registry, max_payload_bytes=262_144, max_readings=10_000)
-    batches = _batches(messages, fleet)
+    batches = _batches(messages)
     clock = Clock(batches[0][0])
     secret = generate_secret()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:

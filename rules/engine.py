@@ -38,14 +38,13 @@ from rules.conditions import (
 from rules.derived import DERIVED, compute
 from rules.errors import RulesError
 from rules.kernels import Bools, Floats, Ints, grow
-from rules.messages import render, resolved_text, template_params
+from rules.messages import ALL_CLEAR, render, resolved_text, template_params
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Selector, Surge, Threshold, Window
 from rules.sms import sms_forms
 from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
 
 EVENTS_KEY = "camera_event"
-ALL_CLEAR = "hết cảnh báo"
 """The ``action`` parameter of an all-clear's template message."""
 NEVER = np.iinfo(np.int64).min // 2
 

@@ -10,6 +10,8 @@ from typing import Final
 
 from rules.model import DeviceInfo
 
+ALL_CLEAR: Final = "hết cảnh báo"
+"""An all-clear's action, in a template message's ``params``."""
 LOCAL_OFFSET_MS: Final = 7 * 3_600_000
 """The Mekong Delta keeps UTC+7 all year."""
 
@@ -77,9 +79,14 @@ def template_params(
             "time": local_time(ts_ms)}  # fmt: skip
 
 
+def unit_spacer(unit: str) -> str:
+    """What goes between a value and its unit: nothing before ‰, % and °, else a space."""
+    return "" if unit.startswith(("‰", "%", "°")) else " "
+
+
 def resolved_text(device: DeviceInfo, title: str, *, value: float, unit: str, ts_ms: int, vietnamese: bool) -> str:
     """The message sent when an alert resolves: what it was about, where, the value now, when."""
-    spacer = "" if unit.startswith(("‰", "%", "°")) else " "
+    spacer = unit_spacer(unit)
     shown = "" if math.isnan(value) else f"{_Number(value, vietnamese=vietnamese):.4g}{spacer}{unit}".rstrip()
     when = local_time(ts_ms)
     if vietnamese:
