@@ -8,6 +8,7 @@ is stored. :meth:`BatchBuilder.seal` hands out an immutable :class:`Batch` and s
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -143,6 +144,32 @@ class Batch:
     @property
     def messages(self) -> int:
         return len(self.acks)
+
+    @staticmethod
+    def merged(batches: Sequence[Batch]) -> Batch:
+        """One batch of ``batches`` in order: what the rules see when several are finished at once."""
+        if len(batches) == 1:
+            only: Batch = batches[0]
+            return only
+        rows: dict[str, _KindRows] = {}
+        for key, first in batches[0]._rows.items():
+            into = rows[key] = _KindRows(first.specs)
+            for b in batches:
+                part = b._rows[key]
+                into.device += part.device
+                into.ts_ms += part.ts_ms
+                into.seq += part.seq
+                into.values += part.values
+        return Batch(
+            [line for b in batches for line in b.lines],
+            sum(b.readings for b in batches),
+            sum(b.statuses for b in batches),
+            [r for b in batches for r in b.rejections],
+            [a for b in batches for a in b.acks],
+            [c for b in batches for c in b.commands],
+            min(b.opened_at for b in batches),
+            rows,
+        )
 
 
 class BatchBuilder:

@@ -4,7 +4,10 @@ Three cooperating tasks on one event loop:
 
 * **receive**: reads messages, decodes them into the open :class:`BatchBuilder`, seals it at
   ``batch_max_readings``;
-* **ticker**: seals the open batch when its oldest message waited ``batch_max_age_ms``;
+* **sealer** (group commit): seals the open batch as soon as no write is open, so at low rates a
+  reading waits for one write only; while writes are open the batch grows, until one of them ends,
+  it reaches ``batch_max_readings`` (receive seals it) or its oldest message waited
+  ``batch_max_age_ms``: under load, batches are as large as the writes' time lets them grow;
 * **writer**: takes sealed batches in order from a bounded queue and stores them (retrying until
   InfluxDB takes them), up to ``write_concurrency`` at once; then, strictly in order, publishes a
   batch's dead letters, runs the rules on it (retried in place until its alert transitions are
@@ -28,8 +31,9 @@ import contextlib
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -135,6 +139,11 @@ class IngestService:
         self._builder = BatchBuilder()
         self._flush_lock = asyncio.Lock()
         self._unqueued: Batch | None = None
+        self._writes_open = 0
+        """Batches sealed whose write has not ended (queued, or being written)."""
+        self._filled = asyncio.Event()
+        """Set by receive when a message goes into an empty builder."""
+        self._write_ended = asyncio.Event()
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=settings.write_queue_batches)
         self._broker: BrokerConnection | None = None
         self._connected = asyncio.Event()
@@ -176,11 +185,17 @@ class IngestService:
             if self._builder.empty:
                 return
             batch = self._builder.seal()
+            self._writes_open += 1
             try:
                 await self._queue.put(batch)
             except asyncio.CancelledError:
                 self._unqueued = batch
                 raise
+
+    def _ended(self, _write: asyncio.Future[Any]) -> None:
+        """A batch's write ended (stored, refused or cancelled): the sealer may seal the next."""
+        self._writes_open -= 1
+        self._write_ended.set()
 
     async def _receive(self, broker: BrokerConnection) -> None:
         limit = self.settings.batch_max_readings
@@ -190,73 +205,119 @@ class IngestService:
         inflight = self.metrics.inflight
         decode = self._decoder.decode if self.router.native_only else self.router.decode
         clock = now_ms
+        filled = self._filled
         async for msg in broker.messages():
             builder = self._builder
+            if not builder.acks:
+                filled.set()
             builder.note_message(msg.ack)
             inflight.inc()
             counters.get(msg.topic.rsplit("/", 1)[-1], other).inc()
             decode(msg.topic, msg.payload, retained=msg.retained, now_ms=clock(), out=builder)
             if len(builder) >= limit:
                 await self._flush()
-                await asyncio.sleep(0)  # let the writer and the ticker run between batches
+                await asyncio.sleep(0)  # let the writer and the sealer run between batches
 
-    async def _ticker(self) -> None:
+    async def _sealer(self) -> None:
+        """Group commit (see the module docstring): seal when no write is open, or at the age bound."""
         max_age = self.settings.batch_max_age_ms / 1000
+        filled, ended = self._filled, self._write_ended
         while True:
             builder = self._builder
             if builder.empty:
-                await asyncio.sleep(max_age / 2)
+                filled.clear()
+                await filled.wait()
+                continue
+            if self._writes_open <= 0:
+                await self._flush()
                 continue
             wait = builder.opened_at + max_age - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait <= 0:
+                await self._flush()
                 continue
-            await self._flush()
+            ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), wait)
 
     # -- write side --------------------------------------------------------------------------
 
     async def _writer_loop(self, writer: InfluxWriter) -> None:
-        """Write up to ``write_concurrency`` batches at once; finish each (rules, ack) in order."""
-        slots = asyncio.Semaphore(self.settings.write_concurrency)
-        writing: asyncio.Queue[_Writing | None] = asyncio.Queue()  # bounded by ``slots``
-        starter = asyncio.create_task(self._start_writes(writer, slots, writing), name="ingest-write-starter")
+        """Write up to ``write_concurrency`` batches at once; finish them (rules, ack) in order.
+
+        The batches whose writes have ended by the time the last finish did are finished together
+        (up to ``batch_max_readings`` messages): one rules evaluation over all of them (what was
+        stored since the rules last ran), so small group-commit batches do not each pay the engine's
+        per-call cost when finishing falls behind. (Larger bursts of PUBACKs made Mosquitto 2.0.11
+        send past Receive Maximum after an outage: tests/integration/test_reliability.py.)
+        """
+        concurrency, limit = self.settings.write_concurrency, self.settings.batch_max_readings
+        slots = asyncio.Semaphore(concurrency)  # writes in flight (released when a write ends)
+        held = asyncio.Semaphore(concurrency + 1)  # written or being written, not finished: as many as
+        # before writes overlapped finishing (``concurrency`` writing, one finishing)
+        writing: deque[_Writing | None] = deque()
+        arrived = asyncio.Event()
+        starter = asyncio.create_task(
+            self._start_writes(writer, slots, held, writing, arrived), name="ingest-write-starter"
+        )
         next_tick = time.monotonic() + self._tick_s
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(writing.get(), max(0.0, next_tick - time.monotonic()))
-                except TimeoutError:
+                if time.monotonic() >= next_tick:  # time passing, also under a steady load
                     next_tick = time.monotonic() + self._tick_s
                     await self._run_hook(writer, self._on_tick)
                     continue
-                if item is None:
+                if not writing:
+                    arrived.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(arrived.wait(), max(0.0, next_tick - time.monotonic()))
+                    continue
+                head = writing[0]
+                if head is None:
                     return
-                batch, write = item
+                await asyncio.wait([head[1]])
+                done: list[tuple[Batch, list[tuple[str, str]], float]] = []
+                size = 0  # together no larger than one batch may be (one burst of acks, as before)
+                while writing and (item := writing[0]) is not None and item[1].done():
+                    size += len(item[0].acks)
+                    if done and size > limit:
+                        break
+                    writing.popleft()
+                    done.append((item[0], *item[1].result()))
                 try:
-                    refused, started = await write
+                    await self._finish(writer, done)
                 finally:
-                    slots.release()
-                await self._finish(writer, batch, refused, started)
+                    for _ in done:
+                        held.release()
         finally:
             starter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await starter
-            while not writing.empty():  # stopped mid-way: never acknowledged, so redelivered
-                left = writing.get_nowait()
+            for left in writing:  # stopped mid-way: never acknowledged, so redelivered
                 if left is not None:
                     left[1].cancel()
 
     async def _start_writes(
-        self, writer: InfluxWriter, slots: asyncio.Semaphore, writing: asyncio.Queue[_Writing | None]
+        self,
+        writer: InfluxWriter,
+        slots: asyncio.Semaphore,
+        held: asyncio.Semaphore,
+        writing: deque[_Writing | None],
+        arrived: asyncio.Event,
     ) -> None:
         """Start a write for each sealed batch, in order, while a slot is free."""
         while True:
             batch = await self._queue.get()
             if batch is None:
-                writing.put_nowait(None)
+                writing.append(None)
+                arrived.set()
                 return
+            await held.acquire()
             await slots.acquire()
-            writing.put_nowait((batch, asyncio.create_task(_timed_write(writer, batch.lines))))
+            write = asyncio.create_task(_timed_write(writer, batch.lines))
+            write.add_done_callback(lambda _w: slots.release())
+            write.add_done_callback(self._ended)
+            writing.append((batch, write))
+            arrived.set()
 
     async def _run_hook(self, writer: InfluxWriter, hook: Callable[[], Awaitable[list[str]]] | None) -> None:
         """Run a rules hook and store the lines it returns; retry it in place if it raises.
@@ -286,8 +347,22 @@ class IngestService:
             for line, message in refused:
                 log.error("alert point refused by InfluxDB: %s (%s)", message, line[:200])
 
-    async def _finish(self, writer: InfluxWriter, batch: Batch, refused: list[tuple[str, str]], started: float) -> None:
-        """After the write: dead letters, metrics, the rules hook, then the acknowledgement."""
+    async def _finish(self, writer: InfluxWriter, done: list[tuple[Batch, list[tuple[str, str]], float]]) -> None:
+        """After the writes of ``done`` (each batch, the lines InfluxDB refused, when its write
+        started), in order: dead letters and metrics per batch, the rules hook once over them all,
+        then the acknowledgements."""
+        for batch, refused, started in done:
+            await self._settle(batch, refused, started)
+        batches = [batch for batch, _, _ in done]
+        if self._on_batch is not None:
+            on_batch = self._on_batch
+            merged = Batch.merged(batches)
+            await self._run_hook(writer, lambda: on_batch(merged))
+        for batch in batches:
+            self._ack(batch)
+
+    async def _settle(self, batch: Batch, refused: list[tuple[str, str]], started: float) -> None:
+        """A written batch's dead letters, commands and metrics."""
         rejections = list(batch.rejections)
         for line, message in refused:
             rejections.append(Rejection(self._topic_of(line), Reason.DB_REJECTED, message, line.encode()))
@@ -306,10 +381,6 @@ class IngestService:
         m.batches.inc()
         m.batch_seconds.observe(done - started)
         m.lag_seconds.set(done - batch.opened_at)
-        if self._on_batch is not None:
-            on_batch = self._on_batch
-            await self._run_hook(writer, lambda: on_batch(batch))
-        self._ack(batch)
 
     def _ack(self, batch: Batch) -> None:
         broker = self._broker
@@ -388,7 +459,7 @@ class IngestService:
             on_retry=lambda e, d: self.metrics.write_retries.inc(),
         )
         writer_task = asyncio.create_task(self._writer_loop(writer), name="ingest-writer")
-        ticker_task = asyncio.create_task(self._ticker(), name="ingest-ticker")
+        sealer_task = asyncio.create_task(self._sealer(), name="ingest-sealer")
         lag_task = asyncio.create_task(self._watch_loop_lag(), name="ingest-loop-lag")
         follow_task = asyncio.create_task(
             self.follower.run() if self.follower else asyncio.Event().wait(), name="ingest-registry"
@@ -422,7 +493,7 @@ class IngestService:
                     attempt += 1
             await self._drain(writer_task)
         finally:
-            for task in (follow_task, lag_task, ticker_task, writer_task):
+            for task in (follow_task, lag_task, sealer_task, writer_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -85,7 +85,9 @@ def test_429_retry_after_is_honoured(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, proxy: Proxy
 ) -> None:
     proxy.script = [(429, {"Retry-After": "2"}), (503, {"Retry-After": "1"})]
-    settings = ingest_settings(mosquitto.port, proxy.url, influx_db, retry_initial_s=0.01, retry_max_s=0.02)
+    settings = ingest_settings(  # one write at a time: the log is one write's attempts
+        mosquitto.port, proxy.url, influx_db, retry_initial_s=0.01, retry_max_s=0.02, write_concurrency=1
+    )
     with IngestThread(settings, small_fleet()) as ingest:
         publish(mosquitto.port, items(100))
         ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") == 100, what="stored")
@@ -102,8 +104,10 @@ def test_413_splits_the_batch_until_it_fits(
 ) -> None:
     proxy.max_body = 20_000  # about 150 lines
     settings = ingest_settings(mosquitto.port, proxy.url, influx_db, batch_max_readings=2000, batch_max_age_ms=500)
+    with IngestThread(settings, small_fleet()):
+        pass  # ingest's persistent session now exists at the broker
+    publish(mosquitto.port, items(2000))  # queued while ingest is away: one burst, large batches
     with IngestThread(settings, small_fleet()) as ingest:
-        publish(mosquitto.port, items(2000))
         ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") == 2000, what="stored")
         assert ingest.service.metrics.rejected_total() == 0
     statuses = [s for _, _, s in proxy.log]

@@ -1,4 +1,5 @@
-"""The writer loop: several batches written at once, each finished (rules, ack) strictly in order.
+"""The writer loop: several batches written at once, finished (rules, ack) strictly in order; the
+batches whose writes have ended when the last finish did are finished together (one rules call).
 
 The seam is the transport: here a scripted one whose writes finish in reverse order (the real
 transports run against real InfluxDB in tests/integration). The broker is replaced by a recorder
@@ -59,15 +60,20 @@ def batch(index: int) -> Batch:
     return builder.seal()
 
 
-def index_of(b: Batch) -> int:
-    return int(b.lines[0].split(" ", 1)[0].rsplit("=", 1)[1])
+def indexes(b: Batch) -> tuple[int, ...]:
+    """The batches a (possibly merged) batch holds, by the index in their lines."""
+    return tuple(int(line.split(" ", 1)[0].rsplit("=", 1)[1]) for line in b.lines)
 
 
-def service(concurrency: int, hooked: list[int]) -> tuple[IngestService, AckRecorder]:
-    settings = IngestSettings(_env_file=None, write_concurrency=concurrency)  # type: ignore[call-arg]
+def service(
+    concurrency: int, hooked: list[tuple[int, ...]], batch_max_readings: int = 10_000
+) -> tuple[IngestService, AckRecorder]:
+    settings = IngestSettings(
+        _env_file=None, write_concurrency=concurrency, batch_max_readings=batch_max_readings
+    )  # type: ignore[call-arg]
 
     async def on_batch(b: Batch) -> list[str]:
-        hooked.append(index_of(b))
+        hooked.append(indexes(b))
         return []
 
     svc = IngestService(settings, generate_fleet(8, 1), on_batch=on_batch, tick_s=60)
@@ -78,8 +84,8 @@ def service(concurrency: int, hooked: list[int]) -> tuple[IngestService, AckReco
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_writes_overlap_but_batches_finish_in_order(concurrency: int) -> None:
-    async def main() -> tuple[SlowFirstTransport, list[int], AckRecorder]:
-        hooked: list[int] = []
+    async def main() -> tuple[SlowFirstTransport, list[tuple[int, ...]], AckRecorder]:
+        hooked: list[tuple[int, ...]] = []
         svc, recorder = service(concurrency, hooked)
         transport = SlowFirstTransport()
         writer = InfluxWriter(transport, Backoff(0.01, 0.1))
@@ -94,13 +100,38 @@ def test_writes_overlap_but_batches_finish_in_order(concurrency: int) -> None:
     assert transport.most_active == concurrency
     if concurrency > 1:
         assert transport.stored != sorted(transport.stored)  # stored out of order…
-    assert hooked == list(range(BATCHES))  # …yet the rules see the batches in order
+    assert [i for group in hooked for i in group] == list(range(BATCHES))  # …yet the rules see them in order
+    if concurrency > 1:  # batch 0 ends last of the first three: they are finished with one rules call
+        assert hooked[0] == (0, 1, 2)
+        assert len(hooked) < BATCHES
+    else:
+        assert hooked == [(i,) for i in range(BATCHES)]
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # and PUBACKs go out in order
 
 
+def test_batches_finished_together_hold_no_more_messages_than_one_batch_may() -> None:
+    """One rules call and one burst of PUBACKs cover at most ``batch_max_readings`` messages."""
+
+    async def main() -> tuple[list[tuple[int, ...]], AckRecorder]:
+        hooked: list[tuple[int, ...]] = []
+        svc, recorder = service(3, hooked, batch_max_readings=2)
+        loop = asyncio.create_task(svc._writer_loop(InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))))
+        for i in range(BATCHES):
+            await svc._queue.put(batch(i))
+        await svc._queue.put(None)
+        await asyncio.wait_for(loop, 10)
+        return hooked, recorder
+
+    hooked, recorder = asyncio.run(main())
+    assert hooked[0] == (0, 1)  # 0, 1 and 2 had all ended: two of one message each, then the next call
+    assert max(len(group) for group in hooked) == 2
+    assert [i for group in hooked for i in group] == list(range(BATCHES))
+    assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]
+
+
 def test_stopping_mid_write_acknowledges_nothing_unstored() -> None:
-    async def main() -> tuple[SlowFirstTransport, list[int], AckRecorder, int]:
-        hooked: list[int] = []
+    async def main() -> tuple[SlowFirstTransport, list[tuple[int, ...]], AckRecorder, int]:
+        hooked: list[tuple[int, ...]] = []
         svc, recorder = service(3, hooked)
         transport = SlowFirstTransport()
         writer = InfluxWriter(transport, Backoff(0.01, 0.1))
@@ -136,24 +167,28 @@ async def write_with_hook(on_batch: Any, recorder: AckRecorder, batches: int) ->
 
 def test_a_failing_rules_hook_holds_its_batch_and_later_ones_unacknowledged_until_it_succeeds() -> None:
     """A hook that raises is retried in place: no ack for its batch (or any after it) meanwhile."""
-    failures = {2: 3}  # batch 2's hook fails three times, then succeeds
-    calls: list[int] = []
-    acked_when_batch_2_failed: list[int] = []
+    failures = 3  # the rules call over batch 2 fails three times, then succeeds
+    calls: list[tuple[int, ...]] = []
+    acked_while_failing: list[int] = []
     recorder = AckRecorder()
 
     async def on_batch(b: Batch) -> list[str]:
-        i = index_of(b)
-        calls.append(i)
-        if failures.get(i, 0) > 0:
-            failures[i] -= 1
-            acked_when_batch_2_failed.append(len(recorder.acked))
+        nonlocal failures
+        group = indexes(b)
+        calls.append(group)
+        if 2 in group and failures > 0:
+            failures -= 1
+            acked_while_failing.append(len(recorder.acked))
             raise RuntimeError("alert store is locked")
         return []
 
     svc = asyncio.run(write_with_hook(on_batch, recorder, BATCHES))
     errors = int(svc.metrics.value("ioc_rules_errors_total"))
-    assert calls == [0, 1, 2, 2, 2, 2, 3, 4, 5]  # retried in place, in order, never skipped
-    assert acked_when_batch_2_failed == [2, 2, 2]  # while it failed, only batches 0 and 1 were acked
+    failing = [group for group in calls if 2 in group]
+    assert len(failing) == 4
+    assert len(set(failing)) == 1
+    assert [i for group in dict.fromkeys(calls) for i in group] == list(range(BATCHES))  # in order, none skipped
+    assert acked_while_failing == [failing[0][0]] * 3  # while it failed, only the batches before it were acked
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # then all, in order, once
     assert errors == 3
 
@@ -162,17 +197,20 @@ def test_a_rules_hook_that_always_raises_is_abandoned_so_ingest_goes_on() -> Non
     """A bug (not a store that is away: the alert store retries in place itself) must not stop ingest."""
     from ingest.service import HOOK_ATTEMPTS
 
-    calls: list[int] = []
+    calls: list[tuple[int, ...]] = []
     recorder = AckRecorder()
 
     async def on_batch(b: Batch) -> list[str]:
-        calls.append(index_of(b))
-        if index_of(b) == 1:
+        calls.append(indexes(b))
+        if 1 in indexes(b):
             raise ZeroDivisionError("a bug")
         return []
 
     m = asyncio.run(write_with_hook(on_batch, recorder, 3)).metrics
     errors, abandoned = m.value("ioc_rules_errors_total"), m.value("ioc_rules_hooks_abandoned_total")
-    assert calls == [0] + [1] * HOOK_ATTEMPTS + [2]
+    failing = [group for group in calls if 1 in group]
+    assert len(failing) == HOOK_ATTEMPTS
+    assert len(set(failing)) == 1
+    assert [i for group in dict.fromkeys(calls) for i in group] == [0, 1, 2]
     assert recorder.acked == ["msg-0", "msg-1", "msg-2"]
     assert (errors, abandoned) == (HOOK_ATTEMPTS, 1)

@@ -1,0 +1,111 @@
+"""Group commit: the open batch is sealed as soon as no write is open, and grows while one is."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from ingest.batch import Batch, BatchBuilder
+from ingest.config import IngestSettings
+from ingest.service import IngestService
+from simulators.fleetgen import generate_fleet
+
+
+def service(**settings: object) -> IngestService:
+    config = IngestSettings(_env_file=None, **settings)  # type: ignore[call-arg,arg-type]
+    return IngestService(config, generate_fleet(8, 1))
+
+
+def receive(svc: IngestService, index: int) -> None:
+    """What receive does with one message: into the open builder, waking the sealer."""
+    builder = svc._builder
+    if not builder.acks:
+        svc._filled.set()
+    builder.note_message(f"msg-{index}")
+    builder.add_reading("salinity", 0, 1_000 + index, index, (900.0, 0.5, 25.0, 10.0, 3.6, -80.0), f"m,i={index} v=1")
+
+
+async def sealed_within(svc: IngestService, seconds: float) -> Batch | None:
+    try:
+        batch = await asyncio.wait_for(svc._queue.get(), seconds)
+    except TimeoutError:
+        return None
+    assert batch is not None
+    return batch
+
+
+def test_with_no_write_open_a_message_is_sealed_at_once() -> None:
+    async def main() -> tuple[Batch | None, float]:
+        svc = service(batch_max_age_ms=60_000)  # only group commit can seal within the test
+        sealer = asyncio.create_task(svc._sealer())
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        receive(svc, 0)
+        batch = await sealed_within(svc, 5)
+        sealer.cancel()
+        return batch, time.monotonic() - started
+
+    batch, waited = asyncio.run(main())
+    assert batch is not None
+    assert batch.acks == ["msg-0"]
+    assert waited < 5  # sealed long before the 60 s age bound
+
+
+def test_while_a_write_is_open_the_batch_grows_until_the_write_ends() -> None:
+    async def main() -> tuple[Batch | None, Batch | None, int]:
+        svc = service(batch_max_age_ms=60_000)
+        svc._writes_open = 1  # a write is in flight
+        sealer = asyncio.create_task(svc._sealer())
+        receive(svc, 0)
+        early = await sealed_within(svc, 0.1)
+        receive(svc, 1)
+        receive(svc, 2)
+        svc._ended(asyncio.get_running_loop().create_future())  # the write ends
+        batch = await sealed_within(svc, 5)
+        sealer.cancel()
+        return early, batch, svc._writes_open
+
+    early, batch, open_writes = asyncio.run(main())
+    assert early is None  # not sealed while the write was open
+    assert batch is not None
+    assert batch.acks == ["msg-0", "msg-1", "msg-2"]
+    assert open_writes == 1  # the ended write is gone, the new batch's write is open
+
+
+def test_a_write_that_never_ends_still_lets_the_batch_go_at_the_age_bound() -> None:
+    async def main() -> tuple[Batch | None, float]:
+        svc = service(batch_max_age_ms=100)
+        svc._writes_open = 1
+        sealer = asyncio.create_task(svc._sealer())
+        started = time.monotonic()
+        receive(svc, 0)
+        batch = await sealed_within(svc, 5)
+        sealer.cancel()
+        return batch, time.monotonic() - started
+
+    batch, waited = asyncio.run(main())
+    assert batch is not None
+    assert batch.acks == ["msg-0"]
+    assert waited >= 0.09  # it waited for the write (the age bound), not sealed at once
+
+
+def test_merged_batches_hold_every_batch_in_order() -> None:
+    batches = []
+    for i in range(3):
+        builder = BatchBuilder()
+        builder.note_message(f"msg-{i}")
+        builder.add_reading("salinity", i, 1_000 + i, i, (900.0, 0.5 + i, 25.0, 10.0, 3.6, -80.0), f"line-{i}")
+        builder.add_status(i, 2_000 + i, True, f"status-{i}")
+        batches.append(builder.seal())
+    merged = Batch.merged(batches)
+    assert merged.lines == ["line-0", "status-0", "line-1", "status-1", "line-2", "status-2"]
+    assert merged.acks == ["msg-0", "msg-1", "msg-2"]
+    assert (merged.readings, merged.statuses) == (3, 3)
+    assert merged.opened_at == batches[0].opened_at
+    salinity = merged.columns()["salinity"]
+    assert salinity.device.tolist() == [0, 1, 2]
+    assert salinity.ts_ms.tolist() == [1_000, 1_001, 1_002]
+    np.testing.assert_array_equal(salinity.fields["salinity_ppt"], [0.5, 1.5, 2.5])
+    assert Batch.merged(batches[:1]) is batches[0]
