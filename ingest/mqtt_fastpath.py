@@ -4,10 +4,11 @@ Receiving is the hot path, and paho's own reader costs more than everything else
 message (three ``recv`` calls and one event-loop turn per packet, an MQTT v5 ``Properties`` object
 and two message objects per PUBLISH, one packet and one wake-up per PUBACK). :class:`_FastPath`
 replaces three of paho's steps on our client only, without changing what goes over the wire:
-socket reads are buffered (one ``recv`` of up to 256 KiB, then packets are cut from memory, all
-of them in one event-loop turn); a QoS 0/1 PUBLISH without properties becomes an
-:class:`InMessage` directly (anything else goes the usual way through paho and aiomqtt); the
-PUBACKs of a batch leave as one write.
+socket reads are buffered (one ``recv`` of up to 256 KiB) and packets are cut from that buffer by
+our own framing (the fixed header's type and remaining length), all of them in one event-loop
+turn; a QoS 0/1 PUBLISH without properties becomes an :class:`InMessage` directly, any other packet
+goes to paho's own handler (and a PUBLISH with properties on through aiomqtt); the PUBACKs of a
+batch leave as one write.
 
 It also enforces the in-flight bound itself: it stops reading from the socket while aiomqtt's
 queue is full, rather than let paho hand it messages it would have to drop (Receive Maximum alone
@@ -20,8 +21,9 @@ so none is left inside the TLS object (``pending()``), where no readiness event 
 tests/integration/test_tls.py stores a simulated fleet over TLS on this path and makes it pause.
 
 It stands on private attributes of aiomqtt (``_queue``, ``_client``, ``_loop``, ``_disconnected``)
-and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_in_packet``, ``_handle_publish``,
-``_loop_rc_handle``, ``_packet_queue``, ``_protocol``). This module therefore refuses to import
+and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_packet_handle``, ``_in_packet``,
+``_handle_publish``, ``_loop_rc_handle``, ``_packet_queue``, ``_protocol``, ``_msgtime_mutex``,
+``_last_bytes_received``). This module therefore refuses to import
 (:class:`FastPathUnavailable`) under any version but those it was written and tested against, and
 :func:`ingest.broker.broker_factory` falls back to :mod:`ingest.mqtt_public`.
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import AsyncIterator, Iterable
 from importlib.metadata import version
 from typing import Any
@@ -38,6 +41,7 @@ from typing import Any
 import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 
 from contract.topics import SUBSCRIPTION
@@ -82,6 +86,7 @@ class _CountingClient(aiomqtt.Client):
 
 
 _PUBACK = struct.Struct("!BBH")
+_PUBLISH = PacketTypes.PUBLISH << 4
 _READ_CHUNK = 262_144
 _PACKETS_PER_TURN = 5_000
 """Packets handled in one event-loop turn before the writer and the ticker get to run."""
@@ -117,22 +122,85 @@ class _FastPath:
         return buf[pos:end]
 
     def _loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Cut whole packets from the read buffer (reading the socket when it runs short) and handle
+        up to :data:`_PACKETS_PER_TURN`: a plain PUBLISH here, any other packet by paho's handler."""
         p = self._paho
-        queue = self._client._queue
-        for _ in range(_PACKETS_PER_TURN):
-            if p._sock is None:
-                return MQTTErrorCode.MQTT_ERR_NO_CONN
-            if queue.qsize() >= self._high_water:
-                self._pause()
-                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if p._in_packet["command"]:  # a packet paho began reading itself (before we took over)
             rc = p._packet_read()
             if rc > 0:
                 return self._loop_rc_handle(rc)
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
-        if self._pos < len(self._buffer):  # the socket may not wake us again for bytes we already hold
-            self._client._loop.call_soon(self._read_later)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+        queue = self._client._queue
+        high_water = self._high_water
+        take = self._take
+        buf, pos = self._buffer, self._pos
+        try:
+            for _ in range(_PACKETS_PER_TURN):
+                if p._sock is None:
+                    return MQTTErrorCode.MQTT_ERR_NO_CONN
+                if queue.qsize() >= high_water:
+                    self._pause()
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
+                end = len(buf)
+                i = pos + 1  # the remaining length: 1 to 4 bytes, 7 bits each, low first
+                length = shift = 0
+                while i < end:
+                    byte = buf[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        break
+                    shift += 7
+                    if shift > 21:
+                        return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+                else:
+                    i = end + 1  # the header is not complete yet
+                if i + length > end:
+                    try:
+                        more = self._sock_recv(_READ_CHUNK)
+                    except BlockingIOError:
+                        return MQTTErrorCode.MQTT_ERR_SUCCESS
+                    except OSError:
+                        return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+                    if not more:
+                        return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+                    buf = buf[pos:] + more if pos < end else more
+                    pos = 0
+                    with p._msgtime_mutex:
+                        p._last_bytes_received = time.monotonic()
+                    continue
+                command = buf[pos]
+                data = buf[i : i + length]
+                pos = i + length
+                if command & 0xF0 == _PUBLISH and take(command, data):
+                    continue
+                rc = self._paho_handles(command, data)
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+            if pos < len(buf):  # the socket may not wake us again for bytes we already hold
+                self._client._loop.call_soon(self._read_later)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        finally:
+            self._buffer, self._pos = buf, pos
+
+    def _paho_handles(self, command: int, data: bytes) -> MQTTErrorCode:
+        """A whole packet that is not a plain PUBLISH, by paho's own handler, as its reader would."""
+        p = self._paho
+        p._in_packet = {
+            "command": command, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+            "remaining_length": len(data), "packet": bytearray(data), "to_process": 0, "pos": 0,
+        }  # fmt: skip
+        try:
+            handle = self._handle_publish if command & 0xF0 == _PUBLISH else p._packet_handle
+            return handle()
+        except MalformedPacket:
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        finally:
+            p._in_packet = {
+                "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
+            }  # fmt: skip
 
     def _read_later(self) -> None:
         """A read outside paho's own socket callback; errors end the connection as aiomqtt's do."""
@@ -167,9 +235,15 @@ class _FastPath:
         log.info("ingest's receive queue drained: reading from the broker again")
 
     def _publish(self) -> MQTTErrorCode:
+        """paho's PUBLISH handler on our client, for a packet paho read itself."""
         packet = self._paho._in_packet
-        command: int = packet["command"]
-        data: bytearray = packet["packet"]
+        if self._take(packet["command"], packet["packet"]):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._handle_publish()
+
+    def _take(self, command: int, data: bytes | bytearray) -> bool:
+        """A QoS 0/1 PUBLISH without properties, as an :class:`InMessage` into the queue (or counted
+        as dropped); False: any other PUBLISH, for paho's handler."""
         qos = (command & 0x06) >> 1
         pos = 2 + ((data[0] << 8) | data[1])
         topic = data[2:pos]
@@ -178,23 +252,22 @@ class _FastPath:
             mid = (data[pos] << 8) | data[pos + 1]
             pos += 2
         elif qos != 0:
-            return self._handle_publish()
+            return False
         if self._v5:
             if data[pos] != 0:  # properties (a topic alias, say): paho's way
-                return self._handle_publish()
+                return False
             pos += 1
         try:
             topic_text = topic.decode()
         except UnicodeDecodeError:
-            return self._handle_publish()
+            return False
         queue = self._client._queue
         if queue.full():
             self._on_drop(topic_text, qos)
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        payload = bytes(memoryview(data)[pos:])
-        msg = InMessage(topic_text, payload, bool(command & 0x01), AckHandle(self._generation, mid, qos))
+            return True
+        msg = InMessage(topic_text, bytes(data[pos:]), bool(command & 0x01), AckHandle(self._generation, mid, qos))
         queue.put_nowait(msg)  # type: ignore[arg-type]  # aiomqtt's queue; messages() takes both
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return True
 
     def ack(self, mids: list[int]) -> None:
         """Queue the PUBACKs of ``mids`` as one write (4 bytes each: success, no properties)."""

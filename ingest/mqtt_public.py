@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 QUEUE_HEADROOM = 10_000
 """Client queue slots above Receive Maximum (QoS 0: $SYS, stray publishes)."""
+KEEPALIVE_S = 30
+"""MQTT keep-alive: a PINGREQ after this long without sending, or the broker drops the connection."""
 
 
 def tls_parameters(settings: IngestSettings) -> aiomqtt.TLSParameters | None:
@@ -149,7 +151,7 @@ class PublicBroker:
             "protocol": aiomqtt.ProtocolVersion.V5,
             "clean_start": False,
             "properties": props,
-            "keepalive": 30,
+            "keepalive": KEEPALIVE_S,
             "max_queued_incoming_messages": s.mqtt_receive_maximum + QUEUE_HEADROOM,
             "logger": self._logger,
         }

@@ -50,3 +50,60 @@ def test_a_client_queue_smaller_than_what_the_broker_sends_loses_nothing(
     else:  # the public path drops, counts, and renews the connection to get them again
         assert dropped > 0
         assert renewed >= 1
+
+
+@pytest.mark.parametrize("path", ["on", "off"])
+def test_every_kind_of_packet_is_framed_and_handled_on_both_paths(
+    path: str, mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path cuts packets from its read buffer itself: gateway messages larger than one
+    256 KiB read and straddling reads, plain QoS 1 and QoS 0 PUBLISHes, PUBLISHes with MQTT 5
+    properties (handed to paho), and the broker's other packets (SUBACK, PUBACK of our dead letters,
+    PINGRESP over a keep-alive) — every reading is stored, once, and nothing is dropped."""
+    import time
+
+    import msgspec
+    import paho.mqtt.client as paho
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from tests.integration.test_pipeline import telemetry
+    from tests.integration.test_reliability import BASE
+
+    def gateway(first: int, n: int) -> bytes:
+        parts = [{"ts": BASE + i, "seq": i, "salinity_ppt": 0.3, "ec_us_cm": 612.5} for i in range(first, first + n)]
+        return msgspec.json.encode({"readings": parts})
+
+    monkeypatch.setattr(mqtt_public, "KEEPALIVE_S", 2)
+    settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_fast_path=path)
+    with IngestThread(settings, small_fleet()):
+        pass  # ingest's persistent session now exists at the broker
+    big = 3_000  # ≈ 200 KB each: with the small ones between, packets straddle the 256 KiB reads
+    backlog = [(telemetry("bt-sal-1"), gateway(k, big)) for k in range(0, 4 * big, big)]
+    backlog += readings("bt-sal-1", 4 * big, 2_000)
+    publish(mosquitto.port, backlog)  # queued while ingest is away: one burst when it comes back
+    n = 4 * big + 2_000
+    with IngestThread(settings, small_fleet()) as ingest:
+        ingest.wait_for(lambda: len(distinct_seqs(influxd.url, influx_db)) >= n, timeout=120, what="the backlog")
+        time.sleep(5)  # idle past two keep-alives: PINGREQ/PINGRESP, or the broker would drop us
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="frames", protocol=paho.MQTTv5)
+        client.connect("127.0.0.1", mosquitto.port)
+        client.loop_start()
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("gateway", "g-1")
+        infos = []
+        for i in range(n, n + 300):
+            payload = msgspec.json.encode({"ts": BASE + i, "seq": i, "salinity_ppt": 0.3})
+            qos = 0 if i % 3 == 0 else 1
+            infos.append(client.publish(telemetry("bt-sal-1"), payload, qos=qos, properties=props if i % 2 else None))
+        for info in infos:
+            info.wait_for_publish(30)
+        client.disconnect()
+        client.loop_stop()
+        total = n + 300
+        ingest.wait_for(lambda: len(distinct_seqs(influxd.url, influx_db)) >= total, timeout=60, what="the live ones")
+        dropped = ingest.metric("ioc_ingest_messages_dropped_total")
+        reconnects = ingest.metric("ioc_ingest_broker_reconnects_total")
+    assert distinct_seqs(influxd.url, influx_db) == set(range(total))
+    assert dropped == 0
+    assert reconnects == 0  # keep-alive answered: the broker never dropped us
