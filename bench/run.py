@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from bench import formats_bench, report, storeonly, webhook
+from bench import formats_bench, report, scaling, storeonly, webhook
 from bench.contenders import BY_NAME, ROOT, Contender, ContenderError
 from bench.harness import Bench, Plan, RampResult, log
 from bench.workload import Workload, device_streams, save_streams, write_bench_fleet
@@ -174,6 +174,9 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
             results["webhook"] = webhook.run(bench, plan.webhook_probes)
             log("payload formats …")
             results["formats"] = formats_bench.run(bench, _format_readings(quick))
+            # issue 15: throughput, latency and RSS against the registry's size (bench/scaling.py)
+            log("scaling: registry size …")
+            results["scaling"] = {"registry": scaling.run(bench, plan.registry_sizes, quick=quick)}
     finally:
         influx.stop()
     if extras:
