@@ -27,6 +27,7 @@ from bench import formats_bench, report, scaling, storeonly, webhook
 from bench.contenders import BY_NAME, ROOT, Contender, ContenderError
 from bench.harness import Bench, Plan, RampResult, log
 from bench.workload import Workload, device_streams, save_streams, write_bench_fleet
+from contract.fleet import load_fleet
 from ioc.servers import find_binary, start_influxd
 
 RESULTS = ROOT / "bench" / "results"
@@ -208,10 +209,11 @@ def _store_only(bench: Bench, plan: Plan) -> dict[str, Any]:
     from bench.workload import load_streams
 
     streams = load_streams(bench.streams)
+    fleet = load_fleet(bench.fleet)
     rounds = []
     for _ in range(plan.rounds):
         with bench.stage("store-only") as stage:
-            res = storeonly.run(stage.influx_url, stage.db, streams, plan.store_only_readings)
+            res = storeonly.run(stage.influx_url, stage.db, streams, plan.store_only_readings, fleet)
         log(f"  store-only: {res['readings_per_s']:,.0f} readings/s")
         rounds.append(res)
     return {"rounds": rounds, "summary": {"readings_per_s": summary([r["readings_per_s"] for r in rounds])}}

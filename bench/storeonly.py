@@ -1,7 +1,7 @@
 """The database's ceiling on this machine: pre-formed line protocol posted in large batches.
 
-No MQTT and no decoding: the lines of workload (b)'s readings (the same series and fields a
-consumer would write) are formed before the clock starts, then posted to ``/write`` in batches
+No MQTT and no decoding: the lines of workload (b)'s readings (the lines ingest writes for them,
+formed by its decoder) are formed before the clock starts, then posted to ``/write`` in batches
 of ``batch`` lines from ``writers`` keep-alive connections (one per core).
 """
 
@@ -14,26 +14,37 @@ from typing import Any
 import httpx
 
 from bench.workload import DeviceStream
+from contract.fleet import Fleet
+from ingest.batch import BatchBuilder
+from ingest.decode import Decoder
+from ingest.registry import Registry
 
 BATCH_LINES = 10_000
 WRITERS = 2
 
 
-def lines_for(streams: list[DeviceStream], readings: int, t0_ms: int) -> list[bytes]:
-    """``readings`` lines, round-robin over the devices, 1 ms apart per device."""
-    out: list[bytes] = []
+def lines_for(streams: list[DeviceStream], readings: int, t0_ms: int, fleet: Fleet) -> list[bytes]:
+    """``readings`` lines, round-robin over the devices, 1 ms apart per device: the very lines ingest
+    writes for them (its decoder forms them here, before the clock: series with the registry's tags,
+    integer fields as integers), so ``ours ÷ store-only`` is what MQTT, decoding and forming cost."""
+    decoder = Decoder(Registry.from_fleet(fleet), max_payload_bytes=1 << 30, max_readings=1 << 30)
+    builder = BatchBuilder()
     n = len(streams)
+    now_ms = int(time.time() * 1000)
     for i in range(readings):
         s = streams[i % n]
-        kind, device = s.topic.split("/")[3:5]
-        fields = s.fields[(i // n) % len(s.fields)].replace(b'"', b"").replace(b":", b"=")
-        out.append(b"%s,device_id=%s %s,seq=%di %d" % (kind.encode(), device.encode(), fields, i // n, t0_ms + i // n))
-    return out
+        k = i // n
+        payload = b'{"ts":%d,"seq":%d,%s}' % (t0_ms + k, k, s.fields[k % len(s.fields)])
+        decoder.decode(s.topic, payload, retained=False, now_ms=now_ms, out=builder)
+    batch = builder.seal()
+    if batch.rejections or len(batch.lines) != readings:
+        raise RuntimeError(f"store-only: ingest's decoder refused {batch.rejections[:1]}")
+    return [line.encode() for line in batch.lines]
 
 
-def run(url: str, db: str, streams: list[DeviceStream], readings: int) -> dict[str, Any]:
+def run(url: str, db: str, streams: list[DeviceStream], readings: int, fleet: Fleet) -> dict[str, Any]:
     """Post ``readings`` pre-formed lines; readings/s from the first request to the last answer."""
-    lines = lines_for(streams, readings, int(time.time() * 1000) - 3_600_000)
+    lines = lines_for(streams, readings, int(time.time() * 1000) - 3_600_000, fleet)
     bodies = [b"\n".join(lines[i : i + BATCH_LINES]) for i in range(0, len(lines), BATCH_LINES)]
     errors: list[str] = []
     lock = threading.Lock()

@@ -96,17 +96,18 @@ def test_mqtt_remaining_length_encoding() -> None:
     assert _remaining_length(2_097_151) == b"\xff\xff\x7f"
 
 
-def test_store_only_lines_are_the_readings_a_consumer_would_write() -> None:
-    lines = lines_for(STREAMS, 2 * len(STREAMS), 1_000)
+def test_store_only_lines_are_the_lines_ingest_writes() -> None:
+    t0 = 1_796_000_000_000
+    lines = lines_for(STREAMS, 2 * len(STREAMS), t0, FLEET)
     assert len(lines) == 2 * len(STREAMS)
-    first = lines[0].decode()
-    measurement_tags, fields, ts = first.split(" ")
-    kind, device = STREAMS[0].topic.split("/")[3:5]
-    assert measurement_tags == f"{kind},device_id={device}"
-    assert fields.endswith(",seq=0i")
-    assert '"' not in fields
-    assert ts == "1000"
-    assert lines[len(STREAMS)].decode().endswith(",seq=1i 1001")
+    registry = Registry.from_fleet(FLEET)
+    for i in (0, len(STREAMS)):
+        series, fields, ts = lines[i].decode().split(" ")
+        device = registry.by_id[STREAMS[0].topic.split("/")[4]]
+        assert series == device.series  # the registry's tags, as ingest writes them
+        assert fields.endswith(f",seq={i // len(STREAMS)}i")
+        assert '"' not in fields
+        assert int(ts) == t0 + i // len(STREAMS)
 
 
 def _results(ours_a: float, batched: float, node_red: float, naive: float, paho: float) -> dict[str, Any]:
