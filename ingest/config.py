@@ -59,7 +59,7 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
     batch_max_readings: int = Field(10_000, ge=1, le=100_000, description="write a batch at this many readings")
     batch_max_age_ms: int = Field(
         200, ge=1, le=60_000,
-        description="while writes are open, a batch grows this long at most (none open: sealed at once)"
+        description="while batches are being stored, the next grows this long at most (none: sealed at once)"
     )
     write_queue_batches: int = Field(2, ge=1, le=64, description="sealed batches waiting for the writer")
     write_concurrency: int = Field(

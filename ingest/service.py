@@ -4,10 +4,13 @@ Three cooperating tasks on one event loop:
 
 * **receive**: reads messages, decodes them into the open :class:`BatchBuilder`, seals it at
   ``batch_max_readings``;
-* **sealer** (group commit): seals the open batch as soon as no write is open, so at low rates a
-  reading waits for one write only; while writes are open the batch grows, until one of them ends,
-  it reaches ``batch_max_readings`` (receive seals it) or its oldest message waited
-  ``batch_max_age_ms``: under load, batches are as large as the writes' time lets them grow;
+* **sealer** (group commit): seals the open batch as soon as no sealed batch is unfinished (being
+  written, or waiting for its rules and acks), so at low rates a reading waits for one write only;
+  otherwise the batch grows until one is finished, it reaches ``batch_max_readings`` (receive seals
+  it) or its oldest message waited ``batch_max_age_ms``: under load, batches grow as large as the
+  pipeline's time lets them, and the per-batch costs (a write, a rules call) are paid ever more
+  rarely per reading; back-to-back batches are spaced by :data:`SPACING` × the last one's time in
+  the pipeline;
 * **writer**: takes sealed batches in order from a bounded queue and stores them (retrying until
   InfluxDB takes them), up to ``write_concurrency`` at once; then, strictly in order, publishes a
   batch's dead letters, runs the rules on it (retried in place until its alert transitions are
@@ -33,7 +36,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -71,6 +74,11 @@ HOOK_ATTEMPTS = 5
 """A hook that raises this often on one batch is a bug (the alert store retries in place itself):
 the batch is then acknowledged, counted in ``ioc_rules_hooks_abandoned``, so that one bad batch
 cannot stop ingest."""
+SPACING = 1.5
+"""Group commit: when nothing is unfinished, a batch is still sealed no sooner than this many times
+the last batch's time in the pipeline (sealed → finished) after the last seal, so that per-batch
+costs (a write, a rules call: CPU the loop cannot spend receiving) stay a bounded share of the time
+when batches come back to back (the public MQTT path receives one message per loop turn)."""
 LOOP_LAG_PROBE_S = 0.1
 """How often the event loop's lag is measured (``ioc_ingest_loop_lag_seconds``)."""
 
@@ -139,11 +147,17 @@ class IngestService:
         self._builder = BatchBuilder()
         self._flush_lock = asyncio.Lock()
         self._unqueued: Batch | None = None
-        self._writes_open = 0
-        """Batches sealed whose write has not ended (queued, or being written)."""
+        self._unfinished = 0
+        """Batches sealed and not yet finished (queued, being written, or waiting for the rules and acks)."""
         self._filled = asyncio.Event()
         """Set by receive when a message goes into an empty builder."""
-        self._write_ended = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._sealed_at = 0.0
+        """When the last batch was sealed."""
+        self._seals: deque[float] = deque()
+        """When each unfinished batch was sealed, in order."""
+        self._cycle_s = 0.0
+        """The last finished batch's time from sealed to finished."""
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=settings.write_queue_batches)
         self._broker: BrokerConnection | None = None
         self._connected = asyncio.Event()
@@ -185,17 +199,23 @@ class IngestService:
             if self._builder.empty:
                 return
             batch = self._builder.seal()
-            self._writes_open += 1
+            self._unfinished += 1
+            self._sealed_at = time.monotonic()
+            self._seals.append(self._sealed_at)
             try:
                 await self._queue.put(batch)
             except asyncio.CancelledError:
                 self._unqueued = batch
                 raise
 
-    def _ended(self, _write: asyncio.Future[Any]) -> None:
-        """A batch's write ended (stored, refused or cancelled): the sealer may seal the next."""
-        self._writes_open -= 1
-        self._write_ended.set()
+    def _done_with(self, batches: int) -> None:
+        """``batches`` were finished (stored, rules run, acknowledged): the sealer may seal the next."""
+        self._unfinished -= batches
+        now = time.monotonic()
+        for _ in range(batches):
+            if self._seals:
+                self._cycle_s = now - self._seals.popleft()
+        self._finished.set()
 
     async def _receive(self, broker: BrokerConnection) -> None:
         limit = self.settings.batch_max_readings
@@ -219,25 +239,31 @@ class IngestService:
                 await asyncio.sleep(0)  # let the writer and the sealer run between batches
 
     async def _sealer(self) -> None:
-        """Group commit (see the module docstring): seal when no write is open, or at the age bound."""
+        """Group commit (see the module docstring): seal when no batch is unfinished, or at the age bound."""
         max_age = self.settings.batch_max_age_ms / 1000
-        filled, ended = self._filled, self._write_ended
+        filled, finished = self._filled, self._finished
         while True:
             builder = self._builder
             if builder.empty:
                 filled.clear()
                 await filled.wait()
                 continue
-            if self._writes_open <= 0:
-                await self._flush()
+            now = time.monotonic()
+            if self._unfinished <= 0:
+                last = self._sealed_at
+                wait = min(last + SPACING * self._cycle_s, builder.opened_at + max_age) - now
+                if wait <= 0:
+                    await self._flush()
+                else:  # not sooner than SPACING × the last batch's time in the pipeline
+                    await asyncio.sleep(wait)
                 continue
-            wait = builder.opened_at + max_age - time.monotonic()
+            wait = builder.opened_at + max_age - now
             if wait <= 0:
                 await self._flush()
                 continue
-            ended.clear()
+            finished.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), wait)
+                await asyncio.wait_for(finished.wait(), wait)
 
     # -- write side --------------------------------------------------------------------------
 
@@ -288,6 +314,7 @@ class IngestService:
                 finally:
                     for _ in done:
                         held.release()
+                self._done_with(len(done))
         finally:
             starter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -315,7 +342,6 @@ class IngestService:
             await slots.acquire()
             write = asyncio.create_task(_timed_write(writer, batch.lines))
             write.add_done_callback(lambda _w: slots.release())
-            write.add_done_callback(self._ended)
             writing.append((batch, write))
             arrived.set()
 

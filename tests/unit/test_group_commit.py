@@ -1,4 +1,4 @@
-"""Group commit: the open batch is sealed as soon as no write is open, and grows while one is."""
+"""Group commit: the open batch is sealed as soon as no batch is unfinished, and grows while one is."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ async def sealed_within(svc: IngestService, seconds: float) -> Batch | None:
     return batch
 
 
-def test_with_no_write_open_a_message_is_sealed_at_once() -> None:
+def test_with_no_batch_unfinished_a_message_is_sealed_at_once() -> None:
     async def main() -> tuple[Batch | None, float]:
         svc = service(batch_max_age_ms=60_000)  # only group commit can seal within the test
         sealer = asyncio.create_task(svc._sealer())
@@ -53,31 +53,31 @@ def test_with_no_write_open_a_message_is_sealed_at_once() -> None:
     assert waited < 5  # sealed long before the 60 s age bound
 
 
-def test_while_a_write_is_open_the_batch_grows_until_the_write_ends() -> None:
+def test_while_a_batch_is_unfinished_the_next_grows_until_it_is_finished() -> None:
     async def main() -> tuple[Batch | None, Batch | None, int]:
         svc = service(batch_max_age_ms=60_000)
-        svc._writes_open = 1  # a write is in flight
+        svc._unfinished = 1  # a batch is being written (or waits for its rules and acks)
         sealer = asyncio.create_task(svc._sealer())
         receive(svc, 0)
         early = await sealed_within(svc, 0.1)
         receive(svc, 1)
         receive(svc, 2)
-        svc._ended(asyncio.get_running_loop().create_future())  # the write ends
+        svc._done_with(1)  # it is finished
         batch = await sealed_within(svc, 5)
         sealer.cancel()
-        return early, batch, svc._writes_open
+        return early, batch, svc._unfinished
 
     early, batch, open_writes = asyncio.run(main())
-    assert early is None  # not sealed while the write was open
+    assert early is None  # not sealed while the other batch was unfinished
     assert batch is not None
     assert batch.acks == ["msg-0", "msg-1", "msg-2"]
-    assert open_writes == 1  # the ended write is gone, the new batch's write is open
+    assert open_writes == 1  # the finished batch is gone, the new one is unfinished
 
 
-def test_a_write_that_never_ends_still_lets_the_batch_go_at_the_age_bound() -> None:
+def test_a_batch_that_never_finishes_still_lets_the_next_go_at_the_age_bound() -> None:
     async def main() -> tuple[Batch | None, float]:
         svc = service(batch_max_age_ms=100)
-        svc._writes_open = 1
+        svc._unfinished = 1
         sealer = asyncio.create_task(svc._sealer())
         started = time.monotonic()
         receive(svc, 0)
@@ -88,7 +88,7 @@ def test_a_write_that_never_ends_still_lets_the_batch_go_at_the_age_bound() -> N
     batch, waited = asyncio.run(main())
     assert batch is not None
     assert batch.acks == ["msg-0"]
-    assert waited >= 0.09  # it waited for the write (the age bound), not sealed at once
+    assert waited >= 0.09  # it waited (the age bound), not sealed at once
 
 
 def test_merged_batches_hold_every_batch_in_order() -> None:
@@ -109,3 +109,27 @@ def test_merged_batches_hold_every_batch_in_order() -> None:
     assert salinity.ts_ms.tolist() == [1_000, 1_001, 1_002]
     np.testing.assert_array_equal(salinity.fields["salinity_ppt"], [0.5, 1.5, 2.5])
     assert Batch.merged(batches[:1]) is batches[0]
+
+
+def test_back_to_back_batches_are_spaced_by_the_last_ones_time_in_the_pipeline() -> None:
+    """Nothing is unfinished, but the last batch took 100 ms from sealed to finished and was sealed
+    just now: the next is sealed only SPACING × 100 ms after it (per-batch costs stay a share)."""
+    from ingest.service import SPACING
+
+    async def main() -> tuple[Batch | None, float]:
+        svc = service(batch_max_age_ms=60_000)
+        svc._cycle_s = 0.1
+        svc._sealed_at = started = time.monotonic()
+        sealer = asyncio.create_task(svc._sealer())
+        receive(svc, 0)
+        early = await sealed_within(svc, 0.1)
+        assert early is None
+        batch = await sealed_within(svc, 5)
+        sealer.cancel()
+        return batch, time.monotonic() - started
+
+    batch, waited = asyncio.run(main())
+    assert batch is not None
+    assert batch.acks == ["msg-0"]
+    assert waited >= SPACING * 0.1 - 0.01  # spaced, though nothing was unfinished
+    assert SPACING > 1  # eager sealing alone would keep the loop busy with per-batch costs
