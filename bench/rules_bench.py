@@ -5,7 +5,11 @@ reporting, a fleet sized to give ``readings`` over about 48 h) and go through th
 into :class:`~ingest.batch.Batch` objects, as in production. Both sides get their input prepared
 outside the timer: the engine ``Batch.columns()``, the reference one
 :class:`~bench.rules_reference.Reading` per reading built from the same columns. Timed: only the
-``evaluate`` calls, each repeat on a fresh evaluator.
+``evaluate`` calls, each repeat on a fresh evaluator (built outside the timer).
+
+Scaling (``scaling`` in the result): the engine alone with the default pack and with it replicated
+to ten times the rules (:func:`replicated`), fed the same readings in batches of several sizes:
+seconds per batch and ns per (reading × rule), and whether that stays flat as the rules grow.
 
 Run: ``python -m bench.rules_bench`` (prints the result as JSON).
 """
@@ -17,8 +21,9 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import msgspec
 
@@ -46,6 +51,13 @@ BATCH_READINGS = 10_000
 """Readings per batch when fed as ingest feeds the engine."""
 REFERENCE_BUDGET_S = 10.0
 """A reference run slower than this is repeated at most twice."""
+SCALE_COPIES = 9
+"""Copies of every rule the scaling measurement adds to the pack (38 rules → 380)."""
+SCALE_BATCHES = (1_000, BATCH_READINGS)
+"""Batch sizes (readings) of the scaling measurement."""
+SCALE_REPEATS = 3
+LINEAR_SLACK = 1.1
+"""Time grows no faster than readings × rules when ns per (reading × rule) with the copies stays within this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +108,42 @@ def simulate(readings: int = 100_000, seed: int = 1, *, batch_readings: int = BA
     )
 
 
-def run_engine(pack: Pack, sample: Sample, batches: Sequence[tuple[dict[str, Columns], int]]) -> list[Transition]:
+def engine_run(
+    pack: Pack, sample: Sample, batches: Sequence[tuple[dict[str, Columns], int]]
+) -> Callable[[], list[Transition]]:
+    """A fresh engine (built now), and how to feed it ``batches``."""
     engine = Engine(pack, sample.devices, event_classes=CAMERA_EVENTS, start_ms=sample.start_ms)
-    out: list[Transition] = []
-    for cols, now in batches:
-        out.extend(engine.evaluate(cols, now_ms=now))
-    return out
+
+    def run() -> list[Transition]:
+        out: list[Transition] = []
+        for cols, now in batches:
+            out.extend(engine.evaluate(cols, now_ms=now))
+        return out
+
+    return run
+
+
+def reference_run(
+    pack: Pack, sample: Sample, batches: Sequence[tuple[list[Reading], int]]
+) -> Callable[[], list[Transition]]:
+    """A fresh reference evaluator (built now), and how to feed it ``batches``."""
+    ref = ReferenceEngine(pack, sample.devices, event_classes=CAMERA_EVENTS, start_ms=sample.start_ms)
+
+    def run() -> list[Transition]:
+        out: list[Transition] = []
+        for readings, now in batches:
+            out.extend(ref.evaluate(readings, now_ms=now))
+        return out
+
+    return run
+
+
+def run_engine(pack: Pack, sample: Sample, batches: Sequence[tuple[dict[str, Columns], int]]) -> list[Transition]:
+    return engine_run(pack, sample, batches)()
 
 
 def run_reference(pack: Pack, sample: Sample, batches: Sequence[tuple[list[Reading], int]]) -> list[Transition]:
-    ref = ReferenceEngine(pack, sample.devices, event_classes=CAMERA_EVENTS, start_ms=sample.start_ms)
-    out: list[Transition] = []
-    for readings, now in batches:
-        out.extend(ref.evaluate(readings, now_ms=now))
-    return out
+    return reference_run(pack, sample, batches)()
 
 
 def transition_key(t: Transition) -> tuple[str, int, str, int, int, str, str]:
@@ -126,9 +160,57 @@ def same_transitions(a: Sequence[Transition], b: Sequence[Transition]) -> bool:
     )
 
 
-def _time(fn: Callable[[], object], repeats: int) -> list[float]:
+def replicated(pack: Pack, provinces: Sequence[str], copies: int = SCALE_COPIES) -> Pack:
+    """``pack`` with ``copies`` more of each rule: copy ``k`` (id ``<ID>_R<k>``, its own family) selects
+    what the rule selects, less the ``k``-th province of ``provinces`` (in turn), so every copy has a
+    selection of its own that still takes most devices: no work is shared with the rule it copies."""
+    rules = list(pack.rules)
+    for k in range(1, copies + 1):
+        dropped = provinces[k % len(provinces)]
+        for r in pack.rules:
+            kept = tuple(p for p in (r.select.province or provinces) if p != dropped) or r.select.province
+            select = r.select.model_copy(update={"province": kept})
+            family = None if r.family is None else f"{r.family}_r{k}"
+            rules.append(r.model_copy(update={"id": f"{r.id}_R{k}", "select": select, "family": family}))
+    return pack.model_copy(update={"name": f"{pack.name} x{copies + 1}", "rules": tuple(rules)})
+
+
+def scaling(pack: Pack, samples: Mapping[int, Sample], repeats: int = SCALE_REPEATS) -> dict[str, object]:
+    """Engine seconds per batch and ns per (reading × rule): ``pack``, and it replicated ×10, on the
+    batches of each sample (by batch size in readings; the same readings in each)."""
+    first = next(iter(samples.values()))
+    big = replicated(pack, sorted({d.province for d in first.devices}))
+    rows: list[dict[str, object]] = []
+    per: dict[tuple[int, int], float] = {}
+    for size, sample in samples.items():
+        for p in (pack, big):
+            n_rules = sum(r.enabled for r in p.rules)
+            seconds = min(_time(partial(engine_run, p, sample, sample.batches), repeats))
+            ns = seconds / (sample.readings * n_rules) * 1e9
+            per[(n_rules, size)] = ns
+            rows.append({"rules": n_rules, "batch_readings": size, "batches": len(sample.batches),
+                         "seconds_per_batch": seconds / len(sample.batches), "ns_per_reading_rule": ns})  # fmt: skip
+    small_n, big_n = sum(r.enabled for r in pack.rules), sum(r.enabled for r in big.rules)
+    sizes = sorted({k[1] for k in per})
+    linear = all(per[(big_n, b)] <= LINEAR_SLACK * per[(small_n, b)] for b in sizes)
+    return {
+        "rows": rows,
+        "linear": linear,
+        "note": (
+            f"the default pack ({small_n} rules) and it with {SCALE_COPIES} copies of every rule ({big_n} rules; "
+            "a copy selects the rule's devices less one province, in turn: a selection of its own), over the "
+            f"same {first.readings} readings fed in batches of {', '.join(map(str, sizes))} readings; best "
+            f"of {repeats} runs (the machine may be shared), evaluator construction untimed. linear: ns per "
+            f"(reading × rule) with {big_n} rules ≤ {LINEAR_SLACK} × that with {small_n}, at each batch size."
+        ),
+    }
+
+
+def _time(make: Callable[[], Callable[[], object]], repeats: int) -> list[float]:
+    """Seconds of ``make()()`` each repeat; ``make()`` (building the evaluator) untimed."""
     seconds = []
     for _ in range(repeats):
+        fn = make()
         gc.collect()
         t0 = time.perf_counter()
         fn()
@@ -157,9 +239,12 @@ def run(readings: int = 100_000, repeats: int = 5, seed: int = 1) -> dict[str, o
     equal_batched = same_transitions(engine_batched, reference_batched)
     equal_whole = same_transitions(engine_whole, reference_whole)
 
-    engine_s = _time(lambda: run_engine(pack, sample, [sample.whole]), repeats)
-    engine_batched_s = _time(lambda: run_engine(pack, sample, sample.batches), repeats)
-    reference_s = _time(lambda: run_reference(pack, sample, ref_batches), ref_repeats)
+    engine_s = _time(partial(engine_run, pack, sample, [sample.whole]), repeats)
+    engine_batched_s = _time(partial(engine_run, pack, sample, sample.batches), repeats)
+    reference_s = _time(partial(reference_run, pack, sample, ref_batches), ref_repeats)
+
+    samples = {b: sample if b == BATCH_READINGS else simulate(readings, seed, batch_readings=b) for b in SCALE_BATCHES}
+    scale = scaling(pack, samples)
 
     work = sample.readings * n_rules
     engine_rate, batched_rate = _rate(work, engine_s), _rate(work, engine_batched_s)
@@ -189,6 +274,7 @@ def run(readings: int = 100_000, repeats: int = 5, seed: int = 1) -> dict[str, o
         "reference_transitions": len(reference_batched),
         "engine_transitions_one_batch": len(engine_whole),
         "reference_transitions_one_batch": len(reference_whole),
+        "scaling": scale,
         "notes": (
             "readings×rules/s = readings × enabled rules / seconds in evaluate calls; ratio = engine median ÷ "
             f"reference median. Reference timed on the {BATCH_READINGS}-reading batches over all readings (no "

@@ -28,9 +28,9 @@ from rules.kernels import (
     group_firsts,
     group_lasts,
     grow,
-    latch,
-    previous_in_group,
+    latch_sparse,
     run_lengths,
+    run_starts,
 )
 from rules.pack import AfterPeak, Change, Event, NoData, Range, Surge, Threshold, Trend, Window
 
@@ -39,7 +39,29 @@ LOCAL_OFFSET_MS = 7 * 3_600_000
 NEVER = np.iinfo(np.int64).min // 2
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """Each device's run of rows, for rows sorted by (device, ts)."""
+
+    first: Bools
+    """True at the first row of each device's run."""
+    last: Bools
+    firsts: Ints
+    """Positions of the first rows; ``lasts`` of the last ones."""
+    lasts: Ints
+    head: Ints
+    """The device of each run (in row order); ``head_ts`` the time of its first row, ``tail_ts`` of its last."""
+    head_ts: Ints
+    tail_ts: Ints
+
+    @classmethod
+    def of(cls, device: Ints, ts: Ints) -> Groups:
+        first, last = group_firsts(device), group_lasts(device)
+        firsts, lasts = np.flatnonzero(first), np.flatnonzero(last)
+        return cls(first, last, firsts, lasts, device[firsts], ts[firsts], ts[lasts])
+
+
+@dataclass(slots=True, init=False)
 class Rows:
     """One rule's rows of a batch, sorted by (device, ts)."""
 
@@ -47,9 +69,34 @@ class Rows:
     ts: Ints
     value: Floats
     extra: dict[str, Floats] = field(default_factory=dict)
+    seen: tuple[Ints, Ints] | None = field(default=None, kw_only=True)
+    """Devices (distinct) and the newest time of their other readings, which only move their clocks on
+    (a camera's heartbeats, for its events)."""
+    _groups: Groups | None = field(default=None, kw_only=True)
+
+    def __init__(
+        self,
+        device: Ints,
+        ts: Ints,
+        value: Floats,
+        extra: dict[str, Floats] | None = None,
+        *,
+        groups: Groups | None = None,
+        seen: tuple[Ints, Ints] | None = None,
+    ) -> None:
+        self.device, self.ts, self.value = device, ts, value
+        self.extra = {} if extra is None else extra
+        self.seen = seen
+        self._groups = groups
 
     def __len__(self) -> int:
         return len(self.device)
+
+    def groups(self) -> Groups:
+        """Each device's run of rows (computed once)."""
+        if self._groups is None:
+            self._groups = Groups.of(self.device, self.ts)
+        return self._groups
 
 
 @dataclass(slots=True)
@@ -70,6 +117,9 @@ class Changes:
         return cls(i, i, f, b, i, i, f)
 
 
+_EMPTY = (np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, bool))
+
+
 def compare(values: Floats, op: str, level: float) -> Bools:
     if op == ">=":
         return values >= level
@@ -85,13 +135,22 @@ def _safe_side(values: Floats, op: str, level: float) -> Bools:
     return values < level if op in (">", ">=") else values > level
 
 
-def _row_changes(rows: Rows, on_rows: Bools, first: Bools, last: Bools, initial: Bools) -> Changes:
-    prev = previous_in_group(on_rows, first, initial)
-    changed = on_rows != prev
-    on_last = last & on_rows
+def _row_changes(rows: Rows, on_rows: Bools, initial: Bools) -> Changes:
+    """Where ``on_rows`` differs from the row before (``initial``: each device's state before its first row)."""
+    g = rows.groups()
+    firsts, lasts = g.firsts, g.lasts
+    prev = np.empty_like(on_rows)
+    prev[1:] = on_rows[:-1]
+    prev[firsts] = initial
+    changed = np.flatnonzero(on_rows != prev)
+    on_tail = on_rows[lasts]
+    on_last = lasts[on_tail]
+    if not len(changed):
+        i, f, b = _EMPTY
+        return Changes(i, i, f, b, g.head[on_tail], g.tail_ts[on_tail], rows.value[on_last])
     return Changes(
         rows.device[changed], rows.ts[changed], rows.value[changed], on_rows[changed],
-        rows.device[on_last], rows.ts[on_last], rows.value[on_last],
+        g.head[on_tail], g.tail_ts[on_tail], rows.value[on_last],
     )  # fmt: skip
 
 
@@ -140,15 +199,36 @@ class ThresholdEval:
         if not len(rows):
             return Changes.empty()
         dev, ts = rows.device, rows.ts
-        first, last = group_firsts(dev), group_lasts(dev)
+        g = rows.groups()
+        first, firsts, lasts, d = g.first, g.firsts, g.lasts, g.head
         bad, clear = self._bad_and_clear(rows.value)
-        length, start = run_lengths(bad, first, self.run_len[dev], self.run_start[dev], ts)
-        ready = bad & (length >= self.cond.consecutive) & (ts - start >= self.cond.for_ms)
-        initial = self.on[dev]
-        on_rows = latch(ready, clear, first, initial)
-        out = _row_changes(rows, on_rows, first, last, initial)
-        d = dev[last]
-        self.on[d], self.run_len[d], self.run_start[d] = on_rows[last], length[last], start[last]
+        c = self.cond
+        if c.for_ms == 0 and c.consecutive <= 2:  # the pack's usual case: a run of 2 at most matters
+            ready = bad
+            if c.consecutive == 2:  # runs counted up to 2: the row before was bad too
+                before = np.empty_like(bad)
+                before[1:] = bad[:-1]
+                before[firsts] = self.run_len[d] >= 1
+                ready = bad & before
+                self.run_len[d] = np.where(bad[lasts], 1 + before[lasts], 0)
+            else:
+                self.run_len[d] = bad[lasts]
+        elif c.consecutive <= 1:  # a duration only: when each run of bad rows began
+            start = run_starts(bad, firsts, self.run_len[d] > 0, self.run_start[d], ts)
+            ready = bad & (ts - start >= c.for_ms)
+            tail_bad = bad[lasts]
+            self.run_len[d] = tail_bad  # runs counted up to 1: whether one goes on
+            self.run_start[d] = np.where(tail_bad, start[lasts], -1)
+        else:
+            length, start = run_lengths(bad, first, self.run_len[dev], self.run_start[dev], ts)
+            ready = bad & (length >= c.consecutive) & (ts - start >= c.for_ms)
+            self.run_len[d], self.run_start[d] = length[lasts], start[lasts]
+        initial = self.on[d]
+        if not initial.any() and not ready.any():  # off, and nothing turns it on: no change
+            return Changes.empty()
+        on_rows = latch_sparse(ready, clear, first, firsts, initial)
+        out = _row_changes(rows, on_rows, initial)
+        self.on[d] = on_rows[lasts]
         return out
 
 
@@ -185,31 +265,46 @@ class BucketStats:
             self.min, self.max = grow(self.min, n, 0.0), grow(self.max, n, 0.0)
 
     def add(self, dev: Ints, ts: Ints, v: Floats) -> None:
+        """Add rows sorted by (device, ts) (each device's rows contiguous, in time order)."""
+        n = len(dev)
+        if not n:
+            return
         bucket = ts // self.bucket_ms
         b = bucket + 1
+        # Runs of rows in one (device, bucket): they go to one cell, and a cell takes one run at most.
+        starts_run = np.empty(n, dtype=bool)
+        starts_run[0] = True
+        np.not_equal(b[1:], b[:-1], out=starts_run[1:])
+        starts_run[1:] |= dev[1:] != dev[:-1]
+        start = np.flatnonzero(starts_run)
+        size = np.diff(start, append=n)
+        if len(start) < n:  # else every row is a run of its own: no gathers
+            dev, bucket, b = dev[start], bucket[start], b[start]
         cell = dev * self.slots + bucket % self.slots  # flat index into the (device, slot) arrays
-        cells, inverse = np.unique(cell, return_inverse=True)
-        newest = np.zeros(len(cells), dtype=np.int64)
-        np.maximum.at(newest, inverse, b)
         ids = self.ids.reshape(-1)  # views: every array here is C-contiguous
-        current = ids[cells]
-        target = np.maximum(current, newest)  # a cell moves on to its newest bucket, never back
-        renewed = cells[target != current]
-        ids[cells] = target
-        keep = b == target[inverse]  # rows of a bucket the cell has left behind are too old
-        at, x = cell[keep], v[keep]
+        current = ids[cell]
+        np.maximum.at(ids, cell, b)  # a cell moves on to its newest bucket, never back
+        target = ids[cell]
+        renewed = cell[target != current]
+        keep = b == target  # runs of a bucket the cell has left behind are too old
+        every = bool(keep.all())
+        at, kept = (cell, size) if every else (cell[keep], size[keep])  # cells distinct: one run each
         count = self.count.reshape(-1)
         count[renewed] = 0
-        np.add.at(count, at, 1)
+        count[at] += kept.astype(np.int32)
         if self.sum is not None:
             total = self.sum.reshape(-1)
             total[renewed] = 0.0
-            np.add.at(total, at, x)
+            if len(start) == n:  # a row per run, so one per cell: one add each
+                total[at] += v if every else v[keep]
+            else:  # row by row, in order, as a float sum must be
+                np.add.at(total, np.repeat(at, kept), v if every else v[np.repeat(keep, size)])
         if self.min is not None and self.max is not None:
             lo, hi = self.min.reshape(-1), self.max.reshape(-1)
             lo[renewed], hi[renewed] = np.inf, -np.inf
-            np.minimum.at(lo, at, x)
-            np.maximum.at(hi, at, x)
+            low, high = np.minimum.reduceat(v, start), np.maximum.reduceat(v, start)
+            lo[at] = np.minimum(lo[at], low if every else low[keep])
+            hi[at] = np.maximum(hi[at], high if every else high[keep])
 
     def stat(self, dev: Ints, at_ts: Ints, stat: str) -> Floats:
         """The statistic over the window ending at ``at_ts`` for each device (NaN if empty)."""
@@ -305,9 +400,12 @@ class ChangeEval:
         if not len(rows):
             return Changes.empty()
         n = len(self.on)
+        stat_name = self.cond.stat
         day = (rows.ts + LOCAL_OFFSET_MS) // DAY_MS
-        newest = self.day[:, 0].copy()
-        np.maximum.at(newest, rows.device, day)
+        g = rows.groups()
+        lasts, dev, ts = g.lasts, g.head, g.tail_ts
+        newest = self.day[:, 0].copy()  # a device's newest day is its last row's (its rows are in time order)
+        newest[dev] = np.maximum(newest[dev], day[lasts])
         shape = (n, 2)
         s, c = np.zeros(shape), np.zeros(shape)
         lo, hi = np.full(shape, np.inf), np.full(shape, -np.inf)
@@ -321,16 +419,23 @@ class ChangeEval:
             lo[idx, r] = np.minimum(lo[idx, r], self.min[ok, k])
             hi[idx, r] = np.maximum(hi[idx, r], self.max[ok, k])
         rel = newest[rows.device] - day
-        ok = rel <= 1
-        d, r, v = rows.device[ok], rel[ok], rows.value[ok]
-        np.add.at(s, (d, r), v)
-        np.add.at(c, (d, r), 1.0)
-        np.minimum.at(lo, (d, r), v)
-        np.maximum.at(hi, (d, r), v)
+        kept = np.flatnonzero(rel <= 1)
+        cell, v = rows.device[kept] * 2 + rel[kept], rows.value[kept]  # flat (device, day) index
+        c.reshape(-1)[:] += np.bincount(cell, minlength=2 * n)  # whole numbers: exact in any order
+        if stat_name == "mean":  # only the statistic the rule reads is kept
+            np.add.at(s.reshape(-1), cell, v)  # in row order, as ever (a float sum depends on it)
+        elif len(cell):
+            # A (device, day) is one run of rows: devices' rows are contiguous, days rise in each.
+            start = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+            at = cell[start]
+            if stat_name == "min":
+                flat = lo.reshape(-1)
+                flat[at] = np.minimum(flat[at], np.minimum.reduceat(v, start))
+            else:
+                flat = hi.reshape(-1)
+                flat[at] = np.maximum(flat[at], np.maximum.reduceat(v, start))
         self.day = np.stack([newest, np.where(newest >= 0, newest - 1, -1)], axis=1)
         self.sum, self.count, self.min, self.max = s, c, lo, hi
-        last = group_lasts(rows.device)
-        dev, ts = rows.device[last], rows.ts[last]
         with np.errstate(invalid="ignore", divide="ignore"):
             stat = {"max": hi, "min": lo, "mean": s / c}[self.cond.stat][dev]
         both = (c[dev, 0] > 0) & (c[dev, 1] > 0)
@@ -369,16 +474,17 @@ class SurgeEval:
         pos_in_group = np.arange(len(dev)) - starts[group]
         row_pos = offsets[group] + k + pos_in_group
         flat[row_pos] = rows.value
-        windows = np.lib.stride_tricks.sliding_window_view(flat, k)[row_pos - k]
+        windows = np.sort(np.lib.stride_tricks.sliding_window_view(flat, k)[row_pos - k], axis=1)  # NaN last
         known = np.sum(~np.isnan(windows), axis=1)
-        with np.errstate(all="ignore"):
-            median = np.where(known > 0, np.nanmedian(np.where(known[:, None] > 0, windows, 0.0), axis=1), np.nan)
+        # The median of the known values, as np.nanmedian takes it: the middle one, or the mean of two.
+        rows_at = np.arange(len(windows))
+        low, high = windows[rows_at, np.maximum(known - 1, 0) // 2], windows[rows_at, known // 2]
+        median = np.where(known > 0, (low + high) / 2.0, np.nan)
         c = self.cond
         on_rows = (known >= min(3, k)) & (rows.value >= c.factor * median) & (rows.value >= c.min)
-        initial = self.on[dev]
-        out = _row_changes(rows, on_rows, first, last, initial)
+        out = _row_changes(rows, on_rows, self.on[dev[starts]])
         ends = offsets + k + sizes
-        self.history[dev[starts]] = np.stack([flat[e - k : e] for e in ends]) if len(ends) else self.history[:0]
+        self.history[dev[starts]] = flat[ends[:, None] - k + np.arange(k)]
         self.on[dev[last]] = on_rows[last]
         return out
 
@@ -493,7 +599,7 @@ class EventEval:
         out: list[tuple[int, int, float, bool]] = []
         if len(rows):
             x = rows.extra
-            match = (
+            match = np.flatnonzero(
                 (x["event_code"] == self.code) & (x["confidence"] >= c.min_confidence) & (x["frames"] >= c.min_frames)
             )
             for d, t, v in zip(
@@ -508,8 +614,14 @@ class EventEval:
                 if not self.on[d] and t - self.episode_start[d] >= c.for_ms:
                     out.append((d, t, v, True))
                     self.on[d] = True
+        if len(rows) or rows.seen is not None:
             seen = np.full(len(self.on), NEVER, dtype=np.int64)
-            np.maximum.at(seen, rows.device, rows.ts)
+            if len(rows):  # each device's rows are contiguous and in time order: its newest is its last
+                g = rows.groups()
+                seen[g.head] = g.tail_ts
+            if rows.seen is not None:
+                d_seen, newest = rows.seen
+                seen[d_seen] = np.maximum(seen[d_seen], newest)
             done = np.nonzero(self.on & (seen - self.last_match >= gap))[0]
             for d in done.tolist():
                 out.append((d, int(self.last_match[d]) + gap, math.nan, False))

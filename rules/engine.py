@@ -4,7 +4,8 @@ State lives in arrays, one set per rule, with one slot per device the rule selec
 device): rules sharing a selector (kind and tags) share the map from the engine's device indexes to
 their slots. A batch is sorted by (device, time) once per kind; each selector picks its rows once,
 and each rule runs its condition on them with numpy. Python loops run over rules and over the
-(rare) alert transitions only. Transitions name devices by the engine's index.
+(rare) alert transitions only. Transitions name devices by the engine's index; their texts are
+rendered when first read (by whoever records or sends them), not here.
 
 Alert state per (rule, device) is kept here too: one active alert at a time; after a resolve, a
 new fire waits ``min_gap`` (flapping suppression) and happens at the first later reading that
@@ -17,6 +18,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 
 import numpy as np
@@ -28,6 +30,7 @@ from rules.conditions import (
     Changes,
     Evaluator,
     EventEval,
+    Groups,
     NoDataEval,
     Rows,
     SurgeEval,
@@ -37,11 +40,10 @@ from rules.conditions import (
 )
 from rules.derived import DERIVED, compute
 from rules.errors import RulesError
-from rules.kernels import Bools, Floats, Ints, grow
-from rules.messages import ALL_CLEAR, render, resolved_text, template_params
+from rules.kernels import Bools, Floats, Ints, group_firsts, grow
+from rules.messages import alert_texts
 from rules.model import DeviceInfo, Readings, Severity, State, Transition
 from rules.pack import AfterPeak, Change, Event, NoData, Pack, Range, Rule, Selector, Surge, Threshold, Window
-from rules.sms import sms_forms
 from storage.layout import STATUS_MEASUREMENT, STATUS_ONLINE
 
 EVENTS_KEY = "camera_event"
@@ -57,39 +59,98 @@ class _Picked:
     """Their positions in the batch; a slice of all when the selection takes every row (views, no copies)."""
     slot: Ints
     ts: Ints
+    groups: Groups
+    """Each device's run of rows (contiguous, in time order), by slot."""
+    values: dict[str, Floats] = dataclasses.field(default_factory=dict)
+    nan: dict[str, bool] = dataclasses.field(default_factory=dict)
+
+    def has_nan(self, name: str, values: Floats) -> bool:
+        """Whether ``values`` (field ``name`` on these rows) misses a value on any row."""
+        nan = self.nan.get(name)
+        if nan is None:
+            nan = self.nan[name] = bool(np.isnan(values).any())
+        return nan
 
 
 @dataclass(slots=True)
 class _Sorted:
-    """One kind's readings sorted by (device, ts), with derived fields computed on demand."""
+    """One kind's readings sorted by (device, ts); fields sorted, and derived ones computed, on demand."""
 
     device: Ints
     ts: Ints
-    fields: dict[str, Floats]
+    order: Ints
+    raw: Mapping[str, Floats]
+    starts: Ints
+    """Where each device's run of rows starts; ``sizes`` its rows, ``devices`` its device."""
+    sizes: Ints
+    devices: Ints
+    fields: dict[str, Floats] = dataclasses.field(default_factory=dict)
     picked: dict[_Selection, _Picked] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of(cls, cols: Readings) -> _Sorted:
-        device = np.asarray(cols.device, dtype=np.int64)
-        ts = np.asarray(cols.ts_ms, dtype=np.int64)
-        order = np.lexsort((ts, device))
-        return cls(device[order], ts[order], {k: np.asarray(v)[order] for k, v in cols.fields.items()})
+    def of(cls, cols: Readings, n_devices: int) -> _Sorted:
+        """``cols`` sorted; their device indexes are below ``n_devices``."""
+        unsorted, ts = np.asarray(cols.device), np.asarray(cols.ts_ms, dtype=np.int64)
+        order = _order(unsorted, ts, n_devices)
+        device: Ints = unsorted[order].astype(np.int64)
+        ts = ts[order]
+        starts = np.flatnonzero(group_firsts(device))
+        sizes = np.diff(starts, append=len(device))
+        return cls(device, ts, order, cols.fields, starts, sizes, device[starts])
 
     def field(self, name: str) -> Floats:
-        if name not in self.fields:
-            if name not in DERIVED:
+        f = self.fields.get(name)
+        if f is None:
+            raw = self.raw.get(name)
+            if raw is not None:
+                f = np.asarray(raw)[self.order]
+            elif name in DERIVED:  # row by row: computed on the batch's order, then sorted
+                f = compute(name, self.raw)[self.order]
+            else:
                 return np.full(len(self.device), np.nan)
-            self.fields[name] = compute(name, self.fields)
-        return self.fields[name]
+            self.fields[name] = f
+        return f
 
     def pick(self, sel: _Selection) -> _Picked:
         """The rows of devices ``sel`` selects now (computed once per batch and selection)."""
         p = self.picked.get(sel)
         if p is None:
-            taken = np.flatnonzero(sel.mask[self.device])
-            idx: Ints | slice = slice(None) if len(taken) == len(self.device) else taken
-            p = self.picked[sel] = _Picked(idx, sel.local[self.device[idx]].astype(np.int64), self.ts[idx])
+            taken = sel.mask[self.devices]  # by device run: the rows follow
+            idx: Ints | slice
+            if taken.all():
+                idx, starts, sizes, devices, n = slice(None), self.starts, self.sizes, self.devices, len(self.device)
+            else:
+                runs = np.flatnonzero(taken)
+                sizes, devices = self.sizes[runs], self.devices[runs]
+                n = int(sizes.sum())
+                starts = np.cumsum(sizes) - sizes  # where the runs start among the rows taken
+                idx = np.repeat(self.starts[runs] - starts, sizes) + np.arange(n)
+            head = sel.local[devices].astype(np.int64)
+            lasts = starts + sizes - 1
+            first, last = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+            first[starts], last[lasts] = True, True
+            ts = self.ts[idx]
+            groups = Groups(first, last, starts, lasts, head, ts[starts], ts[lasts])
+            p = self.picked[sel] = _Picked(idx, np.repeat(head, sizes), ts, groups)
         return p
+
+    def values(self, p: _Picked, name: str) -> Floats:
+        """Field ``name`` on the rows ``p`` picked (one gather per batch, selection and field)."""
+        v = p.values.get(name)
+        if v is None:
+            v = p.values[name] = self.field(name)[p.idx]
+        return v
+
+
+def _order(device: npt.NDArray[np.integer], ts: Ints, n_devices: int) -> Ints:
+    """``np.lexsort((ts, device))``: stable sorts by time then device, radix on small device indexes."""
+    n = len(ts)
+    by_ts = None if n < 2 or bool(np.all(ts[1:] >= ts[:-1])) else np.argsort(ts, kind="stable")
+    dev = device if by_ts is None else device[by_ts]
+    if n_devices <= np.iinfo(np.uint16).max + 1:
+        dev = dev.astype(np.uint16)  # numpy sorts 16-bit keys stably by radix
+    order: Ints = np.argsort(dev, kind="stable")
+    return order if by_ts is None else by_ts[order]
 
 
 TAGS = ("kind", "province", "district", "site", "crop")
@@ -181,6 +242,15 @@ class _Selection:
             r.reselect(left, selected, now_ms)
 
 
+_Names = tuple[str, int, str, str, bool]
+
+
+def _names(rule: Rule) -> _Names:
+    """A rule's transitions' family, rank and titles; and whether its danger lies above its level."""
+    title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
+    return rule.family or "", rule.rank, title_vi, title_en, getattr(rule.condition, "op", ">") in (">", ">=")
+
+
 class _CompiledRule:
     """A rule and its state: every per-device array has one slot per device of its selection."""
 
@@ -191,6 +261,7 @@ class _CompiledRule:
         c = rule.condition
         self.field: str = getattr(c, "field", "")
         self.key = EVENTS_KEY if isinstance(c, Event) else rule.kind
+        self.names = _names(rule)
         self.last_ts = np.full(n, NEVER, dtype=np.int64)
         self.alert_on = np.zeros(n, dtype=bool)
         self.pending = np.zeros(n, dtype=bool)
@@ -248,38 +319,36 @@ class _CompiledRule:
         data = batch.get(self.key)
         if isinstance(self.rule.condition, Event):
             return self._event_rows(data, batch.get(self.rule.kind))
-        if data is None:
+        if data is None or self.no_data is not None:  # (silence reads no field: no rows)
             return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
         p = data.pick(self.sel)
-        value = data.field(self.field)[p.idx]
+        value = data.values(p, self.field)
+        g = p.groups
+        if not p.has_nan(self.field, value) and bool(np.all(g.head_ts > self.last_ts[g.head])):
+            # Every row counts (none missing; each device's oldest is newer than the rule has seen): views.
+            return Rows(p.slot, p.ts, value, groups=g)
         keep = ~np.isnan(value) & (p.ts > self.last_ts[p.slot])
         return Rows(p.slot[keep], p.ts[keep], value[keep])
 
     def _event_rows(self, events: _Sorted | None, heartbeats: _Sorted | None) -> Rows:
-        parts = []
-        for data, is_event in ((events, True), (heartbeats, False)):
-            if data is None:
-                continue
-            p = data.pick(self.sel)
-            n = len(p.slot)
-            code = data.field("event_code")[p.idx] if is_event else np.full(n, -1.0)
-            frames = data.field("frames")[p.idx] if is_event else np.zeros(n)
-            confidence = data.field("confidence")[p.idx] if is_event else np.zeros(n)
-            value = data.field(self.field)[p.idx] if is_event else np.zeros(n)
-            parts.append((p.slot, p.ts, value, code, frames, confidence))
-        if not parts:
-            return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-        dev, ts, value, code, frames, confidence = (np.concatenate(p) for p in zip(*parts, strict=True))
-        order = np.lexsort((ts, dev))
-        extra = {"event_code": code[order], "frames": frames[order], "confidence": confidence[order]}
-        return Rows(dev[order], ts[order], value[order], extra)
+        """The camera's events as rows; its heartbeats (which only move its clock on) as each device's newest."""
+        seen = None
+        if heartbeats is not None:
+            h = heartbeats.pick(self.sel)
+            seen = (h.groups.head, h.groups.tail_ts)
+        if events is None:
+            return Rows(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), seen=seen)
+        p = events.pick(self.sel)
+        extra = {k: events.values(p, k) for k in ("event_code", "frames", "confidence")}
+        return Rows(p.slot, p.ts, events.values(p, self.field), extra, groups=p.groups, seen=seen)
 
     def evaluate(self, batch: Mapping[str, _Sorted], now_ms: int) -> Changes:
         """The condition changes of one batch, by slot."""
         if self.no_data is not None:
             data = batch.get(self.rule.kind)
             if data is not None:
-                self.no_data.seen(np.unique(data.pick(self.sel).slot), now_ms)
+                p = data.pick(self.sel)
+                self.no_data.seen(p.groups.head, now_ms)  # a device's rows are contiguous: one each
             status = batch.get(STATUS_MEASUREMENT)
             if status is not None:
                 p = status.pick(self.sel)
@@ -289,11 +358,18 @@ class _CompiledRule:
             data = batch.get(self.rule.kind)
             if data is not None:
                 p = data.pick(self.sel)
-                v = data.field(gate.gate.field)[p.idx]
-                ok = ~np.isnan(v)
-                gate.update(p.slot[ok], p.ts[ok], v[ok])
-        if len(rows):
-            np.maximum.at(self.last_ts, rows.device, rows.ts)
+                v = data.values(p, gate.gate.field)
+                if p.has_nan(gate.gate.field, v):
+                    ok = ~np.isnan(v)
+                    gate.update(p.slot[ok], p.ts[ok], v[ok])
+                else:
+                    gate.update(p.slot, p.ts, v)
+        if len(rows):  # each device's rows are contiguous and in time order: its newest is its last
+            g = rows.groups()
+            self.last_ts[g.head] = np.maximum(self.last_ts[g.head], g.tail_ts)
+        if rows.seen is not None:
+            d, newest = rows.seen
+            self.last_ts[d] = np.maximum(self.last_ts[d], newest)
         return self.evaluator.changes(rows, now_ms)
 
 
@@ -336,11 +412,11 @@ class Engine:
         :data:`EVENTS_KEY` and status reports (field ``online``) under their measurement's name,
         :data:`~storage.layout.STATUS_MEASUREMENT`.
         """
-        batch = {k: _Sorted.of(v) for k, v in columns.items() if len(v.device)}
+        batch = {k: _Sorted.of(v, len(self.devices)) for k, v in columns.items() if len(v.device)}
         out: list[Transition] = []
         for compiled in self._rules:
             out.extend(self._alerts(compiled, compiled.evaluate(batch, now_ms)))
-        out.sort(key=lambda t: (t.ts_ms, t.rule_id, t.device))
+        out.sort(key=Transition.order)
         return out
 
     def set_devices(self, devices: Sequence[DeviceInfo], *, now_ms: int) -> None:
@@ -397,6 +473,8 @@ class Engine:
 
     def _alerts(self, c: _CompiledRule, ch: Changes) -> list[Transition]:
         """Alert transitions from one rule's condition changes (``d``: a slot; ``g``: its engine device)."""
+        if not len(ch.device) and not len(ch.on_device):
+            return []
         rule = c.rule
         gap = rule.min_gap_ms
         members = c.members
@@ -408,25 +486,28 @@ class Engine:
             for g in c.gates:
                 ok &= g.passes(devs, c.last_ts[devs])
             gates_ok = dict(zip(devs.tolist(), ok.tolist(), strict=True))
-        changes = zip(
-            ch.device.tolist(), members[ch.device].tolist(), ch.ts.tolist(), ch.value.tolist(), ch.on.tolist(),
-            strict=True,
-        )  # fmt: skip
-        for d, g, t, v, on in changes:
-            if on:
-                if c.alert_on[d]:
-                    continue
-                if t - c.last_resolve[d] < gap or not gates_ok.get(d, True):
-                    c.pending[d] = True
-                    continue
-                c.alert_on[d], c.pending[d] = True, False
-                out.append(self._transition(rule, g, State.FIRING, t, v))
-            else:
-                c.pending[d] = False
-                if c.alert_on[d]:
-                    c.alert_on[d] = False
-                    c.last_resolve[d] = t
-                    out.append(self._transition(rule, g, State.RESOLVED, t, v))
+        if len(ch.device):  # few, as a rule: their state read and written in place
+            alert_on, pending, last_resolve = c.alert_on, c.pending, c.last_resolve
+            names, add = c.names, out.append
+            changes = zip(
+                ch.device.tolist(), members[ch.device].tolist(), ch.ts.tolist(), ch.value.tolist(), ch.on.tolist(),
+                strict=True,
+            )  # fmt: skip
+            for d, g, t, v, on in changes:
+                if on:
+                    if alert_on[d]:
+                        continue
+                    if t - last_resolve[d] < gap or not gates_ok.get(d, True):
+                        pending[d] = True
+                        continue
+                    alert_on[d], pending[d] = True, False
+                    add(self._transition(rule, g, State.FIRING, t, v, names))
+                else:
+                    pending[d] = False
+                    if alert_on[d]:
+                        alert_on[d] = False
+                        last_resolve[d] = t
+                        add(self._transition(rule, g, State.RESOLVED, t, v, names))
         # Fires held back by min_gap or a gate: due once the gap has passed and the gate opens.
         if c.pending.any() and len(ch.on_device):
             due = c.pending[ch.on_device] & (ch.on_ts - c.last_resolve[ch.on_device] >= gap)
@@ -438,37 +519,19 @@ class Engine:
                 slots.tolist(), members[slots].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True
             ):
                 c.alert_on[d], c.pending[d] = True, False
-                out.append(self._transition(rule, g, State.FIRING, t, v))
+                out.append(self._transition(rule, g, State.FIRING, t, v, c.names))
         return out
 
-    def _transition(self, rule: Rule, d: int, state: State, ts: int, value: float) -> Transition:
+    def _transition(
+        self, rule: Rule, d: int, state: State, ts: int, value: float, names: _Names | None = None
+    ) -> Transition:
+        """A transition whose texts are rendered when first read (:func:`~rules.messages.alert_texts`)."""
         device = self.devices[d]
+        family, rank, title_vi, title_en, upward = _names(rule) if names is None else names
         severity = rule.severity
-        unit_vi = rule.unit_vi or rule.unit
-        title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
-        if state is State.FIRING:
-            if rule.critical_above is not None and not math.isnan(value):
-                upward = getattr(rule.condition, "op", ">") in (">", ">=")
-                beyond = value >= rule.critical_above if upward else value <= rule.critical_above
-                if beyond:
-                    severity = Severity.CRITICAL
-            vi = render(rule.message.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
-            en = render(rule.message.en, device=device, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
-            short = vi
-            action = rule.short.action if rule.short is not None else ""
-            if rule.short is not None:
-                what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
-                short = f"{what} – {rule.short.action}"
-        else:
-            vi = resolved_text(device, title_vi, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
-            en = resolved_text(device, title_en, value=value, unit=rule.unit, ts_ms=ts, vietnamese=False)
-            short = vi
-            action = ALL_CLEAR
-            if rule.short is not None:
-                what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts, vietnamese=True)
-                short = f"Hết cảnh báo: {what}"
-        sms, short = sms_forms(vi, short)
-        templates = (rule.short.vi, rule.message.vi) if rule.short is not None else (rule.message.vi,)
-        params = template_params(templates, device=device, value=value, unit=unit_vi, ts_ms=ts, action=action)
-        return Transition(rule.id, d, device.id, state, ts, value, severity, vi, en, sms, short, params,
-                          family=rule.family or "", rank=rule.rank, title_vi=title_vi, title_en=title_en)  # fmt: skip
+        if state is State.FIRING and rule.critical_above is not None and not math.isnan(value):
+            beyond = value >= rule.critical_above if upward else value <= rule.critical_above
+            if beyond:
+                severity = Severity.CRITICAL
+        fields = (rule.id, d, device.id, state, ts, value, severity, family, rank, title_vi, title_en)
+        return Transition.deferred(fields, partial(alert_texts, rule, device, state, ts, value))

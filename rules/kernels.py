@@ -60,6 +60,22 @@ def latch(set_: Bools, reset: Bools, first: Bools, initial: Bools) -> Bools:
     return value[last_decided]
 
 
+def latch_sparse(set_: Bools, reset: Bools, first: Bools, firsts: Ints, initial: Bools) -> Bools:
+    """:func:`latch`, reading ``initial`` (one per device: at ``firsts``, the positions of ``first``) only
+    there, and walking only the rows neither set nor reset: where a level has hysteresis, those are few.
+    """
+    out = set_.copy()
+    out[firsts] = set_[firsts] | (~reset[firsts] & initial)
+    undecided = ~(set_ | reset | first)
+    held = np.flatnonzero(undecided) if undecided.any() else np.empty(0, np.int64)  # each takes the row before's
+    if len(held):
+        starts = np.ones(len(held), dtype=bool)
+        starts[1:] = held[1:] != held[:-1] + 1
+        run = np.cumsum(starts) - 1
+        out[held] = out[held[starts] - 1][run]
+    return out
+
+
 def run_lengths(cond: Bools, first: Bools, carry_len: Ints, carry_start: Ints, ts: Ints) -> tuple[Ints, Ints]:
     """For each row: how many consecutive rows (this one included) ``cond`` has held, and since when.
 
@@ -76,6 +92,32 @@ def run_lengths(cond: Bools, first: Bools, carry_len: Ints, carry_start: Ints, t
     start_row = np.where(seg_true, seg, np.minimum(seg + 1, n - 1))
     start = np.where(seg_true & (carry_len > 0), carry_start, ts[start_row])
     return length.astype(np.int64), np.where(cond, start, -1).astype(np.int64)
+
+
+def run_starts(cond: Bools, firsts: Ints, carried: Bools, carry_start: Ints, ts: Ints) -> Ints:
+    """For each row where ``cond`` holds, the time its run of such rows began (elsewhere: anything).
+
+    ``firsts`` are the positions of each device's first row; ``carried`` and ``carry_start``, one per
+    device, whether a run goes on from before this batch, and since when (it goes on at the device's
+    first row if ``cond`` holds there). :func:`run_lengths` without the lengths.
+    """
+    n = len(cond)
+    idx = np.arange(n)
+    brk = ~cond
+    brk[firsts] = True
+    seg = np.maximum.accumulate(np.where(brk, idx, 0))  # the row that began each row's segment
+    start_row = seg + ~cond[seg]  # a false row ends a run: the next one begins it
+    np.minimum(start_row, n - 1, out=start_row)
+    start: Ints = ts[start_row]
+    going = cond[firsts] & carried
+    if going.any():  # runs that go on from the last batch: their start came with them
+        at = firsts[going]
+        began = np.zeros(n, dtype=np.int64)
+        began[at] = carry_start[going]
+        goes = np.zeros(n, dtype=bool)
+        goes[at] = True
+        start = np.where(goes[seg], began[seg], start)
+    return start
 
 
 def previous_in_group(

@@ -8,7 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
-from rules.model import DeviceInfo
+from rules.model import DeviceInfo, State, Texts
+from rules.pack import Rule
+from rules.sms import sms_forms
 
 ALL_CLEAR: Final = "hết cảnh báo"
 """An all-clear's action, in a template message's ``params``."""
@@ -94,3 +96,29 @@ def resolved_text(device: DeviceInfo, title: str, *, value: float, unit: str, ts
         return f"Hết cảnh báo: {title} tại {device.place_vi}{now} (lúc {when})."
     now = f", now {shown}" if shown else ""
     return f"All clear: {title} at {device.place_en}{now} (at {when})."
+
+
+def alert_texts(rule: Rule, device: DeviceInfo, state: State, ts_ms: int, value: float) -> Texts:
+    """The texts of ``rule``'s alert on ``device`` firing or resolving at ``ts_ms`` with ``value``."""
+    unit_vi = rule.unit_vi or rule.unit
+    if state is State.FIRING:
+        vi = render(rule.message.vi, device=device, value=value, unit=unit_vi, ts_ms=ts_ms, vietnamese=True)
+        en = render(rule.message.en, device=device, value=value, unit=rule.unit, ts_ms=ts_ms, vietnamese=False)
+        short = vi
+        action = rule.short.action if rule.short is not None else ""
+        if rule.short is not None:
+            what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts_ms, vietnamese=True)
+            short = f"{what} – {rule.short.action}"
+    else:
+        title_vi, title_en = (rule.title.vi, rule.title.en) if rule.title else (rule.id, rule.id)
+        vi = resolved_text(device, title_vi, value=value, unit=unit_vi, ts_ms=ts_ms, vietnamese=True)
+        en = resolved_text(device, title_en, value=value, unit=rule.unit, ts_ms=ts_ms, vietnamese=False)
+        short = vi
+        action = ALL_CLEAR
+        if rule.short is not None:
+            what = render(rule.short.vi, device=device, value=value, unit=unit_vi, ts_ms=ts_ms, vietnamese=True)
+            short = f"Hết cảnh báo: {what}"
+    sms, short = sms_forms(vi, short)
+    templates = (rule.short.vi, rule.message.vi) if rule.short is not None else (rule.message.vi,)
+    params = template_params(templates, device=device, value=value, unit=unit_vi, ts_ms=ts_ms, action=action)
+    return Texts(vi, en, sms, short, params)
