@@ -155,7 +155,11 @@ class InfluxConnection(InfluxUrl):
         return self
 
     def influx_verify(self) -> ssl.SSLContext | bool:
-        """httpx's ``verify=`` for InfluxDB: a context trusting ``influx_ca_file``, else the system's CAs."""
+        """httpx's ``verify=`` for InfluxDB: a context trusting ``influx_ca_file``, else the system's CAs;
+        False for an ``http://`` URL, which has no certificate to verify (each client would otherwise
+        load the system's CAs into a context of its own: 3 MiB that a process keeps)."""
+        if urlsplit(self.influx_url).scheme != "https":
+            return False
         if self.influx_ca_file is None:
             return True
         return ssl.create_default_context(cafile=str(self.influx_ca_file))

@@ -34,14 +34,15 @@ class RegisteredDevice(DeviceInfo):
     model: str
     """The hardware and payload format it speaks (a sources file maps a model's field names)."""
     external: ExternalKeys | None
-    """Its ids in other systems (DevEUI, The Things Stack, Sparkplug, ThingsBoard); None: none."""
+    """Its ids in other systems (DevEUI, The Things Stack, Sparkplug, ThingsBoard, SenML) that the
+    registry keeps (see :class:`Registry`); None: none."""
 
     @property
     def active(self) -> bool:
         return self.state == "active"
 
     def tags(self) -> DeviceTags:
-        """What the registry database says of it."""
+        """What the registry database says of it (of its external ids, those the registry keeps)."""
         return DeviceTags(
             self.id, self.device_kind, self.province, self.district, self.site, self.crop, self.state, self.model,
             *(self.external or _NO_EXTERNAL), self.lat, self.lon,
@@ -90,14 +91,13 @@ EXTERNAL_SCHEMES: Final = ("dev_eui", "tts_device_id", "sparkplug", "thingsboard
 _NO_EXTERNAL: Final[ExternalKeys] = (None, None, None, None, None)
 
 
-def _registered(index: int, d: DeviceTags) -> RegisteredDevice:
+def _registered(index: int, d: DeviceTags, external: ExternalKeys) -> RegisteredDevice:
     """Its series key as :func:`series_key` makes it (tags in sorted order; every registry tag is
     non-empty), built from escaped parts; one string per device (100,000 devices: well under 1 s)."""
     measurement = _MEASUREMENTS[d.kind]
     head = f"{measurement},crop={_shared_tag(d.crop)},device_id={escape_tag(d.id)},district={_shared_tag(d.district)},"
     series = f"{head}province={_shared_tag(d.province)},site={_shared_tag(d.site)}"
     place = place_name(d.province, d.district)
-    external = d[8:13]
     return RegisteredDevice(
         d.id, KIND_TEXT[d.kind], d.province, d.district, d.site, d.crop, place, place,
         index, d.kind, d.state, series, len(measurement), len(head),
@@ -111,17 +111,43 @@ class Registry:
     Indexes never move: a device keeps its index while it changes, is suspended or decommissioned,
     and a new device takes the next one. The rule engine's state arrays use the same indexes.
     ``by_id`` holds every device; :meth:`active` only those whose readings are taken.
+
+    Of the external ids it keeps and indexes those of ``schemes`` only (ingest: the schemes its
+    sources look devices up by, :attr:`~ingest.sources.config.SourcesFile.external_schemes`; none for
+    the native contract): the others are None here. At 100,000 devices with five ids each, all
+    five take 60 MiB (the id strings, their maps and tuples).
     """
 
-    def __init__(self, devices: Iterable[Device | DeviceTags] = ()) -> None:
+    def __init__(
+        self, devices: Iterable[Device | DeviceTags] = (), *, schemes: Iterable[str] = EXTERNAL_SCHEMES
+    ) -> None:
         self.devices: list[RegisteredDevice] = []
         self.by_id: dict[str, RegisteredDevice] = {}
+        kept = frozenset(schemes)
+        if not kept <= set(EXTERNAL_SCHEMES):
+            raise ValueError(f"unknown external id schemes {sorted(kept - set(EXTERNAL_SCHEMES))}")
         self.by_external: dict[str, dict[str, RegisteredDevice]] = {scheme: {} for scheme in EXTERNAL_SCHEMES}
         """Scheme (:data:`EXTERNAL_SCHEMES`) → its id → device, for devices that have external ids. One
         map per scheme, keyed by the id strings the devices hold: no key object of its own per id
         (a (scheme, id) tuple per id was half the registry's memory at 100,000 devices)."""
         self._external_maps = tuple(self.by_external[scheme] for scheme in EXTERNAL_SCHEMES)
+        self._kept: tuple[bool, ...] | None = (
+            None if kept == set(EXTERNAL_SCHEMES) else tuple(scheme in kept for scheme in EXTERNAL_SCHEMES)
+        )
+        """Which of a device's external ids are kept, in :data:`EXTERNAL_SCHEMES` order; None: all."""
+        self._keeps_none = not kept
         self.apply(devices)
+
+    def _external_of(self, d: DeviceTags) -> ExternalKeys:
+        """The external ids of ``d`` that this registry keeps (the others None)."""
+        if self._keeps_none:
+            return _NO_EXTERNAL
+        external: ExternalKeys = d[8:13]
+        kept = self._kept
+        if kept is None or external == _NO_EXTERNAL:
+            return external
+        a, b, c, e, f = (value if keep else None for value, keep in zip(external, kept, strict=True))
+        return a, b, c, e, f
 
     @classmethod
     def from_fleet(cls, fleet: Fleet) -> Registry:
@@ -133,13 +159,14 @@ class Registry:
         for given in devices:
             d = given if isinstance(given, DeviceTags) else given.tags()
             known = self.by_id.get(d.id)
+            external = self._external_of(d)
             if known is None:
-                self.by_id[d.id] = registered = _registered(len(self.devices), d)
+                self.by_id[d.id] = registered = _registered(len(self.devices), d, external)
                 self.devices.append(registered)
                 added += 1
-            elif known.tags() != d:
+            elif known.tags() != d[:8] + external + d[13:]:  # as far as kept: an id not kept is no change
                 self._unindex(known)
-                self.by_id[d.id] = self.devices[known.index] = registered = _registered(known.index, d)
+                self.by_id[d.id] = self.devices[known.index] = registered = _registered(known.index, d, external)
             else:
                 continue
             if registered.external is not None:

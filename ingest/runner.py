@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import start_http_server
@@ -20,7 +20,7 @@ from contract.retry import Backoff
 from ingest.alerting import Alerting
 from ingest.config import IngestSettings
 from ingest.errors import ConfigError
-from ingest.registry import Registry
+from ingest.registry import EXTERNAL_SCHEMES, Registry
 from ingest.service import IngestService
 from ingest.sources.config import NATIVE_ONLY, load_sources
 from registry.errors import RegistryError
@@ -41,10 +41,12 @@ class IngestProcess:
     sender: WebhookSender | None = None
 
 
-def open_devices(settings: IngestSettings) -> tuple[DeviceRegistry, int, Registry]:
+def open_devices(
+    settings: IngestSettings, schemes: Iterable[str] = EXTERNAL_SCHEMES
+) -> tuple[DeviceRegistry, int, Registry]:
     """The registry database (or a fleet file read into an in-memory one), its revision, and ingest's
-    registry of its devices."""
-    devices = Registry()
+    registry of its devices (keeping the external ids of ``schemes``, those the sources look up)."""
+    devices = Registry(schemes=schemes)
     try:
         opened = open_source(settings.registry_url, settings.fleet_file, tags_into=devices.apply)
     except RegistryError as exc:
@@ -74,7 +76,7 @@ def start_up() -> Iterator[None]:
 def build(settings: IngestSettings, webhooks: WebhookSettings) -> IngestProcess:
     """Everything ``ioc ingest`` runs; raises :class:`ConfigError` for a bad registry, fleet file or pack."""
     sources = load_sources(settings.sources) if settings.sources else NATIVE_ONLY
-    source, revision, fleet = open_devices(settings)
+    source, revision, fleet = open_devices(settings, sources.external_schemes)
     try:
         pack = load_pack(settings.rules_pack or DEFAULT_PACK) if settings.rules else None
     except PackError as exc:

@@ -107,6 +107,7 @@ def ingest(
 ) -> None:
     """Subscribe, validate, batch and store readings until SIGTERM/SIGINT, then drain and exit 0."""
     options = _flags(locals(), "alerts_db")
+    _without_httpx_cli()
     from alerts.config import WebhookSettings
     from contract.settings import fleet_file
     from ingest.config import IngestSettings
@@ -122,6 +123,14 @@ def ingest(
         process = build(settings, webhook_settings)
     _warn_unreachable(settings)
     asyncio.run(run_until_signalled(process))
+
+
+def _without_httpx_cli() -> None:
+    """httpx imports its own command line (``httpx._main``) whenever click, rich and Pygments are
+    installed (uvicorn and typer bring them): 4 MiB that a long-running ingest keeps and never uses.
+    Marked as not importable before httpx is first imported, httpx falls back to its stub ``main``."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "cannot be imported"
 
 
 def _warn_unreachable(settings: Any) -> None:

@@ -208,7 +208,10 @@ class DeviceRegistry:
         )
         try:
             with self._write() as conn:
-                migrate.upgrade(conn)
+                if shared:  # in memory: always new, never migrated
+                    migrate.create_head(conn)
+                else:
+                    migrate.upgrade(conn)
         except RegistryError:
             self._engine.dispose()
             raise

@@ -242,6 +242,21 @@ class SourcesFile(BaseModel):
                 seen[f] = s.format
         return self
 
+    @property
+    def external_schemes(self) -> frozenset[str]:
+        """The registry's external id schemes its sources name devices by (none: the native contract
+        alone, which names devices by their own id); ingest keeps and indexes only these."""
+        schemes = {scheme for s in self.sources for scheme in FORMAT_SCHEMES[s.format]}
+        schemes.update(s.device.scheme for s in self.sources if s.device is not None and s.device.scheme != "id")
+        return frozenset(schemes)
+
+
+FORMAT_SCHEMES: Final[dict[Format, tuple[Scheme, ...]]] = {
+    "ioc_v1": (), "chirpstack_v4": ("dev_eui",), "tts_v3": ("tts_device_id", "dev_eui"),
+    "sparkplug_b": ("sparkplug",), "senml": ("senml",), "thingsboard": ("thingsboard",), "influx_lp": (),
+    "json_map": (),
+}  # fmt: skip
+"""The external id schemes each format's decoder looks devices up by (besides a ``device`` option's)."""
 
 NATIVE_ONLY: Final = SourcesFile(sources=(Source(format="ioc_v1"),))
 """What ingest takes without a sources file."""

@@ -46,3 +46,17 @@ def test_only_the_console_script_or_python_m_skips_mounting() -> None:
     assert not _runs_own_command(["/x/.venv/bin/ioc", "devices", "list"])
     assert not _runs_own_command(["/x/.venv/bin/ioc"])
     assert not _runs_own_command(["/x/bin/pytest", "ingest"])
+
+
+def test_ingest_leaves_httpx_cli_and_alembic_unimported() -> None:
+    """Memory a long-running ingest would keep for nothing: httpx's command line (click, rich, Pygments)
+    and, for a fleet file's in-memory registry, Alembic with Mako."""
+    code = (
+        "import sys; sys.argv = ['ioc', 'ingest']; from ioc.cli import _without_httpx_cli; _without_httpx_cli(); "
+        "import ingest.runner, httpx; from registry.store import MEMORY_URL, DeviceRegistry; "
+        "DeviceRegistry(MEMORY_URL).close(); unused = ('httpx._main', 'click', 'rich', 'pygments', 'alembic', 'mako'); "
+        "print(sorted(m for m in unused if sys.modules.get(m)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

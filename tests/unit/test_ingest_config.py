@@ -294,7 +294,8 @@ def test_simulate_takes_a_certificate_per_device(ca: CertPair, device: CertPair,
 def test_influx_ca_file_needs_https(ca: CertPair, device: CertPair) -> None:
     s = settings(influx_url="https://influx.example:8086", influx_ca_file=ca.cert)
     assert s.influx_ca_file == ca.cert
-    assert settings().influx_verify() is True
+    assert settings(influx_url="https://influx.example:8086").influx_verify() is True
+    assert settings(influx_url="http://influx:8086").influx_verify() is False  # no TLS: no CAs loaded
     text = refused(influx_url="http://influx:8086", influx_ca_file=ca.cert)
     assert "--influx-ca-file (IOC_INFLUX_CA_FILE) needs an https:// InfluxDB URL" in text
     assert "no PEM CA certificate" in refused(influx_url="https://influx", influx_ca_file=device.key)

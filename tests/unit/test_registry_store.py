@@ -68,6 +68,34 @@ def test_memory_registry_works_and_is_private() -> None:
         two.close()
 
 
+def _schema(conn: sqlite3.Connection) -> dict[str, object]:
+    """Tables with their columns (name, type, not null, key) and indexes with theirs, in any column order."""
+    out: dict[str, object] = {}
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        columns = sorted((c[1], c[2], c[3], c[5]) for c in conn.execute(f"PRAGMA table_info({table})"))
+        indexes = sorted(
+            (bool(unique), tuple(c[2] for c in conn.execute(f"PRAGMA index_info({name})")))
+            for _, name, unique, *_ in conn.execute(f"PRAGMA index_list({table})")
+        )
+        out[table] = (columns, indexes, conn.execute(f"SELECT * FROM {table}").fetchall())
+    return out
+
+
+def test_memory_registry_has_the_schema_the_migrations_make(tmp_path: Path) -> None:
+    """An in-memory registry is made from registry.schema without Alembic: the same tables, columns,
+    indexes and rows as a database migrated to the head."""
+    path = tmp_path / "registry.db"
+    DeviceRegistry(f"sqlite:///{path}").close()
+    memory = DeviceRegistry(MEMORY_URL)
+    try:
+        with memory._read() as conn:  # the one shared connection
+            made = _schema(conn.connection.dbapi_connection)  # type: ignore[arg-type]
+    finally:
+        memory.close()
+    with sqlite3.connect(path) as conn:
+        assert made == _schema(conn)
+
+
 def test_sqlite_file_is_created_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "var" / "deep" / "registry.db"
     reg = DeviceRegistry(f"sqlite:///{path}")
