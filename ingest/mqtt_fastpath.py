@@ -10,9 +10,11 @@ turn; a QoS 0/1 PUBLISH without properties becomes an :class:`InMessage` directl
 goes to paho's own handler (and a PUBLISH with properties on through aiomqtt); the PUBACKs of a
 batch leave as one write.
 
-It also enforces the in-flight bound itself: it stops reading from the socket while aiomqtt's
-queue is full, rather than let paho hand it messages it would have to drop (Receive Maximum alone
-is not enough: Mosquitto 2.0.11 sends past it after a long outage).
+It also enforces the in-flight bound itself: it stops reading from the socket while the messages
+queued in aiomqtt's queue and those taken from it but not yet acknowledged reach Receive Maximum
+(or the queue is full), rather than let paho hand it messages it would have to hold or drop.
+Receive Maximum alone is not enough: Mosquitto 2.0.11 sends past it (under overload, 100,000
+messages in flight against a Receive Maximum of 20,000: 1 KB of memory each).
 
 Over TLS (``mqtts://``, :func:`ingest.mqtt_public.tls_parameters`) it is the same code: paho's
 ``_sock_recv`` reads the TLS socket, and a read of 256 KiB takes all of one TLS record's plaintext,
@@ -34,7 +36,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib.metadata import version
 from typing import Any
 
@@ -95,7 +97,9 @@ _PACKETS_PER_TURN = 5_000
 class _FastPath:
     """Buffered reads, direct :class:`InMessage` for plain PUBLISH packets, batched PUBACKs, read pause."""
 
-    def __init__(self, client: aiomqtt.Client, generation: int, on_drop: Any) -> None:
+    def __init__(
+        self, client: aiomqtt.Client, generation: int, on_drop: Any, *, limit: int, unacked: Callable[[], int]
+    ) -> None:
         self._client = client
         self._paho: paho.Client = client._client
         self._generation = generation
@@ -104,6 +108,10 @@ class _FastPath:
         self._buffer = b""
         self._pos = 0
         self._high_water = client._queue.maxsize - 1
+        self._limit = limit
+        """Messages in flight at most: queued, or taken and not yet acknowledged (Receive Maximum)."""
+        self._unacked = unacked
+        """Messages taken from the queue and not yet acknowledged."""
         self.paused = False
         self._sock_recv = self._paho._sock_recv
         self._handle_publish = self._paho._handle_publish
@@ -132,7 +140,7 @@ class _FastPath:
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
         queue = self._client._queue
-        high_water = self._high_water
+        high_water = min(self._high_water, self._limit - self._unacked())  # none are acked meanwhile
         take = self._take
         buf, pos = self._buffer, self._pos
         try:
@@ -221,18 +229,22 @@ class _FastPath:
         if not self.paused and sock is not None:
             self._client._loop.remove_reader(sock.fileno())
             self.paused = True
-            log.warning("receive queue full (%d messages): reading from the broker paused", self._high_water)
+            # Under overload this is every few batches: debug, not a warning (the unacked gauge shows it).
+            log.debug("%d messages in flight: reading from the broker paused", self._limit)
 
     def resume_if_drained(self) -> None:
-        """Read again once the queue is down to half (called by the consumer while paused)."""
-        if self._client._queue.qsize() > self._high_water // 2:
+        """Read again once the queue is down to half and what is in flight to 7/8 of the limit (called
+        by the consumer, and by each acknowledgement while paused: an acknowledged batch makes room;
+        taking a message from the queue does not, and must not resume reading for one packet)."""
+        queued = self._client._queue.qsize()
+        if queued > self._high_water // 2 or queued + self._unacked() > self._limit - self._limit // 8:
             return
         self.paused = False
         sock = self._paho._sock
         if sock is not None:
             self._client._loop.add_reader(sock.fileno(), self._read_later)
             self._client._loop.call_soon(self._read_later)
-        log.info("ingest's receive queue drained: reading from the broker again")
+        log.debug("messages in flight down to 7/8 of the limit: reading from the broker again")
 
     def _publish(self) -> MQTTErrorCode:
         """paho's PUBLISH handler on our client, for a packet paho read itself."""
@@ -289,7 +301,10 @@ class FastPathBroker(PublicBroker):
         topics: tuple[str, ...] = (SUBSCRIPTION,),
     ) -> None:
         super().__init__(settings, metrics, generation, topics)
-        self._fast = _FastPath(self._client, generation, self._dropped)
+        self._fast = _FastPath(
+            self._client, generation, self._dropped, limit=settings.mqtt_receive_maximum,
+            unacked=lambda: self._consumed_unacked,
+        )  # fmt: skip
 
     def _make_client(self) -> _CountingClient:
         return _CountingClient(**self._client_options(), on_drop=self._dropped)
@@ -329,4 +344,6 @@ class FastPathBroker(PublicBroker):
         mids = self._current_mids(handles)
         self._fast.ack(mids)
         self._consumed_unacked -= len(mids)
+        if self._fast.paused:  # paused with nothing queued: only an acknowledgement can resume it
+            self._fast.resume_if_drained()
         return len(mids)
