@@ -91,7 +91,7 @@ _PUBACK = struct.Struct("!BBH")
 _PUBLISH = PacketTypes.PUBLISH << 4
 _READ_CHUNK = 262_144
 _PACKETS_PER_TURN = 5_000
-"""Packets handled in one event-loop turn before the writer and the ticker get to run."""
+"""Packets handled in one event-loop turn before the writer and the sealer get to run."""
 
 
 class _FastPath:
