@@ -332,6 +332,17 @@ def _short(label: str) -> str:
     return label.split(" (")[0].split(" + ")[0]
 
 
+def _shorts(labels: list[str]) -> list[str]:
+    """The chart's labels: short, but one that two contenders would share keeps the gist of its
+    parentheses (``ioc ingest (ours, defaults)``, ``ioc ingest (ours, public MQTT path)``)."""
+    short = [_short(label) for label in labels]
+    shared = {s for s in short if short.count(s) > 1}
+    return [
+        f"{s} ({label.split(' (', 1)[1].rstrip(')').split(':')[0]})" if s in shared and " (" in label else s
+        for s, label in zip(short, labels, strict=True)
+    ]
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     """Throughput (log scale) and latency per contender, one column per workload; then, when measured, the
     scaling sections (registry size: readings/s, latency, RSS; rule count) and the payload formats ÷ ioc_v1."""
@@ -371,7 +382,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 def _workload_panels(ax: Any, ax2: Any, data: dict[str, Any], *, goals: bool) -> None:
     names = list(data["contenders"])
-    labels = [_short(data["contenders"][n]["label"]) for n in names]
+    labels = _shorts([data["contenders"][n]["label"] for n in names])
     colors = ["#c0392b" if n == "ours" else ("#7f8c8d" if data["contenders"][n]["group"] == "limit" else "#2980b9")
               for n in names]  # fmt: skip
     rates = [data["contenders"][n]["summary"]["loss_free_rate"] for n in names]
@@ -380,12 +391,15 @@ def _workload_panels(ax: Any, ax2: Any, data: dict[str, Any], *, goals: bool) ->
     high = [(r["max"] or 0) - m for m, r in zip(med, rates, strict=True)]
     ax.barh(labels, med, xerr=[low, high], color=colors)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow log range labels its minor ticks, overlapping
     ax.set_title(f"{data['title']}\nloss-free readings/s (median, min–max)", fontsize=9)
     ax.invert_yaxis()
     lat_names = [n for n in names if "latency_p99_ms" in data["contenders"][n]["summary"]]
     p99 = [data["contenders"][n]["summary"]["latency_p99_ms"]["median"] or 0 for n in lat_names]
     p50 = [data["contenders"][n]["summary"]["latency_p50_ms"]["median"] or 0 for n in lat_names]
-    lat_labels = [_short(data["contenders"][n]["label"]) for n in lat_names]
+    lat_labels = _shorts([data["contenders"][n]["label"] for n in lat_names])
     ax2.barh(lat_labels, p99, color="#e67e22", label="p99")
     ax2.barh(lat_labels, p50, color="#27ae60", label="p50")
     if goals and lat_names:

@@ -187,3 +187,11 @@ def test_summary_of_nothing_is_empty() -> None:
 def test_workload_descriptions(workload: Workload) -> None:
     assert workload.description.startswith(f"({workload.value})")
     assert json.dumps(workload.value) == f'"{workload.value}"'
+
+
+def test_chart_labels_of_two_contenders_that_shorten_alike_stay_apart() -> None:
+    from bench.report import _shorts
+
+    labels = ["ioc ingest (ours, defaults)", "ioc ingest (ours, public MQTT path: IOC_MQTT_FAST_PATH=off)",
+              "Node-RED + node-red-contrib-influxdb"]  # fmt: skip
+    assert _shorts(labels) == ["ioc ingest (ours, defaults)", "ioc ingest (ours, public MQTT path)", "Node-RED"]
