@@ -68,6 +68,11 @@ class BrokerConnection(Protocol):
         """Device messages in arrival order; ends with :class:`BrokerError` on disconnect."""
         ...
 
+    def waiting(self) -> int:
+        """Messages already received that :meth:`messages` has not yet handed over (the sealer
+        lets a batch grow while more are here: the public path hands over one per loop turn)."""
+        ...
+
     def ack(self, handles: Iterable[AckHandle]) -> int:
         """Acknowledge messages in the order given; returns how many PUBACKs were sent."""
         ...

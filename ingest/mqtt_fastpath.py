@@ -339,6 +339,10 @@ class FastPathBroker(PublicBroker):
         except aiomqtt.MqttError as exc:
             raise BrokerError(str(exc)) from exc
 
+    def waiting(self) -> int:
+        """Messages queued, not yet taken (:meth:`messages` takes all of them in one turn)."""
+        return self._client._queue.qsize()
+
     def ack(self, handles: Iterable[AckHandle]) -> int:
         """Acknowledge messages (in the order given) as one write; returns how many were sent."""
         mids = self._current_mids(handles)

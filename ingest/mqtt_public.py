@@ -156,6 +156,10 @@ class PublicBroker:
             "logger": self._logger,
         }
 
+    def waiting(self) -> int:
+        """Messages in aiomqtt's queue, not yet taken (one is taken per event-loop turn)."""
+        return len(self._client.messages)
+
     def unacked(self) -> int:
         """Messages taken from the broker and not yet acknowledged (QoS 1), plus those still queued."""
         return self._consumed_unacked + len(self._client.messages)

@@ -9,8 +9,8 @@ Three cooperating tasks on one event loop:
   otherwise the batch grows until one is finished, it reaches ``batch_max_readings`` (receive seals
   it) or its oldest message waited ``batch_max_age_ms``: under load, batches grow as large as the
   pipeline's time lets them, and the per-batch costs (a write, a rules call) are paid ever more
-  rarely per reading; back-to-back batches are spaced by :data:`SPACING` × the last one's time in
-  the pipeline;
+  rarely per reading; messages the broker connection already holds (the public MQTT path hands over
+  one per loop turn) go into the batch before it is sealed, so batches grow with the backlog;
 * **writer**: takes sealed batches in order from a bounded queue and stores them (retrying until
   InfluxDB takes them), up to ``write_concurrency`` at once; then, strictly in order, publishes a
   batch's dead letters, runs the rules on it (retried in place until its alert transitions are
@@ -74,11 +74,6 @@ HOOK_ATTEMPTS = 5
 """A hook that raises this often on one batch is a bug (the alert store retries in place itself):
 the batch is then acknowledged, counted in ``ioc_rules_hooks_abandoned``, so that one bad batch
 cannot stop ingest."""
-SPACING = 1.5
-"""Group commit: when nothing is unfinished, a batch is still sealed no sooner than this many times
-the last batch's time in the pipeline (sealed → finished) after the last seal, so that per-batch
-costs (a write, a rules call: CPU the loop cannot spend receiving) stay a bounded share of the time
-when batches come back to back (the public MQTT path receives one message per loop turn)."""
 LOOP_LAG_PROBE_S = 0.1
 """How often the event loop's lag is measured (``ioc_ingest_loop_lag_seconds``)."""
 
@@ -152,12 +147,9 @@ class IngestService:
         self._filled = asyncio.Event()
         """Set by receive when a message goes into an empty builder."""
         self._finished = asyncio.Event()
-        self._sealed_at = 0.0
-        """When the last batch was sealed."""
-        self._seals: deque[float] = deque()
-        """When each unfinished batch was sealed, in order."""
-        self._cycle_s = 0.0
-        """The last finished batch's time from sealed to finished."""
+        self._drained = asyncio.Event()
+        """Set by receive when it has taken the messages the sealer waits for (``_drain_left``)."""
+        self._drain_left = 0
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=settings.write_queue_batches)
         self._broker: BrokerConnection | None = None
         self._connected = asyncio.Event()
@@ -200,8 +192,6 @@ class IngestService:
                 return
             batch = self._builder.seal()
             self._unfinished += 1
-            self._sealed_at = time.monotonic()
-            self._seals.append(self._sealed_at)
             try:
                 await self._queue.put(batch)
             except asyncio.CancelledError:
@@ -211,10 +201,6 @@ class IngestService:
     def _done_with(self, batches: int) -> None:
         """``batches`` were finished (stored, rules run, acknowledged): the sealer may seal the next."""
         self._unfinished -= batches
-        now = time.monotonic()
-        for _ in range(batches):
-            if self._seals:
-                self._cycle_s = now - self._seals.popleft()
         self._finished.set()
 
     async def _receive(self, broker: BrokerConnection) -> None:
@@ -225,7 +211,7 @@ class IngestService:
         inflight = self.metrics.inflight
         decode = self._decoder.decode if self.router.native_only else self.router.decode
         clock = now_ms
-        filled = self._filled
+        filled, drained = self._filled, self._drained
         async for msg in broker.messages():
             builder = self._builder
             if not builder.acks:
@@ -234,6 +220,10 @@ class IngestService:
             inflight.inc()
             counters.get(msg.topic.rsplit("/", 1)[-1], other).inc()
             decode(msg.topic, msg.payload, retained=msg.retained, now_ms=clock(), out=builder)
+            if self._drain_left:
+                self._drain_left -= 1
+                if not self._drain_left:
+                    drained.set()
             if len(builder) >= limit:
                 await self._flush()
                 await asyncio.sleep(0)  # let the writer and the sealer run between batches
@@ -241,7 +231,7 @@ class IngestService:
     async def _sealer(self) -> None:
         """Group commit (see the module docstring): seal when no batch is unfinished, or at the age bound."""
         max_age = self.settings.batch_max_age_ms / 1000
-        filled, finished = self._filled, self._finished
+        filled, finished, drained = self._filled, self._finished, self._drained
         while True:
             builder = self._builder
             if builder.empty:
@@ -250,12 +240,20 @@ class IngestService:
                 continue
             now = time.monotonic()
             if self._unfinished <= 0:
-                last = self._sealed_at
-                wait = min(last + SPACING * self._cycle_s, builder.opened_at + max_age) - now
-                if wait <= 0:
+                broker = self._broker
+                here = broker.waiting() if broker is not None else 0
+                if here and now < builder.opened_at + max_age:
+                    # messages that already arrived go into this batch (the public MQTT path hands
+                    # over one per loop turn): batches grow with the backlog, not with new arrivals
+                    drained.clear()
+                    self._drain_left = here
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(drained.wait(), builder.opened_at + max_age - now)
+                    self._drain_left = 0
+                    if builder is self._builder and not builder.empty:
+                        await self._flush()
+                else:
                     await self._flush()
-                else:  # not sooner than SPACING × the last batch's time in the pipeline
-                    await asyncio.sleep(wait)
                 continue
             wait = builder.opened_at + max_age - now
             if wait <= 0:

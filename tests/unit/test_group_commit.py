@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 
 from ingest.batch import Batch, BatchBuilder
+from ingest.broker import InMessage
 from ingest.config import IngestSettings
 from ingest.service import IngestService
 from simulators.fleetgen import generate_fleet
@@ -111,25 +113,45 @@ def test_merged_batches_hold_every_batch_in_order() -> None:
     assert Batch.merged(batches[:1]) is batches[0]
 
 
-def test_back_to_back_batches_are_spaced_by_the_last_ones_time_in_the_pipeline() -> None:
-    """Nothing is unfinished, but the last batch took 100 ms from sealed to finished and was sealed
-    just now: the next is sealed only SPACING × 100 ms after it (per-batch costs stay a share)."""
-    from ingest.service import SPACING
+class Backlog:
+    """The receive side of a broker connection holding ``count`` messages, handed over one per loop
+    turn (as the public MQTT path does); ``waiting`` says how many it still holds."""
 
-    async def main() -> tuple[Batch | None, float]:
+    generation = 1
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    def waiting(self) -> int:
+        return self.left
+
+    async def messages(self) -> AsyncIterator[InMessage]:
+        index = 0
+        while self.left:
+            self.left -= 1
+            yield InMessage("ioc/v1/devices/nobody/telemetry", b"{}", False, f"msg-{index}")  # type: ignore[arg-type]
+            index += 1
+            await asyncio.sleep(0)  # one message per loop turn
+        await asyncio.Event().wait()  # connected, nothing more
+
+
+def test_messages_already_at_the_broker_go_into_the_batch_before_it_is_sealed() -> None:
+    """Nothing is unfinished when the first message comes, but four more are already waiting: the
+    sealer lets receive take them first (else each message of a backlog would be a batch of its own)."""
+
+    async def main() -> tuple[Batch | None, Batch | None]:
         svc = service(batch_max_age_ms=60_000)
-        svc._cycle_s = 0.1
-        svc._sealed_at = started = time.monotonic()
+        backlog = Backlog(5)
+        svc._broker = backlog  # type: ignore[assignment]
         sealer = asyncio.create_task(svc._sealer())
-        receive(svc, 0)
-        early = await sealed_within(svc, 0.1)
-        assert early is None
+        receiver = asyncio.create_task(svc._receive(backlog))  # type: ignore[arg-type]
         batch = await sealed_within(svc, 5)
+        more = await sealed_within(svc, 0.2)
         sealer.cancel()
-        return batch, time.monotonic() - started
+        receiver.cancel()
+        return batch, more
 
-    batch, waited = asyncio.run(main())
+    batch, more = asyncio.run(main())
     assert batch is not None
-    assert batch.acks == ["msg-0"]
-    assert waited >= SPACING * 0.1 - 0.01  # spaced, though nothing was unfinished
-    assert SPACING > 1  # eager sealing alone would keep the loop busy with per-batch costs
+    assert batch.acks == [f"msg-{i}" for i in range(5)]
+    assert more is None
