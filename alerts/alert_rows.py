@@ -2,10 +2,12 @@
 
 Lifecycle: a ``firing`` transition opens an alert (one active alert per rule and device, enforced
 by a unique partial index), a ``resolved`` one closes it; an operator may acknowledge it at any
-time (who, when; the first acknowledgement stands). Applying the same transitions again (ingest
-redelivers a batch after a crash, or two ingest machines apply the same one) changes nothing: a
-firing with the same device time is the alert already stored, and a resolve with no open alert,
-or older than the open one, is a replay.
+time (who, when; the first acknowledgement stands). Each of these changes gives the alert the next
+``change_seq`` of the store (writers run one at a time, so the numbers follow the commits), which
+:func:`changed_since` reads back: what changed since a cursor, cheaply, on both databases.
+Applying the same transitions again (ingest redelivers a batch after a crash, or two ingest machines
+apply the same one) changes nothing: a firing with the same device time is the alert already stored,
+and a resolve with no open alert, or older than the open one, is a replay.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class Alert:
     title_vi: str = ""
     """What it is about, for farmers ("mặn vượt 4‰"); '' for alerts fired before schema 4."""
     title_en: str = ""
+    change_seq: int = 0
+    """The store's number of its latest change (opened, resolved, acknowledged); 0 before schema 5."""
 
     @property
     def active(self) -> bool:
@@ -211,6 +215,7 @@ def fire(conn: Connection, t: Transition, device: DeviceInfo, source: str, now: 
             "rank": t.rank,
             "title_vi": t.title_vi,
             "title_en": t.title_en,
+            "change_seq": next_change(conn),
         },
     )
     return get(conn, alert_id)
@@ -231,6 +236,7 @@ def resolve(conn: Connection, t: Transition, now: int) -> Alert | None:
         "resolved_message_vi": t.message_vi,
         "resolved_message_en": t.message_en,
         "updated_at_ms": now,
+        "change_seq": next_change(conn),
     }
     ALERT.update(conn, resolved, "id = ?", row["id"])
     return get(conn, row["id"])
@@ -262,6 +268,21 @@ def active_in_family(conn: Connection, device_id: str, family: str) -> list[Aler
                         order_by="rank", limit=None)  # fmt: skip
 
 
+def change_cursor(conn: Connection) -> int:
+    """The number of the store's latest alert change (0: none yet)."""
+    return int(conn.execute("SELECT coalesce(max(change_seq), 0) FROM alerts").fetchone()[0])
+
+
+def next_change(conn: Connection) -> int:
+    """The number of the change being written (call inside the write transaction: writers run in turn)."""
+    return change_cursor(conn) + 1
+
+
+def changed_since(conn: Connection, cursor: int, limit: int) -> list[Alert]:
+    """Alerts whose latest change is after ``cursor``, in change order, each as it is now."""
+    return ALERT.select(conn, {"change_seq > ?": cursor}, order_by="change_seq", limit=limit)
+
+
 def get(conn: Connection, alert_id: str) -> Alert:
     """One alert by id (raises :class:`NotFound`)."""
     row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
@@ -273,6 +294,7 @@ def get(conn: Connection, alert_id: str) -> Alert:
 def acknowledge(conn: Connection, alert_id: str, by: str, at_ms: int, clock: Callable[[], int]) -> Alert:
     """Record who saw the alert and when, unless someone already did."""
     seen = {"acknowledged_by": by, "acknowledged_at_ms": at_ms, "updated_at_ms": clock()}
+    seen["change_seq"] = next_change(conn)
     ALERT.update(conn, seen, "id = ? AND acknowledged_by IS NULL", alert_id)
     return get(conn, alert_id)
 

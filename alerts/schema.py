@@ -20,7 +20,7 @@ from rules.model import Severity, State
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # One schema for both databases (alerts.database.ddl): {serial} is an auto-numbered key, {rowid} gives
 # PostgreSQL tables the insertion order SQLite's rowid is. SQLite files of schema 1 made before
@@ -57,12 +57,14 @@ CREATE TABLE IF NOT EXISTS alerts (
     family TEXT NOT NULL DEFAULT '',
     rank INTEGER NOT NULL DEFAULT 0,
     title_vi TEXT NOT NULL DEFAULT '',
-    title_en TEXT NOT NULL DEFAULT ''
+    title_en TEXT NOT NULL DEFAULT '',
+    change_seq BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule_id, device_id) WHERE state = 'firing';
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_fired_once ON alerts (rule_id, device_id, fired_at_ms);
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (fired_at_ms);
 CREATE INDEX IF NOT EXISTS alerts_active_family ON alerts (device_id, family) WHERE state = 'firing';
+CREATE INDEX IF NOT EXISTS alerts_by_change ON alerts (change_seq);
 
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY,
@@ -227,6 +229,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE subscriptions ADD COLUMN max_per_hour INTEGER",
         "ALTER TABLE outbox ADD COLUMN notice TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE outbox ADD COLUMN notices INTEGER NOT NULL DEFAULT 1",
+    ),
+    5: (  # a change cursor: what opened, resolved or was acknowledged since (the API's live stream)
+        "ALTER TABLE alerts ADD COLUMN change_seq BIGINT NOT NULL DEFAULT 0",
     ),
 }
 """Version → the statements that take a store of the version before to it. New columns go last in

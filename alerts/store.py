@@ -227,6 +227,16 @@ class AlertStore:
         )
         return self._read(alert_rows.select, conditions, limit)
 
+    def change_cursor(self) -> int:
+        """The number of the latest alert change (0: none): :meth:`changed_since` of it returns later ones."""
+        return self._read(alert_rows.change_cursor)
+
+    def changed_since(self, cursor: int, *, limit: int = 500) -> builtins.list[Alert]:
+        """Alerts opened, resolved or acknowledged after ``cursor`` (a ``change_seq``), oldest change
+        first, ``limit`` at most; each as it is now (an alert changed twice appears once, at its
+        latest change). Its last ``change_seq`` is the next cursor."""
+        return self._read(alert_rows.changed_since, cursor, limit)
+
     def events(self, alert_id: str) -> builtins.list[AlertEvent]:
         """An alert's events, oldest first."""
         return self._read(alert_rows.events, alert_id)

@@ -176,6 +176,40 @@ def test_one_active_alert_per_rule_and_device(store: AlertStore) -> None:
     assert len(store.active()) == 3
 
 
+def test_the_change_counter_numbers_concurrent_writers_changes_one_to_n(alerts_location: Path | str) -> None:
+    """Two stores (ingest, the API) writing at once: every change gets its own number, with no gap."""
+    open_at(alerts_location).close()  # created (and migrated) once, before the writers race
+    per_writer = 15
+    seqs: list[int] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(device: int, acknowledge: bool) -> None:
+        try:
+            with open_at(alerts_location, clock=Clock()) as mine:
+                start.wait(10)
+                for i in range(per_writer):
+                    [event] = mine.apply([fire(rule=f"r{i}", device=device)], DEVICES)
+                    seqs.append(event.alert.change_seq)
+                    if acknowledge:
+                        seqs.append(mine.acknowledge(event.alert_id, f"op-{device}").change_seq)
+        except BaseException as exc:  # reported below, on the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(0, False)), threading.Thread(target=writer, args=(1, True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert sorted(seqs) == list(range(1, 3 * per_writer + 1)), "each change its own number, none skipped"
+    with open_at(alerts_location) as reader:
+        assert reader.change_cursor() == 3 * per_writer
+        latest = [a.change_seq for a in reader.changed_since(0, limit=1000)]
+    assert len(latest) == 2 * per_writer, "each alert once, at its latest change"
+    assert latest == sorted(set(latest))
+
+
 def test_the_database_itself_enforces_one_active_alert(store: AlertStore, alerts_location: Path | str) -> None:
     store.apply([fire()], DEVICES)
     with (
@@ -185,8 +219,8 @@ def test_the_database_itself_enforces_one_active_alert(store: AlertStore, alerts
         conn.execute(
             "INSERT INTO alerts SELECT 'x', rule_id, device_id, kind, province, district, site, crop, place_vi,"
             " place_en, severity, 'firing', source, fired_at_ms + 1, value, message_vi, message_en, NULL, NULL,"
-            " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms, lat, lon, family, rank, title_vi, title_en"
-            " FROM alerts"
+            " NULL, NULL, NULL, NULL, created_at_ms, updated_at_ms, lat, lon, family, rank, title_vi,"
+            " title_en, change_seq FROM alerts"
         )
 
 

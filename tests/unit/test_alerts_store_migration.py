@@ -186,17 +186,29 @@ def columns(location: Path | str, table: str) -> list[str]:
         return [r[0] for r in conn.execute(sql).fetchall() if r[0] != "rowid"]
 
 
+def indexes(location: Path | str, table: str) -> set[str]:
+    """The table's own indexes (not those PostgreSQL makes for its primary key and unique columns)."""
+    sql = (
+        f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}'"
+        if on_postgres(location)
+        else f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}' AND sql IS NOT NULL"
+    )
+    with raw(location) as conn:
+        return {r[0] for r in conn.execute(sql).fetchall() if not r[0].endswith(("_pkey", "_key"))}
+
+
 def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Path) -> None:
     make_v1(alerts_location)
     assert "lat" not in columns(alerts_location, "alerts")
 
     with AlertStore(alerts_location, policy=PUBLIC, clock=lambda: NOW) as store:
-        assert version(alerts_location) == SCHEMA_VERSION == 4
+        assert version(alerts_location) == SCHEMA_VERSION == 5
         old = store.get(ALERT_ID)
         assert (old.rule_id, old.device_id, old.state, old.severity) == ("do_low", "wq-bt-001", State.FIRING, 2)
         assert (old.place_vi, old.message_vi, old.value, old.fired_at_ms) == ("Ba Tri, Bến Tre", "Oxy thấp", 2.1, T0)
         assert (old.lat, old.lon) == (None, None)
         assert (old.family, old.rank, old.title_vi) == ("do_low", 0, ""), "a rule of its own, as before families"
+        assert (old.change_seq, store.change_cursor()) == (0, 0), "changed before the change cursor"
         [event] = store.events(ALERT_ID)
         assert (event.id, event.message_vi, event.message_sms, event.message_short) == (
             f"evt_{ALERT_ID}_firing", "Oxy thấp", "", ""  # stored before events had SMS forms
@@ -220,6 +232,8 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
         assert store.apply([fire(device=0, rule="do_low", ts=T0 - 1)], PLACED) == []  # an older batch
         [event] = store.apply([fire(device=0, rule="salinity_high", severity=Severity.CRITICAL)], PLACED)
         assert (event.alert.lat, event.alert.lon) == (10.05, 106.62)
+        assert [a.id for a in store.changed_since(0)] == [event.alert_id], "the cursor counts from the migration on"
+        assert store.acknowledge(ALERT_ID, "op").change_seq == 2 == store.change_cursor()
         assert event.queued_for == (sub.id,)
         assert store.outbox(subscription_id=sub.id) == [], "it waits group_wait for others of its group"
         assert store.dispatch(NOW + 60_000).messages == {"opened": 1}
@@ -234,3 +248,5 @@ def test_a_version_1_store_is_migrated(alerts_location: Path | str, tmp_path: Pa
     AlertStore(fresh, policy=PUBLIC).close()
     for table in ("alerts", "events", "subscriptions", "outbox", "deliveries", "dead_letters", "notices"):
         assert columns(alerts_location, table) == columns(fresh, table), table
+        assert indexes(alerts_location, table) == indexes(fresh, table), table
+    assert "alerts_by_change" in indexes(alerts_location, "alerts"), "the live stream's cursor reads by index"
