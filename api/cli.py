@@ -74,6 +74,8 @@ def serve(
     import uvicorn
 
     from alerts.errors import AlertsError
+    from api.feed import StreamingServer
+    from api.serve import GRACEFUL_SHUTDOWN_S
     from api.services import Services
     from ioc.preflight import influx_problem, listen
 
@@ -98,10 +100,12 @@ def serve(
         log_level=settings.api_log_level,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # a client that stopped reading cannot hold up Ctrl-C
     )
-    typer.echo(f"ioc api: http://{settings.api_host}:{settings.api_port} (docs at /docs) — Ctrl-C stops", err=True)
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    typer.echo(f"ioc api: {url} (alert desk at /, docs at /docs) — Ctrl-C stops", err=True)
     with sock:  # bound here, so a port in use is one line, not uvicorn's exit
-        uvicorn.Server(config).run(sockets=[sock])
+        StreamingServer(config).run(sockets=[sock])  # ends the live streams on shutdown
 
 
 @keys_app.command("create")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -56,11 +57,44 @@ class ApiSettings(BrokerAdmin, WebhookTargets, RegistryChoice, InfluxConnection,
         description="history longer than this many buckets is refused (use a coarser every)",
     )
     api_backtest_max_hours: float = Field(168.0, gt=0, le=8_760, description="longest backtest range")
+    api_stream_poll_s: float = Field(
+        1.0,
+        ge=0.05,
+        le=60,
+        description="how often the live alert stream's one watcher asks the alert store what changed, seconds",
+    )
+    api_desk_tile_url: str | None = Field(
+        None,
+        description="base-map tiles for the alert desk, https://host/{z}/{x}/{y}.png ({s} in the host: "
+        "subdomain a; default none: the map works offline, without tiles)",
+    )
 
     @field_validator("rules_pack")
     @classmethod
     def _rules_pack(cls, v: Path | None) -> Path | None:
         return None if v is None else readable_file(v)
+
+    @field_validator("api_desk_tile_url")
+    @classmethod
+    def _tile_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        host = urlsplit(v.replace("{s}", "a", 1)).netloc  # {s}: a subdomain, "a" (as the desk's page has it)
+        if (
+            not v.startswith(("https://", "http://"))
+            or not v.isascii()  # it goes into the page's Content-Security-Policy header
+            or not all(f"{{{p}}}" in v for p in "zxy")
+            or any(c.isspace() or c in "'\";,<>" for c in v)
+            or not host
+            or "{" in host
+            or "}" in host
+        ):
+            raise ValueError(
+                "must be an ASCII http(s) URL with {z}, {x} and {y} in its path (and at most {s} in its host), "
+                "e.g. https://{s}.tile.example/{z}/{x}/{y}.png"
+            )
+        return v
 
     @field_validator("api_cors_origins", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
 """The app factory: ``uvicorn --factory api.main:create_app`` (what ``ioc api`` runs).
 
 Settings are read when the app is created, never at import; the services behind the API
-(registry, rule pack, alert store, API keys, InfluxDB client) are opened by the lifespan and
-closed with it.
+(registry, rule pack, alert store, API keys, InfluxDB client) and the live alert feed's watcher
+(:mod:`api.feed`) are opened by the lifespan and closed with it. The alert desk (:mod:`api.desk`)
+is served at ``/``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import desk, errors
 from api.config import ApiSettings
+from api.feed import Feed
 from api.middleware import ApiMetrics, BodyLimit, Metrics
-from api.routes import alerts, devices, health, keys, opendata, readings, rules, subscriptions
+from api.routes import alerts, devices, health, keys, opendata, readings, rules, station, stream, subscriptions
 from api.services import Services
 
 DESCRIPTION = """
 The operators' API of the Mekong IOC: the device registry and its state (and provisioning:
 register, change, decommission, import), readings (newest and downsampled history, JSON or CSV),
-alerts and their acknowledgement, the rule pack, webhook subscriptions, and open data.
+alerts and their acknowledgement (and a live stream of them), the rule pack, webhook subscriptions,
+and open data. The operators' alert desk (a page of ours) is at `/`.
 
 **Keys.** Send an API key as `Authorization: Bearer ioc_…` or `X-API-Key: ioc_…`. Scopes:
 `read` (dashboards, open data) < `operate` (devices, acknowledge, rules, subscriptions) < `admin` (keys).
@@ -50,7 +53,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         services = Services.open(settings)
         app.state.services = services
         try:
-            yield
+            feed = Feed(
+                services.store, render=stream.render, metrics=app.state.metrics, poll_s=settings.api_stream_poll_s
+            )
+            app.state.feed = feed
+            async with feed:  # leaving it ends every stream, then stops the watcher
+                yield
         finally:
             services.close()
 
@@ -65,7 +73,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     errors.install(app)
-    for module in (devices, readings, alerts, rules, subscriptions, opendata, keys, health):
+    # stream before alerts: /v1/alerts/stream is not the alert "stream"; station after devices
+    for module in (devices, station, readings, stream, alerts, rules, subscriptions, opendata, keys, health, desk):
         app.include_router(module.router)
     if settings.api_cors_origins:
         app.add_middleware(
@@ -75,5 +84,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             allow_headers=["authorization", "x-api-key", "content-type"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(Metrics, metrics=app.state.metrics)
+    app.add_middleware(Metrics, metrics=app.state.metrics, untimed=frozenset({stream.STREAM_PATH}))
     return app

@@ -1,4 +1,4 @@
-"""Two ASGI middlewares: a cap on request bodies (413) and Prometheus request metrics."""
+"""The API's Prometheus metrics, and two ASGI middlewares: a cap on request bodies (413) and request metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import BodyTooLarge
@@ -29,6 +29,24 @@ class ApiMetrics:
             ["method", "route"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.stream_clients = Gauge(
+            "ioc_api_stream_clients", "clients connected to the live alert stream", registry=self.registry
+        )
+        self.stream_resets = Counter(
+            "ioc_api_stream_resets",
+            "stream clients that fell behind their queue and were reset",
+            registry=self.registry,
+        )
+        self.stream_dropped = Counter(
+            "ioc_api_stream_dropped_events",
+            "alert changes dropped from the queues of stream clients that fell behind",
+            registry=self.registry,
+        )
+        self.stream_poll_errors = Counter(
+            "ioc_api_stream_poll_errors",
+            "polls of the alert store by the stream watcher that failed",
+            registry=self.registry,
         )
 
     def value(self, name: str, **labels: str) -> float:
@@ -119,11 +137,13 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class Metrics:
-    """Counts every request by method, route template (never the raw path) and status; times it."""
+    """Counts every request by method, route template (never the raw path) and status; times it, unless
+    its route is one of ``untimed`` (a live stream lasts hours: it would distort the histogram)."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, untimed: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.metrics = metrics
+        self.untimed = untimed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,4 +166,5 @@ class Metrics:
             method = str(scope.get("method", ""))
             method = method if method in _METHODS else "other"
             self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.seconds.labels(method, template).observe(time.perf_counter() - began)
+            if template not in self.untimed:
+                self.metrics.seconds.labels(method, template).observe(time.perf_counter() - began)
