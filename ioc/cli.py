@@ -256,6 +256,9 @@ def demo(
     backfill_hours: Annotated[float | None, Opt(help="history first [IOC_DEMO_BACKFILL_HOURS]")] = None,
     rate: Annotated[float | None, Opt(help="live messages/s [IOC_DEMO_RATE]")] = None,
     var_dir: Annotated[Path | None, Opt(help="data folder [IOC_DEMO_VAR_DIR]")] = None,
+    api_port: Annotated[
+        int | None, Opt(help="loopback port of the API and its alert desk (0: a free one) [IOC_DEMO_API_PORT]")
+    ] = None,
     format: Annotated[
         str | None,
         Opt(

@@ -3,8 +3,10 @@
 Starts the local stack (Mosquitto and InfluxDB 1.x, data under ``var/``: :mod:`ioc.local_stack`),
 or uses it when ``ioc servers start`` did, the ingest service, and a simulated fleet that first
 publishes recent history fast, then runs live, while the scripted situations play on cue
-(:mod:`ioc.demo_scenarios`). With ``--duration`` it stops by itself, drains, and returns a summary
-whose ``stored`` is counted back from InfluxDB. Over an earlier demo's ``var/`` it resumes.
+(:mod:`ioc.demo_scenarios`). The API runs beside them, on loopback, over the demo's registry, alert
+store and InfluxDB: its alert desk's URL is printed, with an operate key in ``var/desk.key``. With
+``--duration`` it stops by itself, drains, and returns a summary whose ``stored`` is counted back
+from InfluxDB. Over an earlier demo's ``var/`` it resumes.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import functools
 import logging
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pydantic import Field
@@ -32,10 +35,13 @@ from rich.live import Live
 from rich.text import Text
 
 from alerts.config import WebhookSettings
+from alerts.database import Location
 from alerts.notify import Pacing
 from alerts.receiver import WebhookReceiver, carried
 from alerts.signing import generate_secret
 from alerts.store import AlertStore
+from api.config import ApiSettings
+from api.keys import KeyStore, Scope
 from contract.clock import now_ms
 from contract.fields import Kind
 from contract.fleet import Device, Fleet, dump_fleet, load_fleet
@@ -46,6 +52,8 @@ from ioc.demo_broker import DemoBroker, provision_demo_broker
 from ioc.demo_scenarios import ScenarioPlayer
 from ioc.errors import UserError, blame
 from ioc.local_stack import DB, LocalStack, StackSettings, port_or_free
+from ioc.preflight import listen
+from ioc.tls import write_atomic
 from registry.store import DeviceRegistry
 from simulators.config import SimFormat, SimulateSettings
 from simulators.fleetgen import generate_fleet
@@ -54,6 +62,9 @@ from simulators.formats.sources import write_sources
 from simulators.publisher import FleetPublisher
 from simulators.scenarios import SCENARIOS, scenario_fleet
 from storage.influxql import query
+
+if TYPE_CHECKING:
+    from api.serve import ApiThread
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +97,12 @@ class DemoSettings(StackSettings):
         description="delete the data of an earlier demo in the var folder first (its readings, registry, "
         "alerts, API keys, subscriptions and broker accounts); without it a demo resumes over that data",
     )
+    api_port: int = Field(0, ge=0, le=65_535, description="loopback port of the API and its alert desk (0: a free one)")
 
 
+DESK_KEY = "desk.key"
+"""The demo's operate key for the alert desk, in ``var/`` (mode 0600)."""
+DESK_KEY_NAME = "demo: alert desk"
 DEMO_FILE = "demo.json"
 """What the demo in ``var/`` is (fleet size and seed): a resumed demo must be the same fleet."""
 DEMO_SUBSCRIPTION = "demo: a farmer's phone (removed when the demo ends)"
@@ -96,7 +111,7 @@ DEMO_PACING = Pacing.make(group_wait_s=5, group_interval_s=15)
 OWNED = (
     "mosquitto", "influxdb", "tls", "alerts.db", "alerts.db-wal", "alerts.db-shm", "registry.db", "registry.db-wal",
     "registry.db-shm", "fleet.yaml", "sources.yaml", "broker-admin.pw", "device-secret.key", "ingest.pw",
-    "operator.pw", "servers.json", DEMO_FILE,
+    "operator.pw", "servers.json", DEMO_FILE, DESK_KEY,
 )  # fmt: skip
 """What a demo keeps in ``var/``: ``--fresh`` deletes these, nothing else."""
 
@@ -208,6 +223,41 @@ def _resumable(var: Path, settings: DemoSettings) -> bool:
     return True
 
 
+def desk_key(alerts_db: Location, key_file: Path) -> str:
+    """The demo's operate key: the one in ``key_file`` while it still works (a resumed demo), else a new
+    one, written there (mode 0600)."""
+    keys = KeyStore(alerts_db)
+    try:
+        with contextlib.suppress(OSError):
+            token = key_file.read_text(encoding="utf-8").strip()
+            key = keys.authenticate(token)
+            if key is not None and key.scope.allows(Scope.OPERATE):
+                return token
+        _, token = keys.create(DESK_KEY_NAME, Scope.OPERATE, created_by="ioc demo")
+    finally:
+        keys.close()
+    write_atomic(key_file, (token + "\n").encode(), 0o600)
+    return token
+
+
+@contextlib.asynccontextmanager
+async def desk_api(settings: ApiSettings, sock: socket.socket) -> AsyncIterator[ApiThread]:
+    """``ioc api`` inside the demo, in a thread of its own on ``sock``; started and stopped off the event
+    loop (each may take seconds)."""
+    from api.main import create_app  # the web stack loads only when a demo runs
+    from api.serve import ApiThread, ApiThreadError
+
+    api = ApiThread(create_app(settings), sock)
+    try:
+        await asyncio.to_thread(api.__enter__)
+    except ApiThreadError:
+        raise UserError("the demo's API did not start (see the log above)") from None
+    try:
+        yield api
+    finally:
+        await asyncio.to_thread(api.__exit__)
+
+
 def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run the demo; return the summary printed as the last stdout line.
 
@@ -216,13 +266,24 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """
     console = Console(stderr=True)
     var = settings.var_dir.resolve()
-    with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
-        if settings.fresh and var.exists():
-            deleted = _fresh(var)
-            if deleted:
-                console.print(f"--fresh: deleted {', '.join(deleted)} from {var}", highlight=False)
-        resumed = _resumable(var, settings)
-        var.mkdir(parents=True, exist_ok=True)
+    # bound first: a taken IOC_DEMO_API_PORT is one line (exit 2) before anything starts or is deleted
+    api_sock = listen("127.0.0.1", settings.api_port, host_flag="127.0.0.1", port_flag="--api-port (IOC_DEMO_API_PORT)")
+    try:
+        with blame("--var-dir (IOC_DEMO_VAR_DIR)"):
+            if settings.fresh and var.exists():
+                deleted = _fresh(var)
+                if deleted:
+                    console.print(f"--fresh: deleted {', '.join(deleted)} from {var}", highlight=False)
+            resumed = _resumable(var, settings)
+            var.mkdir(parents=True, exist_ok=True)
+        return _run_demo(settings, var, resumed, api_sock, console)
+    finally:
+        api_sock.close()
+
+
+def _run_demo(
+    settings: DemoSettings, var: Path, resumed: bool, api_sock: socket.socket, console: Console
+) -> dict[str, Any]:
     fleet = demo_fleet(settings.devices, settings.seed)
     fleet_file = var / "fleet.yaml"
     registry_url = f"sqlite:///{var / 'registry.db'}"
@@ -274,7 +335,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         )
         summary = asyncio.run(
             _run(settings, backfill_hours, scenario_newest, fleet_file, sources_file, registry_url, broker,
-                 stack.influx_url, console)
+                 stack.influx_url, console, api_sock)
         )  # fmt: skip
         summary["stored"] = count_stored(stack.influx_url) - before
         summary["resumed"] = resumed
@@ -302,6 +363,7 @@ async def _run(
     broker: DemoBroker,
     influx_url: str,
     console: Console,
+    api_sock: socket.socket,
 ) -> dict[str, Any]:
     fleet = load_fleet(fleet_file)
     scripted = {d.id for d in scenario_fleet().devices}
@@ -335,7 +397,17 @@ async def _run(
         broker.tls_url, ca_file=str(broker.ca_file), secret=broker.device_secret_file.read_bytes().strip()
     )
     secret = generate_secret()
-    with WebhookReceiver(secret, out=sys.stdout) as receiver:
+    key_file = settings.var_dir / DESK_KEY
+    desk_key(webhooks.alerts_db, key_file)
+    api_settings = ApiSettings(
+        _env_file=None, influx_url=influx_url, influx_db=DB, registry_url=registry_url, fleet=None,
+        alerts_db=webhooks.alerts_db, mqtt_url=broker.plain_url, api_host="127.0.0.1",
+        api_port=api_sock.getsockname()[1], api_log_level="warning",
+    )  # fmt: skip
+    async with contextlib.AsyncExitStack() as running:
+        desk = await running.enter_async_context(desk_api(api_settings, api_sock))
+        receiver = running.enter_context(WebhookReceiver(secret, out=sys.stdout))
+        console.print(f"alert desk: {desk.base_url}/  (key in {key_file})", highlight=False, soft_wrap=True)
         subscription = store.add_subscription(
             receiver.url, secret, language="vi", description=DEMO_SUBSCRIPTION, pacing=DEMO_PACING
         )

@@ -1,5 +1,6 @@
-"""`ioc demo` end to end, as a user runs it: its last stdout line is the JSON summary; a second
-demo over the same ``var/`` resumes it, keeping what the user made there."""
+"""`ioc demo` end to end, as a user runs it: its last stdout line is the JSON summary; while it runs
+its alert desk answers at the URL it prints; a second demo over the same ``var/`` resumes it,
+keeping what the user made there."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 ENV = {
     "IOC_DEMO_MQTT_PORT": "0",  # free ports: never collide with a broker or database already here
@@ -36,6 +41,60 @@ def ioc(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.Complete
     )
 
 
+DESK_LINE = re.compile(r"alert desk: (http://127\.0\.0\.1:\d+/)\s+\(key in (\S+)\)")
+
+
+def open_desk(url: str, key_file: Path) -> dict[str, Any]:
+    """What a browser gets from the desk: the page, the stream without a key, and its first snapshot."""
+    seen: dict[str, Any] = {"key_mode": oct(key_file.stat().st_mode & 0o777)}
+    page = httpx.get(url, timeout=10)
+    seen["page"] = (page.status_code, page.headers.get("content-type"), "<html" in page.text.lower())
+    seen["stream_without_key"] = httpx.get(url + "v1/alerts/stream", timeout=10).status_code
+    key = key_file.read_text().strip()
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.stream("GET", url + "v1/alerts/stream", headers=headers, timeout=httpx.Timeout(10)) as r:
+        seen["stream"] = (r.status_code, r.headers.get("content-type"))
+        event = None
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event == "snapshot":
+                seen["snapshot"] = json.loads(line.removeprefix("data:"))
+                break
+    seen["devices"] = len(httpx.get(url + "v1/devices", headers=headers, timeout=10).json())
+    return seen
+
+
+def ioc_with_desk(
+    tmp_path: Path, *args: str, timeout: float = 300
+) -> tuple[subprocess.CompletedProcess[bytes], dict[str, Any]]:
+    """:func:`ioc`, and while the demo runs, :func:`open_desk` at the URL it prints (its key in ``var/``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ioc", *args], env={**os.environ, **ENV}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    err: list[bytes] = []
+    desk: dict[str, Any] = {}
+
+    def watch(stream: Any) -> None:
+        for raw in stream:
+            err.append(raw)
+            if not desk and (m := DESK_LINE.search(raw.decode(errors="replace"))):
+                try:
+                    desk.update(open_desk(m.group(1), tmp_path / m.group(2)))
+                except Exception as exc:
+                    desk["error"] = repr(exc)
+
+    watcher = threading.Thread(target=watch, args=(proc.stderr,), daemon=True)
+    watcher.start()
+    out = proc.stdout.read()
+    proc.wait(timeout)
+    watcher.join(30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, b"".join(err)), desk
+
+
 def summary_of(out: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr.decode()[-3000:]
     result: dict[str, Any] = json.loads(out.stdout.decode().strip().splitlines()[-1])
@@ -43,8 +102,17 @@ def summary_of(out: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
 
 
 def test_demo_stores_every_published_reading(tmp_path: Path) -> None:
-    out = ioc(tmp_path, *DEMO)
+    out, desk = ioc_with_desk(tmp_path, *DEMO)
     summary = summary_of(out)
+    # While it ran, the alert desk it printed answered: the page without a key, the data with the key
+    # the demo wrote for it (an operate key, readable by the user alone).
+    assert "error" not in desk, desk.get("error")
+    assert desk["page"] == (200, "text/html; charset=utf-8", True)
+    assert desk["stream_without_key"] == 401
+    assert desk["stream"] == (200, "text/event-stream; charset=utf-8")
+    assert isinstance(desk["snapshot"], list)
+    assert desk["devices"] == 40
+    assert desk["key_mode"] == "0o600"
     assert summary["published"] > 1000
     assert summary["stored"] == summary["published"]
     assert summary["rejected"] == summary["malformed_sent"] > 0
@@ -151,3 +219,28 @@ def test_servers_come_back_over_the_demo_data(tmp_path: Path) -> None:
     assert stopped.returncode == 0
     assert "stopped mosquitto, influxd" in stopped.stdout.decode()
     assert ioc(tmp_path, "servers", "status").returncode == 3
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_taken_desk_port_is_refused_in_one_line(tmp_path: Path, fresh: bool) -> None:
+    import socket
+
+    kept = [tmp_path / "var" / name for name in ("registry.db", "alerts.db", "desk.key")]  # an earlier demo's
+    if fresh:
+        kept[0].parent.mkdir()
+        for path in kept:
+            path.write_text("earlier")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, **ENV, "IOC_DEMO_API_PORT": str(port)}
+        out = subprocess.run(
+            [sys.executable, "-m", "ioc", *DEMO, *(["--fresh"] if fresh else [])],
+            env=env, cwd=tmp_path, capture_output=True, timeout=120,
+        )  # fmt: skip
+    assert out.returncode == 2
+    said = out.stderr.decode().strip()
+    taken = f"port {port} on 127.0.0.1 is already in use"
+    assert said == f"error: {taken}: choose another with --api-port (IOC_DEMO_API_PORT)"
+    assert not (tmp_path / "var" / "influxdb").exists(), "refused before any server started"
+    if fresh:
+        assert all(path.read_text() == "earlier" for path in kept), "refused before --fresh deleted anything"
