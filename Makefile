@@ -1,5 +1,6 @@
 # Mekong IOC — `make demo` runs the pipeline, `make test` runs the whole suite.
-# Both set up what they need: a .venv with the project, and Debian's mosquitto and influxdb.
+# Both set up what they need: a .venv with the project, and Debian's mosquitto and influxdb;
+# `make test` also Debian's chromium and the browser tests' npm packages (`make browser`).
 # `make bench` (and `make bench-quick`) measure us against the peers; see docs/benchmarks.md.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: demo test lint typecheck unit integration servers venv clean bench bench-quick
+.PHONY: demo test lint typecheck unit integration servers browser venv clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,10 @@ venv: $(STAMP)
 
 servers:
 	@./scripts/ensure-servers.sh
+
+# Debian's chromium and tests/browser/node_modules (npm ci of the committed lock file).
+browser:
+	@./scripts/ensure-browser.sh
 
 demo: $(STAMP) servers
 	$(BIN)/ioc demo $(ARGS)
@@ -33,10 +38,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not integration"
 
-integration: $(STAMP) servers
+integration: $(STAMP) servers browser
 	$(BIN)/pytest -m integration
 
-test: $(STAMP) servers lint typecheck
+test: $(STAMP) servers browser lint typecheck
 	$(BIN)/pytest
 
 # Benchmarks against the peers (docs/benchmarks.md): about 40 minutes, or 2 for the quick version.
@@ -47,4 +52,4 @@ bench-quick: $(STAMP) servers
 	$(BIN)/python -m bench.run --quick $(ARGS)
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache tests/browser/node_modules
