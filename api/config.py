@@ -48,7 +48,10 @@ class ApiSettings(BrokerAdmin, WebhookTargets, RegistryChoice, InfluxConnection,
     api_query_timeout_s: float = Field(30.0, gt=0, le=600, description="HTTP timeout of one InfluxQL query")
     api_ready_timeout_s: float = Field(2.0, gt=0, le=60, description="timeout of each /readyz check")
     api_offline_after_s: float = Field(
-        3_600.0, gt=0, description="a device silent this long counts as offline (besides its will)"
+        3_600.0,
+        gt=0,
+        description="a device silent this long counts as offline (besides its will), unless the rule pack's "
+        "no-data rules that read it say how long",
     )
     api_max_points: int = Field(
         10_000,

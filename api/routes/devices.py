@@ -28,7 +28,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from alerts.store import AlertStore
 from api.auth import Operator, Principal, Reader
 from api.config import ApiSettings
-from api.deps import InfluxDep, RegistryDep, SettingsDep, StoreDep
+from api.deps import InfluxDep, RegistryDep, RulesDep, SettingsDep, StoreDep
 from api.errors import (
     ERROR_RESPONSES,
     ApiError,
@@ -51,6 +51,7 @@ from registry.broker_accounts import BrokerAccountError, BrokerAccounts
 from registry.errors import ImportRefused
 from registry.files import FileFormat, parse
 from registry.store import DeviceRecord
+from rules.pack import NoData, Pack, Rule
 from storage.layout import KIND_MEASUREMENTS, STATUS_MEASUREMENT, STATUS_ONLINE, TELEMETRY_MEASUREMENTS
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,26 @@ def device_state(last_seen_ms: int | None, status: tuple[int, int] | None, now: 
     return "offline" if now - last_seen_ms > offline_after_ms else "online"
 
 
+SELECTOR_TAGS = ("province", "district", "site", "crop")
+
+
+def applies(rule: Rule, device: Device) -> bool:
+    """Whether the (enabled) rule reads this device: its kind, and every tag its selector lists."""
+    if not rule.enabled or rule.kind != device.kind.value:
+        return False
+    select = rule.select
+    if any(getattr(select, tag) and getattr(device, tag) not in getattr(select, tag) for tag in SELECTOR_TAGS):
+        return False
+    return not select.devices or device.id in select.devices
+
+
+def silent_after_ms(pack: Pack, device: Device, default_s: float) -> float:
+    """How long ``device`` may be silent and still count as online: what the pack's no-data rules that
+    read it allow (the shortest; a light trap reports every 3 h by day), else ``default_s``."""
+    afters = [r.condition.after_ms for r in pack.rules if isinstance(r.condition, NoData) and applies(r, device)]
+    return float(min(afters)) if afters else default_s * 1000
+
+
 def names(province: str, district: str) -> tuple[str, str]:
     """(province name, district name) from the seed geography, falling back to the slugs."""
     p = PROVINCE_BY_SLUG.get(province)
@@ -345,9 +366,16 @@ def visible_record(registry: Registry, principal: Principal, device_id: str) -> 
 
 
 def describe(
-    devices: Sequence[Device], influx: Influx, store: AlertStore, offline_after_s: float, *, one: bool = False
+    devices: Sequence[Device],
+    influx: Influx,
+    store: AlertStore,
+    pack: Pack,
+    offline_after_s: float,
+    *,
+    one: bool = False,
 ) -> list[DeviceOut]:
-    """State of ``devices`` from InfluxDB (3 queries) and the alert store."""
+    """State of ``devices`` from InfluxDB (3 queries) and the alert store; silent longer than
+    :func:`silent_after_ms` is offline."""
     now = now_ms()
     since = now - LOOKBACK_MS
     only = [d.id for d in devices] if one else None
@@ -384,7 +412,7 @@ def describe(
                 model=d.model,
                 external_ids=external_ids_out(d),
                 state=d.state,
-                status=device_state(last_seen, st, now, offline_after_s * 1000),
+                status=device_state(last_seen, st, now, silent_after_ms(pack, d, offline_after_s)),
                 last_seen=iso_or_none(last_seen),
                 last_seen_ms=last_seen,
                 last_status=None if st is None else ("online" if st[1] else "offline"),
@@ -426,6 +454,7 @@ def list_devices(
     influx: InfluxDep,
     store: StoreDep,
     settings: SettingsDep,
+    rules: RulesDep,
     province: ProvinceQuery = None,
     district: DistrictQuery = None,
     kind: KindQuery = None,
@@ -454,7 +483,7 @@ def list_devices(
         response.headers["link"] = next_link(request, chosen[-1].id, limit)
     if not chosen:
         return []
-    return describe(chosen, influx, store, settings.api_offline_after_s)
+    return describe(chosen, influx, store, rules.current.pack, settings.api_offline_after_s)
 
 
 @router.get(
@@ -470,10 +499,11 @@ def get_device(
     influx: InfluxDep,
     store: StoreDep,
     settings: SettingsDep,
+    rules: RulesDep,
 ) -> DeviceDetail:
     """One registered device, its state, and the telemetry fields its kind reports."""
     device = visible_device(registry, principal, device_id)
-    state = describe([device], influx, store, settings.api_offline_after_s, one=True)[0]
+    state = describe([device], influx, store, rules.current.pack, settings.api_offline_after_s, one=True)[0]
     fields = [
         FieldOut(name=f.name, unit=f.unit, description=f.description, min=f.lo, max=f.hi)
         for f in TELEMETRY_FIELDS[device.kind]

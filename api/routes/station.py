@@ -11,7 +11,7 @@ from api.auth import Reader
 from api.deps import InfluxDep, RegistryDep, RulesDep
 from api.errors import ERROR_RESPONSES, ErrorBody
 from api.influx import ident, literal, rows, tags_equal, time_range
-from api.routes.devices import DeviceIdPath, SeverityName, visible_device
+from api.routes.devices import DeviceIdPath, SeverityName, applies, visible_device
 from api.times import iso
 from contract.clock import now_ms
 from contract.fields import EVENT_FIELDS, Kind
@@ -22,7 +22,6 @@ from storage.layout import DEVICE_ID, EVENT, KIND_MEASUREMENTS
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"], responses=ERROR_RESPONSES)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-SELECTOR_TAGS = ("province", "district", "site", "crop")
 MAX_CAMERA_EVENTS = 1000
 
 
@@ -49,16 +48,6 @@ class CameraEvent(BaseModel):
     water_above_line_cm: float | None = None
     speed_kmh: float | None = None
     image_url: str | None = None
-
-
-def applies(rule: Rule, device: Device) -> bool:
-    """Whether the (enabled) rule reads this device: its kind, and every tag its selector lists."""
-    if not rule.enabled or rule.kind != device.kind.value:
-        return False
-    select = rule.select
-    if any(getattr(select, tag) and getattr(device, tag) not in getattr(select, tag) for tag in SELECTOR_TAGS):
-        return False
-    return not select.devices or device.id in select.devices
 
 
 def levels(rule: Rule) -> list[tuple[str, Op, float, Severity]]:

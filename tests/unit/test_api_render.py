@@ -8,10 +8,11 @@ import io
 import pytest
 
 from api.render import csv_text, station_feature, stations_geojson
-from api.routes.devices import device_state, names
+from api.routes.devices import device_state, names, silent_after_ms
 from api.routes.readings import LatestReading, area_summary, wants_csv
 from contract.fields import Kind
 from contract.fleet import Device
+from rules.pack import DEFAULT_PACK, load_pack
 
 
 def test_csv_header_rows_and_empty_cells() -> None:
@@ -81,6 +82,19 @@ HOUR = 3_600_000
 )
 def test_device_state(last_seen: int | None, status: tuple[int, int] | None, state: str) -> None:
     assert device_state(last_seen, status, 10 * HOUR, HOUR) == state
+
+
+def test_a_device_counts_as_offline_after_what_its_no_data_rules_allow() -> None:
+    """The pack's silence rules, not one number: a light trap reports every 3 h by day (TRAP_OFFLINE
+    after 4 h), a camera every minute (CAM_OFFLINE after 5 min); a kind without one: the setting."""
+    pack = load_pack(DEFAULT_PACK)
+    trap = _device(id="bt-trap-0001", kind=Kind.LIGHT_TRAP, site="field")
+    camera = _device(id="bt-cam-0001", kind=Kind.CAMERA, site="market")
+    assert silent_after_ms(pack, trap, 3600) == 4 * HOUR
+    assert silent_after_ms(pack, camera, 3600) == 5 * 60_000
+    assert silent_after_ms(pack, _device(), 3600) == HOUR  # SAL_SILENT
+    quiet = pack.model_copy(update={"rules": tuple(r for r in pack.rules if r.id != "TRAP_OFFLINE")})
+    assert silent_after_ms(quiet, trap, 7_200) == 2 * HOUR  # no rule reads it: IOC_API_OFFLINE_AFTER_S
 
 
 def test_names_from_the_geography() -> None:
