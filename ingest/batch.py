@@ -84,28 +84,21 @@ class _KindRows:
     device: list[int] = field(default_factory=list)
     ts_ms: list[int] = field(default_factory=list)
     seq: list[int] = field(default_factory=list)
-    values: list[tuple[Any, ...]] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    """Every reading's values in spec order, one after another (``len(specs)`` each; UNSET where absent)."""
 
     def columns(self) -> Columns:
+        width = len(self.specs)
+        if len(self.values) != width * len(self.device):  # a decoder's row of the wrong width
+            raise ValueError(f"{len(self.values)} values for {len(self.device)} readings of {width} fields")
         fields: dict[str, npt.NDArray[np.float64]] = {}
-        if self.values and all(s.numeric for s in self.specs):
-            try:  # every reading carries every field: one conversion, then one row per field
-                table = np.array(self.values, dtype=np.float64).T.copy()
-            except (TypeError, ValueError):  # UNSET somewhere: field by field below
-                pass
-            else:
-                fields = {spec.name: table[j] for j, spec in enumerate(self.specs)}
-                return self._columns(fields)
         for j, spec in enumerate(self.specs):
             if spec.numeric:
-                fields[spec.name] = np.fromiter(
-                    (_NAN if row[j] is UNSET else row[j] for row in self.values),
-                    dtype=np.float64,
-                    count=len(self.values),
-                )
-        return self._columns(fields)
-
-    def _columns(self, fields: dict[str, npt.NDArray[np.float64]]) -> Columns:
+                column = self.values[j::width]
+                try:  # the usual column: every reading carries the field
+                    fields[spec.name] = np.array(column, dtype=np.float64)
+                except TypeError:  # UNSET in it
+                    fields[spec.name] = np.array([_NAN if v is UNSET else v for v in column], dtype=np.float64)
         return Columns(
             np.asarray(self.device, dtype=np.int32),
             np.asarray(self.ts_ms, dtype=np.int64),
@@ -126,6 +119,7 @@ class Batch:
     """An immutable, sealed batch."""
 
     lines: list[str]
+    """Line protocol to store; :meth:`~ingest.influx.InfluxWriter.write` empties it once it has the body."""
     readings: int
     statuses: int
     rejections: list[Rejection]
@@ -147,7 +141,9 @@ class Batch:
 
     @staticmethod
     def merged(batches: Sequence[Batch]) -> Batch:
-        """One batch of ``batches`` in order: what the rules see when several are finished at once."""
+        """One batch of ``batches`` in order, for the rules when several are finished at once: their
+        readings, counts, acks and age (not their lines, written already, nor their rejections and
+        commands, settled batch by batch)."""
         if len(batches) == 1:
             only: Batch = batches[0]
             return only
@@ -161,12 +157,12 @@ class Batch:
                 into.seq += part.seq
                 into.values += part.values
         return Batch(
-            [line for b in batches for line in b.lines],
+            [],
             sum(b.readings for b in batches),
             sum(b.statuses for b in batches),
-            [r for b in batches for r in b.rejections],
+            [],
             [a for b in batches for a in b.acks],
-            [c for b in batches for c in b.commands],
+            [],
             min(b.opened_at for b in batches),
             rows,
         )
@@ -211,7 +207,7 @@ class BatchBuilder:
         rows.device.append(device)
         rows.ts_ms.append(ts_ms)
         rows.seq.append(seq)
-        rows.values.append(values)
+        rows.values += values
         self.lines.append(line)
         self.readings += 1
 
@@ -221,7 +217,7 @@ class BatchBuilder:
         rows.device.append(device)
         rows.ts_ms.append(ts_ms)
         rows.seq.append(-1)
-        rows.values.append((int(online),))
+        rows.values.append(int(online))
         self.lines.append(line)
         self.statuses += 1
 

@@ -33,7 +33,10 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
         86_400, gt=0, description="how long the broker keeps our session and queue while we are away"
     )
     mqtt_receive_maximum: int = Field(
-        20_000, ge=10, le=65_535, description="unacknowledged messages the broker may send us at once"
+        10_000,
+        ge=10,
+        le=65_535,
+        description="unacknowledged messages the broker may send us at once (a batch holds a quarter at most)",
     )
     mqtt_fast_path: Literal["auto", "on", "off"] = Field(
         "auto", description="MQTT receive fast path: auto (when its aiomqtt/paho versions match), on, off (public APIs)"

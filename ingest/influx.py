@@ -167,24 +167,30 @@ class InfluxWriter:
     async def write(self, lines: list[str]) -> list[tuple[str, str]]:
         """Store ``lines``; retries until done. Returns (line, server message) for refused lines.
 
+        ``lines`` is emptied once the request body is formed from it: a batch's lines are the
+        largest part of it, and the body holds them again while the batch waits for its write.
         Cancellation stops the retries; the caller then must not acknowledge the batch.
         """
+        if not lines:
+            return []
+        body = "\n".join(lines).encode("utf-8")
+        lines.clear()
         refused: list[tuple[str, str]] = []
-        chunks = [lines] if lines else []
+        chunks = [body]
         while chunks:
             chunk = chunks.pop()
             try:
                 await self._post_with_retry(chunk)
             except (TooLarge, Rejected) as exc:
-                if len(chunk) == 1:
-                    refused.append((chunk[0], str(exc)))
+                parts = chunk.split(b"\n")
+                if len(parts) == 1:
+                    refused.append((chunk.decode("utf-8"), str(exc)))
                 else:
-                    mid = len(chunk) // 2
-                    chunks += [chunk[mid:], chunk[:mid]]
+                    mid = len(parts) // 2
+                    chunks += [b"\n".join(parts[mid:]), b"\n".join(parts[:mid])]
         return refused
 
-    async def _post_with_retry(self, chunk: list[str]) -> None:
-        body = "\n".join(chunk).encode("utf-8")
+    async def _post_with_retry(self, body: bytes) -> None:
         attempt = 0
         while True:
             try:

@@ -3,7 +3,8 @@
 Three cooperating tasks on one event loop:
 
 * **receive**: reads messages, decodes them into the open :class:`BatchBuilder`, seals it at
-  ``batch_max_readings``;
+  ``batch_max_readings`` or at a quarter of ``mqtt_receive_maximum`` messages (so that the
+  broker's window holds several batches: while some are written the next fills);
 * **sealer** (group commit): seals the open batch as soon as no sealed batch is unfinished (being
   written, or waiting for its rules and acks), so at low rates a reading waits for one write only;
   otherwise the batch grows until one is finished, it reaches ``batch_max_readings`` (receive seals
@@ -205,6 +206,7 @@ class IngestService:
 
     async def _receive(self, broker: BrokerConnection) -> None:
         limit = self.settings.batch_max_readings
+        message_limit = max(1, self.settings.mqtt_receive_maximum // 4)
         received = self.metrics.received
         counters = {c.value: received.labels(c.value) for c in Channel}
         other = received.labels("other")
@@ -224,7 +226,7 @@ class IngestService:
                 self._drain_left -= 1
                 if not self._drain_left:
                     drained.set()
-            if len(builder) >= limit:
+            if len(builder) >= limit or len(builder.acks) >= message_limit:
                 await self._flush()
                 await asyncio.sleep(0)  # let the writer and the sealer run between batches
 

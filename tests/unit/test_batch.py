@@ -283,3 +283,14 @@ def test_columns_fast_and_slow_paths_agree() -> None:
         assert a.fields[s.name].flags["C_CONTIGUOUS"]
     assert math.isnan(b.fields[specs[0].name][2])
     assert b.fields[specs[1].name].tolist() == a.fields[specs[1].name].tolist()
+
+
+def test_columns_refuse_a_row_of_the_wrong_width() -> None:
+    """Values are kept one reading after another: a row short of a field would shift every later
+    reading's values into the wrong columns, so the batch refuses to make columns at all."""
+    specs = TELEMETRY_FIELDS[Kind.SALINITY]
+    builder = BatchBuilder()
+    builder.add_reading(Kind.SALINITY.value, 0, 1000, 0, tuple(1.0 for _ in specs), "l0")
+    builder.add_reading(Kind.SALINITY.value, 0, 1001, 1, tuple(1.0 for _ in specs[1:]), "l1")
+    with pytest.raises(ValueError, match="values for 2 readings"):
+        builder.seal().columns()

@@ -102,7 +102,7 @@ def test_merged_batches_hold_every_batch_in_order() -> None:
         builder.add_status(i, 2_000 + i, True, f"status-{i}")
         batches.append(builder.seal())
     merged = Batch.merged(batches)
-    assert merged.lines == ["line-0", "status-0", "line-1", "status-1", "line-2", "status-2"]
+    assert merged.lines == [], "written already: the rules read columns"
     assert merged.acks == ["msg-0", "msg-1", "msg-2"]
     assert (merged.readings, merged.statuses) == (3, 3)
     assert merged.opened_at == batches[0].opened_at
@@ -155,3 +155,20 @@ def test_messages_already_at_the_broker_go_into_the_batch_before_it_is_sealed() 
     assert batch is not None
     assert batch.acks == [f"msg-{i}" for i in range(5)]
     assert more is None
+
+
+def test_a_batch_holds_a_quarter_of_the_receive_window_at_most() -> None:
+    """Readings per batch are not the only bound: a batch of single-reading messages as large as the
+    broker's window would stop the broker until it is stored. Receive seals at a quarter of the
+    window (Receive Maximum 40 → 10 messages), however few readings that is."""
+
+    async def main() -> list[Batch]:
+        svc = service(mqtt_receive_maximum=40, batch_max_readings=10_000, batch_max_age_ms=60_000)
+        backlog = Backlog(25)
+        receiver = asyncio.create_task(svc._receive(backlog))  # type: ignore[arg-type]
+        batches = [b for b in [await sealed_within(svc, 5), await sealed_within(svc, 5)] if b is not None]
+        receiver.cancel()
+        return batches
+
+    batches = asyncio.run(main())
+    assert [b.acks for b in batches] == [[f"msg-{i}" for i in range(k, k + 10)] for k in (0, 10)]

@@ -78,7 +78,7 @@ LINES = [f"m,d=x v={i}.0,seq={i}i {1_767_240_000_000 + i}" for i in range(10)]
 
 def test_success_posts_once() -> None:
     transport, sleep = FakeTransport(), FakeSleep()
-    assert run(writer(transport, sleep).write(LINES)) == []
+    assert run(writer(transport, sleep).write(list(LINES))) == []
     assert transport.posts == [LINES]  # one body, lines joined by newlines, in order
     assert sleep.delays == []
 
@@ -121,7 +121,7 @@ def test_retry_after_is_a_lower_bound() -> None:
     sleep = FakeSleep()
     retried: list[tuple[WriteError, float]] = []
     w = writer(transport, sleep, Backoff(0.2, 10.0, lambda: 0.5), on_retry=lambda e, d: retried.append((e, d)))
-    assert run(w.write(LINES)) == []
+    assert run(w.write(list(LINES))) == []
     # back-off steps 0.15, 0.3, 0.6 s; the server's word wins when it asks for longer
     assert sleep.delays == pytest.approx([7.0, 0.5, 0.6])
     assert [d for _, d in retried] == sleep.delays
@@ -135,7 +135,7 @@ def test_backoff_grows_and_is_capped() -> None:
     transport = FakeTransport([RetryableWrite("conn refused")] * failures + [None])
     sleep = FakeSleep()
     backoff = Backoff(0.1, 2.0, random.Random(42).random)
-    assert run(writer(transport, sleep, backoff).write(LINES)) == []
+    assert run(writer(transport, sleep, backoff).write(list(LINES))) == []
     expected = Backoff(0.1, 2.0, random.Random(42).random)
     assert sleep.delays == [expected.delay(i) for i in range(failures)]
     for attempt, delay in enumerate(sleep.delays):
@@ -156,7 +156,7 @@ def test_mixed_retry_after_and_backoff() -> None:
         ]
     )
     sleep = FakeSleep()
-    run(writer(transport, sleep, Backoff(1.0, 100.0, random.Random(0).random)).write(LINES))
+    run(writer(transport, sleep, Backoff(1.0, 100.0, random.Random(0).random)).write(list(LINES)))
     assert sleep.delays[1] == 3.0
     assert 0.5 <= sleep.delays[0] <= 1.0  # attempt 0
     assert 2.0 <= sleep.delays[2] <= 4.0  # attempt 2: the counter kept counting
@@ -180,8 +180,8 @@ def test_logs_first_failure_and_recovery_once(caplog: pytest.LogCaptureFixture) 
     transport = FakeTransport([RetryableWrite("boom")] * 4 + [None, None])
     w = writer(transport)
     with caplog.at_level(logging.WARNING, logger="ingest.influx"):
-        run(w.write(LINES))
-        run(w.write(LINES))
+        run(w.write(list(LINES)))
+        run(w.write(list(LINES)))
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2, messages
     assert "boom" in messages[0]
@@ -194,7 +194,7 @@ def test_logs_first_failure_and_recovery_once(caplog: pytest.LogCaptureFixture) 
 @pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 9])
 def test_too_large_splits_until_it_fits(limit: int) -> None:
     transport = FakeTransport(rule=lambda lines: TooLarge("413: too big", status=413) if len(lines) > limit else None)
-    assert run(writer(transport).write(LINES)) == []
+    assert run(writer(transport).write(list(LINES))) == []
     assert all(len(chunk) <= limit for chunk in transport.delivered)
     # every line exactly once, and in the original order
     assert [line for chunk in transport.delivered for line in chunk] == LINES
@@ -202,7 +202,7 @@ def test_too_large_splits_until_it_fits(limit: int) -> None:
 
 def test_too_large_halves() -> None:
     transport = FakeTransport(rule=lambda lines: TooLarge("413") if len(lines) > 5 else None)
-    run(writer(transport).write(LINES))
+    run(writer(transport).write(list(LINES)))
     assert [len(p) for p in transport.posts] == [10, 5, 5]
 
 
@@ -236,7 +236,7 @@ def _reject(bad: set[str]) -> Callable[[list[str]], Outcome]:
 def test_rejected_bisects_to_the_bad_line(bad_index: int) -> None:
     bad = LINES[bad_index]
     transport = FakeTransport(rule=_reject({bad}))
-    refused = run(writer(transport).write(LINES))
+    refused = run(writer(transport).write(list(LINES)))
     assert refused == [(bad, f"unable to parse '{bad}'")]
     good = [line for line in LINES if line != bad]
     assert [line for chunk in transport.delivered for line in chunk] == good
@@ -246,7 +246,7 @@ def test_rejected_bisects_to_the_bad_line(bad_index: int) -> None:
 def test_rejected_several_bad_lines() -> None:
     bad = {LINES[1], LINES[2], LINES[8]}
     transport = FakeTransport(rule=_reject(bad))
-    refused = run(writer(transport).write(LINES))
+    refused = run(writer(transport).write(list(LINES)))
     assert [line for line, _ in refused] == [LINES[1], LINES[2], LINES[8]]
     assert all(msg.startswith("unable to parse") for _, msg in refused)
     delivered = [line for chunk in transport.delivered for line in chunk]
@@ -266,7 +266,7 @@ def test_retry_inside_bisection() -> None:
     # the first half's first post is answered 503 once: retried, then bisected as usual
     transport = FakeTransport([Rejected("x", status=400), RetryableWrite("503", retry_after=1.0)], rule=rule)
     sleep = FakeSleep()
-    refused = run(writer(transport, sleep).write(LINES))
+    refused = run(writer(transport, sleep).write(list(LINES)))
     assert [line for line, _ in refused] == [bad]
     assert sleep.delays == [1.0]
     assert [line for chunk in transport.delivered for line in chunk] == [line for line in LINES if line != bad]
@@ -285,7 +285,7 @@ def test_cancel_during_retry_sleep_propagates() -> None:
 
     async def scenario() -> None:
         w = InfluxWriter(transport, Backoff(0.1, 1.0), sleep=forever)
-        task = asyncio.create_task(w.write(LINES))
+        task = asyncio.create_task(w.write(list(LINES)))
         await asyncio.wait_for(entered.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -306,7 +306,7 @@ def test_cancel_with_default_asyncio_sleep() -> None:
             Backoff(0.1, 1.0),  # the real asyncio.sleep
             on_retry=lambda e, d: retrying.set(),
         )
-        task = asyncio.create_task(w.write(LINES))
+        task = asyncio.create_task(w.write(list(LINES)))
         await asyncio.wait_for(retrying.wait(), 5)
         await asyncio.sleep(0.01)  # now inside asyncio.sleep(300)
         started = time.monotonic()
@@ -406,3 +406,26 @@ def test_error_tree() -> None:
 )
 def test_error_message(body: bytes | str | None, expected: str) -> None:
     assert _error_message(body) == expected
+
+
+def test_the_lines_are_let_go_once_their_body_is_formed() -> None:
+    """A batch's lines are its largest part: the writer empties the list it was given once it has
+    the request body (what it retries, and splits on a refusal), so they are not held twice."""
+    transport = FakeTransport()
+    lines = list(LINES)
+    seen: list[int] = []
+
+    async def first_post_sees_the_list() -> None:
+        original = transport.post
+
+        async def post(body: bytes) -> None:
+            seen.append(len(lines))
+            await original(body)
+
+        transport.post = post  # type: ignore[method-assign]
+        assert await writer(transport).write(lines) == []
+
+    run(first_post_sees_the_list())
+    assert seen == [0]
+    assert lines == []
+    assert transport.delivered == [LINES]

@@ -540,8 +540,8 @@ def test_the_usual_packs_fast_path_stores_what_the_general_path_stores(
         patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
         general = decode()
     assert fast.lines == general.lines
-    assert {k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in fast._rows.items()} == {
-        k: [tuple((type(v), v) for v in row) for row in r.values] for k, r in general._rows.items()
+    assert {k: [(type(v), v) for v in r.values] for k, r in fast._rows.items()} == {
+        k: [(type(v), v) for v in r.values] for k, r in general._rows.items()
     }
     assert [(r.reason, r.detail) for r in fast.rejections] == [(r.reason, r.detail) for r in general.rejections]
 

@@ -61,8 +61,9 @@ def batch(index: int) -> Batch:
 
 
 def indexes(b: Batch) -> tuple[int, ...]:
-    """The batches a (possibly merged) batch holds, by the index in their lines."""
-    return tuple(int(line.split(" ", 1)[0].rsplit("=", 1)[1]) for line in b.lines)
+    """The batches a (possibly merged) batch holds, by the index in their acks (the writer has let
+    their lines go by the time the hook sees them)."""
+    return tuple(int(str(ack).rsplit("-", 1)[1]) for ack in b.acks)
 
 
 def service(
