@@ -6,6 +6,9 @@
 # Installs Debian packages when missing and running as root; otherwise says what to install.
 set -euo pipefail
 
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 browser="$root/tests/browser"
 
@@ -17,26 +20,7 @@ missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "Missing Debian packages for the browser tests: ${missing[*]}" >&2
-    echo "Install them with:  sudo apt-get install ${missing[*]}" >&2
-    echo "$shim_note" >&2
-    exit 1
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "Missing ${missing[*]} for the browser tests and no apt-get here: install them" >&2
-    exit 1
-  fi
-  echo "Installing ${missing[*]} from Debian's packages…" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt="apt-get -o DPkg::Lock::Timeout=300"
-  $apt install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-    $apt update >/dev/null
-    $apt install -y --no-install-recommends "${missing[@]}" >/dev/null
-  } || { echo "Could not install ${missing[*]}. $shim_note" >&2; exit 1; }
-  echo "Installed ${missing[*]}" >&2
-fi
+apt_install "the browser tests" "$shim_note" ${missing[@]+"${missing[@]}"}
 
 if ! version="$(timeout 60 /usr/bin/chromium --version 2>&1)"; then
   echo "/usr/bin/chromium does not run: ${version:0:300}" >&2

@@ -6,6 +6,9 @@
 # Installs them when missing and running as root; otherwise says what to install.
 set -euo pipefail
 
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1; }
 
@@ -21,23 +24,5 @@ have_postgres || missing+=(postgresql)  # the registry's tests start their own s
 [ -f /usr/include/mosquitto_broker.h ] || missing+=(mosquitto-dev)
 have cc || missing+=(gcc libc6-dev)
 have make || missing+=(make)
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "Missing Debian packages: ${missing[*]}" >&2
-  echo "Install them with:  sudo apt-get install ${missing[*]}" >&2
-  echo "or run the whole stack in containers with:  docker compose up" >&2
-  exit 1
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "Missing ${missing[*]} and no apt-get here: install them, or use docker compose up" >&2
-  exit 1
-fi
-echo "Installing ${missing[*]} from Debian's packages…" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-  apt-get update >/dev/null
-  apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
-}
 # Debian may start the packaged services; ours run on their own ports and data dirs.
-echo "Installed ${missing[*]}" >&2
+apt_install "the servers the tests start" "Or run the whole stack in containers with:  docker compose up" ${missing[@]+"${missing[@]}"}
