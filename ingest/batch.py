@@ -142,8 +142,8 @@ class Batch:
     @staticmethod
     def merged(batches: Sequence[Batch]) -> Batch:
         """One batch of ``batches`` in order, for the rules when several are finished at once: their
-        readings, counts, acks and age (not their lines, written already, nor their rejections and
-        commands, settled batch by batch)."""
+        readings, counts, acks and age. Hooks read no more: with several batches, the lines (written
+        already), rejections and commands (settled batch by batch) are left empty."""
         if len(batches) == 1:
             only: Batch = batches[0]
             return only

@@ -59,10 +59,17 @@ class IngestSettings(RegistryChoice, InfluxConnection, BrokerUrl):
 
     registry_poll_s: float = Field(1.0, gt=0, le=60, description="how often a running ingest looks for device changes")
 
-    batch_max_readings: int = Field(10_000, ge=1, le=100_000, description="write a batch at this many readings")
+    batch_max_readings: int = Field(
+        10_000,
+        ge=1,
+        le=100_000,
+        description="write a batch at this many readings (or a quarter of the receive maximum's messages)",
+    )
     batch_max_age_ms: int = Field(
-        200, ge=1, le=60_000,
-        description="while batches are being stored, the next grows this long at most (none: sealed at once)"
+        200,
+        ge=1,
+        le=60_000,
+        description="while batches are being stored, the next grows this long at most (none: sealed at once)",
     )
     write_queue_batches: int = Field(2, ge=1, le=64, description="sealed batches waiting for the writer")
     write_concurrency: int = Field(

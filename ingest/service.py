@@ -7,8 +7,9 @@ Three cooperating tasks on one event loop:
   broker's window holds several batches: while some are written the next fills);
 * **sealer** (group commit): seals the open batch as soon as no sealed batch is unfinished (being
   written, or waiting for its rules and acks), so at low rates a reading waits for one write only;
-  otherwise the batch grows until one is finished, it reaches ``batch_max_readings`` (receive seals
-  it) or its oldest message waited ``batch_max_age_ms``: under load, batches grow as large as the
+  otherwise the batch grows until one is finished, it reaches ``batch_max_readings`` or a quarter
+  of ``mqtt_receive_maximum`` messages (receive seals it) or its oldest message waited
+  ``batch_max_age_ms``: under load, batches grow as large as the
   pipeline's time lets them, and the per-batch costs (a write, a rules call) are paid ever more
   rarely per reading; messages the broker connection already holds (the public MQTT path hands over
   one per loop turn) go into the batch before it is sealed, so batches grow with the backlog;
@@ -83,9 +84,13 @@ _Writing = tuple[Batch, asyncio.Task[tuple[list[tuple[str, str]], float]]]
 """A batch and its write in progress (refused lines, start time)."""
 
 
-async def _timed_write(writer: InfluxWriter, lines: list[str]) -> tuple[list[tuple[str, str]], float]:
+async def _timed_write(writer: InfluxWriter, batch: Batch) -> tuple[list[tuple[str, str]], float]:
+    """Store ``batch``'s lines (the writer empties the list): the lines InfluxDB refused, and when it began."""
+    points = batch.readings + batch.statuses
+    if len(batch.lines) != points:  # written before: writing nothing now, and acking, would lose it
+        raise RuntimeError(f"a batch of {points} points holds {len(batch.lines)} lines: written twice?")
     started = time.monotonic()
-    return await writer.write(lines), started
+    return await writer.write(batch.lines), started
 
 
 def dead_letter(rejection: Rejection, *, cap: int, received_ms: int) -> bytes:
@@ -143,6 +148,9 @@ class IngestService:
         self._builder = BatchBuilder()
         self._flush_lock = asyncio.Lock()
         self._unqueued: Batch | None = None
+        self._batch_messages = max(1, settings.mqtt_receive_maximum // 4)
+        """Messages a batch holds at most: a quarter of the broker's window, so that it holds several
+        batches (while some are written the next fills) and no burst of acknowledgements is all of it."""
         self._unfinished = 0
         """Batches sealed and not yet finished (queued, being written, or waiting for the rules and acks)."""
         self._filled = asyncio.Event()
@@ -205,8 +213,7 @@ class IngestService:
         self._finished.set()
 
     async def _receive(self, broker: BrokerConnection) -> None:
-        limit = self.settings.batch_max_readings
-        message_limit = max(1, self.settings.mqtt_receive_maximum // 4)
+        limit, message_limit = self.settings.batch_max_readings, self._batch_messages
         received = self.metrics.received
         counters = {c.value: received.labels(c.value) for c in Channel}
         other = received.labels("other")
@@ -271,12 +278,13 @@ class IngestService:
         """Write up to ``write_concurrency`` batches at once; finish them (rules, ack) in order.
 
         The batches whose writes have ended by the time the last finish did are finished together
-        (up to ``batch_max_readings`` messages): one rules evaluation over all of them (what was
+        (up to as many messages as one batch may hold): one rules evaluation over all of them (what was
         stored since the rules last ran), so small group-commit batches do not each pay the engine's
         per-call cost when finishing falls behind. (Larger bursts of PUBACKs made Mosquitto 2.0.11
         send past Receive Maximum after an outage: tests/integration/test_reliability.py.)
         """
-        concurrency, limit = self.settings.write_concurrency, self.settings.batch_max_readings
+        concurrency = self.settings.write_concurrency
+        limit = min(self.settings.batch_max_readings, self._batch_messages)
         slots = asyncio.Semaphore(concurrency)  # writes in flight (released when a write ends)
         held = asyncio.Semaphore(concurrency + 1)  # written or being written, not finished: as many as
         # before writes overlapped finishing (``concurrency`` writing, one finishing)
@@ -340,7 +348,7 @@ class IngestService:
                 return
             await held.acquire()
             await slots.acquire()
-            write = asyncio.create_task(_timed_write(writer, batch.lines))
+            write = asyncio.create_task(_timed_write(writer, batch))
             write.add_done_callback(lambda _w: slots.release())
             writing.append((batch, write))
             arrived.set()

@@ -24,5 +24,5 @@ have_postgres || missing+=(postgresql)  # the registry's tests start their own s
 [ -f /usr/include/mosquitto_broker.h ] || missing+=(mosquitto-dev)
 have cc || missing+=(gcc libc6-dev)
 have make || missing+=(make)
-# Debian may start the packaged services; ours run on their own ports and data dirs.
 apt_install "the servers the tests start" "Or run the whole stack in containers with:  docker compose up" ${missing[@]+"${missing[@]}"}
+# Debian may start the packaged services it installed; ours run on their own ports and data dirs.

@@ -3,7 +3,7 @@
 #   apt_install WHAT HINT PACKAGE...
 #
 # Installs PACKAGE... with apt-get (refreshing the package lists only when the first try fails,
-# waiting up to 5 minutes for another apt to let go of its lock). Not root, or no apt-get: says
+# waiting up to 5 minutes for another apt to let go of dpkg's lock). Not root, or no apt-get: says
 # what is missing (for WHAT) and how to install it, then HINT, and exits 1.
 
 apt_install() {

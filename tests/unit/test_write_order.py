@@ -56,7 +56,8 @@ class AckRecorder:
 def batch(index: int) -> Batch:
     builder = BatchBuilder()
     builder.note_message(f"msg-{index}")
-    builder.add_reading("salinity", 0, 1_000 + index, index, (0.5, 25.0, 1_000.0), f"m,batch={index} v=1")
+    row = (0.5, 25.0, 1_000.0, 10.0, 3.6, -80.0)
+    builder.add_reading("salinity", 0, 1_000 + index, index, row, f"m,batch={index} v=1")
     return builder.seal()
 
 
@@ -67,10 +68,13 @@ def indexes(b: Batch) -> tuple[int, ...]:
 
 
 def service(
-    concurrency: int, hooked: list[tuple[int, ...]], batch_max_readings: int = 10_000
+    concurrency: int, hooked: list[tuple[int, ...]], batch_max_readings: int = 10_000, receive_maximum: int = 10_000
 ) -> tuple[IngestService, AckRecorder]:
     settings = IngestSettings(
-        _env_file=None, write_concurrency=concurrency, batch_max_readings=batch_max_readings
+        _env_file=None,
+        write_concurrency=concurrency,
+        batch_max_readings=batch_max_readings,
+        mqtt_receive_maximum=receive_maximum,
     )  # type: ignore[call-arg]
 
     async def on_batch(b: Batch) -> list[str]:
@@ -110,12 +114,16 @@ def test_writes_overlap_but_batches_finish_in_order(concurrency: int) -> None:
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # and PUBACKs go out in order
 
 
-def test_batches_finished_together_hold_no_more_messages_than_one_batch_may() -> None:
-    """One rules call and one burst of PUBACKs cover at most ``batch_max_readings`` messages."""
+@pytest.mark.parametrize(("batch_max_readings", "receive_maximum"), [(2, 10_000), (10_000, 11)])
+def test_batches_finished_together_hold_no_more_messages_than_one_batch_may(
+    batch_max_readings: int, receive_maximum: int
+) -> None:
+    """One rules call and one burst of PUBACKs cover at most the messages one batch may hold:
+    ``batch_max_readings``, or a quarter of Receive Maximum (11 // 4 = 2), whichever is less."""
 
     async def main() -> tuple[list[tuple[int, ...]], AckRecorder]:
         hooked: list[tuple[int, ...]] = []
-        svc, recorder = service(3, hooked, batch_max_readings=2)
+        svc, recorder = service(3, hooked, batch_max_readings, receive_maximum)
         loop = asyncio.create_task(svc._writer_loop(InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))))
         for i in range(BATCHES):
             await svc._queue.put(batch(i))
@@ -215,3 +223,21 @@ def test_a_rules_hook_that_always_raises_is_abandoned_so_ingest_goes_on() -> Non
     assert [i for group in dict.fromkeys(calls) for i in group] == [0, 1, 2]
     assert recorder.acked == ["msg-0", "msg-1", "msg-2"]
     assert (errors, abandoned) == (HOOK_ATTEMPTS, 1)
+
+
+def test_a_batch_written_twice_stops_the_writer_instead_of_acknowledging_nothing_stored() -> None:
+    """The writer lets a batch's lines go once it has the body: a second write of the same batch
+    would store nothing and acknowledge its messages. It raises instead, and nothing more is acked."""
+
+    async def main() -> AckRecorder:
+        svc, recorder = service(1, [])
+        loop = asyncio.create_task(svc._writer_loop(InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))))
+        once = batch(0)
+        await svc._queue.put(once)
+        await svc._queue.put(once)
+        await svc._queue.put(None)
+        with pytest.raises(RuntimeError, match="written twice"):
+            await asyncio.wait_for(loop, 10)
+        return recorder
+
+    assert asyncio.run(main()).acked == ["msg-0"]
