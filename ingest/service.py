@@ -150,7 +150,7 @@ class IngestService:
         self._unqueued: Batch | None = None
         self._batch_messages = max(1, settings.mqtt_receive_maximum // 4)
         """Messages a batch holds at most: a quarter of the broker's window, so that it holds several
-        batches (while some are written the next fills) and no burst of acknowledgements is all of it."""
+        batches (while some are written the next fills)."""
         self._unfinished = 0
         """Batches sealed and not yet finished (queued, being written, or waiting for the rules and acks)."""
         self._filled = asyncio.Event()
@@ -278,13 +278,14 @@ class IngestService:
         """Write up to ``write_concurrency`` batches at once; finish them (rules, ack) in order.
 
         The batches whose writes have ended by the time the last finish did are finished together
-        (up to as many messages as one batch may hold): one rules evaluation over all of them (what was
+        (up to ``batch_max_readings`` messages, and half of ``mqtt_receive_maximum``: one burst of
+        PUBACKs is at most half the broker's window): one rules evaluation over all of them (what was
         stored since the rules last ran), so small group-commit batches do not each pay the engine's
         per-call cost when finishing falls behind. (Larger bursts of PUBACKs made Mosquitto 2.0.11
         send past Receive Maximum after an outage: tests/integration/test_reliability.py.)
         """
         concurrency = self.settings.write_concurrency
-        limit = min(self.settings.batch_max_readings, self._batch_messages)
+        limit = min(self.settings.batch_max_readings, max(1, self.settings.mqtt_receive_maximum // 2))
         slots = asyncio.Semaphore(concurrency)  # writes in flight (released when a write ends)
         held = asyncio.Semaphore(concurrency + 1)  # written or being written, not finished: as many as
         # before writes overlapped finishing (``concurrency`` writing, one finishing)
@@ -310,7 +311,7 @@ class IngestService:
                     return
                 await asyncio.wait([head[1]])
                 done: list[tuple[Batch, list[tuple[str, str]], float]] = []
-                size = 0  # together no larger than one batch may be (one burst of acks, as before)
+                size = 0  # messages: one rules call, one burst of acks
                 while writing and (item := writing[0]) is not None and item[1].done():
                     size += len(item[0].acks)
                     if done and size > limit:

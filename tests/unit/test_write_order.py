@@ -114,16 +114,18 @@ def test_writes_overlap_but_batches_finish_in_order(concurrency: int) -> None:
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]  # and PUBACKs go out in order
 
 
-@pytest.mark.parametrize(("batch_max_readings", "receive_maximum"), [(2, 10_000), (10_000, 11)])
-def test_batches_finished_together_hold_no_more_messages_than_one_batch_may(
-    batch_max_readings: int, receive_maximum: int
+@pytest.mark.parametrize(
+    ("concurrency", "batch_max_readings", "receive_maximum", "cap"), [(3, 2, 10_000, 2), (8, 10_000, 10, 5)]
+)
+def test_batches_finished_together_hold_no_more_messages_than_one_burst_may(
+    concurrency: int, batch_max_readings: int, receive_maximum: int, cap: int
 ) -> None:
-    """One rules call and one burst of PUBACKs cover at most the messages one batch may hold:
-    ``batch_max_readings``, or a quarter of Receive Maximum (11 // 4 = 2), whichever is less."""
+    """One rules call and one burst of PUBACKs cover at most ``batch_max_readings`` messages, and
+    half of Receive Maximum (10 // 2 = 5: all six batches end together, yet five are finished first)."""
 
     async def main() -> tuple[list[tuple[int, ...]], AckRecorder]:
         hooked: list[tuple[int, ...]] = []
-        svc, recorder = service(3, hooked, batch_max_readings, receive_maximum)
+        svc, recorder = service(concurrency, hooked, batch_max_readings, receive_maximum)
         loop = asyncio.create_task(svc._writer_loop(InfluxWriter(SlowFirstTransport(), Backoff(0.01, 0.1))))
         for i in range(BATCHES):
             await svc._queue.put(batch(i))
@@ -132,8 +134,8 @@ def test_batches_finished_together_hold_no_more_messages_than_one_batch_may(
         return hooked, recorder
 
     hooked, recorder = asyncio.run(main())
-    assert hooked[0] == (0, 1)  # 0, 1 and 2 had all ended: two of one message each, then the next call
-    assert max(len(group) for group in hooked) == 2
+    assert hooked[0] == tuple(range(cap))  # the first ones had all ended: up to the cap, then the next call
+    assert max(len(group) for group in hooked) == cap
     assert [i for group in hooked for i in group] == list(range(BATCHES))
     assert recorder.acked == [f"msg-{i}" for i in range(BATCHES)]
 
