@@ -15,7 +15,7 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -182,6 +182,23 @@ class Trend(_Timed):
     window_ms: Duration = Field(3_600_000, alias="window")
 
 
+class Tagged(Protocol):
+    """A device as a selector sees it: its id, kind and tags (a registry ``Device``, a ``DeviceInfo``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def province(self) -> str: ...
+    @property
+    def district(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def crop(self) -> str: ...
+
+
 class Selector(_Strict):
     """Which devices a rule reads: every listed tag must match (an empty selector takes all)."""
 
@@ -190,6 +207,17 @@ class Selector(_Strict):
     site: tuple[str, ...] = ()
     crop: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+
+    def takes(self, device: Tagged) -> bool:
+        """Whether ``device`` has one of the values of every tag listed, and is listed if devices are
+        (one device at a time; the engine selects a whole fleet at once, :meth:`rules.engine._Tags.select`)."""
+        return (
+            (not self.province or device.province in self.province)
+            and (not self.district or device.district in self.district)
+            and (not self.site or device.site in self.site)
+            and (not self.crop or device.crop in self.crop)
+            and (not self.devices or device.id in self.devices)
+        )
 
 
 class Messages(_Strict):
@@ -247,6 +275,10 @@ class Rule(_Timed):
     the highest active level (:mod:`alerts.notify`). Without one a rule is a family of its own."""
     rank: int = Field(0, ge=0, le=99)
     """This rule's level in its family, 1 = lowest; required with ``family``."""
+
+    def reads(self, device: Tagged) -> bool:
+        """Whether this rule, enabled, reads ``device``: one of its kind that its selector takes."""
+        return self.enabled and self.kind == device.kind and self.select.takes(device)
 
     @model_validator(mode="after")
     def _ranked(self) -> Rule:

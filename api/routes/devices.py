@@ -51,7 +51,7 @@ from registry.broker_accounts import BrokerAccountError, BrokerAccounts
 from registry.errors import ImportRefused
 from registry.files import FileFormat, parse
 from registry.store import DeviceRecord
-from rules.pack import NoData, Pack, Rule
+from rules.pack import NoData, Pack
 from storage.layout import KIND_MEASUREMENTS, STATUS_MEASUREMENT, STATUS_ONLINE, TELEMETRY_MEASUREMENTS
 
 log = logging.getLogger(__name__)
@@ -289,23 +289,10 @@ def device_state(last_seen_ms: int | None, status: tuple[int, int] | None, now: 
     return "offline" if now - last_seen_ms > offline_after_ms else "online"
 
 
-SELECTOR_TAGS = ("province", "district", "site", "crop")
-
-
-def applies(rule: Rule, device: Device) -> bool:
-    """Whether the (enabled) rule reads this device: its kind, and every tag its selector lists."""
-    if not rule.enabled or rule.kind != device.kind.value:
-        return False
-    select = rule.select
-    if any(getattr(select, tag) and getattr(device, tag) not in getattr(select, tag) for tag in SELECTOR_TAGS):
-        return False
-    return not select.devices or device.id in select.devices
-
-
 def silent_after_ms(pack: Pack, device: Device, default_s: float) -> float:
     """How long ``device`` may be silent and still count as online: what the pack's no-data rules that
     read it allow (the shortest; a light trap reports every 3 h by day), else ``default_s``."""
-    afters = [r.condition.after_ms for r in pack.rules if isinstance(r.condition, NoData) and applies(r, device)]
+    afters = [r.condition.after_ms for r in pack.rules if isinstance(r.condition, NoData) and r.reads(device)]
     return float(min(afters)) if afters else default_s * 1000
 
 

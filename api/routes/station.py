@@ -11,7 +11,7 @@ from api.auth import Reader
 from api.deps import InfluxDep, RegistryDep, RulesDep
 from api.errors import ERROR_RESPONSES, ErrorBody
 from api.influx import ident, literal, rows, tags_equal, time_range
-from api.routes.devices import DeviceIdPath, SeverityName, applies, visible_device
+from api.routes.devices import DeviceIdPath, SeverityName, visible_device
 from api.times import iso
 from contract.clock import now_ms
 from contract.fields import EVENT_FIELDS, Kind
@@ -79,7 +79,7 @@ def thresholds(pack: Pack, device: Device) -> list[ThresholdOut]:
             name_en=rule.title.en if rule.title else rule.id,
         )
         for rule in pack.rules
-        if applies(rule, device)
+        if rule.reads(device)
         for field, op, value, severity in levels(rule)
     ]
     out.sort(key=lambda t: (t.field, t.value, t.rule_id))

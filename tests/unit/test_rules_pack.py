@@ -4,19 +4,22 @@ and the pack loader's errors."""
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from contract.fields import CAMERA_EVENTS, EVENT_FIELDS, TELEMETRY_FIELDS, Kind
-from contract.fleet import CROPS, SITES
+from contract.fleet import CROPS, SITES, Device
 from contract.geography import PROVINCE_BY_SLUG, PROVINCES
 from rules.derived import DERIVED
+from rules.engine import _Tags
 from rules.errors import PackError
-from rules.model import Severity
+from rules.model import DeviceInfo, Severity
 from rules.pack import (
     DEFAULT_PACK,
     PLACEHOLDERS,
@@ -25,6 +28,7 @@ from rules.pack import (
     Pack,
     Range,
     Rule,
+    Selector,
     Threshold,
     load_pack,
     parse_pack,
@@ -280,6 +284,7 @@ BASE_RULE: dict[str, Any] = {
 }
 
 
+NO_DATA = {"type": "no_data", "after": "1h"}
 WINDOW = {"type": "window", "field": "salinity_ppt", "stat": "mean", "window": "1h", "op": ">", "value": 1}
 
 
@@ -499,3 +504,81 @@ def test_the_engine_knows_every_name_the_loader_accepts() -> None:
         for name in readable_fields([kind]):
             assert name in sent or kind.value in DERIVED[name].kinds, (kind, name)
     assert set(CAMERA_EVENTS) >= {"smoke_fire", "flooding"}
+
+
+# Which devices a rule reads, one device at a time (the API's station and device pages ask this).
+
+
+def _info(
+    i: int, kind: str = "salinity", province: str = "ben_tre", site: str = "river", crop: str = "rice"
+) -> DeviceInfo:
+    return DeviceInfo(f"d{i}", kind, province, "ba_tri", site, crop, "Ba Tri, Bến Tre", "Ba Tri, Ben Tre")
+
+
+def test_an_empty_selector_takes_every_device() -> None:
+    assert Selector().takes(_info(1))
+    assert Selector().takes(_info(2, kind="camera", province="an_giang", site="market", crop="none"))
+
+
+def test_a_selector_takes_a_device_only_when_every_listed_tag_matches() -> None:
+    s = Selector(province=("ben_tre",), crop=("rice", "durian"))  # several values of one tag: any of them
+    assert s.takes(_info(1, crop="rice"))
+    assert s.takes(_info(2, crop="durian"))
+    assert not s.takes(_info(3, crop="shrimp"))
+    assert not s.takes(_info(4, province="tra_vinh", crop="rice"))
+    assert not Selector(district=("thanh_phu",)).takes(_info(5))
+    assert not Selector(site=("canal",)).takes(_info(6))
+
+
+def test_a_selector_listing_devices_takes_only_those() -> None:
+    s = Selector(devices=("d1", "d3"))
+    assert [s.takes(_info(i)) for i in range(4)] == [False, True, False, True]
+    both = Selector(devices=("d1",), crop=("durian",))  # the id list and the tags must both match
+    assert not both.takes(_info(1, crop="rice"))
+    assert both.takes(_info(1, crop="durian"))
+
+
+def test_a_rule_reads_its_kind_when_enabled() -> None:
+    rule = Rule.model_validate(_rule())  # salinity, crop rice
+    assert rule.reads(_info(1))
+    assert not rule.reads(_info(1, crop="durian"))
+    assert not rule.reads(_info(1, kind="water_quality"))
+    assert not Rule.model_validate(_rule(enabled=False)).reads(_info(1))
+    registered = Device(
+        id="d1",
+        kind=Kind.SALINITY,
+        province="ben_tre",
+        district="ba_tri",
+        site="river",
+        crop="rice",
+        lat=10.0,
+        lon=106.5,
+    )
+    assert rule.reads(registered)  # a registry device too (its kind an enum)
+    assert not rule.reads(registered.model_copy(update={"kind": Kind.WATER_QUALITY}))
+
+
+def test_the_scalar_check_agrees_with_the_engines_selection() -> None:
+    """``Rule.reads`` device by device selects what the engine's vectorised ``_Tags.select`` does."""
+    devices = [
+        _info(i, kind, province, site, crop)
+        for i, (kind, province, site, crop) in enumerate(
+            itertools.product(("salinity", "camera"), ("ben_tre", "tra_vinh"), ("river", "pond"), ("rice", "durian"))
+        )
+    ]
+    tags = _Tags()
+    tags.update(devices, np.arange(len(devices), dtype=np.int64))
+    selectors = [
+        Selector(),
+        Selector(province=("ben_tre",)),
+        Selector(province=("tra_vinh", "ca_mau"), site=("pond",)),  # ca_mau: no device there
+        Selector(crop=("durian",), site=("river", "pond")),
+        Selector(district=("ba_tri",), crop=("shrimp",)),  # no device grows shrimp
+        Selector(devices=("d0", "d5", "d11", "nobody")),
+        Selector(devices=("d3", "d6"), province=("ben_tre",)),
+    ]
+    for kind in ("salinity", "camera", "light_trap"):
+        for s in selectors:
+            rule = Rule.model_validate(_rule(kind=kind, select=s.model_dump(), condition=NO_DATA))
+            vectorised = tags.select(kind, s, devices).tolist()
+            assert [rule.reads(d) for d in devices] == vectorised, (kind, s)
