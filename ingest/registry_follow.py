@@ -15,12 +15,15 @@ import logging
 from collections import Counter as Tally
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ingest.registry import Registry
 from registry.errors import RegistryError
-from registry.store import DeviceRegistry
+
+if TYPE_CHECKING:
+    from registry.store import DeviceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ class RegistryFollower:
 
     def __init__(
         self,
-        source: DeviceRegistry,
+        source: DeviceRegistry | None,
         registry: Registry,
         *,
         revision: int,
@@ -62,6 +65,8 @@ class RegistryFollower:
 
     async def poll(self) -> int:
         """Apply what changed since the last poll; returns how many devices changed."""
+        if self.source is None:  # a fleet file: nothing changes
+            return 0
         loop = asyncio.get_running_loop()
         try:
             revision, records = await loop.run_in_executor(self._worker, self.source.tags_since, self.revision)
@@ -87,8 +92,10 @@ class RegistryFollower:
         return len(records)
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled (a fleet file: only wait)."""
         try:
+            if self.source is None:
+                await asyncio.Event().wait()
             while True:
                 await asyncio.sleep(self.poll_s)
                 await self.poll()

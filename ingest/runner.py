@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
@@ -24,10 +25,12 @@ from ingest.registry import EXTERNAL_SCHEMES, Registry
 from ingest.service import IngestService
 from ingest.sources.config import NATIVE_ONLY, load_sources
 from registry.errors import RegistryError
-from registry.source import open_source
-from registry.store import DeviceRegistry
+from registry.files import fleet_tags
 from rules.errors import PackError
 from rules.pack import DEFAULT_PACK, load_pack
+
+if TYPE_CHECKING:
+    from registry.store import DeviceRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +46,26 @@ class IngestProcess:
 
 def open_devices(
     settings: IngestSettings, schemes: Iterable[str] = EXTERNAL_SCHEMES
-) -> tuple[DeviceRegistry, int, Registry]:
-    """The registry database (or a fleet file read into an in-memory one), its revision, and ingest's
-    registry of its devices (keeping the external ids of ``schemes``, those the sources look up)."""
+) -> tuple[DeviceRegistry | None, int, Registry]:
+    """The registry database and its revision, and ingest's registry of its devices (keeping the
+    external ids of ``schemes``, those the sources look up); a fleet file has no database (None, 0).
+
+    A fleet file is read as it is (:func:`~registry.files.fleet_tags`): nothing changes it while ingest
+    runs, and without a database ingest does not load SQLAlchemy (11 MiB of its memory).
+    """
     devices = Registry(schemes=schemes)
+    if not settings.registry_url:
+        try:
+            devices.apply(fleet_tags(settings.fleet_file))
+        except RegistryError as exc:
+            raise ConfigError(f"{exc} (the fleet file: --fleet, IOC_FLEET)") from exc
+        return None, 0, devices
+    from registry.source import open_source  # the database's (SQLAlchemy), only when there is one
+
     try:
         opened = open_source(settings.registry_url, settings.fleet_file, tags_into=devices.apply)
     except RegistryError as exc:
-        what = (
-            "the device registry: --registry-url, IOC_REGISTRY_URL"
-            if settings.registry_url
-            else "the fleet file: --fleet, IOC_FLEET"
-        )
-        raise ConfigError(f"{exc} ({what})") from exc
+        raise ConfigError(f"{exc} (the device registry: --registry-url, IOC_REGISTRY_URL)") from exc
     return opened.registry, opened.revision, devices
 
 
@@ -121,8 +131,9 @@ async def run_until_stopped(process: IngestProcess, stop: asyncio.Event) -> None
                 await sender_task
         if process.alerting is not None:
             await process.alerting.close()
-        if process.service.follower is not None:
-            process.service.follower.source.close()
+        follower = process.service.follower
+        if follower is not None and follower.source is not None:
+            follower.source.close()
 
 
 async def run_until_signalled(process: IngestProcess) -> None:

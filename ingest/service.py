@@ -38,7 +38,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -56,8 +56,10 @@ from ingest.registry import Registry
 from ingest.registry_follow import RegistryFollower
 from ingest.sources.config import NATIVE_ONLY, SourcesFile
 from ingest.sources.router import Router
-from registry.store import DeviceRegistry
 from storage.layout import STATUS_MEASUREMENT
+
+if TYPE_CHECKING:
+    from registry.store import DeviceRegistry
 
 log = logging.getLogger(__name__)
 MAX_IGNORED_EVENTS: Final = 64
@@ -175,8 +177,9 @@ class IngestService:
             self._ignored_events.add(event)
         self.metrics.ignored.labels(event).inc()
 
-    def follow(self, source: DeviceRegistry, revision: int) -> RegistryFollower:
-        """Follow the registry database from ``revision`` on while running (devices change live)."""
+    def follow(self, source: DeviceRegistry | None, revision: int) -> RegistryFollower:
+        """Follow the registry database from ``revision`` on while running (devices change live); None:
+        a fleet file, which does not change (the follower only reports the devices)."""
         self.follower = RegistryFollower(
             source, self.registry, revision=revision, poll_s=self.settings.registry_poll_s,
             metrics=self.metrics.registry,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import ValidationError
 
-from contract.fleet import Device, ExternalIds, Fleet, fleet_yaml
+from contract.fleet import Device, DeviceTags, ExternalIds, Fleet, fleet_yaml
 from contract.yamltext import safe_load
 from registry.errors import ImportRefused, RegistryError
 
@@ -155,6 +156,47 @@ def read_devices(path: Path) -> list[Device]:
     except UnicodeDecodeError as exc:
         raise RegistryError(f"{path}: the fleet file is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     return parse(text, fmt, str(path))
+
+
+def repeated_ids(devices: Sequence[Device]) -> list[str]:
+    """Each row that gives a device id an earlier row gave (an import takes each device once)."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, d in enumerate(devices, start=1):
+        if d.id in seen:
+            problems.append(f"row {i}: device {d.id!r} appears again (first at row {seen[d.id]})")
+        seen.setdefault(d.id, i)
+    return problems
+
+
+def fleet_tags(path: Path) -> list[DeviceTags]:
+    """The devices of a fleet file as ingest takes them, by id: what importing the file into an empty
+    registry and reading it back gives (:meth:`~registry.store.DeviceRegistry.import_devices`, whose
+    refusals these are), without a database. The tags' repeated texts are shared (``sys.intern``), as
+    the registry's reads share them.
+
+    Raises :class:`RegistryError`: the file cannot be read or parsed; :class:`ImportRefused`: rows repeat
+    a device id, or give an external id another row gave (each row named).
+    """
+    devices = read_devices(path)
+    problems = repeated_ids(devices)
+    claimed: dict[tuple[str, str], tuple[str, int]] = {}  # (column, value) → (device id, row)
+    for i, d in enumerate(devices, start=1):
+        for col in EXTERNAL_ID_COLUMNS:
+            value = getattr(d.external_ids, col)
+            if value is None:
+                continue
+            other = claimed.setdefault((col, value), (d.id, i))
+            if other[0] != d.id:
+                problems.append(f"row {i}: {col} {value!r} is given to device {other[0]!r} too (row {other[1]})")
+    if problems:
+        raise ImportRefused(str(path), problems)
+    n = sys.intern
+    return [
+        t._replace(province=n(t.province), district=n(t.district), site=n(t.site), crop=n(t.crop),
+                   state=n(t.state), model=n(t.model))
+        for t in sorted((d.tags() for d in devices), key=lambda t: t.id)
+    ]  # fmt: skip
 
 
 def render_csv(devices: Sequence[Device]) -> str:

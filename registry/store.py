@@ -33,6 +33,7 @@ from contract.fields import Kind
 from contract.fleet import Device, DeviceState, DeviceTags, ExternalIds
 from registry import migrate
 from registry.errors import DeviceExists, DeviceNotFound, ImportRefused, RegistryError, RegistryUnavailable
+from registry.files import repeated_ids
 from registry.schema import devices, registry_meta
 
 log = logging.getLogger(__name__)
@@ -407,12 +408,7 @@ class DeviceRegistry:
         Idempotent: importing the same devices again changes nothing (and bumps no revision).
         :class:`ImportRefused` lists every row that cannot be taken, and nothing is written.
         """
-        problems: builtins.list[str] = []
-        seen: dict[str, int] = {}
-        for i, d in enumerate(incoming, start=1):
-            if d.id in seen:
-                problems.append(f"row {i}: device {d.id!r} appears again (first at row {seen[d.id]})")
-            seen.setdefault(d.id, i)
+        problems = repeated_ids(incoming)
         at = now_ms()
         with self._write() as conn:
             self._lock(conn)

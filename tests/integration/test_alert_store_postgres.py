@@ -347,8 +347,9 @@ def test_ingest_opens_a_postgresql_alert_store(postgres_url: str, ingest_config:
         if process.alerting is not None:
             asyncio.run(process.alerting.close())
             process.alerting.store.close()
-        if process.service.follower is not None:
-            process.service.follower.source.close()
+        follower = process.service.follower
+        if follower is not None and follower.source is not None:
+            follower.source.close()
     other = AlertStore(postgres_url)
     assert [a.id for a in other.active()] == [event.alert_id]
     assert event.state is State.FIRING

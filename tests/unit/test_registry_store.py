@@ -17,6 +17,7 @@ from ioc.servers import free_port
 from registry.errors import ImportRefused, RegistryError, RegistryUnavailable
 from registry.files import (
     CSV_COLUMNS,
+    fleet_tags,
     format_of,
     parse_csv,
     parse_yaml,
@@ -323,3 +324,59 @@ def test_csv_the_csv_module_cannot_read_is_one_error() -> None:
     header = "id,kind,province,district,site,lat,lon\n"
     with pytest.raises(RegistryError, match=r"^x\.csv: not readable as CSV \(field larger than field limit"):
         parse_csv(header + "a," + "x" * 200_000 + "\n", "x.csv")
+
+
+# Ingest reads a fleet file without a database (registry.files.fleet_tags): it must take exactly
+# what importing the file into an empty registry and reading it back gives, and refuse what that refuses.
+
+
+def _via_registry(path: Path) -> list[object]:
+    tags: list[object] = []
+    registry = DeviceRegistry(MEMORY_URL)
+    try:
+        registry.import_devices(read_devices(path), source=str(path))
+        registry.each_tags_since(0, tags.extend)
+    finally:
+        registry.close()
+    return tags
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".csv"])
+def test_fleet_tags_are_what_an_import_reads_back(tmp_path: Path, suffix: str) -> None:
+    devices = _fleet_with_ids(300, seed=5)
+    path = tmp_path / f"fleet{suffix}"
+    write_devices(list(reversed(devices)), path)  # not in id order: both sort by id
+    tags = fleet_tags(path)
+    assert tags == _via_registry(path)
+    assert [t.id for t in tags] == sorted(d.id for d in devices)
+    assert {t.state for t in tags} > {"active"}
+    assert any(t.dev_eui for t in tags)
+    assert any(t.sparkplug for t in tags)
+    provinces = {id(t.province) for t in tags if t.province == tags[0].province}
+    assert len(provinces) == 1  # one shared text per tag value, as the registry's reads share them
+
+
+def test_fleet_tags_refuse_what_an_import_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.csv"
+    rows = [
+        _device("a", external_ids={"dev_eui": "00000000000000AA"}),
+        _device("b", external_ids={"dev_eui": "00000000000000AA", "senml": "urn:dev:b"}),
+        _device("a"),
+        _device("c", external_ids={"senml": "urn:dev:b"}),
+    ]
+    path.write_text(render_csv(rows), encoding="utf-8")
+    with pytest.raises(ImportRefused) as by_file:
+        fleet_tags(path)
+    registry = DeviceRegistry(MEMORY_URL)
+    try:
+        with pytest.raises(ImportRefused) as by_import:
+            registry.import_devices(read_devices(path), source=str(path))
+    finally:
+        registry.close()
+    assert by_file.value.problems == by_import.value.problems
+    assert by_file.value.problems == [
+        "row 3: device 'a' appears again (first at row 1)",
+        "row 2: dev_eui '00000000000000aa' is given to device 'a' too (row 1)",
+        "row 4: senml 'urn:dev:b' is given to device 'b' too (row 2)",
+    ]
+    assert str(by_file.value) == str(by_import.value)
