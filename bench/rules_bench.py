@@ -12,11 +12,13 @@ Scaling (``scaling`` in the result): the engine alone with the default pack and 
 to ten times the rules (:func:`replicated`), fed the same readings in batches of several sizes:
 seconds per batch and ns per (reading × rule), and whether that stays flat as the rules grow.
 
-Run: ``python -m bench.rules_bench`` (prints the result as JSON).
+Run: ``python -m bench.rules_bench [--readings N] [--repeats R]`` (prints the result as JSON); ``bench.run``
+runs it so, in a process of its own.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import math
@@ -298,5 +300,16 @@ def run(readings: int = 100_000, repeats: int = 5, seed: int = 1) -> dict[str, o
     }
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.rules_bench [--readings N] [--repeats R]``: :func:`run`, printed as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readings", type=int, default=100_000, help="simulated readings (default 100,000)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each side (default 5)")
+    args = parser.parse_args(argv)
+    if args.readings < 1_000 or args.repeats < 1:
+        parser.error("--readings must be at least 1,000 and --repeats at least 1")
+    print(json.dumps(run(readings=args.readings, repeats=args.repeats), indent=2))
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    main()
