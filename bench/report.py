@@ -189,7 +189,8 @@ def table(results: dict[str, Any]) -> str:
                   f"{_mmm(store['summary']['readings_per_s'])} readings/s.", ""]  # fmt: skip
     rules = results.get("rules")
     if rules:
-        lines += ["### Rule engine alone", "", _rules_text(rules), ""]
+        when = f" (measured {rules['date']} at {rules['commit']})" if "date" in rules else ""
+        lines += [f"### Rule engine alone{when}", "", _rules_text(rules), ""]
     hook = results.get("webhook")
     if hook:
         lines += ["### Publish → webhook", "",
