@@ -53,10 +53,10 @@ READINGS_PER_DEVICE = 482
 BATCH_READINGS = 10_000
 """Readings per batch when fed as ingest feeds the engine."""
 REFERENCE_BUDGET_S = 10.0
+"""A reference run slower than this is repeated at most twice."""
 ENGINE_REPEATS = 15
 """Timed engine calls at least: each is ~50 times shorter than the reference's, and its first few in
 a process run slower (memory touched for the first time), so its median needs more of them."""
-"""A reference run slower than this is repeated at most twice."""
 SCALE_COPIES = 9
 """Copies of every rule the scaling measurement adds to the pack (38 rules → 380)."""
 SCALE_BATCHES = (1_000, BATCH_READINGS)

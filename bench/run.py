@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--rules-only", action="store_true",
-        help="measure the rule engine section alone and put it into latest.json and docs/benchmarks.md",
+        help="measure the rule engine section alone (--quick: its quick size) and put it into latest.json and "
+        "docs/benchmarks.md",
     )  # fmt: skip
     parser.add_argument(
         "--formats-only", action="store_true",
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         _formats_only(quick=args.quick)
         return
     if args.rules_only:
-        _rules_only()
+        _rules_only(quick=args.quick)
         return
     plan = QUICK if args.quick else FULL
     if args.only:
@@ -298,14 +299,17 @@ def _rules(plan: Plan) -> dict[str, Any]:
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-5:]
         raise ContenderError(f"the rule engine benchmark failed (exit {done.returncode}): {' | '.join(tail)}")
-    section: dict[str, Any] = msgspec.json.decode(done.stdout)
+    try:
+        section: dict[str, Any] = msgspec.json.decode(done.stdout)
+    except msgspec.DecodeError as exc:
+        raise ContenderError(f"the rule engine benchmark printed no JSON result ({exc})") from None
     return section
 
 
-def _rules_only() -> None:
-    """The rule engine section of a full run, measured again alone (labelled with its own date and commit)."""
+def _rules_only(*, quick: bool) -> None:
+    """The rule engine section, measured again alone (--quick: its quick size), with its own date and commit."""
     log("rule engine …")
-    _put_section("rules", _rules(FULL))
+    _put_section("rules", _rules(QUICK if quick else FULL))
 
 
 def _registry_only() -> None:

@@ -48,7 +48,8 @@ def open_devices(
     settings: IngestSettings, schemes: Iterable[str] = EXTERNAL_SCHEMES
 ) -> tuple[DeviceRegistry | None, int, Registry]:
     """The registry database and its revision, and ingest's registry of its devices (keeping the
-    external ids of ``schemes``, those the sources look up); a fleet file has no database (None, 0).
+    external ids of ``schemes``, those the sources look up); a fleet file has no database (None, and
+    revision 1, as its import into an empty registry had).
 
     A fleet file is read as it is (:func:`~registry.files.fleet_tags`): nothing changes it while ingest
     runs, and without a database ingest does not load SQLAlchemy (11 MiB of its memory).
@@ -59,7 +60,7 @@ def open_devices(
             devices.apply(fleet_tags(settings.fleet_file))
         except RegistryError as exc:
             raise ConfigError(f"{exc} (the fleet file: --fleet, IOC_FLEET)") from exc
-        return None, 0, devices
+        return None, 1 if len(devices) else 0, devices
     from registry.source import open_source  # the database's (SQLAlchemy), only when there is one
 
     try:

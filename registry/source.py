@@ -1,8 +1,10 @@
 """Open the device registry a service runs on: a database URL, or a fleet file read into memory.
 
-Ingest and the API both take either ``IOC_REGISTRY_URL`` (the registry database that ``ioc devices``
-writes) or ``IOC_FLEET`` (a YAML or CSV fleet file, imported into an in-memory SQLite registry that
-lives as long as the process). :func:`open_source` is that choice, made in one place.
+The API takes either ``IOC_REGISTRY_URL`` (the registry database that ``ioc devices`` writes) or
+``IOC_FLEET`` (a YAML or CSV fleet file, imported into an in-memory SQLite registry that lives as long
+as the process). :func:`open_source` is that choice, made in one place. Ingest opens a database here
+too, but reads a fleet file as it is (:func:`registry.files.fleet_tags`: the same devices, without a
+database).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def open_source(
 ) -> OpenedSource:
     """The registry at ``registry_url``, or ``fleet_file`` imported into an in-memory one.
 
-    Its devices come as records, or, given ``tags_into`` (ingest), as :class:`DeviceTags` handed to it
+    Its devices come as records, or, given ``tags_into`` (ingest, from a database), as :class:`DeviceTags` handed to it
     a few thousand at a time.
 
     Raises :class:`RegistryError`: the database cannot be opened, or the fleet file cannot be read

@@ -113,5 +113,6 @@ def test_ingest_keeps_the_external_ids_its_sources_file_looks_up(tmp_path: Path)
         finally:
             assert process.service.follower is not None
             assert process.service.follower.source is None  # a fleet file: read as it is, no database
+            assert process.service.follower.revision == 1  # as its import into an empty registry was
     assert kept[None] == set()  # the native contract names devices by id: no external ids kept
     assert kept[SIM_SOURCES] == set(EXTERNAL_SCHEMES)  # the simulated formats use every scheme
