@@ -5,10 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ioc.cli import _runs_own_command
+from registry.files import write_devices
+from simulators.fleetgen import generate_fleet
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _imported(module: str, importtime: str) -> bool:
@@ -60,3 +65,20 @@ def test_ingest_leaves_httpx_cli_and_alembic_unimported() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_ingest_reads_a_fleet_file_without_sqlalchemy(tmp_path: Path) -> None:
+    """A fleet file is read as it is (registry.files.fleet_tags): the database layer (SQLAlchemy, 11 MiB
+    of a long-running ingest) stays unimported; a registry URL still loads it."""
+    fleet = tmp_path / "fleet.yaml"
+    write_devices(generate_fleet(30, 1).devices, fleet)
+    code = (
+        "import sys; sys.argv = ['ioc', 'ingest']; import ioc.cli; "
+        "from ingest.runner import open_devices; from tests.helpers import ingest_settings; "
+        f"settings = ingest_settings(1, 'http://127.0.0.1:1', 'ioc', fleet={str(fleet)!r}); "
+        "source, revision, devices = open_devices(settings); "
+        "print(source, revision, len(devices), 'sqlalchemy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["None", "1", "30", "False"]
