@@ -2,7 +2,7 @@
 # Make sure Debian's mosquitto and influxdb (InfluxDB 1.x, `influxd`) are installed, with
 # influxdb-client (the `influx` shell the README's first query uses), postgresql
 # for the device registry's tests (its initdb and postgres live in /usr/lib/postgresql/<version>/bin),
-# and mosquitto-dev with a C compiler for the broker plugin of ThingsBoard's device API.
+# and mosquitto-dev and libmosquitto-dev with a C compiler for the broker plugin of ThingsBoard's device API.
 # Installs them when missing and running as root; otherwise says what to install.
 set -euo pipefail
 
@@ -20,8 +20,11 @@ have curl || missing+=(curl)  # the README's API tour (tests/integration/test_re
 have mosquitto_pub || missing+=(mosquitto-clients)
 have victoria-metrics || missing+=(victoria-metrics)  # a real /api/v2/write server for the v2 path tests
 have_postgres || missing+=(postgresql)  # the registry's tests start their own server (ioc/servers.py)
-# The ThingsBoard identity plugin (deploy/mosquitto-plugin) is built against the broker's headers.
+# The ThingsBoard identity plugin (deploy/mosquitto-plugin) is built against the broker's headers
+# (mosquitto-dev: mosquitto_broker.h, mosquitto_plugin.h) and the client library's (libmosquitto-dev:
+# mosquitto.h, which mosquitto-dev does not pull in with --no-install-recommends).
 [ -f /usr/include/mosquitto_broker.h ] || missing+=(mosquitto-dev)
+[ -f /usr/include/mosquitto.h ] || missing+=(libmosquitto-dev)
 have cc || missing+=(gcc libc6-dev)
 have make || missing+=(make)
 apt_install "the servers the tests start" "Or run the whole stack in containers with:  docker compose up" ${missing[@]+"${missing[@]}"}

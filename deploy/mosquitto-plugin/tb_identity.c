@@ -22,7 +22,7 @@
  * control (the dynamic security plugin, an acl_file), which must exist: Mosquitto 2.0 denies what
  * every ACL check deferred, so with this plugin alone every publish and subscription is denied.
  *
- * Build: make (needs mosquitto-dev). Use: "plugin /path/to/mosquitto_tb_identity.so" in
+ * Build: make (needs mosquitto-dev and libmosquitto-dev). Use: "plugin /path/to/mosquitto_tb_identity.so" in
  * mosquitto.conf. See README.md.
  */
 #include <stdbool.h>

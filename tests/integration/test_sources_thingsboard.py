@@ -131,15 +131,15 @@ EXPECTED: dict[str, tuple[str, Any]] = {
 @pytest.fixture(scope="module")
 def tb_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plugin, built with its Makefile into a temp folder (the checkout is left as it is)."""
-    probe = "#include <mosquitto_broker.h>\n#include <mosquitto_plugin.h>\n"
+    probe = "#include <mosquitto.h>\n#include <mosquitto_broker.h>\n#include <mosquitto_plugin.h>\n"
     cc, make = find_binary("cc"), find_binary("make")
     compiles = cc is not None and make is not None and subprocess.run(
         [cc, "-E", "-x", "c", "-", "-o", os.devnull], input=probe, capture_output=True, text=True, check=False
     ).returncode == 0  # fmt: skip
     if not compiles:  # make test installs them (scripts/ensure-servers.sh): missing is a broken setup, not a skip
         pytest.fail(
-            "building the Mosquitto plugin needs make, a C compiler and the broker's headers: "
-            "apt-get install build-essential mosquitto-dev"
+            "building the Mosquitto plugin needs make, a C compiler and the broker's and library's headers: "
+            "apt-get install build-essential mosquitto-dev libmosquitto-dev"
         )
     out = tmp_path_factory.mktemp("tb-plugin")
     done = subprocess.run(["make", "-C", str(PLUGIN_SOURCE), f"OUT={out}"], capture_output=True, text=True, check=False)
