@@ -150,9 +150,13 @@ class IngestService:
         self._builder = BatchBuilder()
         self._flush_lock = asyncio.Lock()
         self._unqueued: Batch | None = None
-        self._batch_messages = max(1, settings.mqtt_receive_maximum // 4)
+        window = settings.mqtt_receive_maximum
+        self._batch_messages = max(1, window // 4)
         """Messages a batch holds at most: a quarter of the broker's window, so that it holds several
         batches (while some are written the next fills)."""
+        self._finish_messages = min(settings.batch_max_readings, max(1, window // 2))
+        """Messages of the batches finished together at most: one rules call, one burst of PUBACKs
+        (half the window at most)."""
         self._unfinished = 0
         """Batches sealed and not yet finished (queued, being written, or waiting for the rules and acks)."""
         self._filled = asyncio.Event()
@@ -287,8 +291,7 @@ class IngestService:
         per-call cost when finishing falls behind. (Larger bursts of PUBACKs made Mosquitto 2.0.11
         send past Receive Maximum after an outage: tests/integration/test_reliability.py.)
         """
-        concurrency = self.settings.write_concurrency
-        limit = min(self.settings.batch_max_readings, max(1, self.settings.mqtt_receive_maximum // 2))
+        concurrency, limit = self.settings.write_concurrency, self._finish_messages
         slots = asyncio.Semaphore(concurrency)  # writes in flight (released when a write ends)
         held = asyncio.Semaphore(concurrency + 1)  # written or being written, not finished: as many as
         # before writes overlapped finishing (``concurrency`` writing, one finishing)
