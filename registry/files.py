@@ -169,6 +169,11 @@ def repeated_ids(devices: Sequence[Device]) -> list[str]:
     return problems
 
 
+def claimed_twice(row: int, column: str, value: str, first: tuple[str, int]) -> str:
+    """The refusal of a row giving external id ``column`` ``value`` that ``first`` (device id, row) was given."""
+    return f"row {row}: {column} {value!r} is given to device {first[0]!r} too (row {first[1]})"
+
+
 def fleet_tags(path: Path) -> list[DeviceTags]:
     """The devices of a fleet file as ingest takes them, by id: what importing the file into an empty
     registry and reading it back gives (:meth:`~registry.store.DeviceRegistry.import_devices`, whose
@@ -188,7 +193,7 @@ def fleet_tags(path: Path) -> list[DeviceTags]:
                 continue
             other = claimed.setdefault((col, value), (d.id, i))
             if other[0] != d.id:
-                problems.append(f"row {i}: {col} {value!r} is given to device {other[0]!r} too (row {other[1]})")
+                problems.append(claimed_twice(i, col, value, other))
     if problems:
         raise ImportRefused(str(path), problems)
     n = sys.intern

@@ -33,13 +33,12 @@ from contract.fields import Kind
 from contract.fleet import Device, DeviceState, DeviceTags, ExternalIds
 from registry import migrate
 from registry.errors import DeviceExists, DeviceNotFound, ImportRefused, RegistryError, RegistryUnavailable
-from registry.files import repeated_ids
+from registry.files import EXTERNAL_ID_COLUMNS, claimed_twice, repeated_ids
 from registry.schema import devices, registry_meta
 
 log = logging.getLogger(__name__)
 
 MEMORY_URL: Final = "sqlite:///:memory:"
-EXTERNAL_ID_COLUMNS: Final = tuple(ExternalIds.model_fields)
 _TRANSITIONS: Final[dict[DeviceState, frozenset[DeviceState]]] = {
     "active": frozenset({"active", "suspended", "decommissioned"}),
     "suspended": frozenset({"active", "suspended", "decommissioned"}),
@@ -432,9 +431,7 @@ class DeviceRegistry:
                     other = claimed.get(key)
                     owner = owners.get(key)
                     if other is not None and other[0] != d.id:
-                        problems.append(
-                            f"row {i}: {col} {value!r} is given to device {other[0]!r} too (row {other[1]})"
-                        )
+                        problems.append(claimed_twice(i, col, value, other))
                     elif owner is not None and owner != d.id and key not in released:
                         problems.append(f"row {i}: {col} {value!r} belongs to device {owner!r}")
                     else:
