@@ -3,7 +3,9 @@
     python -m bench.run [--quick] [--only ours,paho_batched] [--workloads a,b]
 
 Writes ``bench/results/latest.json`` (``quick.json`` for the quick plan), and from the full run
-``docs/benchmarks.md`` and ``docs/benchmarks.png`` (:mod:`bench.report`).
+``docs/benchmarks.md`` and ``docs/benchmarks.png`` (:mod:`bench.report`). Each workload and
+section is also saved to ``bench/results/partial.json`` as it ends (removed when the run
+completes), so a run that fails late keeps what it measured.
 """
 
 from __future__ import annotations
@@ -172,18 +174,23 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
         if extras:
             log("store-only limit …")
             results["store_only"] = _store_only(bench, plan)
+            _save(results, RESULTS / "partial.json")
             log("publish → webhook …")
             results["webhook"] = webhook.run(bench, plan.webhook_probes)
+            _save(results, RESULTS / "partial.json")
             log("payload formats …")
             results["formats"] = formats_bench.run(bench, _format_readings(quick))
+            _save(results, RESULTS / "partial.json")
             # issue 15: throughput, latency and RSS against the registry's size (bench/scaling.py)
             log("scaling: registry size …")
             results["scaling"] = {"registry": scaling.run(bench, plan.registry_sizes, quick=quick)}
+            _save(results, RESULTS / "partial.json")
     finally:
         influx.stop()
     if extras:
         log("rule engine …")
         results["rules"] = _rules(plan)
+        _save(results, RESULTS / "partial.json")
         log("registry at scale …")
         from bench import registry_bench
 
