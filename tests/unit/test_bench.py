@@ -3,18 +3,21 @@ the store-only lines, and the report's ratios, targets and table (no timing here
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import msgspec
 import pytest
 
+from bench.harness import Bench
 from bench.latency import LatencyProbe
-from bench.publish import _remaining_length
+from bench.publish import PublishResult, _remaining_length
 from bench.report import ratios, table, targets
-from bench.run import _summarise, summary
+from bench.run import QUICK, _summarise, summary
 from bench.storeonly import lines_for
 from bench.workload import GATEWAY_READINGS, Workload, bench_fleet, device_streams, gateway_payload, single_payload
 from ingest.batch import BatchBuilder
@@ -195,3 +198,65 @@ def test_chart_labels_of_two_contenders_that_shorten_alike_stay_apart() -> None:
     labels = ["ioc ingest (ours, defaults)", "ioc ingest (ours, public MQTT path: IOC_MQTT_FAST_PATH=off)",
               "Node-RED + node-red-contrib-influxdb"]  # fmt: skip
     assert _shorts(labels) == ["ioc ingest (ours, defaults)", "ioc ingest (ours, public MQTT path)", "Node-RED"]
+
+
+class _LossyContender:
+    """A contender that loses ``lost`` readings of the first step and stores every later one at once."""
+
+    name = "lossy"
+
+    def __init__(self, lost: int, fails_above: float) -> None:
+        self.lost, self.fails_above = lost, fails_above
+        self.delivered = 0
+        self.steps = 0
+
+    def take(self, readings: int, rate: float) -> None:
+        self.steps += 1
+        if self.steps == 1:
+            self.delivered += readings - self.lost
+        elif rate <= self.fails_above:
+            self.delivered += readings
+        else:
+            self.delivered += readings // 2  # falls behind and never catches up
+
+    def stored(self) -> int:
+        return self.delivered
+
+    def check_alive(self) -> None:
+        pass
+
+    def cpu_seconds(self) -> float:
+        return 0.0
+
+    def peak_rss_mib(self) -> float:
+        return 1.0
+
+
+class _ScriptedPublisher:
+    """Publishes ``rate × seconds`` readings into the contender at once (the ramp's view of a publisher)."""
+
+    def __init__(self, contender: _LossyContender) -> None:
+        self.contender = contender
+        self.last: PublishResult | None = None
+
+    def send(self, rate: float, seconds: float, first_seq: int) -> None:
+        readings = round(rate * seconds)
+        self.contender.take(readings, rate)
+        self.last = PublishResult("a", rate, readings, readings, seconds, rate, first_seq)
+
+    def result(self) -> PublishResult:
+        assert self.last is not None
+        return self.last
+
+
+def test_a_first_guess_that_lost_readings_is_written_off_and_the_lower_steps_judged_on_their_own() -> None:
+    """A contender that loses readings at a too-high first guess (Node-RED does) is ramped down and up
+    again: the readings it lost do not fail every later step, and they stay counted as lost."""
+    plan = dataclasses.replace(QUICK, step_s=0.02, grace_s=0.05, final_drain_s=0.05, max_steps=6)
+    bench = Bench(plan, Path("."), cast(Any, None), Path("."), Path("."), 10)
+    contender = _LossyContender(lost=7, fails_above=3_000)
+    publisher = _ScriptedPublisher(contender)
+    got = bench._ramp_steps(cast(Any, contender), cast(Any, publisher), Workload.SINGLE, 4_000, 1.5)
+    assert [(s.offered, s.drained) for s in got.steps] == [(4_000, False), (2_000, True), (3_000, True), (4_500, False)]
+    assert got.loss_free_rate == 3_000
+    assert got.lost == got.published - got.stored == 7 + 45  # the first guess's and the last step's
