@@ -40,6 +40,9 @@ from storage.influxql import query
 BATCH_ALLOWANCE_S = 1.0
 """A consumer that writes once a second (the DIY peer) stores in steps: lag may wobble by that much."""
 
+SETTLED_S = 3.0
+"""A drain has settled when nothing more was stored for this long: what is still missing was lost."""
+
 BROKER_EXTRA = "persistence false\nsys_interval 1\n"
 """The bench broker keeps queues in memory only (limits raised in :func:`mosquitto_config`)."""
 
@@ -274,9 +277,10 @@ class Bench:
                 if best > 0 or retries == 0:
                     break
                 retries -= 1  # the first guess was too high: let it drain, then start lower
-                published_now = self._final_drain(contender, published)
-                log(f"  {contender.name:13s} {workload.value} backlog drained to {published_now}/{published}")
-                written_off = published - published_now
+                stored_now, settled = self._drain(contender, published)
+                log(f"  {contender.name:13s} {workload.value} backlog drained to {stored_now}/{published}")
+                if settled:  # nothing more arrived for 3 s: what is missing was lost, not late
+                    written_off = published - stored_now
                 rate /= 2
                 continue
             best = res.achieved_readings_per_s
@@ -299,14 +303,19 @@ class Bench:
 
     def _final_drain(self, contender: Contender, published: int) -> int:
         """Wait until everything is stored, or nothing more arrives for 3 s (at most ``final_drain_s``)."""
+        return self._drain(contender, published)[0]
+
+    def _drain(self, contender: Contender, published: int) -> tuple[int, bool]:
+        """:meth:`_final_drain`'s stored count, and whether it settled: everything stored, or nothing
+        more arrived for 3 s (not: the deadline came while readings were still arriving)."""
         deadline = time.monotonic() + self.plan.final_drain_s
         last, last_change = contender.stored(), time.monotonic()
-        while last < published and time.monotonic() < deadline and time.monotonic() - last_change < 3:
+        while last < published and time.monotonic() < deadline and time.monotonic() - last_change < SETTLED_S:
             time.sleep(0.5)
             now = contender.stored()
             if now != last:
                 last, last_change = now, time.monotonic()
-        return last
+        return last, last >= published or time.monotonic() - last_change >= SETTLED_S
 
     def latency(self, contender: Contender, workload: Workload) -> dict[str, Any]:
         """Publish → stored p50/p99 at the plan's fixed moderate rate."""

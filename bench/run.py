@@ -4,14 +4,15 @@
 
 Writes ``bench/results/latest.json`` (``quick.json`` for the quick plan), and from the full run
 ``docs/benchmarks.md`` and ``docs/benchmarks.png`` (:mod:`bench.report`). Each workload and
-section is also saved to ``bench/results/partial.json`` as it ends (removed when the run
-completes), so a run that fails late keeps what it measured.
+section is also saved to ``bench/results/latest.partial.json`` (``quick.partial.json``) as it
+ends, removed when the run completes, so a run that fails late keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 import shutil
 import statistics
@@ -118,8 +119,14 @@ def _machine() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
-    """The workload ramps, then (``extras``) the store-only limit, publish → webhook and the rule engine."""
+def run(plan: Plan, *, quick: bool, extras: bool = True, partial: Path | None = None) -> dict[str, Any]:
+    """The workload ramps, then (``extras``) the store-only limit, publish → webhook and the rule engine;
+    each workload and section saved to ``partial`` (if given) as it ends."""
+
+    def keep() -> None:
+        if partial is not None:
+            _save(results, partial)
+
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
     log(f"work folder {workdir}")
@@ -170,31 +177,32 @@ def run(plan: Plan, *, quick: bool, extras: bool = True) -> dict[str, Any]:
             for row in rows.values():
                 row["summary"] = _summarise(row["rounds"])
             results["workloads"][workload.value] = {"title": workload.description, "contenders": rows}
-            _save(results, RESULTS / "partial.json")
+            keep()
         if extras:
             log("store-only limit …")
             results["store_only"] = _store_only(bench, plan)
-            _save(results, RESULTS / "partial.json")
+            keep()
             log("publish → webhook …")
             results["webhook"] = webhook.run(bench, plan.webhook_probes)
-            _save(results, RESULTS / "partial.json")
+            keep()
             log("payload formats …")
             results["formats"] = formats_bench.run(bench, _format_readings(quick))
-            _save(results, RESULTS / "partial.json")
+            keep()
             # issue 15: throughput, latency and RSS against the registry's size (bench/scaling.py)
             log("scaling: registry size …")
             results["scaling"] = {"registry": scaling.run(bench, plan.registry_sizes, quick=quick)}
-            _save(results, RESULTS / "partial.json")
+            keep()
     finally:
         influx.stop()
     if extras:
         log("rule engine …")
         results["rules"] = _rules(plan)
-        _save(results, RESULTS / "partial.json")
+        keep()
         log("registry at scale …")
         from bench import registry_bench
 
         results["registry"] = registry_bench.run(plan.registry_sizes)
+        keep()
     results["ratios"] = report.ratios(results)
     results["targets"] = report.targets(results)
     results["seconds"] = round(time.monotonic() - started, 1)
@@ -207,8 +215,11 @@ def _format_readings(quick: bool) -> int:
 
 
 def _save(results: dict[str, Any], path: Path) -> None:
+    """Write ``results`` to ``path`` whole or not at all (a run killed mid-write leaves the old file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(results)) + b"\n")
+    os.replace(tmp, path)
 
 
 def _store_only(bench: Bench, plan: Plan) -> dict[str, Any]:
@@ -279,11 +290,12 @@ def main(argv: list[str] | None = None) -> None:
         plan = dataclasses.replace(plan, workloads=tuple(Workload(w) for w in args.workloads.split(",")))
     if args.rounds:
         plan = dataclasses.replace(plan, rounds=args.rounds)
-    results = run(plan, quick=args.quick, extras=not args.ramps_only)
     full = not (args.quick or args.only or args.workloads or args.rounds or args.ramps_only)
     name = "latest.json" if full else "quick.json"
+    partial = RESULTS / name.replace(".json", ".partial.json")  # a quick run leaves a failed full run's alone
+    results = run(plan, quick=args.quick, extras=not args.ramps_only, partial=partial)
     _save(results, RESULTS / name)
-    (RESULTS / "partial.json").unlink(missing_ok=True)
+    partial.unlink(missing_ok=True)
     log(f"wrote {RESULTS / name}")
     if full:
         report.write(results, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png")
