@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -151,3 +154,14 @@ class PipelineThread(IngestThread):
         self.process = build(settings, webhooks)
         self.service = self.process.service
         LoopThread.__init__(self, lambda stop: run_until_stopped(self.process, stop))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_output(code: str, timeout: float = 60) -> str:
+    """The standard output of ``code`` run by this Python in a fresh process (in the repository's root);
+    the test fails with its standard error if it fails."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

@@ -12,8 +12,7 @@ import pytest
 from ioc.cli import _runs_own_command
 from registry.files import write_devices
 from simulators.fleetgen import generate_fleet
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import python_output
 
 
 def _imported(module: str, importtime: str) -> bool:
@@ -62,9 +61,7 @@ def test_ingest_leaves_httpx_cli_and_alembic_unimported() -> None:
         "DeviceRegistry(MEMORY_URL).close(); unused = ('httpx._main', 'click', 'rich', 'pygments', 'alembic', 'mako'); "
         "print(sorted(m for m in unused if sys.modules.get(m)))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert python_output(code).strip() == "[]"
 
 
 def test_ingest_reads_a_fleet_file_without_sqlalchemy(tmp_path: Path) -> None:
@@ -79,6 +76,4 @@ def test_ingest_reads_a_fleet_file_without_sqlalchemy(tmp_path: Path) -> None:
         "source, revision, devices = open_devices(settings); "
         "print(source, revision, len(devices), 'sqlalchemy' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["None", "1", "30", "False"]
+    assert python_output(code).split() == ["None", "1", "30", "False"]

@@ -8,8 +8,6 @@ databases in ``tests/integration/test_registry_postgres.py``; here are SQLite's 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,8 +28,7 @@ from registry.files import (
 )
 from registry.store import MEMORY_URL, DeviceRegistry, ImportResult, open_registry, redact
 from simulators.fleetgen import generate_fleet
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import python_output
 
 HEADER = ",".join(CSV_COLUMNS)
 
@@ -370,9 +367,7 @@ def test_fleet_tags_leave_the_parse_behind(tmp_path: Path) -> None:
         "def rss(): return int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
         f"before = rss(); tags = fleet_tags(Path({str(path)!r})); print(len(tags), (rss() - before) // 1024)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    devices, grown_mib = map(int, done.stdout.split())
+    devices, grown_mib = map(int, python_output(code, timeout=120).split())
     assert devices == 1_000
     assert grown_mib < 9  # 18 when the tags were the parse's own objects
 
