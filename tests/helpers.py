@@ -159,9 +159,11 @@ class PipelineThread(IngestThread):
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def python_output(code: str, timeout: float = 60) -> str:
-    """The standard output of ``code`` run by this Python in a fresh process (in the repository's root);
-    the test fails with its standard error if it fails."""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def python_output(code: str, timeout: float = 60, env: dict[str, str] | None = None) -> str:
+    """The standard output of ``code`` run by this Python in a fresh process (in the repository's root,
+    with ``env`` if given); the test fails with its standard error if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
