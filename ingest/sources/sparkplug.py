@@ -51,6 +51,8 @@ from ingest.sources.mapping import Step, as_number
 from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink, Refused
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
+from ingest.sources.sparkplug_layout import Layout, Layouts, integer
+from ingest.sources.sparkplug_layout import signed as _signed
 from ingest.sources.units import Convert
 
 NAMESPACE: Final = "spBv1.0"
@@ -60,7 +62,14 @@ REBIRTH_INTERVAL_MS: Final = 5_000
 """At most one rebirth request per edge node in this time, while its NBIRTH is awaited."""
 MAX_NODES: Final = 100_000
 """Edge nodes whose state is held; past it the oldest is forgotten (its next DATA asks a rebirth)."""
+MAX_TOPICS: Final = 65_536
+"""Topics whose reading (:func:`_topic_of`) is remembered; past it the map starts again."""
 MAX_FAST: Final = 64
+MAX_LAYOUTS: Final = 4
+"""Byte layouts of DATA one births remembers (:mod:`ingest.sources.sparkplug_layout`), the newest."""
+MAX_LAYOUTS_TRIED: Final = 16
+"""Layouts one births works out at most: a device whose DATA keeps changing its layout (reporting
+only what changed, say) is read through protobuf alone."""
 """Alias sequences whose compiled take one births remembers (a device's DATA repeats a few)."""
 MAX_PLANS: Final = 65_536
 """(model, metric name, unit, datatype) whose mapping is remembered; names come from births, so past
@@ -70,6 +79,7 @@ BD_SEQ: Final = "bdSeq"
 
 _NODE_TYPES: Final = frozenset({"NBIRTH", "NDATA", "NDEATH", "NCMD"})
 _DEVICE_TYPES: Final = frozenset({"DBIRTH", "DDATA", "DDEATH", "DCMD"})
+_DATA_TYPES: Final = frozenset({"NDATA", "DDATA"})
 _SIGNED_BITS: Final[dict[int, int]] = {DataType.Int8: 8, DataType.Int16: 16, DataType.Int32: 32, DataType.Int64: 64}
 _INTEGER_BITS: Final[dict[int, int]] = {
     **_SIGNED_BITS,
@@ -93,6 +103,14 @@ _SKIP: Final = object()
 Single = tuple[int, int, str, Convert, int]
 """A usual metric's one :data:`Step` (taking it as a number, converted) and 0 for a Double, else the
 integer's bits, negative when signed (:attr:`Declared.single`)."""
+
+Topic = tuple[str, tuple[str, str], str | None, str]
+"""A topic's message type (``STATE`` for a host application's; empty: not a Sparkplug topic), its
+(group, edge node), its device (None: the node's own), and the registry's ``sparkplug`` id of it."""
+
+Fast = tuple[Kind, Take | None, tuple[tuple[int, int], ...]]
+""":attr:`Births.fast`'s entry: (the device kind, the take of the metrics' values in order or None,
+the integers' positions and bits)."""
 
 Groups = dict[int, tuple[dict[str, Any], dict[str, str]]]
 """A message's values by time: each time's metric name → value, and name → unit (where one is declared)."""
@@ -135,10 +153,15 @@ class Births:
     bits: dict[int, int] = field(default_factory=dict)
     """By alias (not 0), each :attr:`Declared.single` metric's integer bits as :data:`Single`'s (0: a
     Double), in :attr:`model` (:meth:`SparkplugB._fast`)."""
-    fast: dict[tuple[int, ...], tuple[Kind, Take | None, tuple[tuple[int, int], ...]]] = field(default_factory=dict)
+    fast: dict[tuple[int, ...], Fast] = field(default_factory=dict)
     """By a DATA's aliases in order (every metric :attr:`Declared.single`): (the device kind, the
     :meth:`FlatShapes.planned` take of the metrics' values in that order or None, the integers'
     positions and bits as :data:`Single`'s) (:meth:`SparkplugB._fast`)."""
+    layouts: list[tuple[Layout, Fast]] = field(default_factory=list)
+    """The byte layouts of DATA :meth:`SparkplugB._fast` read, newest last, each with its :attr:`fast`
+    entry (:meth:`SparkplugB._by_layout`)."""
+    tried: int = 0
+    """Layouts worked out (:data:`MAX_LAYOUTS_TRIED`)."""
 
 
 @dataclass(slots=True)
@@ -170,18 +193,6 @@ def _f32(x: float) -> float:
         except OverflowError:
             break
     return x
-
-
-def _signed(raw: int, bits: int, width: int) -> int | None:
-    """Two's complement ``raw`` of a ``bits`` integer in a ``width``-bit container (Tahu writes it in
-    the type's own width, others sign-extend to the container); None if it is neither."""
-    if raw < 1 << (bits - 1):
-        return raw
-    if raw < 1 << bits:
-        return raw - (1 << bits)
-    if raw >= (1 << width) - (1 << (bits - 1)):
-        return raw - (1 << width)
-    return None
 
 
 def value_of(metric: Payload.Metric, datatype: int) -> Any:
@@ -254,6 +265,20 @@ def _bd_seq(payload: Payload) -> int | None:
     return None
 
 
+def _topic_of(topic: str) -> Topic:
+    """What a topic says (:data:`Topic`)."""
+    levels = topic.split("/")
+    if len(levels) == 3 and levels[1] == "STATE":
+        return "STATE", ("", ""), None, ""
+    kind = levels[2] if len(levels) >= 4 else ""
+    if levels[0] != NAMESPACE or not (
+        (len(levels) == 4 and kind in _NODE_TYPES) or (len(levels) == 5 and kind in _DEVICE_TYPES)
+    ):
+        return "", ("", ""), None, ""
+    key, device = (levels[1], levels[3]), levels[4] if len(levels) == 5 else None
+    return kind, key, device, _external_id(key, device)
+
+
 def _external_id(key: tuple[str, str], device: str | None) -> str:
     """The registry's ``sparkplug`` id: ``group/edge`` for a node, ``group/edge/device``."""
     return f"{key[0]}/{key[1]}" if device is None else f"{key[0]}/{key[1]}/{device}"
@@ -278,26 +303,32 @@ class SparkplugB:
         self._model = source.model
         self._rebirth = source.rebirth
         self._sink = ReadingSink()
+        self._layouts = Layouts()
+        self._sparkplug_ids = context.registry.by_external["sparkplug"]
+        """The registry's devices by ``sparkplug`` id (:meth:`Registry.external`, for :meth:`_by_layout`)."""
         self._shapes = FlatShapes(context.mapper)
         self._nodes: dict[tuple[str, str], Node] = {}
         self._plans: dict[tuple[str, str, str | None, int], tuple[tuple[Step, ...] | None, Single | None]] = {}
         self._takes: dict[tuple[Any, ...], tuple[Take | None, tuple[tuple[int, int], ...]]] = {}
         """:meth:`_compiled` by (device kind, the metrics' :data:`Single` in order): devices of a model share them."""
+        self._topics: dict[str, Topic] = {}
+        """:func:`_topic_of` by topic."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
-        levels = topic.split("/")
-        if len(levels) == 3 and levels[1] == "STATE":
-            self._ignore("STATE")
-            return
-        kind = levels[2] if len(levels) >= 4 else ""
-        if levels[0] != NAMESPACE or not (
-            (len(levels) == 4 and kind in _NODE_TYPES) or (len(levels) == 5 and kind in _DEVICE_TYPES)
-        ):
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            if len(self._topics) >= MAX_TOPICS:
+                self._topics.clear()
+            parsed = self._topics[topic] = _topic_of(topic)
+        kind, key, device, external = parsed
+        if not kind:
             detail = "not a Sparkplug B topic: spBv1.0/{group}/{N…}/{edge} or spBv1.0/{group}/{D…}/{edge}/{device}"
             out.reject(Rejection(topic, Reason.BAD_TOPIC, detail, payload))
             return
-        if kind in ("NCMD", "DCMD"):  # commands to the node (ours among them): no readings
+        if kind in ("STATE", "NCMD", "DCMD"):  # a host's state, commands to the node (ours among them): no readings
             self._ignore(kind)
+            return
+        if kind in _DATA_TYPES and self._by_layout(key, device, external, payload, now_ms, out):
             return
         try:
             msg = Payload.FromString(payload)
@@ -305,8 +336,6 @@ class SparkplugB:
             detail = f"not a Sparkplug B payload (org.eclipse.tahu.protobuf.Payload): {exc}"
             out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
             return
-        group, edge = levels[1], levels[3]
-        key = (group, edge)
         if kind == "NBIRTH":
             self._nbirth(topic, payload, msg, key, now_ms, out)
         elif kind == "NDEATH":
@@ -314,11 +343,10 @@ class SparkplugB:
         else:
             node = self._nodes.get(key)
             self._check_seq(node, msg, key, now_ms, out)
-            device = levels[4] if len(levels) == 5 else None
             if kind == "DBIRTH":
-                self._dbirth(topic, payload, msg, key, node, levels[4], now_ms, out)
+                self._dbirth(topic, payload, msg, key, node, cast(str, device), now_ms, out)
             elif kind == "DDEATH":
-                self._ddeath(topic, payload, msg, key, node, levels[4], now_ms, out)
+                self._ddeath(topic, payload, msg, key, node, cast(str, device), now_ms, out)
             else:
                 self._data(topic, payload, msg, key, node, device, now_ms, out)
 
@@ -492,6 +520,7 @@ class SparkplugB:
         model = self._model or device.model
         self._model_of(births, model)
         if self._fast(msg, births, device, default_ts, now_ms, out):
+            self._learn(births, msg, payload)
             return
         picks = self._picks(msg, births, default_ts, model)
         if isinstance(picks, str):
@@ -612,6 +641,8 @@ class SparkplugB:
             births.model = model
             births.fast.clear()
             births.bits = {a: d.single[4] for a, d in births.by_alias.items() if a and d.single is not None}
+            births.layouts.clear()  # their integers' bits were the old model's
+            births.tried = 0
 
     def _fast(
         self, msg: Payload, births: Births, device: RegisteredDevice, default_ts: int, now_ms: int, out: BatchBuilder
@@ -656,16 +687,60 @@ class SparkplugB:
                 births.fast.clear()
             found_fast = births.fast[key] = (device.device_kind, *self._compiled(key, births, device))
         _, take, integers = found_fast
-        if take is None:
+        if take is None or not _in_range(values, integers):
             return False
-        for p, b in integers:  # two's complement and range, as Single's bits say
-            n = values[p]
-            raw = _signed(n, -b, 32) if b < 0 else None if n >> b else n
-            if raw is None:
-                return False
-            values[p] = raw
         seq = msg.seq if msg.HasField("seq") else 0
         return FlatShapes.take(take, device, cast(Any, values), ts, seq, now_ms=now_ms, out=out)
+
+    def _by_layout(
+        self, key: tuple[str, str], name: str | None, external: str, payload: bytes, now_ms: int, out: BatchBuilder
+    ) -> bool:
+        """A DATA of a layout its births remember, stored as :meth:`_fast` stores it, without protobuf:
+        by a trusted node, its seq the next, its device registered, every value as :meth:`_fast` takes
+        it. False: nothing was done (read it through protobuf)."""
+        node = self._nodes.get(key)
+        if node is None or not node.trusted:
+            return False
+        births = node.metrics if name is None else node.devices.get(name)
+        if births is None or not births.layouts:
+            return False
+        for layout, found in births.layouts:  # noqa: B007 (found: the one read)
+            read = layout.read(payload)
+            if read is not None:
+                break
+        else:
+            return False
+        ts, values, seq = read
+        if seq != (node.seq + 1) % 256:
+            return False
+        device = self._sparkplug_ids.get(external)
+        if device is None or device.state != "active" or births.model != (self._model or device.model):
+            return False
+        if found[0] != device.device_kind or found[1] is None:
+            return False
+        if not FlatShapes.take(found[1], device, cast(Any, values), ts, seq, now_ms=now_ms, out=out):
+            return False
+        node.seq = seq
+        return True
+
+    def _learn(self, births: Births, msg: Payload, payload: bytes) -> None:
+        """Remember the layout of a DATA :meth:`_fast` read with its :attr:`Births.fast` entry, unless
+        one remembered matches it (then its entry is renewed: the device's kind may have changed)."""
+        found = births.fast.get(tuple(m.alias for m in msg.metrics))
+        if found is None:
+            return
+        for i, (layout, _) in enumerate(births.layouts):
+            if layout.read(payload) is not None:
+                births.layouts[i] = (layout, found)
+                return
+        if births.tried >= MAX_LAYOUTS_TRIED:
+            return
+        births.tried += 1
+        learnt = self._layouts.of(msg, payload, births.bits)
+        if learnt is not None:
+            if len(births.layouts) >= MAX_LAYOUTS:
+                del births.layouts[0]
+            births.layouts.append((learnt, found))
 
     def _compiled(
         self, aliases: tuple[int, ...], births: Births, device: RegisteredDevice
@@ -779,6 +854,17 @@ class SparkplugB:
         if not mapped and not birth and not nameless:  # said once for the message, not per time
             detail = f"no metric maps to a field of ours{self._mapper.hint(model)}"
             out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
+
+
+def _in_range(values: list[Any], integers: tuple[tuple[int, int], ...]) -> bool:
+    """Each integer of ``values`` at its position read by its bits, as :data:`Single`'s say (two's
+    complement when negative), in place; False if one is out of its type's range."""
+    for p, b in integers:
+        raw = integer(values[p], b)
+        if raw is None:
+            return False
+        values[p] = raw
+    return True
 
 
 def _single(datatype: int, plan: tuple[Step, ...] | None) -> Single | None:

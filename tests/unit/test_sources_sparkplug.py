@@ -709,10 +709,24 @@ def test_fuzz_no_crash_and_every_refusal_has_a_reason(batch: list[tuple[str, byt
 
 
 class GeneralOnly(SparkplugB):
-    """The decoder without :meth:`SparkplugB._fast`: every DATA by :meth:`SparkplugB._picks`."""
+    """The decoder without :meth:`SparkplugB._fast` nor layouts: every DATA by :meth:`SparkplugB._picks`."""
 
     def _fast(self, *args: Any, **kwargs: Any) -> bool:
         return False
+
+    def _by_layout(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+
+class Counted(SparkplugB):
+    """The decoder, counting the DATA its layouts read (:meth:`SparkplugB._by_layout`)."""
+
+    by_layout = 0
+
+    def _by_layout(self, *args: Any, **kwargs: Any) -> bool:
+        taken = super()._by_layout(*args, **kwargs)
+        self.by_layout += taken
+        return taken
 
 
 FAST_NAMES = ["Water/Conductivity", "Water/Salinity", "Water/Temperature", "Temperature", "Water/Level", "Radio/RSSI"]
@@ -802,7 +816,8 @@ def test_the_fast_path_stores_and_refuses_what_the_general_path_does(
     birth, data = case
     runs = Run(), Run(decoder=GeneralOnly)
     messages = [(NODE_TOPIC.format("NBIRTH"), nbirth()), (DEV_TOPIC.format("DBIRTH"), birth)]
-    messages += [(DEV_TOPIC.format("DDATA"), ddata(2 + n, *ms)) for n, ms in enumerate(filter(None, data))]
+    twice = [ms for ms in data if ms] * 2  # the second time, by the layouts the first taught
+    messages += [(DEV_TOPIC.format("DDATA"), ddata(2 + n, *ms)) for n, ms in enumerate(twice)]
     for topic, p in messages:
         fast, general = (run(topic, p) for run in runs)
         assert fast.lines == general.lines
@@ -819,3 +834,47 @@ def rows(out: BatchBuilder) -> str:
             for k, c in out.seal().columns().items()
         }
     )
+
+
+# ---- the usual DATA by its byte layout (ingest.sources.sparkplug_layout) ----------------------------
+
+
+def usual(seq: int, level: int = 65524, temp: float = 29.5) -> Payload:
+    """A DATA as edge nodes send it again and again: aliases, one time, a Double and an integer."""
+    return payload(
+        Payload.Metric(alias=12, timestamp=T + seq, double_value=temp),
+        Payload.Metric(alias=13, timestamp=T + seq, int_value=level),
+        seq=seq,
+    )
+
+
+def test_a_data_laid_out_as_one_read_before_is_read_by_its_layout_alike() -> None:
+    run, general = born(Run(decoder=Counted)), born(Run(decoder=GeneralOnly))
+    decoder = run.decoder
+    assert isinstance(decoder, Counted)
+    for seq, level, temp in [(2, 65524, 29.5), (3, 12, 30.25), (4, 65535, 1e300), (5, 0, -0.0), (6, 7, 31.0)]:
+        topic, data = DEV_TOPIC.format("DDATA"), usual(seq, level, temp)
+        out, expected = run(topic, data), general(topic, data)
+        lines = list(out.lines)
+        assert (lines, reasons(out), rows(out)) == (expected.lines, reasons(expected), rows(expected))
+    assert decoder.by_layout == 2  # seq 3 and 6; 2 taught it, 1e300 is out of range, a zero Double is protobuf's
+    assert fields(lines[0]) == {"temp_c": "31.0", "water_level_cm": "7.0", "seq": "6i"}
+
+
+def test_a_layout_never_reads_past_a_seq_gap_a_rebirth_or_a_device_gone() -> None:
+    run = born(Run(decoder=Counted))
+    decoder = run.decoder
+    assert isinstance(decoder, Counted)
+    run(DEV_TOPIC.format("DDATA"), usual(2))
+    assert run(DEV_TOPIC.format("DDATA"), usual(3)).lines
+    assert decoder.by_layout == 1
+    gap = run(DEV_TOPIC.format("DDATA"), usual(5))
+    assert reasons(gap) == [REBIRTH_REASON]
+    assert not gap.lines
+    born(run)  # NBIRTH seq 0, DBIRTH 1: new births, no layout yet
+    assert run(DEV_TOPIC.format("DDATA"), usual(2)).lines
+    assert decoder.by_layout == 1
+    assert run(DEV_TOPIC.format("DDATA"), usual(3)).lines
+    assert decoder.by_layout == 2
+    run(DEV_TOPIC.format("DDEATH"), payload(seq=4))
+    assert reasons(run(DEV_TOPIC.format("DDATA"), usual(5))) == [REBIRTH_REASON]

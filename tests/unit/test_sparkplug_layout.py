@@ -1,0 +1,252 @@
+"""Sparkplug DATA by byte layout (pure logic): a layout reads exactly what protobuf reads, or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.sources.sparkplug_b_pb2 import DataType, Payload
+from ingest.sources.sparkplug_layout import Layout, Layouts, varint, varint_bytes
+
+
+class Unsigned(Mapping[int, int]):
+    """Every alias an unsigned 32-bit integer, as a births' bits say (:attr:`Births.bits`)."""
+
+    def __getitem__(self, alias: int) -> int:
+        return 32
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+UNSIGNED = Unsigned()
+ALLOWED = {"alias", "timestamp", "datatype", "int_value", "double_value"}
+T = 1_790_000_000_000
+
+
+@st.composite
+def usual(draw: st.DrawFn, *, wide: bool = False) -> Payload:
+    """A DATA of the usual kind: metrics by alias, all at one time, a Double or an int_value each
+    (``wide``: any numbers protobuf allows, not only those edge nodes send)."""
+    n = draw(st.integers(1, 12))
+    aliases = draw(st.lists(st.integers(0, 2**40 if wide else 5_000), min_size=n, max_size=n, unique=True))
+    ts = draw(st.integers(0, 2**64 - 1)) if wide else draw(st.integers(T, T + 10**9))
+    metrics = []
+    for alias in aliases:
+        m = Payload.Metric(alias=alias, timestamp=ts)
+        if draw(st.booleans()):
+            m.datatype = draw(st.integers(0, 2**32 - 1) if wide else st.sampled_from([DataType.Double, DataType.Int16]))
+        if draw(st.booleans()):
+            m.double_value = draw(st.floats(allow_nan=True) if wide else st.floats(0.5, 1e4))
+        else:
+            m.int_value = draw(st.integers(0, 2**32 - 1))
+        metrics.append(m)
+    msg = Payload(metrics=metrics, seq=draw(st.integers(0, 2**64 - 1) if wide else st.integers(0, 255)))
+    if draw(st.booleans()):
+        msg.timestamp = draw(st.integers(0, 2**64 - 1) if wide else st.integers(T, T + 10**9))
+    return msg
+
+
+def again(msg: Payload, draw: st.DrawFn) -> Payload:
+    """``msg`` with other values, time and seq, as the same device's next DATA."""
+    other = Payload()
+    other.CopyFrom(msg)
+    ts = draw(st.integers(T, T + 10**9))
+    for m in other.metrics:
+        m.timestamp = ts
+        if m.WhichOneof("value") == "double_value":
+            m.double_value = draw(st.floats(allow_nan=True))
+        else:
+            m.int_value = draw(st.integers(0, 2**32 - 1))
+    other.seq = draw(st.integers(0, 255))
+    return other
+
+
+def protobuf_reads(raw: bytes) -> tuple[tuple[int, ...], tuple[int, tuple[Any, ...], int]] | None:
+    """(aliases, (time, values, seq)) as protobuf reads ``raw``, if it is a DATA a layout may read."""
+    try:
+        msg = Payload.FromString(raw)
+    except DecodeError:
+        return None
+    if {f.name for f, _ in msg.ListFields()} - {"timestamp", "metrics", "seq"} or not msg.HasField("seq"):
+        return None
+    values = []
+    for m in msg.metrics:
+        if {f.name for f, _ in m.ListFields()} - ALLOWED or not m.HasField("timestamp") or not m.HasField("alias"):
+            return None
+        if m.timestamp != msg.metrics[0].timestamp or m.WhichOneof("value") is None:
+            return None
+        values.append(m.double_value if m.WhichOneof("value") == "double_value" else m.int_value)
+    if not msg.metrics:
+        return None
+    return tuple(m.alias for m in msg.metrics), (msg.metrics[0].timestamp, tuple(values), msg.seq)
+
+
+def learnt(msg: Payload) -> Layout:
+    layout = Layouts().of(msg, msg.SerializeToString(), UNSIGNED)
+    assert layout is not None
+    return layout
+
+
+@given(n=st.integers(0, 2**63 - 1), pad=st.integers(0, 2))
+def test_varints_read_back_also_padded(n: int, pad: int) -> None:
+    raw = varint_bytes(n)
+    if pad and len(raw) + pad <= 9:  # a varint written longer than it needs (protobuf reads it alike)
+        raw = raw[:-1] + bytes([raw[-1] | 0x80]) + b"\x80" * (pad - 1) + b"\x00"
+    assert varint(raw) == n
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=usual(), data=st.data())
+def test_the_usual_data_has_a_layout_that_reads_the_next_as_protobuf_does(msg: Payload, data: st.DataObject) -> None:
+    layout = learnt(msg)
+    assert layout.aliases == tuple(m.alias for m in msg.metrics)
+    following = again(msg, data.draw)
+    read = layout.read(following.SerializeToString())
+    seen = protobuf_reads(following.SerializeToString())
+    assert seen is not None
+    if any(v == 0.0 for v, m in zip(seen[1][1], following.metrics, strict=True) if m.HasField("double_value")):
+        assert read is None  # a zero Double is left to protobuf, as the fast path leaves it
+    else:
+        assert repr(read) == repr(seen[1])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=usual(wide=True))
+def test_any_layout_learnt_reads_its_own_payload_as_protobuf_does(msg: Payload) -> None:
+    raw = msg.SerializeToString()
+    layout = Layouts().of(msg, raw, UNSIGNED)
+    if layout is not None:
+        seen = protobuf_reads(raw)
+        assert seen is not None
+        assert seen[0] == layout.aliases
+        assert repr(layout.read(raw)) == repr(seen[1])
+
+
+MUTATIONS = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(1, 255)),
+    st.tuples(st.just("insert"), st.integers(0, 10**6), st.integers(0, 255)),
+    st.tuples(st.just("delete"), st.integers(0, 10**6), st.integers(1, 3)),
+    st.tuples(st.just("cut"), st.integers(0, 10**6), st.just(0)),
+)
+
+
+@settings(max_examples=1_000, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=usual(), mutations=st.lists(MUTATIONS, min_size=1, max_size=3))
+def test_a_layout_reads_a_damaged_or_different_payload_only_as_protobuf_reads_it(
+    msg: Payload, mutations: list[tuple[str, int, int]]
+) -> None:
+    layout = learnt(msg)
+    raw = bytearray(msg.SerializeToString())
+    for what, at, n in mutations:
+        at %= len(raw) + 1
+        if what == "flip" and at < len(raw):
+            raw[at] ^= n
+        elif what == "insert":
+            raw[at:at] = bytes([n])
+        elif what == "delete":
+            del raw[at : at + n]
+        else:
+            del raw[at:]
+    read = layout.read(bytes(raw))
+    if read is not None:  # whatever the layout reads, protobuf reads the same, of the same aliases
+        seen = protobuf_reads(bytes(raw))
+        assert seen is not None
+        assert seen[0] == layout.aliases
+        assert repr(read) == repr(seen[1])
+
+
+def _with(**kw: Any) -> Payload:
+    msg = Payload(seq=3, timestamp=T)
+    msg.metrics.add(alias=10, timestamp=T, double_value=29.5)
+    m = msg.metrics.add(alias=11, timestamp=T, int_value=65524)
+    for name, value in kw.items():
+        if name == "no_seq":
+            msg.ClearField("seq")
+        elif name == "later":
+            m.timestamp = T + 1
+        elif name == "properties":
+            m.properties.keys.append("engUnit")
+        elif name in ("uuid", "body"):
+            setattr(msg, name, value)
+        elif name == "unaliased":
+            m.ClearField("alias")
+            m.name = "Water/Level"
+        elif name == "no_time":
+            m.ClearField("timestamp")
+        else:
+            setattr(m, name, value)
+    return msg
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"no_seq": True}, {"later": True}, {"properties": True}, {"is_null": True}, {"is_transient": True},
+        {"is_historical": True}, {"long_value": 5}, {"float_value": 1.5}, {"boolean_value": True},
+        {"uuid": "x"}, {"body": b"x"}, {"unaliased": True}, {"no_time": True}, {"name": "Water/Level"},
+    ],
+    ids=lambda kw: next(iter(kw)),
+)  # fmt: skip
+def test_anything_but_the_usual_data_has_no_layout(kw: dict[str, Any]) -> None:
+    assert Layouts().of(_with(), _with().SerializeToString(), UNSIGNED) is not None
+    msg = _with(**kw)
+    assert Layouts().of(msg, msg.SerializeToString(), UNSIGNED) is None
+
+
+def test_a_payload_written_in_another_field_order_has_no_layout() -> None:
+    msg = _with()
+    seq_first = b"\x18\x03" + Payload(timestamp=T, metrics=msg.metrics).SerializeToString()
+    assert Payload.FromString(seq_first) == msg
+    assert Layouts().of(msg, seq_first, UNSIGNED) is None
+
+
+def test_devices_of_one_make_share_a_shape_and_keep_their_own_aliases() -> None:
+    layouts = Layouts()
+    a, b = _with(), _with()
+    b.metrics[0].alias, b.metrics[1].alias = 20, 21
+    first, second = (layouts.of(x, x.SerializeToString(), UNSIGNED) for x in (a, b))
+    assert first is not None
+    assert second is not None
+    assert first.shape is second.shape
+    assert first.read(b.SerializeToString()) is None
+    assert second.read(a.SerializeToString()) is None
+    assert second.read(b.SerializeToString()) == (T, (29.5, 65524), 3)
+
+
+@pytest.mark.parametrize("last", [0x0F, 0x10, 0x7F])
+def test_an_int_value_over_32_bits_is_left_to_protobuf(last: int) -> None:
+    msg = _with()
+    layout = learnt(msg)
+    raw = msg.SerializeToString()
+    written = b"\x50" + varint_bytes(65524)
+    wide = b"\x50\xff\xff\xff\xff" + bytes([last])  # 32 bits and more: protobuf cuts a uint32's varint
+    longer = raw.replace(written, wide).replace(b"\x12\x0d", bytes([0x12, 0x0D + len(wide) - len(written)]))
+    seen = protobuf_reads(longer)
+    assert seen is not None
+    assert seen[0] == layout.aliases
+    read = layout.read(longer)
+    assert read is None if last > 0x0F else repr(read) == repr(seen[1])
+
+
+def test_integers_are_read_by_their_bits_and_out_of_range_is_no_reading() -> None:
+    msg = _with()  # alias 11: int_value 65524
+    raw = msg.SerializeToString()
+    for bits, expected in [(-16, -12), (16, 65524), (32, 65524), (-32, 65524)]:
+        layout = Layouts().of(msg, raw, {11: bits})
+        assert layout is not None
+        assert layout.read(raw) == (T, (29.5, expected), 3)
+    assert Layouts().of(msg, raw, {11: -8}) is None  # 65524 is no Int8: nothing to learn from
+    assert Layouts().of(msg, raw, {}) is None  # an integer no birth gave bits to
+    layout = Layouts().of(msg, raw, {11: 16})
+    assert layout is not None
+    msg.metrics[1].int_value = 65536
+    assert layout.read(msg.SerializeToString()) is None
