@@ -51,7 +51,7 @@ from ingest.sources.mapping import Step, as_number
 from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink, Refused
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
-from ingest.sources.sparkplug_layout import Layout, Layouts, integer
+from ingest.sources.sparkplug_layout import BOOLEAN, Layout, Layouts, integer
 from ingest.sources.sparkplug_layout import signed as _signed
 from ingest.sources.units import Convert
 
@@ -100,9 +100,12 @@ _SKIP: Final = object()
 """A metric that is not a reading (DataSet, Template, Bytes, File, arrays, transient)."""
 
 
-Single = tuple[int, int, str, Convert, int]
-"""A usual metric's one :data:`Step` (taking it as a number, converted) and 0 for a Double, else the
-integer's bits, negative when signed (:attr:`Declared.single`)."""
+Single = tuple[int, int, str, Convert | None, int]
+"""A usual metric's one :data:`Step` (taking it as a number, converted; None: a Boolean, as 1 or 0)
+and 0 for a Double, else the integer's bits, negative when signed (:data:`BOOLEAN_BITS`: a Boolean)
+(:attr:`Declared.single`)."""
+BOOLEAN_BITS: Final = BOOLEAN
+"""A Boolean's bits in :data:`Single`: its ``boolean_value`` read as 1 or 0."""
 
 Topic = tuple[str, tuple[str, str], str | None, str]
 """A topic's message type (``STATE`` for a host application's; empty: not a Sparkplug topic), its
@@ -560,7 +563,9 @@ class SparkplugB:
                 if single is not None and not m.HasField("properties"):  # the usual metric, in short
                     i, rank, name, convert, bits = single
                     value: Any = None
-                    if bits:  # an integer in an int_value, in its range
+                    if convert is None:  # a Boolean: read below, by its datatype
+                        pass
+                    elif bits:  # an integer in an int_value, in its range
                         if m.WhichOneof("value") == "int_value" and not m.is_transient and not m.is_null:
                             n = m.int_value
                             raw = _signed(n, -bits, 32) if bits < 0 else None if n >> bits else n
@@ -661,8 +666,12 @@ class SparkplugB:
             b = bits.get(alias)
             if b is None or m.HasField("properties") or m.is_transient or m.is_null:
                 return False
-            if b:  # an integer, in an int_value (its range is checked below)
-                value: Any = m.int_value
+            if b == BOOLEAN_BITS:  # a Boolean, in a boolean_value
+                if not m.HasField("boolean_value"):
+                    return False
+                value: Any = int(m.boolean_value)
+            elif b:  # an integer, in an int_value (its range is checked below)
+                value = m.int_value
                 if not value and not m.HasField("int_value"):
                     return False
             else:  # a Double, set
@@ -872,6 +881,8 @@ def _single(datatype: int, plan: tuple[Step, ...] | None) -> Single | None:
     if plan is None or len(plan) != 1:
         return None
     i, rank, name, how = plan[0]
+    if datatype == _BOOLEAN and how is None:
+        return i, rank, name, None, BOOLEAN_BITS
     if how is None or isinstance(how, str):
         return None
     if datatype == _DOUBLE:

@@ -35,8 +35,12 @@ _TIMESTAMP: Final = b"\x18"  # Metric.timestamp (3), varint
 _DATATYPE: Final = b"\x20"  # Metric.datatype (4), varint
 _INT_VALUE: Final = b"\x50"  # Metric.int_value (10), varint
 _DOUBLE_VALUE: Final = b"\x69"  # Metric.double_value (13), 64-bit
+_BOOLEAN_VALUE: Final = b"\x70"  # Metric.boolean_value (14), varint
+_VALUE_TAGS: Final = {"double_value": _DOUBLE_VALUE, "int_value": _INT_VALUE, "boolean_value": _BOOLEAN_VALUE}
+BOOLEAN: Final = 1
+"""The bits a Boolean is given (:meth:`Layouts.of`): its ``boolean_value`` read as 1 or 0."""
 _PAYLOAD_FIELDS: Final = frozenset({"timestamp", "metrics", "seq"})
-_METRIC_FIELDS: Final = frozenset({"alias", "timestamp", "datatype", "int_value", "double_value"})
+_METRIC_FIELDS: Final = frozenset({"alias", "timestamp", "datatype", *_VALUE_TAGS})
 _VARINT: Final = rb"[\x80-\xff]{0,8}[\x00-\x7f]"
 """A varint of up to 63 bits (protobuf reads every one as a uint64 of the same number)."""
 _UINT32: Final = rb"(?:[\x80-\xff]{0,3}[\x00-\x7f]|[\x80-\xff]{4}[\x00-\x0f])"
@@ -150,9 +154,9 @@ class Layout:
         return varint(group(shape.time)), values, varint(group(shape.seq))
 
 
-Signature = tuple[bool, tuple[tuple[int, int, bytes, bool], ...]]
+Signature = tuple[bool, tuple[tuple[int, int, bytes, bytes], ...]]
 """What a :class:`Shape` is of: whether the payload has its ``timestamp``, and each metric's alias
-and time varints' lengths, its ``datatype`` field's bytes (or none), and whether it is a Double."""
+and time varints' lengths, its ``datatype`` field's bytes (or none), and its value's tag."""
 
 
 class Layouts:
@@ -163,16 +167,17 @@ class Layouts:
 
     def of(self, msg: Payload, payload: bytes, bits: Mapping[int, int]) -> Layout | None:
         """The layout of ``payload`` (``msg``, parsed): every metric by alias, all at one time, with a
-        ``double_value`` or an ``int_value`` of the bits ``bits`` gives its alias (and maybe a
-        ``datatype``), nothing else in it nor in the payload but its ``timestamp`` and ``seq``, in field
-        order; None for any other, or if the layout does not read ``payload`` back exactly as protobuf
-        did."""
+        ``double_value``, an ``int_value`` of the bits ``bits`` gives its alias or a ``boolean_value``
+        (bits :data:`BOOLEAN`), and maybe a ``datatype``; nothing else in it nor in the payload but
+        its ``timestamp`` and ``seq``, in field order. None for any other, or if the layout does not
+        read ``payload`` back exactly as protobuf did."""
         fields = {f.name for f, _ in msg.ListFields()}
         if not fields <= _PAYLOAD_FIELDS or "seq" not in fields or not msg.metrics:
             return None
         time = b""
         aliases: list[bytes] = []
-        metrics: list[tuple[int, int, bytes, bool]] = []
+        metrics: list[tuple[int, int, bytes, bytes]] = []
+        values: list[Any] = []
         for m in msg.metrics:
             listed = [f.name for f, _ in m.ListFields()]
             if not set(listed) <= _METRIC_FIELDS or listed[:2] != ["alias", "timestamp"] or len(listed) not in (3, 4):
@@ -183,28 +188,30 @@ class Layouts:
             time = stamp
             alias = varint_bytes(m.alias)
             tail = _DATATYPE + varint_bytes(m.datatype) if m.HasField("datatype") else b""
-            double = listed[-1] == "double_value"
-            if (not double and listed[-1] != "int_value") or _size(len(alias), len(stamp), tail) + 8 > _ONE_BYTE:
-                return None  # another value; or a metric whose length might take two bytes
+            value, given = listed[-1], bits.get(m.alias, 0)
+            if value == "double_value":
+                values.append(m.double_value)
+            elif value == "int_value" and given not in (0, BOOLEAN):
+                values.append(integer(m.int_value, given))
+            elif value == "boolean_value" and given == BOOLEAN:
+                values.append(int(m.boolean_value))
+            else:  # another value, or one its bits do not read
+                return None
+            if _size(len(alias), len(stamp), tail) + 8 > _ONE_BYTE:  # its length might take two bytes
+                return None
             aliases.append(alias)
-            metrics.append((len(alias), len(stamp), tail, double))
+            metrics.append((len(alias), len(stamp), tail, _VALUE_TAGS[value]))
         signature = ("timestamp" in fields, tuple(metrics))
         shape = self._shapes.get(signature)
         if shape is None:
             if len(self._shapes) >= MAX_SHAPES:
                 self._shapes.clear()
             shape = self._shapes[signature] = _shape(signature)
-        ints = [bits.get(m.alias, 0) for m, d in zip(msg.metrics, metrics, strict=True) if not d[3]]
-        if not all(ints):
-            return None
+        ints = tuple(bits[m.alias] for m, d in zip(msg.metrics, metrics, strict=True) if d[3] != _DOUBLE_VALUE)
         captured = tuple(aliases) if len(aliases) > 1 else aliases[0]
-        layout = Layout(shape, tuple(m.alias for m in msg.metrics), captured, tuple(ints))
-        values = tuple(
-            m.double_value if d[3] else integer(m.int_value, bits[m.alias])
-            for m, d in zip(msg.metrics, metrics, strict=True)
-        )
+        layout = Layout(shape, tuple(m.alias for m in msg.metrics), captured, ints)
         read = layout.read(payload)
-        if read is None or repr(read) != repr((msg.metrics[0].timestamp, values, msg.seq)):
+        if read is None or repr(read) != repr((msg.metrics[0].timestamp, tuple(values), msg.seq)):
             return None
         return layout
 
@@ -218,11 +225,12 @@ def _shape(signature: Signature) -> Shape:
     """The pattern of ``signature`` compiled, and where its groups are."""
     with_timestamp, metrics = signature
     parts = [re.escape(_PAYLOAD_TIMESTAMP) + _VARINT] if with_timestamp else []
-    for i, (alias, stamp, tail, double) in enumerate(metrics):
+    for i, (alias, stamp, tail, tag) in enumerate(metrics):
         size = _size(alias, stamp, tail)
+        double = tag == _DOUBLE_VALUE
         if double:
             parts.append(re.escape(_METRIC + bytes([size + 8])))
-        else:  # the length follows the int_value's varint: captured (group 'n…'), checked
+        else:  # the length follows the integer's varint: captured (group 'n…'), checked
             parts.append(re.escape(_METRIC) + rb"(?P<n%d>[\x00-\x7f])" % i)
         parts.append(re.escape(_ALIAS) + rb"(?P<a%d>[\x80-\xff]{%d}[\x00-\x7f])" % (i, alias - 1))
         parts.append(re.escape(_TIMESTAMP))
@@ -230,13 +238,13 @@ def _shape(signature: Signature) -> Shape:
         parts.append(re.escape(tail))
         if double:
             parts.append(re.escape(_DOUBLE_VALUE) + rb"(?P<v%d>.{8})" % i)
-        else:
-            parts.append(re.escape(_INT_VALUE) + rb"(?P<v%d>" % i + _UINT32 + rb")")
+        else:  # an int_value or a boolean_value (a varint all the same; over 1, no Boolean's bits read it)
+            parts.append(re.escape(tag) + rb"(?P<v%d>" % i + _UINT32 + rb")")
     parts.append(re.escape(_SEQ) + rb"(?P<s>[\x80-\xff]?[\x00-\x7f])")  # over 255 is a gap: protobuf's
     compiled = re.compile(b"".join(parts), re.DOTALL)
     at = compiled.groupindex
-    doubles = [i for i, m in enumerate(metrics) if m[3]]
-    integers = [i for i, m in enumerate(metrics) if not m[3]]
+    doubles = [i for i, m in enumerate(metrics) if m[3] == _DOUBLE_VALUE]
+    integers = [i for i, m in enumerate(metrics) if m[3] != _DOUBLE_VALUE]
     order = doubles + integers
     perm = [order.index(i) for i in range(len(order))]
     return Shape(

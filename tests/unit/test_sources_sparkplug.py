@@ -39,12 +39,14 @@ SOURCES = parse_sources(
                 }
             },
             "gw_spb": {"fields": {"battery_v": "Battery", "temp_c": "Temperature"}},
+            "trap_spb": {"fields": {"lamp_on": "Trap/Lamp", "bph_count": "Trap/BPH/Count", "air_temp_c": "Air/Temp"}},
         },
     },
     "t",
 )
 SPB = SOURCES.sources[1]
 G, E, D = "ca_mau", "cm-gw-07", "cm-sal-0031"
+TRAP = "cm-trap-0002"
 NODE_TOPIC = f"spBv1.0/{G}/{{}}/{E}"
 DEV_TOPIC = f"spBv1.0/{G}/{{}}/{E}/{D}"
 REGISTRY = Registry(
@@ -55,6 +57,8 @@ REGISTRY = Registry(
                    sparkplug=f"{G}/{E}"),
         DeviceTags("cm-sal-0032", Kind.SALINITY, "ca_mau", "dam_doi", "field", "none", "active", "wq_spb",
                    sparkplug=f"{G}/{E}/cm-sal-0032"),
+        DeviceTags(TRAP, Kind.LIGHT_TRAP, "ca_mau", "dam_doi", "field", "rice", "active", "trap_spb",
+                   sparkplug=f"{G}/{E}/{TRAP}"),
         DeviceTags("gone", Kind.SALINITY, "ca_mau", "dam_doi", "field", "none", "suspended", "wq_spb",
                    sparkplug=f"{G}/{E}/gone"),
     ]
@@ -878,3 +882,52 @@ def test_a_layout_never_reads_past_a_seq_gap_a_rebirth_or_a_device_gone() -> Non
     assert decoder.by_layout == 2
     run(DEV_TOPIC.format("DDEATH"), payload(seq=4))
     assert reasons(run(DEV_TOPIC.format("DDATA"), usual(5))) == [REBIRTH_REASON]
+
+
+TRAP_TOPIC = f"spBv1.0/{G}/{{}}/{E}/{TRAP}"
+LAMP = st.one_of(
+    st.fixed_dictionaries({"boolean_value": st.booleans()}),
+    st.fixed_dictionaries({"int_value": st.sampled_from([0, 1, 5])}),  # a Boolean that carries an integer
+    st.just({}),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lamps=st.lists(LAMP, min_size=1, max_size=6), counts=st.lists(st.integers(0, 1_000_000), min_size=6, max_size=6))
+def test_a_trap_s_boolean_lamp_is_read_alike_by_the_fast_path_its_layout_and_the_general_path(
+    lamps: list[dict[str, Any]], counts: list[int]
+) -> None:
+    birth = payload(
+        metric("Trap/Lamp", 20, DataType.Boolean, boolean_value=True),
+        eng(metric("Trap/BPH/Count", 21, DataType.UInt32, int_value=0), "count"),
+        eng(metric("Air/Temp", 22, DataType.Double, double_value=27.0), "degC"),
+        seq=1,
+    )
+    runs = Run(decoder=Counted), Run(decoder=GeneralOnly)
+    messages = [(NODE_TOPIC.format("NBIRTH"), nbirth()), (TRAP_TOPIC.format("DBIRTH"), birth)]
+    for n, (lamp, count) in enumerate(zip([{"boolean_value": True}, *lamps], counts, strict=False)):
+        ms = [
+            Payload.Metric(alias=20, timestamp=T + n, **lamp),
+            Payload.Metric(alias=21, timestamp=T + n, int_value=count),
+            Payload.Metric(alias=22, timestamp=T + n, double_value=26.5 + n),
+        ]
+        messages.append((TRAP_TOPIC.format("DDATA"), payload(*ms, seq=2 + n)))
+    for topic, p in messages:
+        fast, general = (run(topic, p) for run in runs)
+        assert fast.lines == general.lines
+        assert [(r.reason, r.detail) for r in fast.rejections] == [(r.reason, r.detail) for r in general.rejections]
+        assert rows(fast) == rows(general)
+    decoder = runs[0].decoder
+    assert isinstance(decoder, Counted)
+    usual = [lamp for lamp in lamps[: len(counts) - 1] if "boolean_value" in lamp]
+    assert decoder.by_layout == len(usual)  # the first DATA taught the layout: every Boolean lamp after is read by it
+
+
+def test_a_lamp_is_stored_as_1_or_0() -> None:
+    run = Run()
+    run(NODE_TOPIC.format("NBIRTH"), nbirth())
+    run(TRAP_TOPIC.format("DBIRTH"), payload(metric("Trap/Lamp", 20, DataType.Boolean, boolean_value=True), seq=1))
+    lamps = [(2, True), (3, False), (4, True)]
+    topic = TRAP_TOPIC.format("DDATA")
+    lines = [run(topic, payload(metric(alias=20, boolean_value=on), seq=s)).lines[0] for s, on in lamps]
+    assert [fields(line)["lamp_on"] for line in lines] == ["1i", "0i", "1i"]

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
-from ingest.sources.sparkplug_layout import Layout, Layouts, varint, varint_bytes
+from ingest.sources.sparkplug_layout import BOOLEAN, Layout, Layouts, varint, varint_bytes
 
 
 class Unsigned(Mapping[int, int]):
@@ -250,3 +250,19 @@ def test_integers_are_read_by_their_bits_and_out_of_range_is_no_reading() -> Non
     assert layout is not None
     msg.metrics[1].int_value = 65536
     assert layout.read(msg.SerializeToString()) is None
+
+
+def test_a_boolean_is_read_as_1_or_0_and_anything_else_is_left_to_protobuf() -> None:
+    msg = _with()
+    msg.metrics.add(alias=12, timestamp=T, boolean_value=True)
+    bits = {11: 16, 12: BOOLEAN}
+    layout = Layouts().of(msg, msg.SerializeToString(), bits)
+    assert layout is not None
+    msg.metrics[2].boolean_value = False
+    assert layout.read(msg.SerializeToString()) == (T, (29.5, 65524, 0), 3)
+    two = msg.SerializeToString().replace(b"\x70\x00", b"\x70\x02")  # true to protobuf, yet no Boolean's 1 or 0
+    assert Payload.FromString(two).metrics[2].boolean_value is True
+    assert layout.read(two) is None
+    assert Layouts().of(msg, msg.SerializeToString(), {11: 16, 12: 32}) is None  # no Boolean bits
+    msg.metrics[2].int_value = 1
+    assert Layouts().of(msg, msg.SerializeToString(), bits) is None  # a Boolean carrying an int_value
