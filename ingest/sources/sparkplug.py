@@ -51,7 +51,7 @@ from ingest.sources.mapping import Step, as_number
 from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink, Refused
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
-from ingest.sources.sparkplug_layout import BOOLEAN, Layout, Layouts, integer
+from ingest.sources.sparkplug_layout import BOOLEAN, Fixed, Layout, Layouts, integer
 from ingest.sources.sparkplug_layout import signed as _signed
 from ingest.sources.units import Convert
 
@@ -65,7 +65,7 @@ MAX_NODES: Final = 100_000
 MAX_TOPICS: Final = 65_536
 """Topics whose reading (:func:`_topic_of`) is remembered; past it the map starts again."""
 MAX_FAST: Final = 64
-MAX_LAYOUTS: Final = 4
+MAX_LAYOUTS: Final = 8
 """Byte layouts of DATA one births remembers (:mod:`ingest.sources.sparkplug_layout`), the newest."""
 MAX_LAYOUTS_TRIED: Final = 16
 """Layouts one births works out at most: a device whose DATA keeps changing its layout (reporting
@@ -160,9 +160,9 @@ class Births:
     """By a DATA's aliases in order (every metric :attr:`Declared.single`): (the device kind, the
     :meth:`FlatShapes.planned` take of the metrics' values in that order or None, the integers'
     positions and bits as :data:`Single`'s) (:meth:`SparkplugB._fast`)."""
-    layouts: list[tuple[Layout, Fast]] = field(default_factory=list)
-    """The byte layouts of DATA :meth:`SparkplugB._fast` read, newest last, each with its :attr:`fast`
-    entry (:meth:`SparkplugB._by_layout`)."""
+    layouts: list[tuple[Layout | Fixed, Fast]] = field(default_factory=list)
+    """The byte layouts of DATA :meth:`SparkplugB._fast` read, each with its :attr:`fast` entry, the
+    :class:`Fixed` first (:meth:`SparkplugB._by_layout`)."""
     tried: int = 0
     """Layouts worked out (:data:`MAX_LAYOUTS_TRIED`)."""
 
@@ -730,6 +730,9 @@ class SparkplugB:
         if not FlatShapes.take(found[1], device, cast(Any, values), ts, seq, now_ms=now_ms, out=out):
             return False
         node.seq = seq
+        if type(layout) is Layout and births.tried < MAX_LAYOUTS_TRIED:  # a length not seen yet
+            births.tried += 1
+            _remember(births, layout.fixed(payload), found)
         return True
 
     def _learn(self, births: Births, msg: Payload, payload: bytes) -> None:
@@ -747,9 +750,8 @@ class SparkplugB:
         births.tried += 1
         learnt = self._layouts.of(msg, payload, births.bits)
         if learnt is not None:
-            if len(births.layouts) >= MAX_LAYOUTS:
-                del births.layouts[0]
-            births.layouts.append((learnt, found))
+            _remember(births, learnt, found)
+            _remember(births, learnt.fixed(payload), found)
 
     def _compiled(
         self, aliases: tuple[int, ...], births: Births, device: RegisteredDevice
@@ -863,6 +865,22 @@ class SparkplugB:
         if not mapped and not birth and not nameless:  # said once for the message, not per time
             detail = f"no metric maps to a field of ours{self._mapper.hint(model)}"
             out.reject(Rejection(topic, Reason.MISSING_FIELD, detail, payload))
+
+
+def _remember(births: Births, layout: Layout | Fixed | None, found: Fast) -> None:
+    """``layout`` among ``births``' (the :class:`Fixed` first; past :data:`MAX_LAYOUTS` the oldest of
+    its kind is forgotten)."""
+    if layout is None:
+        return
+    layouts = births.layouts
+    kind = type(layout)
+    if len(layouts) >= MAX_LAYOUTS:
+        oldest = next((i for i, (known, _) in enumerate(layouts) if type(known) is kind), 0)
+        del layouts[oldest]
+    if kind is Fixed:
+        layouts.insert(sum(type(known) is Fixed for known, _ in layouts), (layout, found))
+    else:
+        layouts.append((layout, found))
 
 
 def _in_range(values: list[Any], integers: tuple[tuple[int, int], ...]) -> bool:

@@ -39,8 +39,6 @@ _BOOLEAN_VALUE: Final = b"\x70"  # Metric.boolean_value (14), varint
 _VALUE_TAGS: Final = {"double_value": _DOUBLE_VALUE, "int_value": _INT_VALUE, "boolean_value": _BOOLEAN_VALUE}
 BOOLEAN: Final = 1
 """The bits a Boolean is given (:meth:`Layouts.of`): its ``boolean_value`` read as 1 or 0."""
-_PAYLOAD_FIELDS: Final = frozenset({"timestamp", "metrics", "seq"})
-_METRIC_FIELDS: Final = frozenset({"alias", "timestamp", "datatype", *_VALUE_TAGS})
 _VARINT: Final = rb"[\x80-\xff]{0,8}[\x00-\x7f]"
 """A varint of up to 63 bits (protobuf reads every one as a uint64 of the same number)."""
 _UINT32: Final = rb"(?:[\x80-\xff]{0,3}[\x00-\x7f]|[\x80-\xff]{4}[\x00-\x0f])"
@@ -74,6 +72,11 @@ def signed(raw: int, bits: int, width: int) -> int | None:
 def integer(n: int, bits: int) -> int | None:
     """An ``int_value`` read by its bits (negative: signed, in two's complement); None: out of range."""
     return signed(n, -bits, 32) if bits < 0 else None if n >> bits else n
+
+
+def _varint_length(n: int) -> int:
+    """How many bytes protobuf writes ``n`` (not negative) in."""
+    return max(1, (n.bit_length() + 6) // 7)
 
 
 def varint(raw: bytes) -> int:
@@ -154,6 +157,122 @@ class Layout:
         return varint(group(shape.time)), values, varint(group(shape.seq))
 
 
+    def fixed(self, payload: bytes) -> Fixed | None:
+        """This layout at the length of ``payload`` (one it reads): see :class:`Fixed`."""
+        shape = self.shape
+        match = shape.fullmatch(payload)
+        if match is None or self.read(payload) is None:
+            return None
+        spans: list[tuple[int, int, str]] = []  # the open fields: (start, end, what)
+        start = match.start(shape.aliases[0]) - 3  # the first metric's: its tag, length and alias's tag before
+        if start > 0:
+            spans.append((1, start, "varint"))  # the payload's timestamp
+        stamp = len(match.group(shape.time))
+        spans += [(match.end(a) + 1, match.end(a) + 1 + stamp, "time") for a in shape.aliases]
+        spans += [(*match.span(d), "double") for d in shape.doubles]
+        spans += [(*match.span(v), "integer") for _, v, _ in shape.integers]
+        body = match.start(shape.seq)  # seq, one byte or two, is read apart: the rest has one length
+        mask = bytearray(b"\xff" * body)
+        layout, items, at = [], [], 0
+        for begin, end, what in sorted(spans):
+            layout.append(f"{begin - at}x" if begin > at else "")
+            layout.append("d" if what == "double" else f"{end - begin}s")
+            items.append(what)
+            if what == "double":  # any bits
+                mask[begin:end] = bytes(8)
+            else:  # a varint's continuation bits: its length (a uint32's fifth byte: no more than 4 bits)
+                last = b"\xf0" if what == "integer" and end - begin == 5 else b"\x80"
+                mask[begin:end] = b"\x80" * (end - begin - 1) + last
+            at = end
+        layout.append(f"{body - at}x")
+        ones = _FROM_BYTES(mask, "little")
+        return Fixed(
+            layout=self,
+            size=body,
+            mask=ones,
+            expected=_FROM_BYTES(payload[:body], "little") & ones,
+            unpack=struct.Struct("<" + "".join(layout)).unpack_from,
+            times=_getter([i for i, w in enumerate(items) if w == "time"]),
+            doubles=_getter([i for i, w in enumerate(items) if w == "double"]),
+            integers=_getter([i for i, w in enumerate(items) if w == "integer"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Fixed:
+    """A :class:`Layout` at one length: every varint as long as in the DATA it was learnt from (but
+    ``seq``, last, of one byte or two), so every field is at a fixed offset. A payload is checked with
+    one mask (as an integer: every byte but the values', and the varints' continuation bits) and read
+    with one :class:`struct.Struct`, about half the cost of the pattern's groups; any other length is
+    the pattern's to read."""
+
+    layout: Layout
+    size: int
+    """The payload's length before its ``seq``'s varint (its tag is the mask's)."""
+    mask: int
+    """The bits of the payload (little-endian) that must be as :attr:`expected` says."""
+    expected: int
+    unpack: Any
+    """:meth:`struct.Struct.unpack_from`: the open fields in order, Doubles as floats, varints as bytes."""
+    times: Any
+    """Of the unpacked: the metrics' times (as a tuple)."""
+    doubles: Any
+    """Of the unpacked: the Doubles (as a tuple)."""
+    integers: Any
+    """Of the unpacked: the integers' varints (as a tuple), in the shape's order."""
+
+    @property
+    def aliases(self) -> tuple[int, ...]:
+        return self.layout.aliases
+
+    def read(self, payload: bytes) -> tuple[int, tuple[Any, ...], int] | None:
+        """As :meth:`Layout.read`."""
+        seq = len(payload) - self.size  # its varint's length
+        if seq == 1:
+            seq = payload[-1]
+            if seq > 0x7F:
+                return None
+        elif seq == 2:
+            low, seq = payload[-2:]
+            if low < 0x80 or seq > 0x7F:
+                return None
+            seq = low & 0x7F | seq << 7
+        else:
+            return None
+        if _FROM_BYTES(payload, "little") & self.mask != self.expected:
+            return None
+        fields = self.unpack(payload)
+        times = self.times(fields)
+        if times.count(times[0]) != len(times):
+            return None
+        values: tuple[Any, ...] = self.doubles(fields)
+        if 0.0 in values:
+            return None
+        layout = self.layout
+        if layout.bits:
+            ints = []
+            for raw, bits in zip(self.integers(fields), layout.bits, strict=True):
+                n = integer(varint(raw), bits)
+                if n is None:
+                    return None
+                ints.append(n)
+            values += tuple(ints)
+            if layout.shape.order is not None:
+                values = layout.shape.order(values)
+        return varint(times[0]), values, seq
+
+
+def _getter(indexes: list[int]) -> Any:
+    """A function of a tuple: its items at ``indexes``, as a tuple (:func:`operator.itemgetter` gives
+    one item alone)."""
+    if len(indexes) > 1:
+        return itemgetter(*indexes)
+    if indexes:
+        i = indexes[0]
+        return lambda fields: (fields[i],)
+    return lambda fields: ()
+
+
 Signature = tuple[bool, tuple[tuple[int, int, bytes, bytes], ...]]
 """What a :class:`Shape` is of: whether the payload has its ``timestamp``, and each metric's alias
 and time varints' lengths, its ``datatype`` field's bytes (or none), and its value's tag."""
@@ -170,25 +289,26 @@ class Layouts:
         ``double_value``, an ``int_value`` of the bits ``bits`` gives its alias or a ``boolean_value``
         (bits :data:`BOOLEAN`), and maybe a ``datatype``; nothing else in it nor in the payload but
         its ``timestamp`` and ``seq``, in field order. None for any other, or if the layout does not
-        read ``payload`` back exactly as protobuf did."""
-        fields = {f.name for f, _ in msg.ListFields()}
-        if not fields <= _PAYLOAD_FIELDS or "seq" not in fields or not msg.metrics:
+        read ``payload`` back exactly as protobuf did (a field the pattern has no place for — flags,
+        properties, a name — leaves it unmatched)."""
+        if not msg.HasField("seq") or not msg.metrics:
             return None
-        time = b""
+        time: int | None = None
+        stamp = 0
         aliases: list[bytes] = []
         metrics: list[tuple[int, int, bytes, bytes]] = []
         values: list[Any] = []
         for m in msg.metrics:
-            listed = [f.name for f, _ in m.ListFields()]
-            if not set(listed) <= _METRIC_FIELDS or listed[:2] != ["alias", "timestamp"] or len(listed) not in (3, 4):
+            if not m.HasField("alias") or not m.HasField("timestamp"):
                 return None
-            stamp = varint_bytes(m.timestamp)
-            if time and stamp != time:
+            if time is None:
+                time = m.timestamp
+                stamp = _varint_length(time)
+            elif m.timestamp != time:
                 return None
-            time = stamp
             alias = varint_bytes(m.alias)
             tail = _DATATYPE + varint_bytes(m.datatype) if m.HasField("datatype") else b""
-            value, given = listed[-1], bits.get(m.alias, 0)
+            value, given = m.WhichOneof("value"), bits.get(m.alias, 0)
             if value == "double_value":
                 values.append(m.double_value)
             elif value == "int_value" and given not in (0, BOOLEAN):
@@ -197,11 +317,11 @@ class Layouts:
                 values.append(int(m.boolean_value))
             else:  # another value, or one its bits do not read
                 return None
-            if _size(len(alias), len(stamp), tail) + 8 > _ONE_BYTE:  # its length might take two bytes
+            if _size(len(alias), stamp, tail) + 8 > _ONE_BYTE:  # its length might take two bytes
                 return None
             aliases.append(alias)
-            metrics.append((len(alias), len(stamp), tail, _VALUE_TAGS[value]))
-        signature = ("timestamp" in fields, tuple(metrics))
+            metrics.append((len(alias), stamp, tail, _VALUE_TAGS[value]))
+        signature = (msg.HasField("timestamp"), tuple(metrics))
         shape = self._shapes.get(signature)
         if shape is None:
             if len(self._shapes) >= MAX_SHAPES:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
-from ingest.sources.sparkplug_layout import BOOLEAN, Layout, Layouts, varint, varint_bytes
+from ingest.sources.sparkplug_layout import BOOLEAN, Fixed, Layout, Layouts, integer, varint, varint_bytes
 
 
 class Unsigned(Mapping[int, int]):
@@ -28,7 +28,7 @@ class Unsigned(Mapping[int, int]):
 
 
 UNSIGNED = Unsigned()
-ALLOWED = {"alias", "timestamp", "datatype", "int_value", "double_value"}
+ALLOWED = {"alias", "timestamp", "datatype", "int_value", "double_value", "boolean_value"}
 T = 1_790_000_000_000
 
 
@@ -84,7 +84,9 @@ def protobuf_reads(raw: bytes) -> tuple[tuple[int, ...], tuple[int, tuple[Any, .
             return None
         if m.timestamp != msg.metrics[0].timestamp or m.WhichOneof("value") is None:
             return None
-        values.append(m.double_value if m.WhichOneof("value") == "double_value" else m.int_value)
+        kind = m.WhichOneof("value")
+        value = m.double_value if kind == "double_value" else m.int_value if kind == "int_value" else None
+        values.append(int(m.boolean_value) if value is None else value)
     if not msg.metrics:
         return None
     return tuple(m.alias for m in msg.metrics), (msg.metrics[0].timestamp, tuple(values), msg.seq)
@@ -145,23 +147,29 @@ def test_a_layout_reads_a_damaged_or_different_payload_only_as_protobuf_reads_it
     msg: Payload, mutations: list[tuple[str, int, int]]
 ) -> None:
     layout = learnt(msg)
-    raw = bytearray(msg.SerializeToString())
-    for what, at, n in mutations:
-        at %= len(raw) + 1
-        if what == "flip" and at < len(raw):
-            raw[at] ^= n
-        elif what == "insert":
-            raw[at:at] = bytes([n])
-        elif what == "delete":
-            del raw[at : at + n]
-        else:
-            del raw[at:]
-    read = layout.read(bytes(raw))
+    raw = mutated(msg.SerializeToString(), mutations)
+    read = layout.read(raw)
     if read is not None:  # whatever the layout reads, protobuf reads the same, of the same aliases
-        seen = protobuf_reads(bytes(raw))
+        seen = protobuf_reads(raw)
         assert seen is not None
         assert seen[0] == layout.aliases
         assert repr(read) == repr(seen[1])
+
+
+def mutated(raw: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
+    """``raw`` with bytes flipped, inserted or deleted, or cut short."""
+    out = bytearray(raw)
+    for what, at, n in mutations:
+        at %= len(out) + 1
+        if what == "flip" and at < len(out):
+            out[at] ^= n
+        elif what == "insert":
+            out[at:at] = bytes([n])
+        elif what == "delete":
+            del out[at : at + n]
+        else:
+            del out[at:]
+    return bytes(out)
 
 
 def _with(**kw: Any) -> Payload:
@@ -266,3 +274,95 @@ def test_a_boolean_is_read_as_1_or_0_and_anything_else_is_left_to_protobuf() -> 
     assert Layouts().of(msg, msg.SerializeToString(), {11: 16, 12: 32}) is None  # no Boolean bits
     msg.metrics[2].int_value = 1
     assert Layouts().of(msg, msg.SerializeToString(), bits) is None  # a Boolean carrying an int_value
+
+
+# ---- a layout at one length (Fixed) -------------------------------------------------------------
+
+
+def fixed_of(msg: Payload) -> tuple[Layout, Fixed]:
+    layout = learnt(msg)
+    fixed = layout.fixed(msg.SerializeToString())
+    assert fixed is not None
+    return layout, fixed
+
+
+def varint_lengths(msg: Payload) -> list[int]:
+    """The lengths of ``msg``'s varints but seq's: its time, each metric's and integer's."""
+    numbers = [msg.timestamp] if msg.HasField("timestamp") else []
+    for m in msg.metrics:
+        numbers += [m.timestamp] + ([m.int_value] if m.HasField("int_value") else [])
+    return [len(varint_bytes(n)) for n in numbers]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=usual(), data=st.data())
+def test_a_fixed_layout_reads_what_its_layout_reads_at_its_length(msg: Payload, data: st.DataObject) -> None:
+    layout, fixed = fixed_of(msg)
+    raw = msg.SerializeToString()
+    assert fixed.read(raw) == layout.read(raw)
+    following = again(msg, data.draw)
+    read = fixed.read(following.SerializeToString())
+    if varint_lengths(following) == varint_lengths(msg):
+        assert repr(read) == repr(layout.read(following.SerializeToString()))
+    else:
+        assert read is None
+
+
+@settings(max_examples=1_000, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=usual(), mutations=st.lists(MUTATIONS, min_size=1, max_size=3))
+def test_a_fixed_layout_reads_a_damaged_or_different_payload_only_as_protobuf_reads_it(
+    msg: Payload, mutations: list[tuple[str, int, int]]
+) -> None:
+    layout, fixed = fixed_of(msg)
+    raw = mutated(msg.SerializeToString(), mutations)
+    read = fixed.read(raw)
+    if read is not None:
+        seen = protobuf_reads(raw)
+        assert seen is not None
+        assert seen[0] == layout.aliases
+        assert repr(read) == repr(seen[1])
+        assert repr(read) == repr(layout.read(raw))
+
+
+@pytest.mark.parametrize(("learnt_seq", "read_seq"), [(5, 200), (200, 5), (127, 128), (255, 0)])
+def test_a_fixed_layout_reads_seq_of_one_byte_or_two(learnt_seq: int, read_seq: int) -> None:
+    msg = _with()
+    msg.seq = learnt_seq
+    _, fixed = fixed_of(msg)
+    msg.seq = read_seq
+    assert fixed.read(msg.SerializeToString()) == (T, (29.5, 65524), read_seq)
+
+
+def test_times_that_differ_are_no_fixed_layout_s() -> None:
+    msg = _with()
+    _, fixed = fixed_of(msg)
+    msg.metrics[1].timestamp = T + 1  # as long a varint, another time
+    assert fixed.read(msg.SerializeToString()) is None
+
+
+def test_every_single_bit_flipped_is_read_as_protobuf_reads_it_or_not_at_all() -> None:
+    msg = _with()
+    msg.metrics[1].int_value = 2**32 - 97  # an Int32 of -97, in five bytes
+    msg.metrics.add(alias=12, timestamp=T, boolean_value=True)
+    bits = {11: -32, 12: BOOLEAN}
+    layout = Layouts().of(msg, msg.SerializeToString(), bits)
+    assert layout is not None
+    fixed = layout.fixed(msg.SerializeToString())
+    assert fixed is not None
+    raw = msg.SerializeToString()
+    read_some = 0
+    for at in range(len(raw)):
+        for bit in range(8):
+            flipped = bytearray(raw)
+            flipped[at] ^= 1 << bit
+            for reader in (layout, fixed):
+                read = reader.read(bytes(flipped))
+                if read is None:
+                    continue
+                seen = protobuf_reads(bytes(flipped))
+                assert seen is not None, (at, bit)
+                assert seen[0] == layout.aliases
+                ts, (temp, level, lamp), seq = seen[1]
+                assert repr(read) == repr((ts, (temp, integer(level, -32), integer(lamp, BOOLEAN)), seq)), (at, bit)
+                read_some += 1
+    assert read_some > 100  # the values' bits, the time's, seq's: read
