@@ -62,15 +62,19 @@ REBIRTH_INTERVAL_MS: Final = 5_000
 """At most one rebirth request per edge node in this time, while its NBIRTH is awaited."""
 MAX_NODES: Final = 100_000
 """Edge nodes whose state is held; past it the oldest is forgotten (its next DATA asks a rebirth)."""
-MAX_TOPICS: Final = 65_536
-"""Topics whose reading (:func:`_topic_of`) is remembered; past it the map starts again."""
+MAX_TOPICS: Final = 262_144
+"""Sparkplug topics whose reading (:func:`_topic_of`) is remembered (every device's DATA topic of a
+100,000-device fleet, births and deaths besides); past it the map starts again."""
 MAX_FAST: Final = 64
-MAX_LAYOUTS: Final = 8
-"""Byte layouts of DATA one births remembers (:mod:`ingest.sources.sparkplug_layout`), the newest."""
-MAX_LAYOUTS_TRIED: Final = 16
-"""Layouts one births works out at most: a device whose DATA keeps changing its layout (reporting
-only what changed, say) is read through protobuf alone."""
 """Alias sequences whose compiled take one births remembers (a device's DATA repeats a few)."""
+MAX_PATTERNS: Final = 4
+"""Byte layouts (:class:`Layout`) of DATA one births remembers, the newest (:mod:`ingest.sources.sparkplug_layout`)."""
+MAX_FIXED: Final = 4
+"""Layouts at one length (:class:`Fixed`) one births remembers, the newest."""
+MAX_LAYOUTS_TRIED: Final = 16
+"""Layouts one births works out at most, until its node's next birth: a device whose DATA keeps
+changing its layout (reporting only what changed, say) keeps those it has, and the rest of its DATA
+are read through protobuf."""
 MAX_PLANS: Final = 65_536
 """(model, metric name, unit, datatype) whose mapping is remembered; names come from births, so past
 it the map starts again."""
@@ -102,10 +106,8 @@ _SKIP: Final = object()
 
 Single = tuple[int, int, str, Convert | None, int]
 """A usual metric's one :data:`Step` (taking it as a number, converted; None: a Boolean, as 1 or 0)
-and 0 for a Double, else the integer's bits, negative when signed (:data:`BOOLEAN_BITS`: a Boolean)
+and 0 for a Double, else the integer's bits, negative when signed (:data:`BOOLEAN`: a Boolean's)
 (:attr:`Declared.single`)."""
-BOOLEAN_BITS: Final = BOOLEAN
-"""A Boolean's bits in :data:`Single`: its ``boolean_value`` read as 1 or 0."""
 
 Topic = tuple[str, tuple[str, str], str | None, str]
 """A topic's message type (``STATE`` for a host application's; empty: not a Sparkplug topic), its
@@ -141,8 +143,9 @@ class Declared:
     plan: tuple[Step, ...] | None = None
     """What the model of :attr:`Births.model` makes of the metric (:meth:`FieldMapper.plan`)."""
     single: Single | None = None
-    """The usual metric, read in short: a Double or an integer that feeds one field of ours as a
-    number (its step, and 0 for a Double, the integer's bits, negative when signed)."""
+    """The usual metric, read in short: a Double, an integer or a Boolean that feeds one field of ours
+    as a number (its step, and 0 for a Double, the integer's bits, negative when signed, or
+    :data:`BOOLEAN`)."""
 
 
 @dataclass(slots=True)
@@ -154,8 +157,8 @@ class Births:
     model: str | None = None
     """The model the metrics' plans are of (None: not worked out yet; at the first DATA)."""
     bits: dict[int, int] = field(default_factory=dict)
-    """By alias (not 0), each :attr:`Declared.single` metric's integer bits as :data:`Single`'s (0: a
-    Double), in :attr:`model` (:meth:`SparkplugB._fast`)."""
+    """By alias (not 0), each :attr:`Declared.single` metric's bits as :data:`Single`'s (0: a Double;
+    :data:`BOOLEAN`: a Boolean), in :attr:`model` (:meth:`SparkplugB._fast`)."""
     fast: dict[tuple[int, ...], Fast] = field(default_factory=dict)
     """By a DATA's aliases in order (every metric :attr:`Declared.single`): (the device kind, the
     :meth:`FlatShapes.planned` take of the metrics' values in that order or None, the integers'
@@ -307,8 +310,6 @@ class SparkplugB:
         self._rebirth = source.rebirth
         self._sink = ReadingSink()
         self._layouts = Layouts()
-        self._sparkplug_ids = context.registry.by_external["sparkplug"]
-        """The registry's devices by ``sparkplug`` id (:meth:`Registry.external`, for :meth:`_by_layout`)."""
         self._shapes = FlatShapes(context.mapper)
         self._nodes: dict[tuple[str, str], Node] = {}
         self._plans: dict[tuple[str, str, str | None, int], tuple[tuple[Step, ...] | None, Single | None]] = {}
@@ -320,9 +321,11 @@ class SparkplugB:
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         parsed = self._topics.get(topic)
         if parsed is None:
-            if len(self._topics) >= MAX_TOPICS:
-                self._topics.clear()
-            parsed = self._topics[topic] = _topic_of(topic)
+            parsed = _topic_of(topic)
+            if parsed[0]:  # a Sparkplug topic (not a malformed one)
+                if len(self._topics) >= MAX_TOPICS:
+                    self._topics.clear()
+                self._topics[topic] = parsed
         kind, key, device, external = parsed
         if not kind:
             detail = "not a Sparkplug B topic: spBv1.0/{group}/{N…}/{edge} or spBv1.0/{group}/{D…}/{edge}/{device}"
@@ -567,8 +570,7 @@ class SparkplugB:
                         pass
                     elif bits:  # an integer in an int_value, in its range
                         if m.WhichOneof("value") == "int_value" and not m.is_transient and not m.is_null:
-                            n = m.int_value
-                            raw = _signed(n, -bits, 32) if bits < 0 else None if n >> bits else n
+                            raw = integer(m.int_value, bits)
                             if raw is not None:
                                 value = convert(float(raw))
                     else:  # a Double, set
@@ -666,7 +668,7 @@ class SparkplugB:
             b = bits.get(alias)
             if b is None or m.HasField("properties") or m.is_transient or m.is_null:
                 return False
-            if b == BOOLEAN_BITS:  # a Boolean, in a boolean_value
+            if b == BOOLEAN:  # a Boolean, in a boolean_value
                 if not m.HasField("boolean_value"):
                     return False
                 value: Any = int(m.boolean_value)
@@ -704,9 +706,11 @@ class SparkplugB:
     def _by_layout(
         self, key: tuple[str, str], name: str | None, external: str, payload: bytes, now_ms: int, out: BatchBuilder
     ) -> bool:
-        """A DATA of a layout its births remember, stored as :meth:`_fast` stores it, without protobuf:
-        by a trusted node, its seq the next, its device registered, every value as :meth:`_fast` takes
-        it. False: nothing was done (read it through protobuf)."""
+        """A DATA of a layout its births remember, stored as :meth:`_fast` stores it, without protobuf.
+        It holds to what :meth:`_check_seq`, :meth:`_data` and :meth:`_fast` would: a trusted node, its
+        seq the next, its device registered and active, of the model and kind the layout's take was
+        compiled for, every value as :meth:`_fast` takes it. False: nothing was done, nothing changed
+        (read it through protobuf)."""
         node = self._nodes.get(key)
         if node is None or not node.trusted:
             return False
@@ -722,8 +726,8 @@ class SparkplugB:
         ts, values, seq = read
         if seq != (node.seq + 1) % 256:
             return False
-        device = self._sparkplug_ids.get(external)
-        if device is None or device.state != "active" or births.model != (self._model or device.model):
+        device = self._registry.external("sparkplug", external)
+        if device is None or births.model != (self._model or device.model):
             return False
         if found[0] != device.device_kind or found[1] is None:
             return False
@@ -737,15 +741,19 @@ class SparkplugB:
 
     def _learn(self, births: Births, msg: Payload, payload: bytes) -> None:
         """Remember the layout of a DATA :meth:`_fast` read with its :attr:`Births.fast` entry, unless
-        one remembered matches it (then its entry is renewed: the device's kind may have changed)."""
-        found = births.fast.get(tuple(m.alias for m in msg.metrics))
+        one remembered reads it. The layouts of its aliases take that entry (the device's kind may
+        have changed since they were learnt)."""
+        aliases = tuple(m.alias for m in msg.metrics)
+        found = births.fast.get(aliases)
         if found is None:
             return
-        for i, (layout, _) in enumerate(births.layouts):
-            if layout.read(payload) is not None:
-                births.layouts[i] = (layout, found)
-                return
-        if births.tried >= MAX_LAYOUTS_TRIED:
+        known = False
+        for i, (layout, entry) in enumerate(births.layouts):
+            if layout.aliases == aliases:
+                if entry is not found:
+                    births.layouts[i] = (layout, found)
+                known = known or layout.read(payload) is not None
+        if known or births.tried >= MAX_LAYOUTS_TRIED:
             return
         births.tried += 1
         learnt = self._layouts.of(msg, payload, births.bits)
@@ -868,18 +876,19 @@ class SparkplugB:
 
 
 def _remember(births: Births, layout: Layout | Fixed | None, found: Fast) -> None:
-    """``layout`` among ``births``' (the :class:`Fixed` first; past :data:`MAX_LAYOUTS` the oldest of
-    its kind is forgotten)."""
+    """``layout`` among ``births``': the :class:`Fixed` first, then the patterns, each kind in the
+    order learnt; past :data:`MAX_FIXED` or :data:`MAX_PATTERNS` the oldest of its kind is forgotten."""
     if layout is None:
         return
     layouts = births.layouts
-    kind = type(layout)
-    if len(layouts) >= MAX_LAYOUTS:
-        oldest = next((i for i, (known, _) in enumerate(layouts) if type(known) is kind), 0)
-        del layouts[oldest]
-    if kind is Fixed:
-        layouts.insert(sum(type(known) is Fixed for known, _ in layouts), (layout, found))
+    fixed = [i for i, (known, _) in enumerate(layouts) if type(known) is Fixed]
+    if type(layout) is Fixed:
+        if len(fixed) >= MAX_FIXED:
+            del layouts[fixed.pop(0)]
+        layouts.insert(len(fixed), (layout, found))
     else:
+        if len(layouts) - len(fixed) >= MAX_PATTERNS:
+            del layouts[len(fixed)]
         layouts.append((layout, found))
 
 
@@ -900,7 +909,7 @@ def _single(datatype: int, plan: tuple[Step, ...] | None) -> Single | None:
         return None
     i, rank, name, how = plan[0]
     if datatype == _BOOLEAN and how is None:
-        return i, rank, name, None, BOOLEAN_BITS
+        return i, rank, name, None, BOOLEAN
     if how is None or isinstance(how, str):
         return None
     if datatype == _DOUBLE:

@@ -21,6 +21,7 @@ from ingest.sources.mapping import FieldMapper
 from ingest.sources.router import Router
 from ingest.sources.sparkplug import REBIRTH_INTERVAL_MS, REBIRTH_REASON, SparkplugB, Unreadable, value_of
 from ingest.sources.sparkplug_b_pb2 import DataType, Payload
+from ingest.sources.sparkplug_layout import Layouts
 from tests import corpus
 
 NOW = 1_790_000_000_000
@@ -882,6 +883,83 @@ def test_a_layout_never_reads_past_a_seq_gap_a_rebirth_or_a_device_gone() -> Non
     assert decoder.by_layout == 2
     run(DEV_TOPIC.format("DDEATH"), payload(seq=4))
     assert reasons(run(DEV_TOPIC.format("DDATA"), usual(5))) == [REBIRTH_REASON]
+    born(run)
+    run(DEV_TOPIC.format("DDATA"), usual(2))
+    run(NODE_TOPIC.format("NDEATH"), payload(metric("bdSeq", dt=DataType.Int64, long_value=3), ts=None))
+    assert reasons(run(DEV_TOPIC.format("DDATA"), usual(3))) == [REBIRTH_REASON]
+    assert decoder.by_layout == 2
+
+
+def test_a_layout_follows_the_registry_state_kind_and_model_of_its_device() -> None:
+    registry = Registry(REGISTRY.devices[i].tags() for i in range(len(REGISTRY.devices)))
+    counted, general = born(Run(registry=registry, decoder=Counted)), born(Run(registry=registry, decoder=GeneralOnly))
+    decoder = counted.decoder
+    assert isinstance(decoder, Counted)
+
+    def alike(seq: int) -> tuple[list[str], list[Reason]]:
+        temp, rssi = Payload.Metric(alias=12, double_value=29.5), Payload.Metric(alias=14, int_value=2**32 - 97)
+        topic, data = DEV_TOPIC.format("DDATA"), ddata(seq, temp, rssi)  # fields of both kinds
+        for m in data.metrics:
+            m.timestamp = T + seq
+        out, expected = counted(topic, data), general(topic, data)
+        lines, refused = list(out.lines), reasons(out)
+        assert (lines, refused, rows(out)) == (expected.lines, reasons(expected), rows(expected))
+        return lines, refused
+
+    alike(2)
+    alike(3)
+    assert decoder.by_layout == 1
+    tags = registry.by_id[D].tags()
+    registry.apply([tags._replace(state="suspended")])
+    assert alike(4)[1] == [Reason.UNKNOWN_DEVICE]
+    registry.apply([tags._replace(kind=Kind.WATER_QUALITY)])
+    assert alike(5)[0][0].startswith("water_quality,")  # its take was compiled for salinity: not by it
+    alike(6)
+    assert decoder.by_layout == 2  # the layout, its take renewed
+    registry.apply([tags._replace(kind=Kind.WATER_QUALITY, model="gw_spb")])  # no metric maps to a field of it
+    assert alike(7)[1] == [Reason.MISSING_FIELD]
+    assert alike(8)[1] == [Reason.MISSING_FIELD]  # nor by the layouts of the model before
+    registry.apply([tags])
+    alike(9)
+    alike(10)
+    assert decoder.by_layout == 3
+
+
+def test_layouts_are_bounded_per_device_and_so_is_what_they_learn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sparkplug, "MAX_LAYOUTS_TRIED", 2)
+    monkeypatch.setattr(sparkplug, "MAX_TOPICS", 2)
+    run, general = born(Run(decoder=Counted)), born(Run(decoder=GeneralOnly))
+    decoder = run.decoder
+    assert isinstance(decoder, Counted)
+    temp, level = metric(alias=12, timestamp=T, double_value=29.5), metric(alias=13, timestamp=T, int_value=7)
+    orders = [(temp, level), (level, temp), (temp, level, metric(alias=14, timestamp=T, int_value=3))]
+    seq = 2
+    for ms in [orders[0], orders[0], orders[1], orders[1], orders[2], orders[2], orders[0], orders[1]]:
+        topic, data = DEV_TOPIC.format("DDATA"), ddata(seq, *ms)
+        out, expected = run(topic, data), general(topic, data)
+        assert (out.lines, reasons(out)) == (expected.lines, reasons(expected))
+        seq += 1
+    assert decoder.by_layout == 4  # the first two orders, twice each after learning; the third: never learnt
+    births = decoder._nodes[(G, E)].devices[D]
+    assert [type(layout).__name__ for layout, _ in births.layouts] == ["Fixed", "Fixed", "Layout", "Layout"]
+    assert births.tried == 2
+
+
+def test_remembered_layouts_keep_the_newest_of_each_kind() -> None:
+    births = sparkplug.Births()
+    found = (Kind.SALINITY, None, ())
+    learnt = []
+    for alias in range(1, 7):
+        msg = Payload(seq=1, metrics=[Payload.Metric(alias=alias, timestamp=T, double_value=1.5)])
+        layout = Layouts().of(msg, msg.SerializeToString(), {})
+        assert layout is not None
+        learnt.append(alias)
+        sparkplug._remember(births, layout, found)
+        sparkplug._remember(births, layout.fixed(msg.SerializeToString()), found)
+    kinds = [type(layout).__name__ for layout, _ in births.layouts]
+    assert kinds == ["Fixed"] * sparkplug.MAX_FIXED + ["Layout"] * sparkplug.MAX_PATTERNS
+    newest = [(alias,) for alias in learnt[-4:]]
+    assert [layout.aliases for layout, _ in births.layouts] == newest + newest
 
 
 TRAP_TOPIC = f"spBv1.0/{G}/{{}}/{E}/{TRAP}"

@@ -366,3 +366,49 @@ def test_every_single_bit_flipped_is_read_as_protobuf_reads_it_or_not_at_all() -
                 assert repr(read) == repr((ts, (temp, integer(level, -32), integer(lamp, BOOLEAN)), seq)), (at, bit)
                 read_some += 1
     assert read_some > 100  # the values' bits, the time's, seq's: read
+
+
+def padded(n: int, extra: int = 0) -> bytes:
+    """``n`` as a varint ``extra`` bytes longer than it needs (protobuf reads it alike)."""
+    raw = varint_bytes(n)
+    return raw if not extra else raw[:-1] + bytes([raw[-1] | 0x80]) + b"\x80" * (extra - 1) + b"\x00"
+
+
+def written(*, ts: bytes, time: bytes, level: bytes, seq: bytes) -> bytes:
+    """``_with()``'s DATA written by hand, each varint as given."""
+    temp = b"\x10\x0a\x18" + time + b"\x69" + Payload.Metric(double_value=29.5).SerializeToString()[1:]
+    level_metric = b"\x10\x0b\x18" + time + b"\x50" + level
+    return (
+        b"\x08" + ts + b"\x12" + bytes([len(temp)]) + temp + b"\x12" + bytes([len(level_metric)]) + level_metric
+        + b"\x18" + seq
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "varints",
+    [
+        {"ts": padded(T, 1)},
+        {"time": padded(T, 1)},
+        {"level": padded(65524, 1)},
+        {"level": padded(65524, 2)},  # five bytes, the fifth 0
+        {"level": b"\x9f\xff\xff\xff\xff\xff\xff\xff\xff\x01"},  # -97 sign-extended to 64 bits, as some write it
+        {"seq": padded(3, 1)},
+        {"seq": padded(3, 2)},
+    ],
+    ids=["ts+1", "time+1", "level+1", "level+2", "level-sign-extended", "seq+1", "seq+2"],
+)
+def test_padded_varints_are_read_as_protobuf_reads_them_or_left_to_it(varints: dict[str, bytes]) -> None:
+    plain = {"ts": padded(T), "time": padded(T), "level": padded(65524), "seq": padded(3)}
+    assert written(**plain) == _with().SerializeToString()
+    layout, fixed = fixed_of(_with())
+    raw = written(**(plain | varints))
+    seen = protobuf_reads(raw)
+    assert seen is not None
+    assert seen[0] == layout.aliases
+    reads = [reader.read(raw) for reader in (layout, fixed)]
+    for read in reads:
+        assert read is None or repr(read) == repr(seen[1])
+    if "time" in varints or ("level" in varints and len(varints["level"]) > 5):
+        assert reads == [None, None]  # a time of another length, or an int_value over 5 bytes: protobuf's
+    if "seq" in varints and len(varints["seq"]) > 2:
+        assert reads == [None, None]
