@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final
@@ -137,25 +137,15 @@ class Layout:
         if group(*shape.aliases) != self.alias_bytes:
             return None
         ds = shape.doubles
-        values: tuple[Any, ...] = (
-            shape.unpack(b"".join(group(*ds))) if len(ds) > 1 else shape.unpack(group(ds[0])) if ds else ()
-        )
-        if 0.0 in values:
-            return None
-        if shape.integers:
-            ints = []
-            for (length_group, value_group, size), bits in zip(shape.integers, self.bits, strict=True):
-                length, raw = group(length_group, value_group)
-                if length[0] != size + len(raw):
-                    return None
-                n = integer(varint(raw), bits)
-                if n is None:
-                    return None
-                ints.append(n)
-            values += tuple(ints)
-            if shape.order is not None:
-                values = shape.order(values)
-        return varint(group(shape.time)), values, varint(group(shape.seq))
+        doubles = shape.unpack(b"".join(group(*ds))) if len(ds) > 1 else shape.unpack(group(ds[0])) if ds else ()
+        raws = []
+        for length_group, value_group, size in shape.integers:
+            length, raw = group(length_group, value_group)
+            if length[0] != size + len(raw):
+                return None
+            raws.append(raw)
+        values = _in_order(doubles, raws, self.bits, shape.order)
+        return None if values is None else (varint(group(shape.time)), values, varint(group(shape.seq)))
 
     def fixed(self, payload: bytes) -> Fixed | None:
         """This layout at the length of ``payload`` (one it reads): see :class:`Fixed`."""
@@ -247,21 +237,31 @@ class Fixed:
         times = self.times(fields)
         if times.count(times[0]) != len(times):
             return None
-        values: tuple[Any, ...] = self.doubles(fields)
-        if 0.0 in values:
-            return None
         layout = self.layout
-        if layout.bits:
-            ints = []
-            for raw, bits in zip(self.integers(fields), layout.bits, strict=True):
-                n = integer(varint(raw), bits)
-                if n is None:
-                    return None
-                ints.append(n)
-            values += tuple(ints)
-            if layout.shape.order is not None:
-                values = layout.shape.order(values)
-        return varint(times[0]), values, seq
+        values = _in_order(self.doubles(fields), self.integers(fields), layout.bits, layout.shape.order)
+        return None if values is None else (varint(times[0]), values, seq)
+
+
+def _in_order(
+    doubles: tuple[float, ...],
+    varints: Sequence[bytes],
+    bits: tuple[int, ...],
+    order: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None,
+) -> tuple[Any, ...] | None:
+    """A DATA's values in its metrics' order, from its Doubles and its integers' varints (read by
+    their bits); None if a Double is zero or an integer out of its range."""
+    if 0.0 in doubles:
+        return None
+    if not bits:
+        return doubles
+    ints = []
+    for raw, width in zip(varints, bits, strict=True):
+        n = integer(varint(raw), width)
+        if n is None:
+            return None
+        ints.append(n)
+    values = doubles + tuple(ints)
+    return values if order is None else order(values)
 
 
 def _getter(indexes: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
