@@ -333,6 +333,29 @@ def test_a_fixed_layout_reads_seq_of_one_byte_or_two(learnt_seq: int, read_seq: 
     assert fixed.read(msg.SerializeToString()) == (T, (29.5, 65524), read_seq)
 
 
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (2**32 - 1, -1),  # an Int16 of -1, sign-extended to 32 bits (five bytes)
+        (2**32 - 2**15, -(2**15)),  # the least Int16, sign-extended
+        (2**32 - 2**15 - 1, None),  # one less: no Int16's
+        (2**31, None),  # the least Int32: no Int16's
+        (2**28, None),  # five bytes, far out of an Int16's range
+    ],
+)
+def test_a_fixed_layout_reads_a_sign_extended_int16_and_nothing_else_in_its_bytes(raw: int, expected: int | None) -> None:
+    msg = _with()
+    msg.metrics[1].int_value = 2**32 - 12  # learnt from -12 in five bytes
+    layout = Layouts().of(msg, msg.SerializeToString(), {11: -16})
+    assert layout is not None
+    fixed = layout.fixed(msg.SerializeToString())
+    assert fixed is not None
+    msg.metrics[1].int_value = raw
+    read = fixed.read(msg.SerializeToString())
+    assert read == (None if expected is None else (T, (29.5, expected), 3))
+    assert read == layout.read(msg.SerializeToString())
+
 def test_times_that_differ_are_no_fixed_layout_s() -> None:
     msg = _with()
     _, fixed = fixed_of(msg)
