@@ -8,9 +8,9 @@ length literal or checked, one time for all metrics (a backreference), the value
 varints of any length). :meth:`Layout.fixed` pins that to the lengths of the DATA at hand: a mask,
 a :class:`struct.Struct` and a reader written for those fields. A later DATA that either reads whole
 is the same protobuf message with other values, read without building the message (the bench's
-DDATA: decoded in about 7.2 µs against 14 through protobuf). Anything else (another order, another field, a longer varint than the pattern
-allows, a value of another type) is not read, and goes through protobuf as before: a layout only
-ever speeds up what protobuf reads alike.
+DDATA: decoded in about 7.2 µs against 14 through protobuf). Anything else (another order, another
+field, a longer varint than the pattern allows, a value of another type) is not read, and goes
+through protobuf as before: a layout only ever speeds up what protobuf reads alike.
 
 Devices of one model share a pattern (:class:`Shape`); a layout is a shape and its aliases' bytes.
 """

@@ -344,7 +344,7 @@ def test_a_fixed_layout_reads_seq_of_one_byte_or_two(learnt_seq: int, read_seq: 
         (2**28, None),  # five bytes, far out of an Int16's range
     ],
 )
-def test_a_fixed_layout_reads_a_sign_extended_int16_and_nothing_else_in_its_bytes(raw: int, expected: int | None) -> None:
+def test_a_fixed_layout_reads_a_sign_extended_int16_and_nothing_else(raw: int, expected: int | None) -> None:
     msg = _with()
     msg.metrics[1].int_value = 2**32 - 12  # learnt from -12 in five bytes
     layout = Layouts().of(msg, msg.SerializeToString(), {11: -16})
