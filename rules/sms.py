@@ -13,6 +13,7 @@ A rule's ``short`` (what, with the value and the place; and the action) makes ``
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Final
 
@@ -28,7 +29,7 @@ GSM7_BASIC: Final = frozenset(
 GSM7_EXTENSION: Final = frozenset("^{}\\[~]|€\f")
 """Characters sent as an escape and a septet: two of the 160."""
 
-_SPELLED: Final = {
+SPELLED: Final = {
     "‰": "%o",  # phần nghìn, as Vietnamese plain text writes it
     "đ": "d",
     "Đ": "D",
@@ -50,27 +51,43 @@ _SPELLED: Final = {
     "²": "2",
     "\u00a0": " ",
 }
+"""Characters :func:`fold` spells out in ASCII (before it drops diacritics)."""
+
+
+class _Folding(dict[int, str]):
+    """:meth:`str.translate`'s table of :func:`fold`: each character's ASCII form, worked out the
+    first time it is met (texts come from the rule pack and its values: a small alphabet)."""
+
+    def __missing__(self, code: int) -> str:
+        spelled = SPELLED.get(chr(code), chr(code))
+        bare = "".join(c for c in unicodedata.normalize("NFD", spelled) if not unicodedata.combining(c))
+        folded = "".join(c if c.isascii() and (c.isprintable() or c == "\n") else "?" for c in bare)
+        if len(self) < _FOLDING_MAX:
+            self[code] = folded
+        return folded
+
+
+_FOLDING_MAX: Final = 65_536
+"""Characters :class:`_Folding` remembers."""
+_FOLDED: Final = _Folding()
 
 
 def fold(text: str) -> str:
     """``text`` as plain ASCII: diacritics dropped, đ → d, ‰ → %o, dashes and quotes plain; any
-    other character outside ASCII becomes ``?`` (never sent as something the gateway rejects)."""
-    spelled = "".join(_SPELLED.get(c, c) for c in text)
-    bare = "".join(c for c in unicodedata.normalize("NFD", spelled) if not unicodedata.combining(c))
-    return "".join(c if c.isascii() and (c.isprintable() or c == "\n") else "?" for c in bare)
+    other character outside ASCII becomes ``?`` (never sent as something the gateway rejects).
+    Character by character (a combining mark drops alone, as from a decomposed letter)."""
+    return text.translate(_FOLDED)
+
+
+_NOT_GSM7: Final = re.compile("[^" + re.escape("".join(sorted(GSM7_BASIC | GSM7_EXTENSION))) + "]")
+_GSM7_EXTENDED: Final = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
 
 
 def gsm7_length(text: str) -> int | None:
     """Septets ``text`` takes in GSM-7 (an extension character counts two); None when a character has none."""
-    length = 0
-    for c in text:
-        if c in GSM7_BASIC:
-            length += 1
-        elif c in GSM7_EXTENSION:
-            length += 2
-        else:
-            return None
-    return length
+    if _NOT_GSM7.search(text):
+        return None
+    return len(text) + len(_GSM7_EXTENDED.findall(text))
 
 
 def ucs2_length(text: str) -> int:

@@ -5,8 +5,11 @@ one UCS-2 segment (70 characters, with them) — and keeps its value, its place 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contract.fields import CAMERA_EVENTS, Kind, field_specs
 from ingest.devices import PROVINCE_BY_SLUG, place_name
@@ -14,7 +17,19 @@ from rules.engine import Engine
 from rules.messages import render
 from rules.model import DeviceInfo, State
 from rules.pack import DEFAULT_PACK, Rule, load_pack
-from rules.sms import SHORT_UCS2_MAX, SMS_GSM7_MAX, cut, fits_sms, fold, gsm7_length, sms_forms, ucs2_length
+from rules.sms import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    SHORT_UCS2_MAX,
+    SMS_GSM7_MAX,
+    SPELLED,
+    cut,
+    fits_sms,
+    fold,
+    gsm7_length,
+    sms_forms,
+    ucs2_length,
+)
 
 PACK = load_pack(DEFAULT_PACK)
 PLACES = sorted({place_name(p.slug, d.slug) for p in PROVINCE_BY_SLUG.values() for d in p.districts}, key=len)
@@ -75,6 +90,29 @@ def test_folding_to_plain_gsm7() -> None:
     assert gsm7_length("ệ") is None
     assert ucs2_length("Mặn 😀") == 6  # beyond the BMP: two units
 
+
+
+def folded_whole(text: str) -> str:
+    """:func:`fold` as first written: spelled, decomposed and stripped of combining marks as a whole."""
+    spelled = "".join(SPELLED.get(c, c) for c in text)
+    bare = "".join(c for c in unicodedata.normalize("NFD", spelled) if not unicodedata.combining(c))
+    return "".join(c if c.isascii() and (c.isprintable() or c == "\n") else "?" for c in bare)
+
+
+VIETNAMESE = st.sampled_from(
+    sorted("ăâđêôơưĂÂĐÊÔƠƯáàảãạấầẩẫậắằẳẵặéèẻẽẹếềểễệíìỉĩịóòỏõọốồổỗộớờởỡợúùủũụứừửữựýỳỷỹỵ‰°–“”µ₃\u0301\u0323")
+)
+
+
+@given(text=st.text(st.characters() | VIETNAMESE | st.sampled_from(sorted(SPELLED)), max_size=60))
+def test_folding_a_character_at_a_time_is_folding_the_whole_text(text: str) -> None:
+    assert fold(text) == folded_whole(text)
+
+
+@given(text=st.text(st.characters(max_codepoint=0x3FF) | st.sampled_from(sorted(GSM7_EXTENSION)), max_size=40))
+def test_gsm7_length_counts_septets(text: str) -> None:
+    septets = [1 if c in GSM7_BASIC else 2 if c in GSM7_EXTENSION else None for c in text]
+    assert gsm7_length(text) == (None if None in septets else sum(s for s in septets if s is not None))
 
 def test_a_pack_without_short_text_is_cut_to_one_segment() -> None:
     long_vi = "Nước " + "rất " * 40 + "mặn – ngưng lấy nước"
