@@ -2,7 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from contract.topics import Channel
+
+
+class CountsByLabel(Collector):
+    """A counter with one label whose values are plain ints, added to on the event loop per message
+    (prometheus-client's :class:`~prometheus_client.Counter` takes a lock on every ``inc``: a few
+    per cent of ingest at 60k messages/s) and read when ``/metrics`` is scraped. Its label values are
+    fixed at start, so a scrape from another thread reads a dict that does not change size."""
+
+    def __init__(self, name: str, documentation: str, label: str, values: Iterable[str], registry: CollectorRegistry):
+        self.name, self.documentation, self.label = name, documentation, label
+        self.counts: dict[str, int] = dict.fromkeys(values, 0)
+        """Label value → count: add to it (``counts[v] += 1``)."""
+        registry.register(self)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in list(self.counts.items()):
+            family.add_metric([value], count)
+        yield family
+
+
+OTHER = "other"
+"""The channel of a message on a topic whose last level is none of :class:`~contract.topics.Channel`."""
 
 
 class IngestMetrics:
@@ -11,7 +40,9 @@ class IngestMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.received = Counter("ioc_ingest_messages_received", "MQTT messages received", ["channel"], registry=r)
+        self.received = CountsByLabel(
+            "ioc_ingest_messages_received", "MQTT messages received", "channel", [*map(str, Channel), OTHER], r
+        )
         self.readings_stored = Counter("ioc_ingest_readings_stored", "readings written to InfluxDB", registry=r)
         self.statuses_stored = Counter("ioc_ingest_statuses_stored", "device status points written", registry=r)
         self.rejected = Counter("ioc_ingest_rejected", "messages or readings dead-lettered", ["reason"], registry=r)
@@ -34,6 +65,7 @@ class IngestMetrics:
             "ioc_ingest_lag_seconds", "receive → stored time of the last batch's oldest message", registry=r
         )
         self.inflight = Gauge("ioc_ingest_messages_inflight", "messages received, not yet acknowledged", registry=r)
+        """Set to a function of the service's own count (:meth:`Gauge.set_function`): read when scraped."""
         self.unacked = Gauge(
             "ioc_ingest_messages_unacked",
             "messages taken from the broker on this connection and not acknowledged yet (QoS 1), plus those"

@@ -51,7 +51,7 @@ from ingest.broker import BrokerConnection, BrokerError, BrokerFactory, broker_f
 from ingest.config import IngestSettings
 from ingest.decode import Decoder
 from ingest.influx import Backoff, InfluxWriter, make_transport
-from ingest.metrics import IngestMetrics
+from ingest.metrics import OTHER, IngestMetrics
 from ingest.registry import Registry
 from ingest.registry_follow import RegistryFollower
 from ingest.sources.config import NATIVE_ONLY, SourcesFile
@@ -133,6 +133,9 @@ class IngestService:
         self.settings = settings
         self.broker_factory = broker or broker_factory(settings)
         self.metrics = metrics or IngestMetrics()
+        self._inflight = 0
+        """Messages received and not yet acknowledged (the ``inflight`` gauge reads it when scraped)."""
+        self.metrics.inflight.set_function(lambda: self._inflight)
         if isinstance(fleet, Registry):
             self.registry = fleet
         else:
@@ -221,10 +224,7 @@ class IngestService:
 
     async def _receive(self, broker: BrokerConnection) -> None:
         limit, message_limit = self.settings.batch_max_readings, self._batch_messages
-        received = self.metrics.received
-        counters = {c.value: received.labels(c.value) for c in Channel}
-        other = received.labels("other")
-        inflight = self.metrics.inflight
+        received = self.metrics.received.counts
         decode = self._decoder.decode if self.router.native_only else self.router.decode
         clock = now_ms
         filled, drained = self._filled, self._drained
@@ -233,8 +233,9 @@ class IngestService:
             if not builder.acks:
                 filled.set()
             builder.note_message(msg.ack)
-            inflight.inc()
-            counters.get(msg.topic.rsplit("/", 1)[-1], other).inc()
+            self._inflight += 1
+            channel = msg.topic.rsplit("/", 1)[-1]
+            received[channel if channel in received else OTHER] += 1
             decode(msg.topic, msg.payload, retained=msg.retained, now_ms=clock(), out=builder)
             if self._drain_left:
                 self._drain_left -= 1
@@ -431,7 +432,7 @@ class IngestService:
         else:
             sent = broker.ack(batch.acks)
         self.metrics.acked.inc(sent)
-        self.metrics.inflight.dec(batch.messages)
+        self._inflight -= batch.messages
 
     def _topic_of(self, line: str) -> str:
         match = _DEVICE_TAG.search(line.split(" ", 1)[0])
