@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,12 +22,17 @@ class CountsByLabel(Collector):
         self.name, self.documentation, self.label = name, documentation, label
         self.counts: dict[str, int] = dict.fromkeys(values, 0)
         """Label value → count: add to it (``counts[v] += 1``)."""
+        self._created = time.time()
         registry.register(self)
+
+    def describe(self) -> list[CounterMetricFamily]:
+        """The metric's name and type, without values (the registry checks names with it)."""
+        return [CounterMetricFamily(self.name, self.documentation, labels=[self.label])]
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
         for value, count in list(self.counts.items()):
-            family.add_metric([value], count)
+            family.add_metric([value], count, created=self._created)  # ``_created``, as a Counter has
         yield family
 
 

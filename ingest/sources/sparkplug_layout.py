@@ -192,8 +192,9 @@ class Fixed:
     ``seq``, last, of one byte or two), so every field is at a fixed offset. Its :attr:`read` is
     written for it (:func:`_reader`): one mask over the payload as an integer checks every byte but
     the values' and the varints' continuation bits, one :class:`struct.Struct` reads the fields, each
-    integer is put together by its length and checked by its bits in line — about a third of the
-    pattern's cost. Any other length is the pattern's to read."""
+    integer is put together by its length and checked by its bits in line — under half the
+    pattern's cost (1.6 µs against 4.0 for the bench's DDATA of ten metrics). Any other length is
+    the pattern's to read."""
 
     layout: Layout
     size: int
@@ -224,7 +225,8 @@ def _reader(spans: tuple[tuple[int, int, str], ...], size: int, bits: tuple[int,
     """A :class:`Fixed`'s read of its mask and expected bits, written for its fields (``spans``:
     start, end and what, in order): seq, the mask, one unpack, the times alike, no Double zero, each
     integer by its bits, as :meth:`Layout.read` reads them. Our own text, of numbers and names:
-    nothing of a payload is in it. Layouts of one shape at one length share it (written once)."""
+    nothing of a payload is in it. Layouts of one shape at one length, whose integers have the same
+    bits, share it (written once)."""
     formats: list[str] = []
     names: list[str] = []
     times: list[str] = []

@@ -19,6 +19,9 @@ def test_messages_received_by_channel_are_a_counter_from_zero() -> None:
     text = generate_latest(metrics.registry).decode()
     assert "# TYPE ioc_ingest_messages_received_total counter" in text  # as a Counter writes it
     assert 'ioc_ingest_messages_received_total{channel="telemetry"} 3.0' in text
+    assert 'ioc_ingest_messages_received_created{channel="telemetry"}' in text
+    named = generate_latest(metrics.registry.restricted_registry(["ioc_ingest_messages_received_total"])).decode()
+    assert 'ioc_ingest_messages_received_total{channel="telemetry"} 3.0' in named  # found by name (describe)
 
 
 def test_inflight_is_read_from_its_function_when_scraped() -> None:

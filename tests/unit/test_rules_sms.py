@@ -91,7 +91,6 @@ def test_folding_to_plain_gsm7() -> None:
     assert ucs2_length("Mặn 😀") == 6  # beyond the BMP: two units
 
 
-
 def folded_whole(text: str) -> str:
     """:func:`fold` as first written: spelled, decomposed and stripped of combining marks as a whole."""
     spelled = "".join(SPELLED.get(c, c) for c in text)
@@ -113,6 +112,7 @@ def test_folding_a_character_at_a_time_is_folding_the_whole_text(text: str) -> N
 def test_gsm7_length_counts_septets(text: str) -> None:
     septets = [1 if c in GSM7_BASIC else 2 if c in GSM7_EXTENSION else None for c in text]
     assert gsm7_length(text) == (None if None in septets else sum(s for s in septets if s is not None))
+
 
 def test_a_pack_without_short_text_is_cut_to_one_segment() -> None:
     long_vi = "Nước " + "rất " * 40 + "mặn – ngưng lấy nước"

@@ -333,7 +333,6 @@ def test_a_fixed_layout_reads_seq_of_one_byte_or_two(learnt_seq: int, read_seq: 
     assert fixed.read(msg.SerializeToString()) == (T, (29.5, 65524), read_seq)
 
 
-
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -355,6 +354,7 @@ def test_a_fixed_layout_reads_a_sign_extended_int16_and_nothing_else(raw: int, e
     read = fixed.read(msg.SerializeToString())
     assert read == (None if expected is None else (T, (29.5, expected), 3))
     assert read == layout.read(msg.SerializeToString())
+
 
 def test_times_that_differ_are_no_fixed_layout_s() -> None:
     msg = _with()
