@@ -54,6 +54,10 @@ SPELLED: Final = {
 """Characters :func:`fold` spells out in ASCII (before it drops diacritics)."""
 
 
+_FOLDING_MAX: Final = 65_536
+"""Characters :class:`_Folding` remembers."""
+
+
 class _Folding(dict[int, str]):
     """:meth:`str.translate`'s table of :func:`fold`: each character's ASCII form, worked out the
     first time it is met (texts come from the rule pack and its values: a small alphabet)."""
@@ -67,8 +71,6 @@ class _Folding(dict[int, str]):
         return folded
 
 
-_FOLDING_MAX: Final = 65_536
-"""Characters :class:`_Folding` remembers."""
 _FOLDED: Final = _Folding()
 
 

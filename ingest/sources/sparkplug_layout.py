@@ -183,7 +183,7 @@ class Layout:
             if len(readers) >= MAX_READERS:
                 readers.clear()
             reader = readers[fields] = _reader(*fields)
-        return Fixed(layout=self, size=body, read=reader(ones, _FROM_BYTES(payload[:body], "little") & ones))
+        return Fixed(layout=self, read=reader(ones, _FROM_BYTES(payload[:body], "little") & ones))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -197,8 +197,6 @@ class Fixed:
     the pattern's to read."""
 
     layout: Layout
-    size: int
-    """The payload's length before its ``seq``'s varint (its tag is the mask's)."""
     read: Reader
     """As :meth:`Layout.read`."""
 
