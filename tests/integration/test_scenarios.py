@@ -22,7 +22,7 @@ from alerts.receiver import WebhookReceiver
 from alerts.store import AlertStore
 from contract.topics import Channel, device_topic
 from ioc.servers import InfluxServer, ServerProcess, query
-from simulators.scenarios import SCENARIOS, scenario_fleet
+from simulators.scenarios import SALINITY_INTRUSION_SPAN_MS, SCENARIOS, scenario_fleet, within_one_day
 from tests.helpers import PipelineThread, ingest_settings, publish
 from tests.unit.test_alerts_store import AT_ONCE
 
@@ -55,6 +55,8 @@ def pipeline(
 
 
 def play(port: int, scenario: str, end_ms: int) -> int:
+    if scenario == "salinity_intrusion":  # in one local day, or SAL_RISE compares with yesterday's 0.30 ‰
+        end_ms = within_one_day(end_ms, SALINITY_INTRUSION_SPAN_MS)
     items = []
     for device_id, channel, reading in SCENARIOS[scenario](end_ms):
         d = BY_ID[device_id]

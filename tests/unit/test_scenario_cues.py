@@ -18,7 +18,18 @@ from ingest.registry import Registry
 from rules.engine import Engine
 from rules.model import State
 from rules.pack import DEFAULT_PACK, load_pack
-from simulators.scenarios import CUES, SCENARIOS, Message, cued, scenario_fleet
+from simulators.scenarios import (
+    CUES,
+    DAY,
+    LOCAL,
+    MIN,
+    SALINITY_INTRUSION_SPAN_MS,
+    SCENARIOS,
+    Message,
+    cued,
+    scenario_fleet,
+    within_one_day,
+)  # fmt: skip
 
 FLEET = scenario_fleet()
 
@@ -62,3 +73,25 @@ def test_cued_keeps_the_script_spacing() -> None:
         original = [int(m[2]["ts"]) for m in script(10**12)]
         shifted = [int(m[2]["ts"]) for m in cued(name, 10**12)]
         assert [b - a for a, b in itertools.pairwise(original)] == [b - a for a, b in itertools.pairwise(shifted)]
+
+
+def test_within_one_day_keeps_the_salinity_script_off_yesterday() -> None:
+    """Played with its first reading at 23:55, SAL_RISE rightly compares today's 1.32 ‰ peak with
+    yesterday's 0.30 ‰; ``within_one_day`` moves the script to where it lies in one local day."""
+    span = SALINITY_INTRUSION_SPAN_MS
+    midnight = 1_800_000_000_000 // DAY * DAY - LOCAL
+
+    def fired(end: int) -> set[str]:
+        engine = Engine(load_pack(DEFAULT_PACK), device_infos(FLEET), event_classes=CAMERA_EVENTS, start_ms=end - span)
+        transitions = engine.evaluate(_batch(SCENARIOS["salinity_intrusion"](end), end).columns(), now_ms=end)
+        return {t.rule_id for t in transitions if t.state is State.FIRING and t.device_id == "tg-sal-durian"}
+
+    straddling = midnight - 5 * MIN + span
+    assert "SAL_RISE" in fired(straddling)
+    ladder = {"SAL_DOMESTIC", "SAL_FRUIT", "SAL_1PPT"}
+    assert fired(within_one_day(straddling, span)) == fired(midnight + DAY - MIN) == ladder
+    for end in range(midnight, midnight + DAY, 5 * MIN):
+        played = within_one_day(end, span)
+        stamps = [int(m[2]["ts"]) for m in SCENARIOS["salinity_intrusion"](played)]
+        assert played <= end
+        assert (stamps[0] + LOCAL) // DAY == (stamps[-1] + LOCAL) // DAY == (played + LOCAL) // DAY, end
