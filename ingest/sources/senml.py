@@ -46,13 +46,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final, NamedTuple
 
 import cbor2
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from contract.fields import TS_MAX_AHEAD_MS, TS_MIN_MS
 from contract.fleet import SENML_SEPARATORS
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
@@ -60,7 +61,7 @@ from ingest.registry import RegisteredDevice
 from ingest.sources.base import SourceContext
 from ingest.sources.config import Source
 from ingest.sources.identity import DeviceLookup
-from ingest.sources.shapes import FlatShapes
+from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink
 
 RELATIVE_BELOW: Final = 2**28
@@ -136,6 +137,27 @@ class _Plain(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False)
 
 
 _PLAIN_PACK: Final = msgspec.json.Decoder(list[_Plain])
+_LATER: Final = attrgetter("bn", "bt", "n", "u")
+KNOWN_MAX: Final = 32_768
+"""Devices (base names) whose usual packs are worked out (:class:`_Known`), per source; past it the map starts again."""
+KNOWN_PER_NAME: Final = 4
+"""Usual packs worked out per base name (a device may send a few): the latest learnt."""
+
+_Labels = tuple[str | UnsetType, float | UnsetType, str, str | UnsetType]
+"""A record's (bn, bt, n, u)."""
+
+
+class _Known(NamedTuple):
+    """A usual pack of one base name worked out once: its first record's ``n`` and ``u`` and its later
+    records' labels (``later``: they set no base time), its device — found by ``name`` — and the shape's
+    take of its records' values in order."""
+
+    n: str
+    u: str | UnsetType
+    later: list[_Labels]
+    name: str
+    device: RegisteredDevice
+    take: Take
 
 
 class Resolved(NamedTuple):
@@ -401,6 +423,10 @@ class SenML:
         self._model = source.model
         self._topic_device = DeviceLookup(source.device, context.registry) if source.device is not None else None
         """With the source's ``device`` option: the device the topic names, the only one a pack may speak for."""
+        self._known: dict[str, tuple[_Known, ...]] = {}
+        """Usual packs by base name, newest first, learnt as :meth:`_plain` stores one."""
+        self._labels: dict[_Labels, _Labels] = {}
+        """One copy of each record's labels that known packs keep (most are their model's: shared)."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
         if self._plain(topic, payload, now_ms, out):
@@ -471,7 +497,18 @@ class SenML:
             return False
         first = records[0]
         bn = first.bn
-        if type(bn) is not str or not bn or _NAME.fullmatch(bn) is None:
+        if not isinstance(bn, str):
+            return False
+        knowns = self._known.get(bn)
+        if knowns is not None:
+            later = list(map(_LATER, records[1:]))
+            for known in knowns:
+                if known.later == later and known.n == first.n and known.u == first.u:
+                    if self._registry.external("senml", known.name) is known.device:
+                        return self._take_known(known, first.bt, records, topic, now_ms, out)
+                    del self._known[bn]  # the registry changed since: work it out again
+                    break
+        if not bn or _NAME.fullmatch(bn) is None:
             return False
         seconds = 0.0 if first.bt is UNSET else first.bt
         if not math.isfinite(seconds * 1000):
@@ -495,13 +532,48 @@ class SenML:
                 units[key] = unit
             elif units:
                 units.pop(key, None)
-        device = self._registry.external("senml", bn.rstrip(_SEPARATORS))
+        name = bn.rstrip(_SEPARATORS)
+        device = self._registry.external("senml", name)
         if device is None:
             return False
         if self._topic_device is not None and device is not self._topic_device.in_topic(topic):
             return False
         model = self._model or device.model
-        return self._shapes.reading(device, model, values, t_ms, 0, units=units, now_ms=now_ms, out=out)
+        if not self._shapes.reading(device, model, values, t_ms, 0, units=units, now_ms=now_ms, out=out):
+            return False
+        if len(values) == len(records):  # no key repeats: the values in record order are the take's
+            keys = tuple(values)
+            take = self._shapes.positional(model, device.device_kind, keys, tuple(map(units.get, keys)), "v")
+            if take is not None:
+                self._learn(bn, _Known(first.n, first.u, list(map(_LATER, records[1:])), name, device, take))
+        return True
+
+    def _learn(self, bn: str, known: _Known) -> None:
+        """Remember ``known`` as the newest usual pack of ``bn``."""
+        if len(self._labels) >= KNOWN_MAX:
+            self._labels.clear()
+        shared = self._labels
+        known.later[:] = [shared.setdefault(x, x) for x in known.later]
+        before = self._known.get(bn, ())
+        if not before and len(self._known) >= KNOWN_MAX:
+            self._known.clear()
+        self._known[bn] = (known, *before[: KNOWN_PER_NAME - 1])
+
+    def _take_known(
+        self, known: _Known, bt: float | UnsetType, records: list[_Plain], topic: str, now_ms: int, out: BatchBuilder
+    ) -> bool:
+        """:meth:`_plain`'s reading of a pack whose labels are ``known`` (its device still the registry's),
+        at its base time ``bt``."""
+        seconds = 0.0 if bt is UNSET else bt
+        if not math.isfinite(seconds * 1000):
+            return False
+        t_ms = round(seconds * 1000)
+        if seconds < RELATIVE_BELOW:
+            t_ms += now_ms
+        device = known.device
+        if self._topic_device is not None and device is not self._topic_device.in_topic(topic):
+            return False
+        return TS_MIN_MS <= t_ms <= now_ms + TS_MAX_AHEAD_MS and known.take(records, None, device, t_ms, 0, out)
 
     def _device(self, label: str, devices: dict[str, _Device]) -> str:
         """``label``, its device looked up and added to ``devices`` if it is not there yet."""

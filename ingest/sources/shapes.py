@@ -29,14 +29,16 @@ MAX_SHAPES: Final = 4_096
 EXTRA: Final = "rssi_dbm"
 """The one field a decoder may add beside the payload's (a LoRaWAN gateway's RSSI), unless mapped."""
 
-_Take = tuple[str | None, int, float, float, bool, Convert | None, bool]
-"""(payload key — None: the extra value —, position in the row, low, high, whole number, conversion,
+_Take = tuple[str | int | None, int, float, float, bool, Convert | None, bool]
+"""(payload key — its index, in a positional take; None: the extra value —, position in the row, low, high,
+whole number, conversion,
 whether the conversion takes numbers alone — not numeric text, as a format's own plan converts)."""
 
 
-Take = Callable[[Mapping[str, Any], "float | None", RegisteredDevice, int, int, BatchBuilder], bool]
+Take = Callable[[Any, "float | None", RegisteredDevice, int, int, BatchBuilder], bool]
 """A shape's reading of one payload ``(obj, extra, device, ts_ms, seq, out)`` added to ``out`` (the kind's row
-and its line, as :meth:`ReadingSink.reading` makes them); False: nothing was done (the general path's)."""
+and its line, as :meth:`ReadingSink.reading` makes them); False: nothing was done (the general path's).
+``obj`` is the payload's mapping, or the sequence of its values of a :meth:`FlatShapes.positional` take."""
 
 
 def _converted(convert: Convert | None, n: int, raw: str) -> str:
@@ -61,11 +63,14 @@ def _operand(convert: Convert | None) -> Convert | float | None:
     return inline[1] if inline is not None else convert
 
 
-def _source(takes: tuple[_Take, ...], width: int) -> str:
+def _source(takes: tuple[_Take, ...], width: int, attribute: str = "") -> str:
     """The Python text of a factory of one shape's :data:`Take` (for takes of this structure:
     which position, whole or not, converted or not — of numbers alone or not —, the extra value or a
-    payload key). Only names of ours appear in it; keys, ranges and conversions (or their operands) are the
-    factory's arguments."""
+    payload key; with ``attribute``, the value is that attribute of the payload's item). Only names of ours
+    appear in it; keys, ranges and conversions (or their operands) are the factory's arguments."""
+    if attribute and not attribute.isidentifier():
+        raise ValueError(f"not an attribute name: {attribute!r}")
+    item = f".{attribute}" if attribute else ""
     args = ["UNSET", "SEQ_MAX", "fields"]
     body: list[str] = []
     at: dict[int, str] = {}
@@ -73,7 +78,7 @@ def _source(takes: tuple[_Take, ...], width: int) -> str:
         args += [f"k{n}", f"lo{n}", f"hi{n}", f"cv{n}"]
         v = f"v{n}"
         at[position] = v
-        body.append("raw = extra" if name is None else f"raw = obj[k{n}]")
+        body.append("raw = extra" if name is None else f"raw = obj[k{n}]{item}")
         body.append("kind = type(raw)")
         if whole and convert is not None:  # a count converted (a format's own plan): a whole number after it
             body += [
@@ -131,7 +136,7 @@ class FlatShapes:
         self._shapes: dict[tuple[Any, ...], Take | None] = {}
         """By (model, kind, keys, with the extra value[, the keys' units]): the shape's take, or None (the general
         path's)."""
-        self._factories: dict[tuple[tuple[tuple[Any, ...], ...], int], Callable[..., Take]] = {}
+        self._factories: dict[tuple[tuple[tuple[Any, ...], ...], int, str], Callable[..., Take]] = {}
         """Factories of :data:`Take` by the takes' structure (a payload's own keys do not make a new one)."""
         self._kinds = {
             kind: ({s.name: (i, s.lo, s.hi, s.type == "int") for i, s in enumerate(specs) if s.numeric}, specs)
@@ -199,13 +204,23 @@ class FlatShapes:
             takes.append((key, position, lo, hi, whole, convert, True))
         return self._shape(kind, takes) if takes else None
 
+    def positional(
+        self, model: str, kind: Kind, keys: tuple[str, ...], units: tuple[str | None, ...], attribute: str
+    ) -> Take | None:
+        """The take of :meth:`reading` for payloads of ``keys`` (distinct), with ``units``, that reads the
+        values from a sequence of items in ``keys``' order — each value the item's ``attribute`` — rather
+        than from a mapping: it stores of ``items`` what :meth:`reading` stores of
+        ``{key: getattr(item, attribute) for key, item in zip(keys, items)}``. None: the general path's."""
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"keys repeat: {keys}")
+        return self._compile(model, kind, keys, False, units, attribute=attribute)
+
     @staticmethod
     def take(
-        take: Take, device: RegisteredDevice, obj: Mapping[str, Any], ts_ms: int, seq: int, *, now_ms: int,
-        out: BatchBuilder,
-    ) -> bool:  # fmt: skip
-        """The reading of ``obj`` by a take of :meth:`planned`, at a time :meth:`ours` takes; False: nothing
-        was done."""
+        take: Take, device: RegisteredDevice, obj: Any, ts_ms: int, seq: int, *, now_ms: int, out: BatchBuilder
+    ) -> bool:
+        """The reading of ``obj`` by a take of :meth:`planned` or :meth:`positional`, at a time :meth:`ours`
+        takes; False: nothing was done."""
         return TS_MIN_MS <= ts_ms <= now_ms + TS_MAX_AHEAD_MS and take(obj, None, device, ts_ms, seq, out)
 
     def _remember(self, key: tuple[Any, ...], take: Take | None) -> Take | None:
@@ -226,8 +241,10 @@ class FlatShapes:
         return self._shape(kind, takes) if takes else None
 
     def _compile(
-        self, model: str, kind: Kind, keys: tuple[str, ...], with_extra: bool, units: tuple[str | None, ...] = ()
-    ) -> Take | None:
+        self, model: str, kind: Kind, keys: tuple[str, ...], with_extra: bool, units: tuple[str | None, ...] = (),
+        *, attribute: str = "",
+    ) -> Take | None:  # fmt: skip
+        """The take of ``keys`` (and ``units``); with ``attribute``, a :meth:`positional` one."""
         bounds = self._kinds[kind][0]
         chosen: dict[int, tuple[int, str | None, str, Convert | None]] = {}
         for key, unit in zip(keys, units or (None,) * len(keys), strict=True):
@@ -254,21 +271,22 @@ class FlatShapes:
             position, lo, hi, whole = bound
             if whole and how is not None:
                 return None
-            takes.append((source, position, lo, hi, whole, how, False))
-        return self._shape(kind, takes)
+            at = keys.index(source) if attribute and source is not None else source
+            takes.append((at, position, lo, hi, whole, how, False))
+        return self._shape(kind, takes, attribute)
 
-    def _shape(self, kind: Kind, takes: list[_Take]) -> Take:
+    def _shape(self, kind: Kind, takes: list[_Take], attribute: str = "") -> Take:
         """The take of ``takes``, made by the factory of their structure (made once)."""
         specs = self._kinds[kind][1]
         takes.sort(key=lambda t: t[1])  # the line protocol's field order is the kind's
         fields = ",".join(f"{specs[t[1]].name}=" + ("%di" if t[4] else "%r") for t in takes)
-        structure = tuple((t[0] is None, t[1], t[4], _how(t[5]), t[6]) for t in takes), len(specs)
+        structure = tuple((t[0] is None, t[1], t[4], _how(t[5]), t[6]) for t in takes), len(specs), attribute
         factory = self._factories.get(structure)
         if factory is None:
             if len(self._factories) >= MAX_SHAPES:
                 self._factories.clear()
             scope: dict[str, Any] = {}
-            exec(_source(tuple(takes), len(specs)), scope)  # our text: no payload's key is in it
+            exec(_source(tuple(takes), len(specs), attribute), scope)  # our text: no payload's key is in it
             factory = self._factories[structure] = scope["factory"]
         args = [a for name, _, lo, hi, _, convert, _ in takes for a in (name, lo, hi, _operand(convert))]
         return factory(UNSET, SEQ_MAX, fields, *args)

@@ -481,7 +481,7 @@ PLAIN_VALUES = st.sampled_from(
 )
 PLAIN_BASES = [OW, f"{OW}:", "2001:db8::2/", "2001:db8::2", "urn:dev:mac:0024befffe804ff1"] * 3 + [
     "urn:dev:mac:0000000000000001", "urn:dev:ow:nobody", "", ":bad", "bad name", 7]  # fmt: skip
-PLAIN_TIMES = [None, None, 1_700_000_000, 1_700_000_000.25, 0, -5, 2**28, 1e300, -1e300, 1, "x"]
+PLAIN_TIMES = [None, None, 1_700_000_000, 1_700_000_000.25, 0, -5, 2**28, 1e300, -1e300, 1.5e306, 1, "x"]
 EXTRA_LABELS = st.sampled_from([{}] * 30 + [
     {"t": 10}, {"bt": 1_700_000_100}, {"bt": 1_700_000_000}, {"bn": OW}, {"bn": f"{OW}:"}, {"bn": "2001:db8::2/"},
 ] * 3 + [
@@ -562,3 +562,123 @@ def test_the_usual_pack_takes_the_fast_path() -> None:
     assert taken == [True, True]
     assert out.lines == [f"{TRAP} air_temp_c=25.0,humidity_pct=61.5,seq=0i 1700000000000"]
     assert now.lines == [f"{TRAP} air_temp_c=25.0,battery_v=3.6,seq=0i {NOW - 5000}"]
+
+
+def _outcome(out: BatchBuilder) -> tuple[Any, ...]:
+    rows = {k: [(type(v), v) for v in r.values] for k, r in out._rows.items()}
+    return out.lines, rows, [(r.reason, r.detail) for r in out.rejections]
+
+
+@st.composite
+def _pack_stream(draw: st.DrawFn) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Packs one after another on one decoder: a few usual packs, each sent again with other values and
+    base times (its labels known by then), or one label away, or on another device's topic."""
+    bases = [draw(_plain_pack()) for _ in range(draw(st.integers(1, 3)))]
+    first, *later = bases[0]
+    if later:  # the same device and first record, later records other: reversed, one fewer, one relabelled
+        relabelled = [dict(r) for r in later]
+        relabelled[-1]["u" if draw(st.booleans()) else "n"] = draw(st.sampled_from(["Cel", "V", "ec", "temp"]))
+        bases += [[first, *later[::-1]], [first, *later[:-1]], [first, *relabelled]]
+    stream: list[tuple[str, list[dict[str, Any]]]] = []
+    for _ in range(draw(st.integers(1, 10))):
+        pack = [dict(r) for r in draw(st.sampled_from(bases))]
+        for record in pack:
+            record["v"] = draw(PLAIN_VALUES)
+        bt = draw(st.sampled_from(PLAIN_TIMES))
+        if bt is None:
+            pack[0].pop("bt", None)
+        else:
+            pack[0]["bt"] = bt
+        if draw(st.integers(0, 4)) == 0:
+            pack[draw(st.integers(0, len(pack) - 1))].update(draw(EXTRA_LABELS))
+        stream.append((draw(st.sampled_from(["senml/bt-trap-ow", "senml/bt-trap-ow", "senml/bt-wq-2"])), pack))
+    return stream
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=_pack_stream(), by_topic=st.booleans())
+def test_a_known_pack_stores_what_the_general_path_stores_pack_after_pack(
+    stream: list[tuple[str, list[dict[str, Any]]]], by_topic: bool
+) -> None:
+    """Packs whose labels one decoder has worked out (:class:`~ingest.sources.senml._Known`) store and
+    refuse, message by message, exactly what the general path does."""
+    source = BY_TOPIC if by_topic else SOURCES.sources[0]
+    payloads = [(topic, msgspec.json.encode(pack)) for topic, pack in stream]
+
+    def run() -> list[tuple[Any, ...]]:
+        decoder = SenML(source, SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
+        outcomes = []
+        for topic, payload in payloads:
+            out = BatchBuilder()
+            decoder.decode(topic, payload, retained=False, now_ms=NOW, out=out)
+            outcomes.append(_outcome(out))
+        return outcomes
+
+    warm = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
+        general = run()
+    assert warm == general
+
+
+def _spied(decoder: SenML, taken: list[str]) -> None:
+    """Note on ``taken`` each pack ``decoder`` reads as a known one."""
+    original = decoder._take_known
+
+    def spy(*args: Any) -> bool:
+        taken.append("known")
+        return original(*args)
+
+    decoder._take_known = spy  # type: ignore[method-assign]
+
+
+def test_a_pack_seen_before_is_read_by_its_known_labels_while_its_device_stays_the_registrys() -> None:
+    registry = Registry(REGISTRY.devices[:1])
+    trap = REGISTRY.devices[0].tags()
+    decoder = SenML(SOURCES.sources[0], SourceContext(registry, FieldMapper(SOURCES.models), _no_ignore))
+    taken: list[str] = []
+    _spied(decoder, taken)
+
+    def send(temp: float, humidity: float) -> BatchBuilder:
+        out = BatchBuilder()
+        pack = [{"bn": f"{OW}:", "bt": 1_700_000_000, "n": "temp", "v": temp, "u": "Cel"},
+                {"n": "humidity", "v": humidity}]  # fmt: skip
+        decoder.decode("senml/x", msgspec.json.encode(pack), retained=False, now_ms=NOW, out=out)
+        return out
+
+    assert send(25.0, 61.5).lines == [f"{TRAP} air_temp_c=25.0,humidity_pct=61.5,seq=0i 1700000000000"]
+    assert taken == []
+    assert send(26.5, 60).lines == [f"{TRAP} air_temp_c=26.5,humidity_pct=60.0,seq=0i 1700000000000"]
+    assert taken == ["known"]
+    out_of_range = send(26.5, 160)  # the general path stores the rest and refuses humidity
+    assert out_of_range.lines == [f"{TRAP} air_temp_c=26.5,seq=0i 1700000000000"]
+    assert taken == ["known", "known"]
+    assert [r.detail.split(":")[0] for r in out_of_range.rejections] == ["humidity_pct"]
+    registry.apply([trap._replace(state="suspended")])
+    suspended = send(25.0, 61.5)
+    assert (suspended.lines, [r.reason for r in suspended.rejections]) == ([], [Reason.UNKNOWN_DEVICE])
+    registry.apply([trap._replace(kind=Kind.WATER_QUALITY, model="senml_wq")])
+    moved = send(25.0, 61.5)
+    assert moved.lines == [], "humidity is no water-quality field of senml_wq"
+    assert [r.reason for r in moved.rejections] == [Reason.MISSING_FIELD]
+    registry.apply([trap])
+    assert send(24.0, 50).lines == [f"{TRAP} air_temp_c=24.0,humidity_pct=50.0,seq=0i 1700000000000"]
+    assert taken == ["known", "known"], "after each change of the registry, the pack was worked out again"
+
+
+def test_known_packs_are_bounded_per_device_and_per_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.sources import senml
+
+    monkeypatch.setattr(senml, "KNOWN_MAX", 2)
+    decoder = SenML(SOURCES.sources[0], SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
+    names = ["temp", "humidity", "voltage", "battery", "open"]
+    for round_ in range(3):
+        for bn in (OW, "2001:db8::2", "urn:dev:mac:0024befffe804ff1"):
+            for k in range(1, 6):  # five shapes of each device
+                out = BatchBuilder()
+                pack = [{"bn": bn, "bt": 1_700_000_000 + round_, "n": name, "v": 1.0 + k} for name in names[:k]]
+                decoder.decode("senml/x", msgspec.json.encode(pack), retained=False, now_ms=NOW, out=out)
+                assert len(decoder._known) <= senml.KNOWN_MAX
+                assert all(len(known) <= senml.KNOWN_PER_NAME for known in decoder._known.values())
+                assert len(decoder._labels) <= senml.KNOWN_MAX + k
+    assert decoder._known, "packs were learnt"

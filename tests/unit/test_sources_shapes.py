@@ -130,3 +130,38 @@ def test_values_by_our_names_are_stored_as_the_sink_stores_them(values: dict[str
     general = BatchBuilder()
     ReadingSink().reading("t", b"p", device, ts, seq, values, now_ms=NOW, out=general)
     _alike(took, fast, general)
+
+
+class _Item:
+    """An item of a positional take: its value an attribute (as a SenML record's ``v``)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    model=st.sampled_from(["probe", "nested", "scaled", "unknown"]),
+    obj=st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6),
+    units=st.lists(st.sampled_from([None, "Cel", "K", "mS/cm", "S/m", "%", "mV", "furlong"]), min_size=6, max_size=6),
+    ts=st.sampled_from([NOW - 60_000, 0, NOW + 3_600_000]),
+)
+def test_a_positional_take_stores_what_the_take_of_the_mapping_stores(
+    model: str, obj: dict[str, Any], units: list[str | None], ts: int
+) -> None:
+    """:meth:`FlatShapes.positional`, reading items in the keys' order, stores what :meth:`FlatShapes.reading`
+    stores of the mapping, and does nothing where it does nothing."""
+    mapper = FieldMapper(MODELS)
+    device = Registry.from_fleet(FLEET).devices[0]
+    keys = tuple(obj)
+    given_units = dict(zip(keys, units, strict=False))
+    by_key, by_position = BatchBuilder(), BatchBuilder()
+    took = FlatShapes(mapper).reading(device, model, obj, ts, 0, units=given_units, now_ms=NOW, out=by_key)
+    take = FlatShapes(mapper).positional(model, device.device_kind, keys, tuple(map(given_units.get, keys)), "v")
+    taken = take is not None and FlatShapes.take(
+        take, device, [_Item(obj[k]) for k in keys], ts, 0, now_ms=NOW, out=by_position
+    )
+    assert taken == took
+    assert (by_position.lines, _rows(by_position)) == (by_key.lines, _rows(by_key))
