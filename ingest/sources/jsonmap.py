@@ -31,10 +31,13 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from operator import attrgetter
+from typing import Any, Final, NamedTuple
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
+from contract.fields import TS_MAX_AHEAD_MS, TS_MIN_MS
 from contract.reasons import Reason
 from ingest.batch import BatchBuilder, Rejection
 from ingest.registry import RegisteredDevice
@@ -42,7 +45,7 @@ from ingest.sources.base import SourceContext
 from ingest.sources.config import Records, Source, TimeFormat
 from ingest.sources.identity import DeviceLookup
 from ingest.sources.mapping import lookup
-from ingest.sources.shapes import FlatShapes
+from ingest.sources.shapes import FlatShapes, Take
 from ingest.sources.sink import ReadingSink
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,6 +63,59 @@ _decode_json = msgspec.json.Decoder().decode
 _ABSENT: Final = object()
 MAX_NAMES: Final = 4_096
 """Record names remembered as text; past it the map starts again."""
+KNOWN_MAX: Final = 65_536
+"""Devices whose usual records are worked out (:class:`_Known`), per source; past it the map starts again."""
+KNOWN_PER_DEVICE: Final = 4
+"""Usual record lists worked out per device (a device may send a few): the latest learnt."""
+_NAME_OF: Final = attrgetter("name")
+
+
+class _Known(NamedTuple):
+    """A device's usual records worked out once: their names in order (as the payload writes them:
+    whole numbers or text, none twice as text) and the shape's take of their values in that order."""
+
+    device: RegisteredDevice
+    names: list[int | str]
+    take: Take
+
+
+class _Typed(NamedTuple):
+    """A decoder of the usual payload of a source whose paths are plain keys: the object around the
+    records, its device, time and counter (UNSET where absent), and each record's name and value."""
+
+    decoder: msgspec.json.Decoder[Any]
+    device: bool
+    time: bool
+    seq: bool
+
+
+def _typed(source: Source) -> _Typed | None:
+    """The usual payload's decoder for ``source``; None when a path it reads is dotted or empty, the
+    records carry their own times, or two paths are one key (the general path reads those)."""
+    records = source.records
+    if records is None or records.time is not None:
+        return None
+    keys = {"records": records.path}
+    if source.device is not None and source.device.path is not None:
+        keys["device"] = source.device.path
+    if source.time is not None:
+        keys["time"] = source.time.path
+    if source.seq is not None:
+        keys["seq"] = source.seq
+    record_keys = {"name": records.name, "value": records.value}
+    written = [*keys.values(), *record_keys.values()]
+    if any(not key or "." in key for key in written) or len(set(keys.values())) < len(keys) or (
+        records.name == records.value
+    ):
+        return None
+    record = msgspec.defstruct(
+        "Record", [("name", int | str | UnsetType, UNSET), ("value", Any, UNSET)], rename=record_keys, gc=False
+    )
+    around = msgspec.defstruct(
+        "Around", [("records", list[record]), *((k, Any, UNSET) for k in keys if k != "records")],  # type: ignore[valid-type]
+        rename=keys, gc=False,
+    )  # fmt: skip
+    return _Typed(msgspec.json.Decoder(around), "device" in keys, "time" in keys, "seq" in keys)
 
 
 class _Refusal(Exception):
@@ -119,8 +175,13 @@ class JsonMap:
         self._int_to_ms = _INT_TO_MS.get(self._time_format)
         self._names: dict[int, str] = {}
         """Records' whole-number names as text (``4097`` → ``"4097"``), made once each; at most :data:`MAX_NAMES`."""
+        self._typed = _typed(source)
+        self._known: dict[int, tuple[_Known, ...]] = {}
+        """By device index, newest first: usual records worked out, as the general path stores them."""
 
     def decode(self, topic: str, payload: bytes, *, retained: bool, now_ms: int, out: BatchBuilder) -> None:
+        if self._typed is not None and self._known and self._usual(self._typed, topic, payload, now_ms, out):
+            return
         try:
             doc = _decode_json(payload)
         except msgspec.DecodeError as exc:
@@ -142,6 +203,49 @@ class JsonMap:
         else:
             detail = f"expected a JSON object (a reading) or an array of them, not {_kind(doc)}"
             out.reject(Rejection(topic, Reason.BAD_SHAPE, detail, payload))
+
+    def _usual(self, typed: _Typed, topic: str, payload: bytes, now_ms: int, out: BatchBuilder) -> bool:
+        """The usual payload — its device's known records (:class:`_Known`), an int time and counter —
+        stored by their take, as the general path stores it; False: nothing was done (the general path's)."""
+        try:
+            doc = typed.decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        if typed.device:
+            raw = doc.device
+            device = self._devices.named(raw) if type(raw) is str else None
+        else:
+            device = self._devices.in_topic(topic)
+        knowns = self._known.get(device.index) if device is not None else None
+        if knowns is None or device is None:
+            return False
+        ts = now_ms
+        if typed.time:
+            raw = doc.time
+            if type(raw) is not int or self._int_to_ms is None:
+                return False
+            times, per = self._int_to_ms
+            ts = raw * times // per
+        seq = doc.seq if typed.seq else 0
+        if type(seq) is not int or seq < 0:
+            return False
+        records = doc.records
+        names = list(map(_NAME_OF, records))
+        for known in knowns:
+            if known.names == names and known.device is device:
+                return TS_MIN_MS <= ts <= now_ms + TS_MAX_AHEAD_MS and known.take(records, None, device, ts, seq, out)
+        return False
+
+    def _learn(self, device: RegisteredDevice, names: list[int | str], keys: tuple[str, ...]) -> None:
+        """Remember the records ``names`` (as text: ``keys``, each once) of ``device`` as its newest usual ones."""
+        model = self._model or device.model
+        take = self._shapes.positional(model, device.device_kind, keys, (None,) * len(keys), "value")
+        if take is None:
+            return
+        before = tuple(k for k in self._known.get(device.index, ()) if k.device is device)
+        if not before and len(self._known) >= KNOWN_MAX:
+            self._known.clear()
+        self._known[device.index] = (_Known(device, names, take), *before[: KNOWN_PER_DEVICE - 1])
 
     def _one(self, topic: str, payload: bytes, obj: dict[str, Any], where: str, now_ms: int, out: BatchBuilder) -> None:
         """One object, one reading."""
@@ -194,7 +298,9 @@ class JsonMap:
                     obj[name] = value
             else:
                 if obj:
-                    self._store(topic, payload, device, ts, seq, obj, "", now_ms, out)
+                    taken = self._store(topic, payload, device, ts, seq, obj, "", now_ms, out)
+                    if taken and self._typed is not None and len(obj) == len(array):  # each name once, as text too
+                        self._learn(device, [record[name_path] for record in array], tuple(obj))
                 else:
                     self._ignore("no_records")
                 return
@@ -318,16 +424,17 @@ class JsonMap:
         where: str,
         now_ms: int,
         out: BatchBuilder,
-    ) -> None:
-        """One reading through the model's mapping into the sink."""
+    ) -> bool:
+        """One reading through the model's mapping into the sink; True: its shape's take stored it."""
         model = self._model or device.model
         if self._shapes.reading(device, model, obj, ts_ms, seq, now_ms=now_ms, out=out):
-            return
+            return True
         values, refused = self._mapper.values(model, obj)
         self._sink.mapped(
             topic, payload, device, ts_ms, seq, values, refused, hint=self._mapper.hint(model), where=where,
             missing="no field maps to ours", now_ms=now_ms, out=out,
         )  # fmt: skip
+        return False
 
 
 _KINDS: Final[dict[type, str]] = {

@@ -399,3 +399,126 @@ def test_a_whole_number_time_and_a_text_device_name_read_as_the_general_rules_re
     else:
         assert out.lines == []
         assert [r for r, _ in _reasons(out)] == [Reason.BAD_TIMESTAMP]
+
+
+KNOWN_SOURCES: list[dict[str, Any]] = [
+    {"format": "json_map", "topics": ["kep/+"], "device": {"path": "dev"}, "time": {"path": "ts", "format": "unix_ms"},
+     "seq": "cnt", "records": {"path": "values", "name": "id", "value": "v"}},
+    {"format": "json_map", "topics": ["kep/+"], "device": {"topic_level": 1},
+     "time": {"path": "ts", "format": "unix_s"}, "records": {"path": "values", "name": "id", "value": "v"},
+     "model": "sensecap_s210x"},
+    {**BY_TOPIC, "topics": ["kep/+"], "records": {"path": "values", "name": "id", "value": "v"}},
+]  # fmt: skip
+KNOWN_NAMES = [4097, 4098, "4097", "4098", "other", 4099]
+
+
+@st.composite
+def _record_stream(draw: st.DrawFn) -> list[tuple[str, Any]]:
+    """Messages one after another on one decoder: a few usual record lists, each sent again with
+    other values, times and counters (its names known by then), some a little off the usual."""
+    names_of = st.lists(st.sampled_from(KNOWN_NAMES), min_size=1, max_size=4)
+    bases = [draw(names_of) for _ in range(draw(st.integers(1, 3)))]
+    stream: list[tuple[str, Any]] = []
+    for _ in range(draw(st.integers(1, 10))):
+        names: list[Any] = list(draw(st.sampled_from(bases)))
+        records: list[Any] = [{"id": name, "v": draw(RECORD_VALUES)} for name in names]
+        if draw(st.integers(0, 4)) == 0:  # off the usual: a stray record, a name of another kind, a value absent
+            at = draw(st.integers(0, len(records) - 1))
+            off = [7, {"id": True, "v": 1}, {"id": 4097.0, "v": 1}, {"id": 4097}, {"v": 1}]
+            records[at] = draw(st.sampled_from(off))
+        doc: dict[str, Any] = {"values": records}
+        for key, values in (
+            ("dev", ["bt-trap-1", "bt-trap-1", "bt-wq-1", "nobody", 7]),
+            ("ts", [NOW - 1000, NOW // 1000, NOW, "1750000000000", 1.5, -1, NOW * 10]),
+            ("cnt", [0, 5, -1, 2**40, "3"]),
+        ):
+            if draw(st.integers(0, 5)):
+                doc[key] = draw(st.sampled_from(values))
+        topic = draw(st.sampled_from(["kep/bt-trap-1", "kep/bt-trap-1", "kep/bt-wq-1"]))
+        stream.append((topic, doc))
+    return stream
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=_record_stream(), source=st.sampled_from(KNOWN_SOURCES))
+def test_known_records_store_what_the_general_path_stores_message_after_message(
+    stream: list[tuple[str, Any]], source: dict[str, Any]
+) -> None:
+    """Records whose names a device sent before (``_Known``), read by the usual payload's decoder, store,
+    refuse and count, message by message, exactly what the general path does."""
+    from ingest.sources.jsonmap import JsonMap
+
+    sources = parse_sources({"sources": [source], "models": MODELS}, "test sources")
+    payloads = [(topic, msgspec.json.encode(doc)) for topic, doc in stream]
+
+    def run() -> list[tuple[Any, ...]]:
+        ignored: list[str] = []
+        decoder = Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100)
+        router = Router(sources, decoder, REGISTRY, ignored.append)
+        outcomes = []
+        for topic, payload in payloads:
+            out = BatchBuilder()
+            router.decode(topic, payload, retained=False, now_ms=NOW, out=out)
+            rows = {k: [(type(v), v) for v in r.values] for k, r in out._rows.items()}
+            outcomes.append((out.lines, rows, _reasons(out), list(ignored)))
+            ignored.clear()
+        return outcomes
+
+    warm = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JsonMap, "_usual", lambda self, *args: False)
+        general = run()
+    assert warm == general
+
+
+def test_a_device_whose_records_are_known_reads_them_by_the_usual_decoder_while_it_stays_the_registrys() -> None:
+    from ingest.sources.jsonmap import JsonMap
+
+    source = {**KNOWN_SOURCES[0], "model": "sensecap_s210x"}
+    sources = parse_sources({"sources": [source], "models": MODELS}, "test sources")
+    registry = Registry(REGISTRY.devices[1:2])
+    trap = REGISTRY.devices[1].tags()
+    router = Router(sources, Decoder(registry, max_payload_bytes=65_536, max_readings=100), registry, lambda e: None)
+    usual: list[bool] = []
+    original = JsonMap._usual
+
+    def spy(self: JsonMap, *args: Any) -> bool:
+        usual.append(original(self, *args))
+        return usual[-1]
+
+    def send(temp: float) -> BatchBuilder:
+        out = BatchBuilder()
+        doc = {"dev": "bt-trap-1", "ts": NOW, "cnt": 3, "values": [{"id": 4097, "v": temp}, {"id": 4098, "v": 50}]}
+        router.decode("kep/x", msgspec.json.encode(doc), retained=False, now_ms=NOW, out=out)
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JsonMap, "_usual", spy)
+        assert _stored(send(21.5)) == [("bt-trap-1", {"air_temp_c": 21.5, "humidity_pct": 50.0, "seq": 3}, NOW)]
+        assert usual == [], "nothing known yet: the usual decoder is not tried"
+        assert _stored(send(22.5)) == [("bt-trap-1", {"air_temp_c": 22.5, "humidity_pct": 50.0, "seq": 3}, NOW)]
+        assert usual == [True]
+        registry.apply([trap._replace(state="suspended")])
+        assert [r for r, _ in _reasons(send(23.5))] == [Reason.UNKNOWN_DEVICE]
+        registry.apply([trap])
+        assert _stored(send(24.5)) == [("bt-trap-1", {"air_temp_c": 24.5, "humidity_pct": 50.0, "seq": 3}, NOW)]
+        assert _stored(send(25.5)) == [("bt-trap-1", {"air_temp_c": 25.5, "humidity_pct": 50.0, "seq": 3}, NOW)]
+    assert usual == [True, False, False, True], "a changed device is worked out again"
+
+
+@pytest.mark.parametrize(
+    ("source", "typed"),
+    [
+        (KNOWN_SOURCES[0], True),
+        (SENSECAP, False),  # the records at a dotted path
+        ({**KNOWN_SOURCES[0], "records": {"path": "values", "name": "id", "value": "v", "time": "t"}}, False),
+        ({**KNOWN_SOURCES[0], "seq": "ts"}, False),  # two paths, one key
+        ({**KNOWN_SOURCES[0], "records": {"path": "", "name": "id", "value": "v"}}, False),  # the payload is the array
+        ({**KNOWN_SOURCES[0], "device": {"path": "meta.dev"}}, False),
+    ],
+)
+def test_the_usual_payloads_decoder_is_made_only_for_plain_distinct_keys(source: dict[str, Any], typed: bool) -> None:
+    from ingest.sources.jsonmap import _typed
+
+    [parsed] = parse_sources({"sources": [source], "models": MODELS}, "test sources").sources
+    assert (_typed(parsed) is not None) == typed
