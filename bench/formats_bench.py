@@ -76,6 +76,9 @@ CLIENTS: Final = 4
 """Publishing connections; every message of one link (a gateway, an edge node) goes on the same one."""
 MAX_OUTSTANDING: Final = 20_000
 POLL_S: Final = 0.02
+_SCRAPED: Final = {"name[]": ["ioc_ingest_readings_stored_total", "ioc_ingest_messages_received_total",
+                               "ioc_ingest_rejected_total"]}  # fmt: skip
+"""The counters a drain polls: asked for by name, as Prometheus' exposition allows."""
 SEED: Final = 1
 
 
@@ -200,9 +203,14 @@ class FormatIngest(Ours):
         return dict(super().environment(stage), IOC_SOURCES=str(self.sources), IOC_METRICS_PORT=str(self.metrics_port))
 
     def metrics(self, client: httpx.Client) -> dict[str, float]:
-        """Its counters now: ``stored``, ``received`` (messages), ``rejected``; empty before it serves them."""
+        """Its counters now: ``stored``, ``received`` (messages), ``rejected``; empty before it serves them.
+        Only these three are asked for, uncompressed: a whole scrape, 50 a second, took 7 % of a drain."""
         try:
-            text = client.get(f"http://127.0.0.1:{self.metrics_port}/metrics").text
+            text = client.get(
+                f"http://127.0.0.1:{self.metrics_port}/metrics",
+                params=_SCRAPED,
+                headers={"Accept-Encoding": "identity"},
+            ).text
         except httpx.HTTPError:
             return {}
         out = {"stored": 0.0, "received": 0.0, "rejected": 0.0}

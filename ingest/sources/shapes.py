@@ -136,6 +136,8 @@ class FlatShapes:
         self._shapes: dict[tuple[Any, ...], Take | None] = {}
         """By (model, kind, keys, with the extra value[, the keys' units]): the shape's take, or None (the general
         path's)."""
+        self._positional: dict[tuple[Any, ...], Take | None] = {}
+        """:meth:`positional` takes by (model, kind, keys, units, attribute): devices of one model share them."""
         self._factories: dict[tuple[tuple[tuple[Any, ...], ...], int, str], Callable[..., Take]] = {}
         """Factories of :data:`Take` by the takes' structure (a payload's own keys do not make a new one)."""
         self._kinds = {
@@ -211,9 +213,15 @@ class FlatShapes:
         values from a sequence of items in ``keys``' order — each value the item's ``attribute`` — rather
         than from a mapping: it stores of ``items`` what :meth:`reading` stores of
         ``{key: getattr(item, attribute) for key, item in zip(keys, items)}``. None: the general path's."""
+        key = (model, kind, keys, units, attribute)
+        if key in self._positional:
+            return self._positional[key]
         if len(set(keys)) != len(keys):
             raise ValueError(f"keys repeat: {keys}")
-        return self._compile(model, kind, keys, False, units, attribute=attribute)
+        if len(self._positional) >= MAX_SHAPES:
+            self._positional.clear()
+        take = self._positional[key] = self._compile(model, kind, keys, False, units, attribute=attribute)
+        return take
 
     @staticmethod
     def take(

@@ -165,3 +165,13 @@ def test_a_positional_take_stores_what_the_take_of_the_mapping_stores(
     )
     assert taken == took
     assert (by_position.lines, _rows(by_position)) == (by_key.lines, _rows(by_key))
+
+
+def test_positional_takes_of_one_model_and_keys_are_made_once() -> None:
+    shapes = FlatShapes(FieldMapper(MODELS))
+    kind = Kind.SALINITY
+    take = shapes.positional("probe", kind, ("sal", "temp"), (None, "K"), "v")
+    assert take is not None
+    assert shapes.positional("probe", kind, ("sal", "temp"), (None, "K"), "v") is take
+    assert shapes.positional("probe", kind, ("sal", "temp"), (None, None), "v") is not take
+    assert shapes.positional("probe", kind, ("temp", "sal"), (None, "K"), "v") is not take
