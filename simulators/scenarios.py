@@ -45,8 +45,8 @@ def _local_midnight(ts_ms: int) -> int:
 
 
 def within_one_day(end_ms: int, span_ms: int) -> int:
-    """``end_ms``, or the minute before its local midnight when ``span_ms`` of readings ending there
-    would straddle that midnight. Day-over-day rules (SAL_RISE: today's peak against yesterday's)
+    """``end_ms``, or the minute before its local midnight when the ``span_ms`` before ``end_ms``
+    straddles that midnight. Day-over-day rules (SAL_RISE: today's peak against yesterday's)
     rightly fire on a script split across two days; a test that expects the same alerts at every
     hour plays the script where it lies in one."""
     midnight = _local_midnight(end_ms)

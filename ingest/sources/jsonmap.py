@@ -67,6 +67,9 @@ KNOWN_MAX: Final = 65_536
 """Devices whose usual records are worked out (:class:`_Known`), per source; past it the map starts again."""
 KNOWN_PER_DEVICE: Final = 4
 """Usual record lists worked out per device (a device may send a few): the latest learnt."""
+KNOWN_RECORDS_MAX: Final = 64
+"""Records of a list worth working out (a device's usual list has a few; longer ones take the general path):
+what the known lists keep is at most :data:`KNOWN_MAX` × :data:`KNOWN_PER_DEVICE` × this many names."""
 _NAME_OF: Final = attrgetter("name")
 
 
@@ -91,9 +94,12 @@ class _Typed(NamedTuple):
 
 def _typed(source: Source) -> _Typed | None:
     """The usual payload's decoder for ``source``; None when a path it reads is dotted or empty, the
-    records carry their own times, or two paths are one key (the general path reads those)."""
+    records carry their own times, times are ISO 8601 text, or two paths are one key (the general path
+    reads those)."""
     records = source.records
     if records is None or records.time is not None:
+        return None
+    if source.time is not None and source.time.format not in _INT_TO_MS:
         return None
     keys = {"records": records.path}
     if source.device is not None and source.device.path is not None:
@@ -111,10 +117,10 @@ def _typed(source: Source) -> _Typed | None:
     record = msgspec.defstruct(
         "Record", [("name", int | str | UnsetType, UNSET), ("value", Any, UNSET)], rename=record_keys, gc=False
     )
-    around = msgspec.defstruct(
-        "Around", [("records", list[record]), *((k, Any, UNSET) for k in keys if k != "records")],  # type: ignore[valid-type]
-        rename=keys, gc=False,
-    )  # fmt: skip
+    array = list[record]  # type: ignore[valid-type]
+    fields: list[tuple[str, Any, Any] | tuple[str, Any]] = [("records", array)]
+    fields += [(k, Any, UNSET) for k in keys if k != "records"]
+    around = msgspec.defstruct("Around", fields, rename=keys, gc=False)
     return _Typed(msgspec.json.Decoder(around), "device" in keys, "time" in keys, "seq" in keys)
 
 
@@ -209,7 +215,7 @@ class JsonMap:
         stored by their take, as the general path stores it; False: nothing was done (the general path's)."""
         try:
             doc = typed.decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except msgspec.DecodeError:  # ValidationError is one
             return False
         if typed.device:
             raw = doc.device
@@ -222,7 +228,7 @@ class JsonMap:
         ts = now_ms
         if typed.time:
             raw = doc.time
-            if type(raw) is not int or self._int_to_ms is None:
+            if type(raw) is not int or self._int_to_ms is None:  # _typed made none for iso8601 times
                 return False
             times, per = self._int_to_ms
             ts = raw * times // per
@@ -232,17 +238,20 @@ class JsonMap:
         records = doc.records
         names = list(map(_NAME_OF, records))
         for known in knowns:
-            if known.names == names and known.device is device:
+            if known.names == names and known.device is device:  # the time window: FlatShapes.take's, inline
                 return TS_MIN_MS <= ts <= now_ms + TS_MAX_AHEAD_MS and known.take(records, None, device, ts, seq, out)
         return False
 
     def _learn(self, device: RegisteredDevice, names: list[int | str], keys: tuple[str, ...]) -> None:
-        """Remember the records ``names`` (as text: ``keys``, each once) of ``device`` as its newest usual ones."""
+        """Remember the records ``names`` (as text: ``keys``, each once) of ``device`` as its newest usual ones
+        (those it has already: as they were)."""
+        before = tuple(k for k in self._known.get(device.index, ()) if k.device is device)
+        if len(names) > KNOWN_RECORDS_MAX or any(k.names == names for k in before):
+            return
         model = self._model or device.model
         take = self._shapes.positional(model, device.device_kind, keys, (None,) * len(keys), "value")
         if take is None:
             return
-        before = tuple(k for k in self._known.get(device.index, ()) if k.device is device)
         if not before and len(self._known) >= KNOWN_MAX:
             self._known.clear()
         self._known[device.index] = (_Known(device, names, take), *before[: KNOWN_PER_DEVICE - 1])

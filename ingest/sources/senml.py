@@ -142,9 +142,23 @@ KNOWN_MAX: Final = 32_768
 """Devices (base names) whose usual packs are worked out (:class:`_Known`), per source; past it the map starts again."""
 KNOWN_PER_NAME: Final = 4
 """Usual packs worked out per base name (a device may send a few): the latest learnt."""
+KNOWN_RECORDS_MAX: Final = 64
+"""Records of a pack worth working out (a device's usual pack has a few; larger ones take the general path).
+With base names learnt only as the device's name or it and one separator, what the known packs keep is bounded:
+:data:`KNOWN_MAX` names × :data:`KNOWN_PER_NAME` packs × this many labels."""
 
 _Labels = tuple[str | UnsetType, float | UnsetType, str, str | UnsetType]
 """A record's (bn, bt, n, u)."""
+
+
+def _base_ms(bt: float | UnsetType, now_ms: int) -> int | None:
+    """The usual pack's time in ms: its base time ``bt`` (absent: 0), relative ones counted from
+    ``now_ms`` (:data:`RELATIVE_BELOW`); None when it is not finite."""
+    seconds = 0.0 if bt is UNSET else bt
+    if not math.isfinite(seconds * 1000):
+        return None
+    t_ms = round(seconds * 1000)
+    return t_ms + now_ms if seconds < RELATIVE_BELOW else t_ms
 
 
 class _Known(NamedTuple):
@@ -491,7 +505,7 @@ class SenML:
             return False
         try:
             records = _PLAIN_PACK.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except msgspec.DecodeError:  # ValidationError is one
             return False
         if not records or len(records) > MAX_RECORDS:
             return False
@@ -510,12 +524,9 @@ class SenML:
                     break
         if not bn or _NAME.fullmatch(bn) is None:
             return False
-        seconds = 0.0 if first.bt is UNSET else first.bt
-        if not math.isfinite(seconds * 1000):
+        t_ms = _base_ms(first.bt, now_ms)
+        if t_ms is None:
             return False
-        t_ms = round(seconds * 1000)
-        if seconds < RELATIVE_BELOW:
-            t_ms += now_ms
         values: dict[str, Any] = {}
         units: dict[str, str] = {}
         parts = _parts
@@ -541,7 +552,8 @@ class SenML:
         model = self._model or device.model
         if not self._shapes.reading(device, model, values, t_ms, 0, units=units, now_ms=now_ms, out=out):
             return False
-        if len(values) == len(records):  # no key repeats: the values in record order are the take's
+        # each key once (the take reads the values in record order), and what is kept bounded (KNOWN_RECORDS_MAX)
+        if len(values) == len(records) <= KNOWN_RECORDS_MAX and len(bn) <= len(name) + 1:
             keys = tuple(values)
             take = self._shapes.positional(model, device.device_kind, keys, tuple(map(units.get, keys)), "v")
             if take is not None:
@@ -563,13 +575,10 @@ class SenML:
         self, known: _Known, bt: float | UnsetType, records: list[_Plain], topic: str, now_ms: int, out: BatchBuilder
     ) -> bool:
         """:meth:`_plain`'s reading of a pack whose labels are ``known`` (its device still the registry's),
-        at its base time ``bt``."""
-        seconds = 0.0 if bt is UNSET else bt
-        if not math.isfinite(seconds * 1000):
+        at its base time ``bt``. (The time window is :meth:`FlatShapes.take`'s, inline: this is the hot path.)"""
+        t_ms = _base_ms(bt, now_ms)
+        if t_ms is None:
             return False
-        t_ms = round(seconds * 1000)
-        if seconds < RELATIVE_BELOW:
-            t_ms += now_ms
         device = known.device
         if self._topic_device is not None and device is not self._topic_device.in_topic(topic):
             return False

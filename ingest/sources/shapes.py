@@ -13,6 +13,7 @@ refuses, so both paths store exactly the same readings.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -31,8 +32,8 @@ EXTRA: Final = "rssi_dbm"
 
 _Take = tuple[str | int | None, int, float, float, bool, Convert | None, bool]
 """(payload key — its index, in a positional take; None: the extra value —, position in the row, low, high,
-whole number, conversion,
-whether the conversion takes numbers alone — not numeric text, as a format's own plan converts)."""
+whole number, conversion, whether the conversion takes numbers alone — not numeric text, as a format's own
+plan converts)."""
 
 
 Take = Callable[[Any, "float | None", RegisteredDevice, int, int, BatchBuilder], bool]
@@ -68,7 +69,7 @@ def _source(takes: tuple[_Take, ...], width: int, attribute: str = "") -> str:
     which position, whole or not, converted or not — of numbers alone or not —, the extra value or a
     payload key; with ``attribute``, the value is that attribute of the payload's item). Only names of ours
     appear in it; keys, ranges and conversions (or their operands) are the factory's arguments."""
-    if attribute and not attribute.isidentifier():
+    if attribute and (not attribute.isidentifier() or keyword.iskeyword(attribute)):
         raise ValueError(f"not an attribute name: {attribute!r}")
     item = f".{attribute}" if attribute else ""
     args = ["UNSET", "SEQ_MAX", "fields"]
@@ -212,7 +213,8 @@ class FlatShapes:
         """The take of :meth:`reading` for payloads of ``keys`` (distinct), with ``units``, that reads the
         values from a sequence of items in ``keys``' order — each value the item's ``attribute`` — rather
         than from a mapping: it stores of ``items`` what :meth:`reading` stores of
-        ``{key: getattr(item, attribute) for key, item in zip(keys, items)}``. None: the general path's."""
+        ``{key: getattr(item, attribute) for key, item in zip(keys, items)}`` at a time :meth:`reading`
+        takes (the caller checks the time, as :meth:`take` does). None: the general path's."""
         key = (model, kind, keys, units, attribute)
         if key in self._positional:
             return self._positional[key]

@@ -515,6 +515,7 @@ def test_a_device_whose_records_are_known_reads_them_by_the_usual_decoder_while_
         ({**KNOWN_SOURCES[0], "seq": "ts"}, False),  # two paths, one key
         ({**KNOWN_SOURCES[0], "records": {"path": "", "name": "id", "value": "v"}}, False),  # the payload is the array
         ({**KNOWN_SOURCES[0], "device": {"path": "meta.dev"}}, False),
+        ({**KNOWN_SOURCES[0], "time": {"path": "ts", "format": "iso8601"}}, False),  # text times: the general path's
     ],
 )
 def test_the_usual_payloads_decoder_is_made_only_for_plain_distinct_keys(source: dict[str, Any], typed: bool) -> None:
@@ -522,3 +523,80 @@ def test_the_usual_payloads_decoder_is_made_only_for_plain_distinct_keys(source:
 
     [parsed] = parse_sources({"sources": [source], "models": MODELS}, "test sources").sources
     assert (_typed(parsed) is not None) == typed
+
+
+USUAL_RECORDS = b'{"dev":"bt-trap-1","ts":1750000000000,"cnt":3,"values":[{"id":4097,"v":21.5},{"id":4098,"v":50}]}'
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        USUAL_RECORDS,
+        USUAL_RECORDS.replace(b'"cnt":3', b'"cnt":3,"cnt":4'),  # a key twice: the last one
+        USUAL_RECORDS.replace(b'"dev":"bt-trap-1"', b'"dev":"bt-trap-1","dev":"bt-wq-1"'),
+        USUAL_RECORDS.replace(b'"d', b'"\\u0064', 1),  # an escaped key
+        USUAL_RECORDS.replace(b'"id":4098', b'"id":"4098"'),
+        USUAL_RECORDS.replace(b'"id":4098', b'"id":4098.0'),
+        USUAL_RECORDS.replace(b'"id":4098', b'"id":true'),
+        USUAL_RECORDS.replace(b"21.5", b"99999999999999999999999999"),  # a big int
+        USUAL_RECORDS.replace(b'"cnt":3', b'"cnt":true'),
+        USUAL_RECORDS.replace(b'"cnt":3', b'"cnt":99999999999999999999999999'),
+        USUAL_RECORDS.replace(b'"ts":1750000000000', b'"ts":"1750000000000"'),
+        USUAL_RECORDS.replace(b'"ts":1750000000000', b'"ts":true'),
+        USUAL_RECORDS.replace(b'"values":[', b'"values":[7,'),
+        USUAL_RECORDS.replace(b'"values":[', b'"values":[],"x":['),
+        USUAL_RECORDS.replace(b'"dev":"bt-trap-1"', b'"dev":7'),
+    ],
+)
+def test_raw_payloads_after_known_records_store_what_the_general_path_stores(payload: bytes) -> None:
+    from ingest.sources.jsonmap import JsonMap
+
+    sources = parse_sources({"sources": [{**KNOWN_SOURCES[0], "model": "sensecap_s210x"}], "models": MODELS}, "t")
+
+    def run() -> list[tuple[Any, ...]]:
+        ignored: list[str] = []
+        decoder = Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100)
+        router = Router(sources, decoder, REGISTRY, ignored.append)
+        outcomes = []
+        for sent in (USUAL_RECORDS, USUAL_RECORDS, payload):
+            out = BatchBuilder()
+            router.decode("kep/x", sent, retained=False, now_ms=NOW, out=out)
+            rows = {k: [(type(v), v) for v in r.values] for k, r in out._rows.items()}
+            outcomes.append((out.lines, rows, _reasons(out), list(ignored)))
+        return outcomes
+
+    warm = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JsonMap, "_usual", lambda self, *args: False)
+        general = run()
+    assert warm == general
+
+
+def test_a_device_keeps_each_usual_record_list_once_and_a_changed_model_is_worked_out_again() -> None:
+    from ingest.sources.jsonmap import KNOWN_PER_DEVICE, JsonMap
+
+    sources = parse_sources({"sources": [KNOWN_SOURCES[0]], "models": MODELS}, "test sources")
+    registry = Registry(REGISTRY.devices[1:2])
+    trap = REGISTRY.devices[1].tags()
+    router = Router(sources, Decoder(registry, max_payload_bytes=65_536, max_readings=100), registry, lambda e: None)
+
+    def send(ids: list[int]) -> BatchBuilder:
+        out = BatchBuilder()
+        doc = {"dev": "bt-trap-1", "ts": NOW, "values": [{"id": i, "v": 20 + k} for k, i in enumerate(ids)]}
+        router.decode("kep/x", msgspec.json.encode(doc), retained=False, now_ms=NOW, out=out)
+        return out
+
+    [decoder] = {d for _, d in router._routes}
+    assert isinstance(decoder, JsonMap)
+    for _ in range(KNOWN_PER_DEVICE + 1):
+        send([4097, 4098])
+        send([4098])
+    assert [k.names for k in decoder._known[0]] == [[4098], [4097, 4098]], "each list once, newest first"
+    registry.apply([trap._replace(kind=Kind.WATER_QUALITY, model="vendor_wq")])
+    moved = send([4097, 4098])
+    assert (moved.lines, [r for r, _ in _reasons(moved)]) == ([], [Reason.MISSING_FIELD])
+    registry.apply([trap])
+    assert _stored(send([4097]))[0][1] == {"air_temp_c": 20.0, "seq": 0}
+    assert [(k.names, k.device) for k in decoder._known[0]] == [([4097], registry.devices[0])], (
+        "the replaced device's lists are dropped as it learns anew"
+    )

@@ -682,3 +682,66 @@ def test_known_packs_are_bounded_per_device_and_per_source(monkeypatch: pytest.M
                 assert all(len(known) <= senml.KNOWN_PER_NAME for known in decoder._known.values())
                 assert len(decoder._labels) <= senml.KNOWN_MAX + k
     assert decoder._known, "packs were learnt"
+
+
+USUAL = (
+    b'[{"bn":"urn:dev:ow:10e2073a01080063:","bt":1700000000,"n":"temp","v":25.0,"u":"Cel"},{"n":"humidity","v":61.5}]'
+)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        USUAL,
+        USUAL.replace(b'"v":25.0', b'"v":25.0,"v":26.5'),  # a key twice: the last one
+        USUAL.replace(b'"n":"humidity"', b'"n":"humidity","n":"temp"'),
+        USUAL.replace(b'"n":"temp"', b'"\\u006e":"temp"'),  # an escaped label
+        USUAL.replace(b'"n":"humidity"', b'"n":"h\\u0075midity"'),  # an escaped name
+        USUAL.replace(b"25.0", b"99999999999999999999999999"),  # a big int
+        USUAL.replace(b"25.0", b"true"),
+        USUAL.replace(b'"bt":1700000000', b'"bt":1700000000,"bt":-5'),
+        USUAL.replace(b'{"n":"humidity"', b'{"bt":1,"n":"humidity"'),  # a base time past the first record
+        USUAL.replace(b'{"n":"humidity"', b'{"bn":"urn:dev:ow:10e2073a01080063:","n":"humidity"'),
+        USUAL.replace(b'{"n":"humidity"', b'{"bn":"2001:db8::2","n":"humidity"'),
+        USUAL.replace(b'"bt":1700000000', b'"bt":1e306'),
+        USUAL.replace(b"[{", b"[ {"),
+    ],
+)
+def test_raw_packs_after_a_known_one_store_what_the_general_path_stores(payload: bytes) -> None:
+    def run() -> list[tuple[Any, ...]]:
+        decoder = SenML(SOURCES.sources[0], SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
+        outcomes = []
+        for sent in (USUAL, USUAL, payload):
+            out = BatchBuilder()
+            decoder.decode("senml/x", sent, retained=False, now_ms=NOW, out=out)
+            outcomes.append(_outcome(out))
+        return outcomes
+
+    warm = run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
+        general = run()
+    assert warm == general
+
+
+def test_large_packs_and_base_names_with_more_separators_are_not_worked_out() -> None:
+    from ingest.sources.senml import KNOWN_RECORDS_MAX
+
+    decoder = SenML(SOURCES.sources[0], SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
+
+    def send(pack: list[dict[str, Any]]) -> list[str]:
+        out = BatchBuilder()
+        decoder.decode("senml/x", msgspec.json.encode(pack), retained=False, now_ms=NOW, out=out)
+        return out.lines
+
+    line = f"{TRAP} air_temp_c=25.0,seq=0i 1700000000000"
+    large = [{"bn": OW, "bt": 1_700_000_000, "n": "temp", "v": 25.0, "u": "Cel"}]
+    large += [{"n": f"x{i}", "v": 1.0} for i in range(KNOWN_RECORDS_MAX)]
+    assert send(large) == [line]
+    assert decoder._known == {}, "more records than KNOWN_RECORDS_MAX"
+    for bn in (f"{OW}::", f"{OW}:/", f"{OW}:::"):
+        assert send([{"bn": bn, "bt": 1_700_000_000, "n": "temp", "v": 25.0, "u": "Cel"}]) == [line]
+    assert decoder._known == {}, "one device, many base names: none worked out past one separator"
+    for bn in (OW, f"{OW}:"):
+        assert send([{"bn": bn, "bt": 1_700_000_000, "n": "temp", "v": 25.0, "u": "Cel"}]) == [line]
+    assert sorted(decoder._known) == [OW, f"{OW}:"]
