@@ -17,7 +17,7 @@ from contract.reasons import Reason
 from ingest.batch import BatchBuilder
 from ingest.decode import Decoder
 from ingest.registry import Registry
-from ingest.sources.config import parse_sources
+from ingest.sources.config import SourcesFile, parse_sources
 from ingest.sources.jsonmap import time_ms
 from ingest.sources.lineprotocol import Point, parse
 from ingest.sources.router import Router
@@ -439,22 +439,17 @@ def _record_stream(draw: st.DrawFn) -> list[tuple[str, Any]]:
     return stream
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stream=_record_stream(), source=st.sampled_from(KNOWN_SOURCES))
-def test_known_records_store_what_the_general_path_stores_message_after_message(
-    stream: list[tuple[str, Any]], source: dict[str, Any]
-) -> None:
-    """Records whose names a device sent before (``_Known``), read by the usual payload's decoder, store,
-    refuse and count, message by message, exactly what the general path does."""
+def _with_and_without_the_usual_decoder(
+    sources: SourcesFile, payloads: list[tuple[str, bytes]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Each message's outcome (lines, rows, refusals, counted events) on one router, message after message:
+    with the usual payload's decoder, and with the general path alone."""
     from ingest.sources.jsonmap import JsonMap
-
-    sources = parse_sources({"sources": [source], "models": MODELS}, "test sources")
-    payloads = [(topic, msgspec.json.encode(doc)) for topic, doc in stream]
 
     def run() -> list[tuple[Any, ...]]:
         ignored: list[str] = []
-        decoder = Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100)
-        router = Router(sources, decoder, REGISTRY, ignored.append)
+        native = Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100)
+        router = Router(sources, native, REGISTRY, ignored.append)
         outcomes = []
         for topic, payload in payloads:
             out = BatchBuilder()
@@ -467,7 +462,19 @@ def test_known_records_store_what_the_general_path_stores_message_after_message(
     warm = run()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(JsonMap, "_usual", lambda self, *args: False)
-        general = run()
+        return warm, run()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=_record_stream(), source=st.sampled_from(KNOWN_SOURCES))
+def test_known_records_store_what_the_general_path_stores_message_after_message(
+    stream: list[tuple[str, Any]], source: dict[str, Any]
+) -> None:
+    """Records whose names a device sent before (``_Known``), read by the usual payload's decoder, store,
+    refuse and count, message by message, exactly what the general path does."""
+
+    sources = parse_sources({"sources": [source], "models": MODELS}, "test sources")
+    warm, general = _with_and_without_the_usual_decoder(sources, [(t, msgspec.json.encode(d)) for t, d in stream])
     assert warm == general
 
 
@@ -549,26 +556,10 @@ USUAL_RECORDS = b'{"dev":"bt-trap-1","ts":1750000000000,"cnt":3,"values":[{"id":
     ],
 )
 def test_raw_payloads_after_known_records_store_what_the_general_path_stores(payload: bytes) -> None:
-    from ingest.sources.jsonmap import JsonMap
 
     sources = parse_sources({"sources": [{**KNOWN_SOURCES[0], "model": "sensecap_s210x"}], "models": MODELS}, "t")
-
-    def run() -> list[tuple[Any, ...]]:
-        ignored: list[str] = []
-        decoder = Decoder(REGISTRY, max_payload_bytes=65_536, max_readings=100)
-        router = Router(sources, decoder, REGISTRY, ignored.append)
-        outcomes = []
-        for sent in (USUAL_RECORDS, USUAL_RECORDS, payload):
-            out = BatchBuilder()
-            router.decode("kep/x", sent, retained=False, now_ms=NOW, out=out)
-            rows = {k: [(type(v), v) for v in r.values] for k, r in out._rows.items()}
-            outcomes.append((out.lines, rows, _reasons(out), list(ignored)))
-        return outcomes
-
-    warm = run()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(JsonMap, "_usual", lambda self, *args: False)
-        general = run()
+    sent = [("kep/x", USUAL_RECORDS), ("kep/x", USUAL_RECORDS), ("kep/x", payload)]
+    warm, general = _with_and_without_the_usual_decoder(sources, sent)
     assert warm == general
 
 

@@ -19,7 +19,7 @@ from contract.reasons import Reason
 from ingest.batch import BatchBuilder
 from ingest.registry import Registry
 from ingest.sources.base import SourceContext
-from ingest.sources.config import parse_sources
+from ingest.sources.config import Source, parse_sources
 from ingest.sources.mapping import FieldMapper
 from ingest.sources.senml import CBOR_LABELS, MAX_RECORDS, PackError, SenML, parse, resolve
 from tests import corpus
@@ -603,7 +603,15 @@ def test_a_known_pack_stores_what_the_general_path_stores_pack_after_pack(
     """Packs whose labels one decoder has worked out (:class:`~ingest.sources.senml._Known`) store and
     refuse, message by message, exactly what the general path does."""
     source = BY_TOPIC if by_topic else SOURCES.sources[0]
-    payloads = [(topic, msgspec.json.encode(pack)) for topic, pack in stream]
+    warm, general = _with_and_without_the_fast_path(source, [(t, msgspec.json.encode(p)) for t, p in stream])
+    assert warm == general
+
+
+def _with_and_without_the_fast_path(
+    source: Source, payloads: list[tuple[str, bytes]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Each pack's outcome on one decoder, pack after pack: with the usual pack's fast path (and its known
+    packs), and with the general path alone."""
 
     def run() -> list[tuple[Any, ...]]:
         decoder = SenML(source, SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
@@ -617,8 +625,7 @@ def test_a_known_pack_stores_what_the_general_path_stores_pack_after_pack(
     warm = run()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
-        general = run()
-    assert warm == general
+        return warm, run()
 
 
 def _spied(decoder: SenML, taken: list[str]) -> None:
@@ -708,19 +715,8 @@ USUAL = (
     ],
 )
 def test_raw_packs_after_a_known_one_store_what_the_general_path_stores(payload: bytes) -> None:
-    def run() -> list[tuple[Any, ...]]:
-        decoder = SenML(SOURCES.sources[0], SourceContext(REGISTRY, FieldMapper(SOURCES.models), _no_ignore))
-        outcomes = []
-        for sent in (USUAL, USUAL, payload):
-            out = BatchBuilder()
-            decoder.decode("senml/x", sent, retained=False, now_ms=NOW, out=out)
-            outcomes.append(_outcome(out))
-        return outcomes
-
-    warm = run()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
-        general = run()
+    sent = [("senml/x", USUAL), ("senml/x", USUAL), ("senml/x", payload)]
+    warm, general = _with_and_without_the_fast_path(SOURCES.sources[0], sent)
     assert warm == general
 
 
