@@ -261,3 +261,26 @@ def test_payload_beyond_the_broker_limit_is_refused_by_the_broker(
         publish(mosquitto.port, readings("bt-sal-1", 0, 1), client_id="next")
         ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") == 1, what="the next message")
         assert ingest.metric("ioc_ingest_messages_received_total", channel="telemetry") == 1
+
+
+def test_dead_letters_reach_the_broker_while_reading_is_paused_and_the_backlog_drains(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    """A backlog far past Receive Maximum with poison among it: reading pauses with messages in flight
+    whose acknowledgements wait for their dead letters, and those must still reach the broker. (The
+    fast path once waited there for PUBACKs it could not read while paused: `make demo` stored 9,990
+    of its 72,410 readings and stalled.)"""
+    settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_receive_maximum=10, batch_max_readings=5)
+    with IngestThread(settings, small_fleet()):
+        pass  # its persistent session queues what comes while it is away
+    good = readings("bt-sal-2", 0, 2_000)
+    poison = [(telemetry("bt-sal-1"), b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN}' % i) for i in range(200)]
+    publish(mosquitto.port, [m for i in range(200) for m in (*good[10 * i : 10 * i + 10], poison[i])])
+    dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
+    try:
+        with IngestThread(settings, small_fleet()) as ingest:
+            ingest.wait_for(lambda: ingest.metric("ioc_ingest_readings_stored_total") == 2_000, what="the backlog")
+            ingest.wait_for(lambda: len(dlq.messages) == 200, what="every poison message dead-lettered")
+        assert distinct_seqs(influxd.url, influx_db) == set(range(2_000))
+    finally:
+        dlq.close()
