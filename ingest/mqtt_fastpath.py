@@ -309,22 +309,6 @@ class FastPathBroker(PublicBroker):
     def _make_client(self) -> _CountingClient:
         return _CountingClient(**self._client_options(), on_drop=self._dropped)
 
-    async def publish(self, topic: str, payload: bytes) -> None:
-        """Publish with QoS 1, queued on the connection ahead of every acknowledgement sent after it,
-        without waiting for the broker's PUBACK.
-
-        The broker takes a connection's packets in order. So a dead letter published before its
-        message's PUBACK has reached the broker whenever that PUBACK has; if the connection drops first,
-        the message is delivered again and refused again. Waiting for the PUBACK instead deadlocked:
-        while reading pauses at Receive Maximum, acknowledgements wait for dead letters, whose PUBACKs
-        wait, unread, behind the broker's PUBLISH packets. (Mosquitto 2.0 sends past Receive Maximum.)
-        A dead letter that is not sent (no connection) raises :class:`BrokerError`: the caller sends it
-        again once connected.
-        """
-        info = self._client._client.publish(topic, payload, qos=1)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise BrokerError(f"could not publish on {topic}: {paho.error_string(info.rc)}")
-
     def _dropped(self, topic: str, qos: int) -> None:
         self._metrics.dropped.inc()
         if qos > 0:  # cannot happen while reading pauses below the queue's size; never silent
