@@ -78,7 +78,8 @@ class BrokerConnection(Protocol):
         ...
 
     async def publish(self, topic: str, payload: bytes) -> None:
-        """Publish with QoS 1 and wait for the broker's PUBACK (:class:`BrokerError` if not)."""
+        """Publish with QoS 1: on return the broker has it, or has it before any acknowledgement sent
+        after this returns (the fast path's ordering); :class:`BrokerError` if it could not be sent."""
         ...
 
 

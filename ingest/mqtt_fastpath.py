@@ -33,6 +33,7 @@ and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_packet_handle``, ``_in
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import struct
 import time
@@ -92,6 +93,8 @@ _PUBLISH = PacketTypes.PUBLISH << 4
 _READ_CHUNK = 262_144
 _PACKETS_PER_TURN = 5_000
 """Packets handled in one event-loop turn before the writer and the sealer get to run."""
+CONFIRM_WAIT_S = 10.0
+"""How long a closing connection waits for the PUBACKs of its publishes."""
 
 
 class _FastPath:
@@ -113,6 +116,8 @@ class _FastPath:
         self._unacked = unacked
         """Messages taken from the queue and not yet acknowledged."""
         self.paused = False
+        self.closing = False
+        """Set by :meth:`read_to_close`: PUBLISH packets are left unread for the next session, never queued."""
         self._sock_recv = self._paho._sock_recv
         self._handle_publish = self._paho._handle_publish
         self._loop_rc_handle = self._paho._loop_rc_handle
@@ -147,7 +152,7 @@ class _FastPath:
             for _ in range(_PACKETS_PER_TURN):
                 if p._sock is None:
                     return MQTTErrorCode.MQTT_ERR_NO_CONN
-                if queue.qsize() >= high_water:
+                if queue.qsize() >= high_water and not self.closing:
                     self._pause()
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
                 end = len(buf)
@@ -223,6 +228,17 @@ class _FastPath:
             if not self._client._disconnected.done():
                 self._client._disconnected.set_exception(exc)
 
+    def read_to_close(self) -> None:
+        """Read again, whatever is in flight, only for the broker's replies before disconnecting (the
+        PUBACKs of our publishes): PUBLISH packets from now on are not taken and never acknowledged,
+        so the broker sends them again on the next connection."""
+        self.closing = True
+        sock = self._paho._sock
+        if self.paused and sock is not None:
+            self.paused = False
+            self._client._loop.add_reader(sock.fileno(), self._read_later)
+            self._client._loop.call_soon(self._read_later)
+
     def _pause(self) -> None:
         """Stop reading: unread bytes wait in the kernel and the broker (TCP backpressure)."""
         sock = self._paho._sock
@@ -256,6 +272,8 @@ class _FastPath:
     def _take(self, command: int, data: bytes | bytearray) -> bool:
         """A QoS 0/1 PUBLISH without properties, as an :class:`InMessage` into the queue (or counted
         as dropped); False: any other PUBLISH, for paho's handler."""
+        if self.closing:
+            return True  # not acknowledged: delivered again next session
         qos = (command & 0x06) >> 1
         pos = 2 + ((data[0] << 8) | data[1])
         topic = data[2:pos]
@@ -305,9 +323,51 @@ class FastPathBroker(PublicBroker):
             self._client, generation, self._dropped, limit=settings.mqtt_receive_maximum,
             unacked=lambda: self._consumed_unacked,
         )  # fmt: skip
+        self._paho.max_inflight_messages_set(0)  # every publish goes on the wire at once, in order
+        self._unconfirmed: collections.deque[paho.MQTTMessageInfo] = collections.deque()
+        """Our publishes whose PUBACK has not been read yet (oldest first)."""
 
     def _make_client(self) -> _CountingClient:
         return _CountingClient(**self._client_options(), on_drop=self._dropped)
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1, on the wire ahead of every acknowledgement sent after this returns,
+        without waiting for the broker's PUBACK.
+
+        The broker takes a connection's packets in order, so a dead letter published before its
+        message's PUBACK has reached the broker whenever that PUBACK has; if the connection drops
+        first, the message is delivered again and refused again. (paho's in-flight limit is off, so it
+        never holds a publish back while a later acknowledgement goes out.) Waiting for the PUBACK
+        instead deadlocks: while reading pauses at Receive Maximum, acknowledgements would wait for
+        dead letters whose PUBACKs wait, unread, behind the broker's PUBLISH packets (Mosquitto 2.0
+        sends past Receive Maximum). :meth:`__aexit__` waits for those PUBACKs before disconnecting.
+        """
+        info = self._paho.publish(topic, payload, qos=1)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"could not publish on {topic}: {paho.error_string(info.rc)}")
+        unconfirmed = self._unconfirmed
+        while unconfirmed and unconfirmed[0].is_published():
+            unconfirmed.popleft()
+        unconfirmed.append(info)
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Disconnect once the broker has confirmed our publishes (reading again for their PUBACKs),
+        or after :data:`CONFIRM_WAIT_S`; closing with replies unread would reset the connection, and
+        the broker could lose what we sent last."""
+        unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
+        if unconfirmed and self._paho.is_connected():
+            self._fast.read_to_close()
+            deadline = time.monotonic() + CONFIRM_WAIT_S
+            while any(not info.is_published() for info in unconfirmed) and self._paho.is_connected():
+                if time.monotonic() > deadline:
+                    left = sum(1 for info in unconfirmed if not info.is_published())
+                    log.warning(
+                        "disconnecting with %d publishes unconfirmed; a message whose dead letter the broker"
+                        " lost is delivered again, its acknowledgement having been sent after it", left,
+                    )  # fmt: skip
+                    break
+                await asyncio.sleep(0.01)
+        await super().__aexit__(*exc)
 
     def _dropped(self, topic: str, qos: int) -> None:
         self._metrics.dropped.inc()

@@ -59,6 +59,16 @@ class LoopThread:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def stop_when(self, predicate: Callable[[], bool]) -> None:
+        """Stop from inside the loop on the first turn that finds ``predicate`` true (no polling delay)."""
+
+        async def watch() -> None:
+            while not predicate():  # noqa: ASYNC110  # checked every turn: no event to wait for
+                await asyncio.sleep(0)
+            self._stop.set()
+
+        asyncio.run_coroutine_threadsafe(watch(), self._loop)
+
     def stop(self, timeout: float = 60) -> None:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)

@@ -18,6 +18,7 @@ from contract.fleet import dump_fleet
 from ingest.broker import path_name
 from ingest.mqtt_public import QUEUE_HEADROOM
 from ioc.servers import InfluxServer, ServerProcess, free_port
+from tests.corpus import wait_until
 from tests.helpers import Collector, IngestThread, count_points, ingest_settings, publish
 from tests.integration.test_pipeline import small_fleet, start_ingest, telemetry
 
@@ -264,18 +265,12 @@ def test_payload_beyond_the_broker_limit_is_refused_by_the_broker(
 
 
 def test_dead_letters_reach_the_broker_while_reading_is_paused_and_the_backlog_drains(
-    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str, mqtt_path: str, request: pytest.FixtureRequest
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
     """A backlog far past Receive Maximum with poison among it: reading pauses with messages in flight
-    whose acknowledgements wait for their dead letters, and those must still reach the broker.
-
-    A known defect of the fast path: it waits there for PUBACKs it cannot read while paused (behind the
-    broker's PUBLISH packets; Mosquitto 2.0 sends past Receive Maximum), and stalls — `make demo` with
-    its defaults stored 9,990 of 72,410 readings. Queuing the dead letter without waiting broke the order
-    it relies on (paho holds QoS 1 publishes past its own in-flight limit, and a stopping ingest may not
-    send what it queued), so the fix is still to come: strict, this fails the suite once it is fixed."""
-    if mqtt_path == "fast":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="the fast path deadlocks: see the docstring"))
+    whose acknowledgements wait for their dead letters, and those must still reach the broker. (The
+    fast path once waited there for PUBACKs it could not read while paused, behind the broker's PUBLISH
+    packets: `make demo` with its defaults stored 9,990 of 72,410 readings and stalled.)"""
     settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_receive_maximum=10, batch_max_readings=5)
     with IngestThread(settings, small_fleet()):
         pass  # its persistent session queues what comes while it is away
@@ -289,5 +284,31 @@ def test_dead_letters_reach_the_broker_while_reading_is_paused_and_the_backlog_d
             ingest.wait_for(stored, timeout=30, what="the backlog")
             ingest.wait_for(lambda: len(dlq.messages) == 200, what="every poison message dead-lettered")
         assert distinct_seqs(influxd.url, influx_db) == set(range(2_000))
+    finally:
+        dlq.close()
+
+
+def test_dead_letters_published_just_before_a_stop_reach_the_broker(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    """Ingest stops the moment its last poison message is acknowledged, five times over: every dead
+    letter still arrives. (The fast path sends dead letters without waiting for their PUBACKs. Closing
+    its socket with the broker's replies unread is a reset, in which Mosquitto can lose what ingest
+    wrote last; it used to, in about half of such stops. It now reads until they are confirmed.)"""
+    settings = ingest_settings(mosquitto.port, influxd.url, influx_db)
+    padding = b"x" * 2_000  # dead letters carry their payload: more bytes for the broker to take in
+    dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
+    try:
+        for stop in range(5):
+            template = b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN, "pad": "%s"}'
+            poison = [(telemetry("bt-sal-1"), template % (i, padding)) for i in range(20)]
+            with IngestThread(settings, small_fleet()) as ingest:
+                acked = ingest.metric
+                ingest.stop_when(lambda: acked("ioc_ingest_messages_acked_total") == 20)  # noqa: B023
+                publish(mosquitto.port, poison)
+                ingest.wait_for(lambda: not ingest.alive, what="ingest stopping once every message is acked")
+            want = 20 * (stop + 1)
+            arrived = wait_until(lambda: len(dlq.messages) >= want)  # noqa: B023
+            assert arrived, f"stop {stop + 1}: {len(dlq.messages)} of {want} dead letters arrived"
     finally:
         dlq.close()
