@@ -111,6 +111,7 @@ def ingest(
     from alerts.config import WebhookSettings
     from contract.settings import fleet_file
     from ingest.config import IngestSettings
+    from ingest.memory import fix_mmap_threshold
     from ingest.runner import build, run_until_signalled, start_up
 
     _logging(verbose)
@@ -122,6 +123,7 @@ def ingest(
     with start_up():
         process = build(settings, webhook_settings)
     _warn_unreachable(settings)
+    fix_mmap_threshold()
     asyncio.run(run_until_signalled(process))
 
 
