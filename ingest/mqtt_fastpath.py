@@ -25,7 +25,7 @@ tests/integration/test_tls.py stores a simulated fleet over TLS on this path and
 It stands on private attributes of aiomqtt (``_queue``, ``_client``, ``_loop``, ``_disconnected``)
 and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_packet_handle``, ``_in_packet``,
 ``_handle_publish``, ``_loop_rc_handle``, ``_packet_queue``, ``_protocol``, ``_msgtime_mutex``,
-``_last_bytes_received``). This module therefore refuses to import
+``_last_bytes_received``, ``_out_messages``). This module therefore refuses to import
 (:class:`FastPathUnavailable`) under any version but those it was written and tested against, and
 :func:`ingest.broker.broker_factory` falls back to :mod:`ingest.mqtt_public`.
 """
@@ -33,7 +33,6 @@ and paho (``_sock``, ``_sock_recv``, ``_packet_read``, ``_packet_handle``, ``_in
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import struct
 import time
@@ -117,7 +116,8 @@ class _FastPath:
         """Messages taken from the queue and not yet acknowledged."""
         self.paused = False
         self.closing = False
-        """Set by :meth:`read_to_close`: PUBLISH packets are left unread for the next session, never queued."""
+        """Set by :meth:`read_to_close`: PUBLISH packets are read and dropped unacknowledged (the broker
+        sends them again next session), never queued."""
         self._sock_recv = self._paho._sock_recv
         self._handle_publish = self._paho._handle_publish
         self._loop_rc_handle = self._paho._loop_rc_handle
@@ -324,8 +324,6 @@ class FastPathBroker(PublicBroker):
             unacked=lambda: self._consumed_unacked,
         )  # fmt: skip
         self._paho.max_inflight_messages_set(0)  # every publish goes on the wire at once, in order
-        self._unconfirmed: collections.deque[paho.MQTTMessageInfo] = collections.deque()
-        """Our publishes whose PUBACK has not been read yet (oldest first)."""
 
     def _make_client(self) -> _CountingClient:
         return _CountingClient(**self._client_options(), on_drop=self._dropped)
@@ -345,29 +343,31 @@ class FastPathBroker(PublicBroker):
         info = self._paho.publish(topic, payload, qos=1)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise BrokerError(f"could not publish on {topic}: {paho.error_string(info.rc)}")
-        unconfirmed = self._unconfirmed
-        while unconfirmed and unconfirmed[0].is_published():
-            unconfirmed.popleft()
-        unconfirmed.append(info)
+
+    def unconfirmed(self) -> int:
+        """Our publishes whose PUBACK has not been read yet (paho keeps each until then)."""
+        return len(self._paho._out_messages)
 
     async def __aexit__(self, *exc: object) -> None:
         """Disconnect once the broker has confirmed our publishes (reading again for their PUBACKs),
         or after :data:`CONFIRM_WAIT_S`; closing with replies unread would reset the connection, and
         the broker could lose what we sent last."""
-        unconfirmed = [info for info in self._unconfirmed if not info.is_published()]
-        if unconfirmed and self._paho.is_connected():
-            self._fast.read_to_close()
-            deadline = time.monotonic() + CONFIRM_WAIT_S
-            while any(not info.is_published() for info in unconfirmed) and self._paho.is_connected():
-                if time.monotonic() > deadline:
-                    left = sum(1 for info in unconfirmed if not info.is_published())
-                    log.warning(
-                        "disconnecting with %d publishes unconfirmed; a message whose dead letter the broker"
-                        " lost is delivered again, its acknowledgement having been sent after it", left,
-                    )  # fmt: skip
-                    break
-                await asyncio.sleep(0.01)
-        await super().__aexit__(*exc)
+        try:
+            if self.unconfirmed() and self._paho.is_connected():
+                self._fast.read_to_close()
+                deadline = time.monotonic() + CONFIRM_WAIT_S
+                gone = self._client._disconnected
+                while self.unconfirmed() and self._paho.is_connected() and not gone.done():
+                    if time.monotonic() > deadline:
+                        log.warning(
+                            "disconnecting with %d publishes unconfirmed; a message whose dead letter the"
+                            " broker lost is delivered again (its acknowledgement was sent after it)",
+                            self.unconfirmed(),
+                        )  # fmt: skip
+                        break
+                    await asyncio.sleep(0.01)
+        finally:
+            await super().__aexit__(*exc)
 
     def _dropped(self, topic: str, qos: int) -> None:
         self._metrics.dropped.inc()

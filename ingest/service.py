@@ -453,7 +453,10 @@ class IngestService:
         await self._publish(letters, "dead letters")
 
     async def _publish(self, letters: list[tuple[str, bytes]], what: str) -> None:
-        """Publish every (topic, payload), retrying across reconnects until each is sent."""
+        """Publish every (topic, payload), retrying across reconnects until each is sent: confirmed by
+        the broker on the public path, on the wire ahead of every later acknowledgement on the fast path
+        (:meth:`ingest.mqtt_fastpath.FastPathBroker.publish`). A Sparkplug command lost with its
+        connection there is asked for again by the next DATA that needs it."""
         while letters:
             await self._connected.wait()
             broker = self._broker

@@ -114,6 +114,7 @@ def ingest(
     from ingest.memory import fix_mmap_threshold
     from ingest.runner import build, run_until_signalled, start_up
 
+    fix_mmap_threshold()
     _logging(verbose)
     settings = _settings(IngestSettings, **options)
     if settings.fleet is not None:  # read later, when ingest starts: a file not there is named here, with its flag
@@ -123,7 +124,6 @@ def ingest(
     with start_up():
         process = build(settings, webhook_settings)
     _warn_unreachable(settings)
-    fix_mmap_threshold()
     asyncio.run(run_until_signalled(process))
 
 

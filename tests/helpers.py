@@ -63,7 +63,7 @@ class LoopThread:
         """Stop from inside the loop on the first turn that finds ``predicate`` true (no polling delay)."""
 
         async def watch() -> None:
-            while not predicate():  # noqa: ASYNC110  # checked every turn: no event to wait for
+            while not predicate() and not self._stop.is_set():  # noqa: ASYNC110  # every turn: no event to wait on
                 await asyncio.sleep(0)
             self._stop.set()
 

@@ -9,6 +9,8 @@ delivered is acknowledged, and so get the dropped messages again. Either way: st
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ingest import mqtt_public
@@ -20,6 +22,8 @@ from tests.integration.test_reliability import distinct_seqs, readings
 pytestmark = pytest.mark.integration
 
 N = 5_000
+PUBLISH, PUBACK = 0x30, 0x40
+"""MQTT packet types (the fixed header's high nibble)."""
 
 
 @pytest.mark.parametrize("path", ["on", "off"])
@@ -107,3 +111,27 @@ def test_every_kind_of_packet_is_framed_and_handled_on_both_paths(
     assert distinct_seqs(influxd.url, influx_db) == set(range(total))
     assert dropped == 0
     assert reconnects == 0  # keep-alive answered: the broker never dropped us
+
+
+def test_the_fast_path_queues_dead_letters_ahead_of_the_acknowledgements_that_follow(mosquitto: ServerProcess) -> None:
+    """25 dead letters published on the fast path, then a message acknowledged: on the wire all 25
+    come first (the broker takes a connection's packets in order, so the message is never acknowledged
+    ahead of its dead letter). paho's default in-flight limit of 20 would hold the last 5 back until
+    PUBACKs came, and let the acknowledgement overtake them."""
+    from ingest.broker import InMessage
+    from ingest.metrics import IngestMetrics
+    from ingest.mqtt_fastpath import FastPathBroker
+    from tests.integration.test_pipeline import telemetry
+
+    async def scenario() -> list[int]:
+        settings = ingest_settings(mosquitto.port, "http://127.0.0.1:9", "unused", mqtt_client_id="ioc-order")
+        async with FastPathBroker(settings, IngestMetrics(), generation=1) as broker:
+            await asyncio.to_thread(publish, mosquitto.port, [(telemetry("bt-sal-1"), b"{}")])
+            message: InMessage = await anext(aiter(broker.messages()))
+            for i in range(25):  # none of these awaits yields: nothing is written until the loop turns
+                await broker.publish("ioc/v1/_dlq/bad_json", b"%d" % i)
+            broker.ack([message.ack])
+            return [packet["command"] & 0xF0 for packet in broker._paho._out_packet]
+
+    queued = asyncio.run(scenario())
+    assert [c for c in queued if c in (PUBLISH, PUBACK)] == [PUBLISH] * 25 + [PUBACK]

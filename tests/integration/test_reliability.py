@@ -292,23 +292,61 @@ def test_dead_letters_published_just_before_a_stop_reach_the_broker(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
     """Ingest stops the moment its last poison message is acknowledged, five times over: every dead
-    letter still arrives. (The fast path sends dead letters without waiting for their PUBACKs. Closing
-    its socket with the broker's replies unread is a reset, in which Mosquitto can lose what ingest
-    wrote last; it used to, in about half of such stops. It now reads until they are confirmed.)"""
-    settings = ingest_settings(mosquitto.port, influxd.url, influx_db)
-    padding = b"x" * 2_000  # dead letters carry their payload: more bytes for the broker to take in
+    letter arrives then, not only after the next start. (The fast path sends dead letters without
+    waiting for their PUBACKs. Closing its socket with the broker's replies unread is a reset, in which
+    Mosquitto dropped what ingest wrote last — dead letters and, after them, their messages' PUBACKs, so
+    the messages came again next session; it did so in about half of such stops. It now reads until
+    they are confirmed.) Each stop is a new session, so that nothing comes again across stops."""
+    padding = "x" * 2_000  # dead letters carry their payload: more bytes for the broker to take in
     dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
     try:
         for stop in range(5):
-            template = b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN, "pad": "%s"}'
-            poison = [(telemetry("bt-sal-1"), template % (i, padding)) for i in range(20)]
+            settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_client_id=f"ioc-stop-{stop}")
+            refused = {"ts": BASE, "salinity_ppt": "NaN", "pad": padding, "stop": stop}  # not a number: refused
+            poison = [(telemetry("bt-sal-1"), msgspec.json.encode({**refused, "seq": i})) for i in range(20)]
             with IngestThread(settings, small_fleet()) as ingest:
                 acked = ingest.metric
                 ingest.stop_when(lambda: acked("ioc_ingest_messages_acked_total") == 20)  # noqa: B023
                 publish(mosquitto.port, poison)
                 ingest.wait_for(lambda: not ingest.alive, what="ingest stopping once every message is acked")
-            want = 20 * (stop + 1)
-            arrived = wait_until(lambda: len(dlq.messages) >= want)  # noqa: B023
-            assert arrived, f"stop {stop + 1}: {len(dlq.messages)} of {want} dead letters arrived"
+            want = {(stop, i) for i in range(20)}
+
+            def arrived() -> set[tuple[int, int]]:
+                letters = [msgspec.json.decode(letter["payload"]) for letter in dlq.json()]
+                return {(m["stop"], m["seq"]) for m in letters}
+
+            assert wait_until(lambda: want <= arrived()), f"stop {stop + 1}: missing {sorted(want - arrived())}"  # noqa: B023
+    finally:
+        dlq.close()
+
+
+def test_a_stop_while_reading_is_paused_leaves_the_rest_for_the_next_session(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    """Stopped in the middle of a backlog far past Receive Maximum, with poison among it (reading
+    pauses again and again): what ingest dead-lettered arrives at once, what it had not taken comes
+    again to the next session, and after that every reading is stored and every poison message
+    dead-lettered."""
+    settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_receive_maximum=10, batch_max_readings=5)
+    with IngestThread(settings, small_fleet()):
+        pass  # its persistent session queues what comes while it is away
+    good = readings("bt-sal-2", 0, 2_000)
+    poison = [(telemetry("bt-sal-1"), b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN}' % i) for i in range(200)]
+    publish(mosquitto.port, [m for i in range(200) for m in (*good[10 * i : 10 * i + 10], poison[i])])
+    dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
+
+    def poison_seqs() -> set[int]:  # the payload is not JSON (NaN): its seq read from the text
+        return {int(letter["payload"].split('"seq": ')[1].split(",")[0]) for letter in dlq.json()}
+
+    try:
+        with IngestThread(settings, small_fleet()) as ingest:
+            ingest.stop_when(lambda: ingest.service.metrics.rejected_total() >= 50)
+            ingest.wait_for(lambda: not ingest.alive, what="ingest stopping at its 50th dead letter")
+        sent = int(ingest.service.metrics.rejected_total())
+        assert 50 <= sent < 200, f"stopped in the middle of the backlog, not after {sent} dead letters"
+        assert wait_until(lambda: len(poison_seqs()) >= sent), f"{len(poison_seqs())} of {sent} dead letters arrived"
+        with IngestThread(settings, small_fleet()) as ingest:
+            ingest.wait_for(lambda: len(poison_seqs()) == 200, what="every poison message dead-lettered")
+            ingest.wait_for(lambda: distinct_seqs(influxd.url, influx_db) == set(range(2_000)), what="the backlog")
     finally:
         dlq.close()
