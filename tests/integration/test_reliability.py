@@ -16,6 +16,7 @@ import pytest
 
 from contract.fleet import dump_fleet
 from ingest.broker import path_name
+from ingest.config import IngestSettings
 from ingest.mqtt_public import QUEUE_HEADROOM
 from ioc.servers import InfluxServer, ServerProcess, free_port
 from tests.corpus import wait_until
@@ -264,6 +265,18 @@ def test_payload_beyond_the_broker_limit_is_refused_by_the_broker(
         assert ingest.metric("ioc_ingest_messages_received_total", channel="telemetry") == 1
 
 
+def poisoned_backlog(mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str) -> IngestSettings:
+    """Settings with Receive Maximum 10, and a backlog in their session: 2,000 good readings of
+    bt-sal-2 (seq 0–1,999) with a poison message of bt-sal-1 (NaN, seq 0–199) after every tenth."""
+    settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_receive_maximum=10, batch_max_readings=5)
+    with IngestThread(settings, small_fleet()):
+        pass  # its persistent session queues what comes while it is away
+    good = readings("bt-sal-2", 0, 2_000)
+    poison = [(telemetry("bt-sal-1"), b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN}' % i) for i in range(200)]
+    publish(mosquitto.port, [m for i in range(200) for m in (*good[10 * i : 10 * i + 10], poison[i])])
+    return settings
+
+
 def test_dead_letters_reach_the_broker_while_reading_is_paused_and_the_backlog_drains(
     mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
 ) -> None:
@@ -271,12 +284,7 @@ def test_dead_letters_reach_the_broker_while_reading_is_paused_and_the_backlog_d
     whose acknowledgements wait for their dead letters, and those must still reach the broker. (The
     fast path once waited there for PUBACKs it could not read while paused, behind the broker's PUBLISH
     packets: `make demo` with its defaults stored 9,990 of 72,410 readings and stalled.)"""
-    settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_receive_maximum=10, batch_max_readings=5)
-    with IngestThread(settings, small_fleet()):
-        pass  # its persistent session queues what comes while it is away
-    good = readings("bt-sal-2", 0, 2_000)
-    poison = [(telemetry("bt-sal-1"), b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN}' % i) for i in range(200)]
-    publish(mosquitto.port, [m for i in range(200) for m in (*good[10 * i : 10 * i + 10], poison[i])])
+    settings = poisoned_backlog(mosquitto, influxd, influx_db)
     dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
     try:
         with IngestThread(settings, small_fleet()) as ingest:
@@ -327,12 +335,7 @@ def test_a_stop_while_reading_is_paused_leaves_the_rest_for_the_next_session(
     pauses again and again): what ingest dead-lettered arrives at once, what it had not taken comes
     again to the next session, and after that every reading is stored and every poison message
     dead-lettered."""
-    settings = ingest_settings(mosquitto.port, influxd.url, influx_db, mqtt_receive_maximum=10, batch_max_readings=5)
-    with IngestThread(settings, small_fleet()):
-        pass  # its persistent session queues what comes while it is away
-    good = readings("bt-sal-2", 0, 2_000)
-    poison = [(telemetry("bt-sal-1"), b'{"ts": 1700000000000, "seq": %d, "salinity_ppt": NaN}' % i) for i in range(200)]
-    publish(mosquitto.port, [m for i in range(200) for m in (*good[10 * i : 10 * i + 10], poison[i])])
+    settings = poisoned_backlog(mosquitto, influxd, influx_db)
     dlq = Collector(mosquitto.port, "ioc/v1/_dlq/#")
 
     def poison_seqs() -> set[int]:  # the payload is not JSON (NaN): its seq read from the text
