@@ -92,6 +92,8 @@ _PUBLISH = PacketTypes.PUBLISH << 4
 _READ_CHUNK = 262_144
 _PACKETS_PER_TURN = 5_000
 """Packets handled in one event-loop turn before the writer and the sealer get to run."""
+_NEVER = 1 << 62
+"""A queue size never reached: no pause while closing."""
 CONFIRM_WAIT_S = 10.0
 """How long a closing connection waits for the PUBACKs of its publishes."""
 
@@ -147,12 +149,14 @@ class _FastPath:
         queue = self._client._queue
         high_water = min(self._high_water, self._limit - self._unacked())  # none are acked meanwhile
         take = self._take
+        if self.closing:  # read everything, take nothing: the broker's replies are what is wanted
+            high_water, take = _NEVER, self._leave
         buf, pos = self._buffer, self._pos
         try:
             for _ in range(_PACKETS_PER_TURN):
                 if p._sock is None:
                     return MQTTErrorCode.MQTT_ERR_NO_CONN
-                if queue.qsize() >= high_water and not self.closing:
+                if queue.qsize() >= high_water:
                     self._pause()
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
                 end = len(buf)
@@ -233,11 +237,13 @@ class _FastPath:
         PUBACKs of our publishes): PUBLISH packets from now on are not taken and never acknowledged,
         so the broker sends them again on the next connection."""
         self.closing = True
-        sock = self._paho._sock
-        if self.paused and sock is not None:
-            self.paused = False
-            self._client._loop.add_reader(sock.fileno(), self._read_later)
-            self._client._loop.call_soon(self._read_later)
+        if self.paused:
+            self._resume()
+
+    @staticmethod
+    def _leave(command: int, data: bytes | bytearray) -> bool:
+        """A PUBLISH read while closing: not taken, never acknowledged, so delivered again next session."""
+        return True
 
     def _pause(self) -> None:
         """Stop reading: unread bytes wait in the kernel and the broker (TCP backpressure)."""
@@ -255,25 +261,28 @@ class _FastPath:
         queued = self._client._queue.qsize()
         if queued > self._high_water // 2 or queued + self._unacked() > self._limit - self._limit // 8:
             return
+        self._resume()
+        log.debug("messages in flight down to 7/8 of the limit: reading from the broker again")
+
+    def _resume(self) -> None:
+        """Read from the socket again (and now: bytes may already be waiting)."""
         self.paused = False
         sock = self._paho._sock
         if sock is not None:
             self._client._loop.add_reader(sock.fileno(), self._read_later)
             self._client._loop.call_soon(self._read_later)
-        log.debug("messages in flight down to 7/8 of the limit: reading from the broker again")
 
     def _publish(self) -> MQTTErrorCode:
         """paho's PUBLISH handler on our client, for a packet paho read itself."""
         packet = self._paho._in_packet
-        if self._take(packet["command"], packet["packet"]):
+        take = self._leave if self.closing else self._take
+        if take(packet["command"], packet["packet"]):
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         return self._handle_publish()
 
     def _take(self, command: int, data: bytes | bytearray) -> bool:
         """A QoS 0/1 PUBLISH without properties, as an :class:`InMessage` into the queue (or counted
         as dropped); False: any other PUBLISH, for paho's handler."""
-        if self.closing:
-            return True  # not acknowledged: delivered again next session
         qos = (command & 0x06) >> 1
         pos = 2 + ((data[0] << 8) | data[1])
         topic = data[2:pos]
