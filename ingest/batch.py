@@ -58,8 +58,13 @@ class FieldEncoder:
         # Every field present and numeric (the usual reading): one %-format call does it all.
         self._width = len(specs)
         self._all_present: str | None = None
+        self.record_line: str | None = None
+        """With every field numeric: the line after its series, fields then ``seq`` and ``ts``, as a
+        %-format of their JSON texts (``a=%s,b=%si,seq=%si %s``); None when a field is a string."""
         if specs and all(s.numeric for s in specs):
             self._all_present = ",".join(f"{s.name}=" + ("%r" if s.type == "float" else "%di") for s in specs)
+            fields = ",".join(f"{s.name}=" + ("%s" if s.type == "float" else "%si") for s in specs)
+            self.record_line = fields + ",seq=%si %s"
 
     def encode(self, values: tuple[Any, ...]) -> str | None:
         """``values`` in spec order (UNSET where absent) → ``a=1.0,b=2i`` ('' when all absent).
@@ -82,27 +87,27 @@ class FieldEncoder:
 class _KindRows:
     specs: tuple[FieldSpec, ...]
     device: list[int] = field(default_factory=list)
-    ts_ms: list[int] = field(default_factory=list)
-    seq: list[int] = field(default_factory=list)
-    values: list[Any] = field(default_factory=list)
-    """Every reading's values in spec order, one after another (``len(specs)`` each; UNSET where absent)."""
+    records: list[Any] = field(default_factory=list)
+    """Every reading's record, one after another: its values in spec order (UNSET where absent),
+    then its seq and ts (``len(specs) + 2`` items each)."""
 
     def columns(self) -> Columns:
         width = len(self.specs)
-        if len(self.values) != width * len(self.device):  # a decoder's row of the wrong width
-            raise ValueError(f"{len(self.values)} values for {len(self.device)} readings of {width} fields")
+        stride = width + 2
+        if len(self.records) != stride * len(self.device):  # a decoder's row of the wrong width
+            raise ValueError(f"{len(self.records)} record items for {len(self.device)} readings of {width} fields")
         fields: dict[str, npt.NDArray[np.float64]] = {}
         for j, spec in enumerate(self.specs):
             if spec.numeric:
-                column = self.values[j::width]
+                column = self.records[j::stride]
                 try:  # the usual column: every reading carries the field
                     fields[spec.name] = np.array(column, dtype=np.float64)
                 except TypeError:  # UNSET in it
                     fields[spec.name] = np.array([_NAN if v is UNSET else v for v in column], dtype=np.float64)
         return Columns(
             np.asarray(self.device, dtype=np.int32),
-            np.asarray(self.ts_ms, dtype=np.int64),
-            np.asarray(self.seq, dtype=np.int64),
+            np.array(self.records[width + 1 :: stride], dtype=np.int64),
+            np.array(self.records[width::stride], dtype=np.int64),
             fields,
         )
 
@@ -119,7 +124,8 @@ class Batch:
     """An immutable, sealed batch."""
 
     lines: list[str]
-    """Line protocol to store; :meth:`~ingest.influx.InfluxWriter.write` empties it once it has the body."""
+    """Line protocol to store, a line or a gateway message's block of lines per item;
+    :meth:`~ingest.influx.InfluxWriter.write` empties it once it has the body."""
     readings: int
     statuses: int
     rejections: list[Rejection]
@@ -153,9 +159,7 @@ class Batch:
             for b in batches:
                 part = b._rows[key]
                 into.device += part.device
-                into.ts_ms += part.ts_ms
-                into.seq += part.seq
-                into.values += part.values
+                into.records += part.records
         return Batch(
             [],
             sum(b.readings for b in batches),
@@ -205,19 +209,26 @@ class BatchBuilder:
         """Add one accepted reading of ``key`` (a kind, or ``camera_event`` with its event code first)."""
         rows = self._rows[key]
         rows.device.append(device)
-        rows.ts_ms.append(ts_ms)
-        rows.seq.append(seq)
-        rows.values += values
+        rows.records += values
+        rows.records.append(seq)
+        rows.records.append(ts_ms)
         self.lines.append(line)
         self.readings += 1
+
+    def add_records(self, key: str, device: int, records: list[Any], count: int, lines: str) -> None:
+        """Add ``count`` accepted readings of ``key`` from one device at once: ``records`` holds each
+        reading's values in spec order, then its seq and ts; ``lines`` holds their lines."""
+        rows = self._rows[key]
+        rows.device += [device] * count
+        rows.records += records
+        self.lines.append(lines)
+        self.readings += count
 
     def add_status(self, device: int, ts_ms: int, online: bool, line: str) -> None:
         """Add one accepted status report."""
         rows = self._rows[STATUS_MEASUREMENT]
         rows.device.append(device)
-        rows.ts_ms.append(ts_ms)
-        rows.seq.append(-1)
-        rows.values.append(int(online))
+        rows.records += (int(online), -1, ts_ms)
         self.lines.append(line)
         self.statuses += 1
 

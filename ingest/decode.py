@@ -8,10 +8,12 @@ of a batch are kept and each bad one is dead-lettered with its own reason.
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Any, Final
 
 import msgspec
 from msgspec import UNSET
+from msgspec.structs import astuple
 
 from contract.fields import CAMERA_EVENTS, TS_MAX_AHEAD_MS, Kind
 from contract.reasons import Reason
@@ -53,6 +55,34 @@ def classify(error: msgspec.MsgspecError) -> tuple[Reason, str]:
     if "matching regex" in text:
         return Reason.BAD_TYPE, _CONTROL_REGEX.sub("without control characters", text)
     return Reason.BAD_TYPE, text
+
+
+def _add_whole_batch(
+    readings: list[Any], encoder: FieldEncoder, device: RegisteredDevice, key: str, limit: int, out: BatchBuilder
+) -> bool:
+    """Add a gateway batch in one go when every reading carries every field, all numeric, and none
+    is ahead of ``limit`` (the usual batch); False, adding nothing, when it is not such a batch.
+
+    All the batch's values, seqs and timestamps are formatted by one ``msgspec.json.encode`` call
+    (shortest round-trip floats, as ``repr`` gives, several times faster) and its lines by one
+    %-format: per reading, only the struct's values are taken out in Python. (Cutting the fields a
+    reading leaves out of such a text costs more than formatting those readings one by one.)
+    """
+    if encoder.record_line is None or not readings:
+        return False
+    records = list(chain.from_iterable(map(astuple, readings)))
+    stride = len(encoder.specs) + 2
+    if max(records[stride - 1 :: stride]) > limit:
+        return False
+    try:
+        texts = msgspec.json.encode(records)
+    except TypeError:  # UNSET: a reading leaves a field out
+        return False
+    count = len(readings)
+    text = ("\n" + encoder.record_line) * count % tuple(texts[1:-1].decode().split(","))
+    head = device.series + " "
+    out.add_records(key, device.index, records, count, text.replace("\n", "\n" + head)[1:])
+    return True
 
 
 class Decoder:
@@ -142,13 +172,15 @@ class Decoder:
         encoder = self._encoders[id(schema)]
         is_event = key == EVENTS
         limit = now_ms + TS_MAX_AHEAD_MS
+        if is_batch and not is_event and _add_whole_batch(readings, encoder, device, key, limit, out):
+            return
 
         def original(r: Any) -> bytes:
             return msgspec.json.encode(r) if is_batch else payload
 
         for r in readings:
             values = msgspec.structs.astuple(r)
-            ts, seq = values[-2], values[-1]
+            seq, ts = values[-2], values[-1]
             if ts > limit:
                 detail = f"ts {ts} is more than 5 minutes ahead of the ingest clock ({now_ms})"
                 out.reject(Rejection(topic, Reason.BAD_TIMESTAMP, detail, original(r)))
@@ -203,7 +235,7 @@ class Decoder:
             out.reject(Rejection(topic, reason, detail, payload))
             return
         values = msgspec.structs.astuple(status)
-        state, ts, seq = values[0], values[-2], values[-1]
+        state, seq, ts = values[0], values[-2], values[-1]
         if (ts is UNSET) != (seq is UNSET):
             out.reject(Rejection(topic, Reason.MISSING_FIELD, "a status carries both ts and seq, or neither", payload))
             return

@@ -62,8 +62,9 @@ def _channel_schema(
     *,
     ts_required: bool = True,
 ) -> ChannelSchema:
+    # seq before ts: a reading's values then come in the order of its line's tail, ``seq=…i ts``.
     head: list[tuple[str, Any] | tuple[str, Any, Any]] = (
-        [("ts", Ts), ("seq", Seq)] if ts_required else [("ts", Ts | UnsetType, UNSET), ("seq", Seq | UnsetType, UNSET)]
+        [("seq", Seq), ("ts", Ts)] if ts_required else [("seq", Seq | UnsetType, UNSET), ("ts", Ts | UnsetType, UNSET)]
     )
     reading = msgspec.defstruct(name, [*fields, *head], forbid_unknown_fields=True, kw_only=True)
     many = Annotated[list[reading], Meta(min_length=1, max_length=max_readings)]  # type: ignore[valid-type]

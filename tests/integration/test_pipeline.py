@@ -14,9 +14,11 @@ import httpx
 import msgspec
 import pytest
 
+from contract.fields import TELEMETRY_FIELDS, Kind
 from contract.fleet import Device, Fleet, dump_fleet
 from contract.topics import device_topic
 from ioc.servers import InfluxServer, ServerProcess, free_port, query
+from tests.corpus import rows
 from tests.helpers import Collector, IngestThread, count_points, ingest_settings, publish
 
 NOW_MS = int(time.time() * 1000)
@@ -104,6 +106,52 @@ def test_readings_are_stored_exactly_once_with_their_values(
     cam = query(influxd.url, 'SELECT "confidence", "image_url" FROM "camera" GROUP BY "event"', db=influx_db)
     assert cam[0]["tags"] == {"event": "smoke_fire"}
     assert cam[0]["values"] == [[base, 0.93, event["image_url"]]]
+
+
+def test_gateway_batches_store_every_value_exactly(
+    mosquitto: ServerProcess, influxd: InfluxServer, influx_db: str
+) -> None:
+    """A gateway batch of full readings is formatted whole (msgspec's float text, ``2.5e-7`` where
+    ``repr`` gives ``2.5e-07``), a sparse one reading by reading: InfluxDB must store every value
+    exactly either way, ints as ints, a field left out as absent."""
+    fleet = small_fleet()
+    base = NOW_MS - 3_600_000
+    edges = [2.5e-7, 1e-5, 0.0001, 0.1 + 0.2, 1 / 3, 49.99999999999999, 5e-324, -0.0, 1e-300, 4.0]
+    sal = [
+        {"ts": base + i, "seq": i, "ec_us_cm": 99_999.99999999999 - i, "salinity_ppt": v, "temp_c": -4.5e-9 * i,
+         "water_level_cm": -999.875 + i, "battery_v": 3.1 + v, "rssi_dbm": -v}
+        for i, v in enumerate(edges)
+    ]  # fmt: skip
+    names = [s.name for s in TELEMETRY_FIELDS[Kind.LIGHT_TRAP]]
+    full = [
+        {"ts": base + i, "seq": i, **{n: (i * 99_999 if s.type == "int" else edges[i] + s.lo * 0.5)
+                                      for n, s in zip(names, TELEMETRY_FIELDS[Kind.LIGHT_TRAP], strict=True)}}
+        for i in range(10)
+    ]  # fmt: skip
+    for r in full:
+        r["lamp_on"] = r["seq"] % 2
+        r["interval_s"] = 86_400
+    sparse = [{"ts": base + 10 + i, "seq": 10 + i, "battery_v": 3.9 + edges[i], "lamp_on": 0} for i in range(10)]
+    items = [
+        (telemetry("bt-sal-2"), msgspec.json.encode({"readings": sal})),
+        (telemetry("bt-trap-1", "light_trap"), msgspec.json.encode({"readings": full})),
+        (telemetry("bt-trap-1", "light_trap"), msgspec.json.encode({"readings": sparse})),
+    ]
+    with IngestThread(ingest_settings(mosquitto.port, influxd.url, influx_db), fleet) as ingest:
+        publish(mosquitto.port, items)
+        ingest.wait_for(
+            lambda: ingest.metric("ioc_ingest_messages_acked_total") == 3, what="the gateway messages acknowledged"
+        )
+        assert ingest.metric("ioc_ingest_readings_stored_total") == 30
+    for measurement, sent in (("salinity", sal), ("light_trap", full + sparse)):
+        stored = rows(influxd.url, influx_db, f'SELECT * FROM "{measurement}"')
+        fields = [s.name for s in TELEMETRY_FIELDS[Kind(measurement)]] + ["seq"]
+        assert [{f: row[f] for f in fields} for row in stored] == [{f: r.get(f) for f in fields} for r in sent]
+        assert [row["time"] for row in stored] == [r["ts"] for r in sent]
+    kinds = dict(query(influxd.url, 'SHOW FIELD KEYS FROM "light_trap"', db=influx_db)[0]["values"])  # type: ignore[arg-type]
+    assert kinds == {s.name: s.type.replace("int", "integer") for s in TELEMETRY_FIELDS[Kind.LIGHT_TRAP]} | {
+        "seq": "integer"
+    }
 
 
 def test_bad_messages_are_dead_lettered_with_their_reason(

@@ -292,5 +292,5 @@ def test_columns_refuse_a_row_of_the_wrong_width() -> None:
     builder = BatchBuilder()
     builder.add_reading(Kind.SALINITY.value, 0, 1000, 0, tuple(1.0 for _ in specs), "l0")
     builder.add_reading(Kind.SALINITY.value, 0, 1001, 1, tuple(1.0 for _ in specs[1:]), "l1")
-    with pytest.raises(ValueError, match="values for 2 readings"):
+    with pytest.raises(ValueError, match="record items for 2 readings"):
         builder.seal().columns()

@@ -24,6 +24,7 @@ from contract.fields import (
 from contract.fleet import Device, Fleet
 from contract.reasons import Reason
 from contract.topics import Channel, parse_device_topic
+from ingest import decode as decode_module
 from ingest.batch import Batch, BatchBuilder, FieldEncoder
 from ingest.decode import Decoder, classify
 from ingest.devices import device_infos
@@ -105,6 +106,11 @@ def decode(topic: str, payload: bytes | str | dict[str, Any], *, retained: bool 
     out = BatchBuilder()
     DECODER.decode(topic, payload, retained=retained, now_ms=now_ms, out=out)
     return out.seal()
+
+
+def lines_of(batch: Batch) -> list[str]:
+    """The batch's lines one by one (a gateway message's lines come as one block)."""
+    return "\n".join(batch.lines).split("\n") if batch.lines else []
 
 
 def r(**fields: Any) -> dict[str, Any]:
@@ -334,11 +340,11 @@ def test_decode_table(topic: str, payload: bytes | str | dict[str, Any], expecte
     batch = decode(topic, payload)
     if expected == ACCEPTED:
         assert batch.rejections == []
-        assert len(batch.lines) == (
+        assert len(lines_of(batch)) == (
             len(payload["readings"]) if isinstance(payload, dict) and "readings" in payload else 1
         )
         return
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert [(rej.reason, rej.topic) for rej in batch.rejections] == [(expected, topic)]
     assert batch.rejections[0].detail  # always says why
     if expected in (
@@ -391,7 +397,7 @@ def test_readings_inside_a_string_is_not_a_batch(url: str) -> None:
     batch = decode(CAM_EVENT, payload)
     assert batch.rejections == []
     escaped = url.replace("\\", "\\\\").replace('"', '\\"')
-    assert batch.lines == [
+    assert lines_of(batch) == [
         "camera,crop=none,device_id=cam-1,district=nam_can,event=intrusion,province=ca_mau,"
         f'site=road confidence=0.5,frames=3i,image_url="{escaped}",seq=7i {TS}'
     ]
@@ -400,7 +406,7 @@ def test_readings_inside_a_string_is_not_a_batch(url: str) -> None:
 def test_readings_key_not_first_is_a_single_reading() -> None:
     # only a payload that opens with "readings" is a batch; elsewhere it is an unknown field
     batch = decode(WQ, f'{{"ts": {TS}, "seq": 1, "readings": []}}')
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert [rej.reason for rej in batch.rejections] == [Reason.UNKNOWN_FIELD]
     assert not batch.rejections[0].detail.startswith("readings[")
 
@@ -410,7 +416,7 @@ def test_batch_detected_with_leading_whitespace(lead: str) -> None:
     body = f'"readings" : [{{"ts": {TS}, "seq": 1, "ph": 7.0}}, {{"ts": {TS}, "seq": 2, "ph": 99.0}}]}}'
     payload = lead + body if lead.startswith("{") else lead + "{" + body
     batch = decode(WQ, payload)
-    assert batch.lines == [f"{WQ_SERIES} ph=7.0,seq=1i {TS}"]
+    assert lines_of(batch) == [f"{WQ_SERIES} ph=7.0,seq=1i {TS}"]
     assert [rej.reason for rej in batch.rejections] == [Reason.OUT_OF_RANGE]
     assert batch.rejections[0].detail.startswith("readings[1]: ")
 
@@ -431,7 +437,7 @@ def test_control_character_detail_is_readable() -> None:
 )
 def test_trailing_newline_in_string_field_is_rejected(topic: str, payload: dict[str, Any]) -> None:
     batch = decode(topic, payload)
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert [rej.reason for rej in batch.rejections] == [Reason.BAD_TYPE]
 
 
@@ -439,7 +445,7 @@ def test_trailing_newline_in_string_field_is_rejected(topic: str, payload: dict[
 @pytest.mark.parametrize("state", ["online", "offline"])
 def test_status_with_ts_but_no_seq_is_refused(state: str, retained: bool) -> None:
     batch = decode(WQ_STATUS, {"state": state, "ts": TS}, retained=retained)
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert [rej.reason for rej in batch.rejections] == [Reason.MISSING_FIELD]
 
 
@@ -456,7 +462,7 @@ def test_status_with_ts_but_no_seq_is_refused(state: str, retained: bool) -> Non
 )
 def test_only_the_exact_will_may_omit_ts(payload: dict[str, Any], retained: bool) -> None:
     batch = decode(WQ_STATUS, payload, retained=retained)
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert [rej.reason for rej in batch.rejections] == [Reason.MISSING_FIELD]
     assert batch.statuses == 0
 
@@ -464,7 +470,7 @@ def test_only_the_exact_will_may_omit_ts(payload: dict[str, Any], retained: bool
 def test_status_with_ts_and_seq_and_fields() -> None:
     batch = decode(WQ_STATUS, r(state="offline", battery_v=3.1))
     assert batch.rejections == []
-    assert batch.lines == [f"{WQ_STATUS_SERIES} online=0i,battery_v=3.1 {TS}"]
+    assert lines_of(batch) == [f"{WQ_STATUS_SERIES} online=0i,battery_v=3.1 {TS}"]
 
 
 # --- a field set the encoder refuses becomes a bad_type rejection, never an exception ---------
@@ -482,17 +488,19 @@ def test_status_with_ts_and_seq_and_fields() -> None:
 def test_unencodable_fields_are_bad_type(monkeypatch: pytest.MonkeyPatch, topic: str, payload: dict[str, Any]) -> None:
     monkeypatch.setattr(FieldEncoder, "encode", lambda self, values: None)
     batch = decode(topic, payload)
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert (batch.readings, batch.statuses) == (0, 0)
     assert [(rej.reason, rej.topic) for rej in batch.rejections] == [(Reason.BAD_TYPE, topic)]
     assert json.loads(batch.rejections[0].payload) == payload
 
 
 def test_unencodable_reading_in_a_batch_is_rejected_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading by reading (a batch of numeric fields is formatted whole; only strings can be unencodable)."""
     real = FieldEncoder.encode
+    monkeypatch.setattr(decode_module, "_add_whole_batch", lambda *args: False)
     monkeypatch.setattr(FieldEncoder, "encode", lambda self, values: None if 99.0 in values else real(self, values))
     batch = decode(SAL, {"readings": [r(seq=1, ec_us_cm=1.0), r(seq=2, ec_us_cm=99.0), r(seq=3, ec_us_cm=3.0)]})
-    assert [line.split(" ")[1] for line in batch.lines] == ["ec_us_cm=1.0,seq=1i", "ec_us_cm=3.0,seq=3i"]
+    assert [line.split(" ")[1] for line in lines_of(batch)] == ["ec_us_cm=1.0,seq=1i", "ec_us_cm=3.0,seq=3i"]
     assert [rej.reason for rej in batch.rejections] == [Reason.BAD_TYPE]
     assert json.loads(batch.rejections[0].payload) == r(seq=2, ec_us_cm=99.0)
 
@@ -503,13 +511,13 @@ def test_unencodable_reading_in_a_batch_is_rejected_alone(monkeypatch: pytest.Mo
 def test_single_reading_line() -> None:
     batch = decode(WQ, r(ph=7.5, temp_c=29.4, seq=18342))
     # fields in contract order (temp_c before ph), floats as repr, seq as int, ms timestamp
-    assert batch.lines == [f"{WQ_SERIES} temp_c=29.4,ph=7.5,seq=18342i {TS}"]
+    assert lines_of(batch) == [f"{WQ_SERIES} temp_c=29.4,ph=7.5,seq=18342i {TS}"]
     assert (batch.readings, batch.statuses) == (1, 0)
 
 
 def test_int_fields_and_float_coercion() -> None:
     batch = decode(TRAP, r(bph_count=12, lamp_on=1, air_temp_c=28, interval_s=900))
-    assert batch.lines == [
+    assert lines_of(batch) == [
         "light_trap,crop=rice,device_id=trap-1,district=tan_tru,province=long_an,site=field "
         f"bph_count=12i,interval_s=900i,lamp_on=1i,air_temp_c=28.0,seq=7i {TS}"
     ]
@@ -524,7 +532,7 @@ def test_gateway_batch_keeps_good_and_rejects_bad_individually() -> None:
         ]
     }
     batch = decode(WQ, payload)
-    assert batch.lines == [f"{WQ_SERIES} ph=7.1,seq=1i {TS}"]
+    assert lines_of(batch) == [f"{WQ_SERIES} ph=7.1,seq=1i {TS}"]
     assert [(rej.reason, rej.topic) for rej in batch.rejections] == [
         (Reason.OUT_OF_RANGE, WQ),
         (Reason.BAD_TIMESTAMP, WQ),
@@ -555,7 +563,7 @@ def test_gateway_batch_every_reason_per_reading() -> None:
     out = BatchBuilder()
     decoder.decode(WQ, payload.encode(), retained=False, now_ms=NOW, out=out)
     batch = out.seal()
-    assert batch.lines == [f"{WQ_SERIES} ph=7.0,seq=1i {TS}"]
+    assert lines_of(batch) == [f"{WQ_SERIES} ph=7.0,seq=1i {TS}"]
     assert [rej.reason for rej in batch.rejections] == [
         Reason.MISSING_FIELD,
         Reason.UNKNOWN_FIELD,
@@ -576,7 +584,7 @@ def test_gateway_batch_every_reason_per_reading() -> None:
 def test_gateway_batch_all_good_in_order() -> None:
     batch = decode(WQ, {"readings": [r(seq=i, ts=TS + i, do_mg_l=4.0 + i) for i in range(3)]})
     assert batch.rejections == []
-    assert batch.lines == [f"{WQ_SERIES} do_mg_l={4.0 + i!r},seq={i}i {TS + i}" for i in range(3)]
+    assert lines_of(batch) == [f"{WQ_SERIES} do_mg_l={4.0 + i!r},seq={i}i {TS + i}" for i in range(3)]
     assert batch.readings == 3
 
 
@@ -584,7 +592,7 @@ def test_camera_event_line_carries_event_tag() -> None:
     batch = decode(
         CAM_EVENT, r(event="smoke_fire", confidence=0.87, frames=12, image_url='https://cam.vn/a b,c="d"\\e.jpg')
     )
-    assert batch.lines == [
+    assert lines_of(batch) == [
         "camera,crop=none,device_id=cam-1,district=nam_can,event=smoke_fire,province=ca_mau,"
         'site=road confidence=0.87,frames=12i,image_url="https://cam.vn/a b,c=\\"d\\"\\\\e.jpg",'
         f"seq=7i {TS}"
@@ -595,7 +603,7 @@ def test_camera_event_line_carries_event_tag() -> None:
 @pytest.mark.parametrize("event", CAMERA_EVENTS)
 def test_every_camera_event_class(event: str) -> None:
     batch = decode(CAM_EVENT, r(event=event, confidence=0.5, frames=1))
-    assert batch.lines == [
+    assert lines_of(batch) == [
         f"camera,crop=none,device_id=cam-1,district=nam_can,event={event},province=ca_mau,"
         f"site=road confidence=0.5,frames=1i,seq=7i {TS}"
     ]
@@ -603,12 +611,12 @@ def test_every_camera_event_class(event: str) -> None:
 
 def test_camera_telemetry_has_no_event_tag() -> None:
     batch = decode(CAM, r(video_ok=0, fps=0.0))
-    assert batch.lines == [f"{CAM_SERIES} video_ok=0i,fps=0.0,seq=7i {TS}"]
+    assert lines_of(batch) == [f"{CAM_SERIES} video_ok=0i,fps=0.0,seq=7i {TS}"]
 
 
 def test_status_online_line() -> None:
     batch = decode(WQ_STATUS, r(state="online", battery_v=12.7, rssi_dbm=-83.0, fw="2.4.1"), retained=True)
-    assert batch.lines == [f'{WQ_STATUS_SERIES} online=1i,battery_v=12.7,rssi_dbm=-83.0,fw="2.4.1" {TS}']
+    assert lines_of(batch) == [f'{WQ_STATUS_SERIES} online=1i,battery_v=12.7,rssi_dbm=-83.0,fw="2.4.1" {TS}']
     assert (batch.readings, batch.statuses) == (0, 1)
     status = batch.columns()["device_status"]  # statuses are columns of their own, not readings
     assert (status.fields["online"].tolist(), status.ts_ms.tolist()) == ([1.0], [TS])
@@ -616,32 +624,32 @@ def test_status_online_line() -> None:
 
 def test_status_offline_with_ts() -> None:
     batch = decode(WQ_STATUS, r(state="offline"))
-    assert batch.lines == [f"{WQ_STATUS_SERIES} online=0i {TS}"]
+    assert lines_of(batch) == [f"{WQ_STATUS_SERIES} online=0i {TS}"]
 
 
 def test_will_without_ts_is_stamped_with_receive_time() -> None:
     batch = decode(WQ_STATUS, b'{"state":"offline"}', retained=False, now_ms=NOW + 123)
-    assert batch.lines == [f"{WQ_STATUS_SERIES} online=0i {NOW + 123}"]
+    assert lines_of(batch) == [f"{WQ_STATUS_SERIES} online=0i {NOW + 123}"]
     assert batch.rejections == []
     assert batch.statuses == 1
 
 
 def test_retained_will_without_ts_is_ignored() -> None:
     batch = decode(WQ_STATUS, b'{"state":"offline"}', retained=True)
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert batch.rejections == []
     assert (batch.readings, batch.statuses) == (0, 0)
 
 
 def test_retained_online_without_ts_is_still_refused() -> None:
     batch = decode(WQ_STATUS, b'{"state":"online"}', retained=True)
-    assert batch.lines == []
+    assert lines_of(batch) == []
     assert [rej.reason for rej in batch.rejections] == [Reason.MISSING_FIELD]
 
 
 def test_tags_come_from_the_registry_not_the_payload() -> None:
     other = decode("ioc/v1/ben_tre/water_quality/wq-2/telemetry", r(ph=7.0))
-    assert other.lines == [
+    assert lines_of(other) == [
         f"water_quality,crop=fruit,device_id=wq-2,district=binh_dai,province=ben_tre,site=canal ph=7.0,seq=7i {TS}"
     ]
 
@@ -650,7 +658,7 @@ def test_float_text_round_trips() -> None:
     values = [0.1, 1 / 3, 2.9999999999999996, 1e-300, 99999.99999999999]
     batch = decode(WQ, {"readings": [r(seq=i, ec_us_cm=v) for i, v in enumerate(values[:3])]})
     batch2 = decode(WQ, {"readings": [r(seq=i, ec_us_cm=v) for i, v in enumerate(values[3:])]})
-    texts = [line.split(" ")[1].split(",")[0].removeprefix("ec_us_cm=") for line in batch.lines + batch2.lines]
+    texts = [line.split(" ")[1].split(",")[0].removeprefix("ec_us_cm=") for line in lines_of(batch) + lines_of(batch2)]
     assert [float(t) for t in texts] == values
 
 
@@ -660,7 +668,7 @@ def test_decode_appends_to_the_builder() -> None:
     DECODER.decode(WQ, b"nope", retained=False, now_ms=NOW, out=out)
     DECODER.decode(SAL, json.dumps(r(ec_us_cm=100.0)).encode(), retained=False, now_ms=NOW, out=out)
     batch = out.seal()
-    assert len(batch.lines) == 2
+    assert len(lines_of(batch)) == 2
     assert [rej.reason for rej in batch.rejections] == [Reason.BAD_JSON]
     assert set(batch.columns()) == {"water_quality", "salinity"}
 
@@ -845,9 +853,9 @@ def _check_outcome(topic: str, payload: bytes, retained: bool) -> None:
     out = BatchBuilder()
     DECODER.decode(topic, payload, retained=retained, now_ms=NOW, out=out)  # must never raise
     batch = out.seal()
-    outcomes = len(batch.lines) + len(batch.rejections)
-    event(f"lines={min(len(batch.lines), 2)} rejections={min(len(batch.rejections), 2)}")
-    for line in batch.lines:
+    outcomes = len(lines_of(batch)) + len(batch.rejections)
+    event(f"lines={min(len(lines_of(batch)), 2)} rejections={min(len(batch.rejections), 2)}")
+    for line in lines_of(batch):
         match = _LINE.match(line)
         assert match, line
         assert 946_684_800_000 <= int(match.group(1)) <= NOW + 300_000
@@ -856,7 +864,7 @@ def _check_outcome(topic: str, payload: bytes, retained: bool) -> None:
     for rej in batch.rejections:
         assert isinstance(rej.reason, Reason)
         assert rej.topic == topic
-    assert batch.readings + batch.statuses == len(batch.lines)
+    assert batch.readings + batch.statuses == len(lines_of(batch))
     if topic.endswith("/status"):
         assert outcomes in (0, 1)
         if outcomes == 0:  # only a retained will, exactly {"state": "offline"}, is ignored
@@ -896,8 +904,93 @@ def test_fuzz_check_accepts_good_lines() -> None:
         (CAM_EVENT, r(event="flooding", confidence=0.5, frames=3)),
     ]:
         batch = decode(topic, payload)
-        assert len(batch.lines) == 1
-        assert _LINE.match(batch.lines[0]), batch.lines[0]
+        assert len(lines_of(batch)) == 1
+        assert _LINE.match(lines_of(batch)[0]), lines_of(batch)[0]
     assert not _LINE.match(f"{WQ_SERIES} ph=nan,seq=1i {TS}")
     assert not _LINE.match(f"{WQ_SERIES} ph=1.0,seq=1i")
     assert not _LINE.match(f"{WQ_SERIES.replace('province=', 'pro vince=')} ph=1.0,seq=1i {TS}")
+
+
+GATEWAY_DECODER: Final = Decoder(REGISTRY, max_payload_bytes=1 << 20, max_readings=64)
+KIND_TOPICS: Final = {Kind.WATER_QUALITY: WQ, Kind.SALINITY: SAL, Kind.LIGHT_TRAP: TRAP, Kind.CAMERA: CAM}
+EDGE_FLOATS: Final = (0.0, -0.0, 2.5e-7, 1e-5, 0.0001, 0.1 + 0.2, 1 / 3, 9999.999999999998, 1e-300, 5e-324)
+
+
+def _line_values(line: str) -> tuple[str, dict[str, tuple[str, float | int]], int]:
+    """A line's series, its fields as (type, value), and its timestamp: the meaning, not the text."""
+    series, fields, ts = line.split(" ")
+    parsed: dict[str, tuple[str, float | int]] = {}
+    for item in fields.split(","):
+        name, text = item.split("=")
+        assert re.fullmatch(r"-?\d+i|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text), item  # line protocol's numbers
+        parsed[name] = ("int", int(text[:-1])) if text.endswith("i") else ("float", float(text))
+    return series, parsed, int(ts)
+
+
+@st.composite
+def gateway_batches(draw: st.DrawFn) -> tuple[Kind, list[dict[str, Any]]]:
+    """A kind and readings of it, values anywhere in bounds: every field, some fields, or any subset
+    (none too); now and then one reading ahead of the clock."""
+    kind = draw(st.sampled_from(list(KIND_TOPICS)))
+    specs = TELEMETRY_FIELDS[kind]
+    shape = draw(st.sampled_from(["every", "some", "any"]))
+    count = draw(st.integers(1, 40))
+    ahead = draw(st.none() | st.integers(0, count - 1))
+    readings = []
+    for i in range(count):
+        reading: dict[str, Any] = {"ts": NOW + 301_000 if i == ahead else TS + i, "seq": i}
+        subset = st.lists(st.sampled_from(specs), unique=True, min_size=int(shape == "some"))
+        present = specs if shape == "every" else draw(subset)
+        for spec in present:
+            if spec.type == "int":
+                reading[spec.name] = draw(st.integers(int(spec.lo), int(spec.hi)))
+            else:
+                edges = [x for x in EDGE_FLOATS if spec.lo <= x <= spec.hi]
+                reading[spec.name] = draw(
+                    st.floats(spec.lo, spec.hi, allow_nan=False) | st.sampled_from(edges or [spec.lo])
+                )
+        readings.append(reading)
+    return kind, readings
+
+
+@settings(max_examples=300, deadline=None)
+@given(gateway_batches())
+def test_a_gateway_batch_stores_what_its_readings_store_one_message_each(
+    batch: tuple[Kind, list[dict[str, Any]]],
+) -> None:
+    """A gateway batch is formatted whole (one JSON encode, one %-format): its lines must mean what
+    the readings' lines mean when each comes alone, floats exactly, ints as ints; the same readings
+    refused for the same reasons; the same columns for the rules."""
+    kind, readings = batch
+    topic = KIND_TOPICS[kind]
+    whole, alone = BatchBuilder(), BatchBuilder()
+    GATEWAY_DECODER.decode(topic, msgspec.json.encode({"readings": readings}), retained=False, now_ms=NOW, out=whole)
+    for reading in readings:
+        GATEWAY_DECODER.decode(topic, msgspec.json.encode(reading), retained=False, now_ms=NOW, out=alone)
+    a, b = whole.seal(), alone.seal()
+    event(f"formatted whole: {len(a.lines) == 1 and a.readings > 1}")
+    assert [_line_values(line) for line in lines_of(a)] == [_line_values(line) for line in b.lines]
+    assert a.readings == b.readings == len(lines_of(a))
+    assert [(r.reason, msgspec.json.decode(r.payload)) for r in a.rejections] == [
+        (r.reason, msgspec.json.decode(r.payload)) for r in b.rejections
+    ]
+    for key, cols in b.columns().items():
+        got = a.columns()[key]
+        assert got.device.tolist() == cols.device.tolist()
+        assert got.ts_ms.tolist() == cols.ts_ms.tolist()
+        assert got.seq.tolist() == cols.seq.tolist()
+        assert {k: v.tobytes() for k, v in got.fields.items()} == {k: v.tobytes() for k, v in cols.fields.items()}
+    assert a.columns().keys() == b.columns().keys()
+
+
+def test_a_gateway_batch_of_full_readings_is_one_block_of_lines() -> None:
+    """The usual gateway batch goes the whole-batch way: one item of lines, not one per reading."""
+    rest = {"temp_c": 29.0, "water_level_cm": -12.5, "battery_v": 3.9, "rssi_dbm": -90.0}
+    readings = [r(seq=i, ts=TS + i, ec_us_cm=250.5 + i, salinity_ppt=2.5e-7, **rest) for i in range(3)]
+    batch = decode(SAL, {"readings": readings})
+    assert len(batch.lines) == 1
+    assert batch.readings == 3
+    assert lines_of(batch)[2].endswith(
+        " ec_us_cm=252.5,salinity_ppt=2.5e-7,temp_c=29.0,water_level_cm=-12.5,battery_v=3.9,rssi_dbm=-90.0,"
+        f"seq=2i {TS + 2}"
+    )

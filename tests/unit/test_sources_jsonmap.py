@@ -454,7 +454,7 @@ def _with_and_without_the_usual_decoder(
         for topic, payload in payloads:
             out = BatchBuilder()
             router.decode(topic, payload, retained=False, now_ms=NOW, out=out)
-            rows = {k: [(type(v), v) for v in r.values] for k, r in out._rows.items()}
+            rows = {k: [(type(v), v) for v in r.records] for k, r in out._rows.items()}
             outcomes.append((out.lines, rows, _reasons(out), list(ignored)))
             ignored.clear()
         return outcomes

@@ -439,7 +439,7 @@ PLANNED_LINE = (
 
 def _rows(out: BatchBuilder) -> dict[str, list[tuple[Any, ...]]]:
     """The rows the rule engine gets, with their types (1 and 1.0 differ here)."""
-    return {k: [(type(v), v) for v in r.values] for k, r in out._rows.items() if r.values}
+    return {k: [(type(v), v) for v in r.records] for k, r in out._rows.items() if r.records}
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -540,8 +540,8 @@ def test_the_usual_packs_fast_path_stores_what_the_general_path_stores(
         patch.setattr(SenML, "_plain", lambda self, *args, **kwargs: False)
         general = decode()
     assert fast.lines == general.lines
-    assert {k: [(type(v), v) for v in r.values] for k, r in fast._rows.items()} == {
-        k: [(type(v), v) for v in r.values] for k, r in general._rows.items()
+    assert {k: [(type(v), v) for v in r.records] for k, r in fast._rows.items()} == {
+        k: [(type(v), v) for v in r.records] for k, r in general._rows.items()
     }
     assert [(r.reason, r.detail) for r in fast.rejections] == [(r.reason, r.detail) for r in general.rejections]
 
@@ -565,7 +565,7 @@ def test_the_usual_pack_takes_the_fast_path() -> None:
 
 
 def _outcome(out: BatchBuilder) -> tuple[Any, ...]:
-    rows = {k: [(type(v), v) for v in r.values] for k, r in out._rows.items()}
+    rows = {k: [(type(v), v) for v in r.records] for k, r in out._rows.items()}
     return out.lines, rows, [(r.reason, r.detail) for r in out.rejections]
 
 

@@ -55,7 +55,7 @@ VALUES = st.one_of(
 
 def _rows(out: BatchBuilder) -> dict[str, list[tuple[Any, ...]]]:
     """The rows the rule engine gets, by kind, with their types (1 and 1.0 differ here)."""
-    return {k: [(type(v), v) for v in r.values] for k, r in out._rows.items() if r.values}
+    return {k: [(type(v), v) for v in r.records] for k, r in out._rows.items() if r.records}
 
 
 def _alike(took: bool, fast: BatchBuilder, general: BatchBuilder) -> None:
