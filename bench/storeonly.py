@@ -26,7 +26,9 @@ WRITERS = 2
 def lines_for(streams: list[DeviceStream], readings: int, t0_ms: int, fleet: Fleet) -> list[bytes]:
     """``readings`` lines, round-robin over the devices, 1 ms apart per device: the very lines ingest
     writes for them (its decoder forms them here, before the clock: series with the registry's tags,
-    integer fields as integers), so ``ours ÷ store-only`` is what MQTT, decoding and forming cost."""
+    integer fields as integers), so ``ours ÷ store-only`` is what MQTT, decoding and forming cost.
+    (Formed from one-reading messages: ingest formats a gateway message's floats with msgspec, the
+    same values in at most a few bytes' different text, ``2.5e-7`` for ``2.5e-07``.)"""
     decoder = Decoder(Registry.from_fleet(fleet), max_payload_bytes=1 << 30, max_readings=1 << 30)
     builder = BatchBuilder()
     n = len(streams)

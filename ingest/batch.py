@@ -1,8 +1,9 @@
 """The columnar batch that flows from the decoder to the writer.
 
 A :class:`BatchBuilder` collects accepted readings (already encoded as line protocol, and kept
-column-wise for the rule engine), rejections, and the broker handles to acknowledge once the batch
-is stored. :meth:`BatchBuilder.seal` hands out an immutable :class:`Batch` and starts anew.
+as flat records per kind, turned into columns for the rule engine on demand), rejections, and the
+broker handles to acknowledge once the batch is stored. :meth:`BatchBuilder.seal` hands out an
+immutable :class:`Batch` and starts anew.
 """
 
 from __future__ import annotations

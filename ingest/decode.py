@@ -64,7 +64,8 @@ def _add_whole_batch(
     is ahead of ``limit`` (the usual batch); False, adding nothing, when it is not such a batch.
 
     All the batch's values, seqs and timestamps are formatted by one ``msgspec.json.encode`` call
-    (shortest round-trip floats, as ``repr`` gives, several times faster) and its lines by one
+    (shortest round-trip floats, several times faster than ``repr``: the same value, though the
+    text may differ, ``2.5e-7`` for ``2.5e-07``; InfluxDB reads both) and its lines by one
     %-format: per reading, only the struct's values are taken out in Python. (Cutting the fields a
     reading leaves out of such a text costs more than formatting those readings one by one.)
     """

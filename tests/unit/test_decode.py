@@ -916,14 +916,15 @@ KIND_TOPICS: Final = {Kind.WATER_QUALITY: WQ, Kind.SALINITY: SAL, Kind.LIGHT_TRA
 EDGE_FLOATS: Final = (0.0, -0.0, 2.5e-7, 1e-5, 0.0001, 0.1 + 0.2, 1 / 3, 9999.999999999998, 1e-300, 5e-324)
 
 
-def _line_values(line: str) -> tuple[str, dict[str, tuple[str, float | int]], int]:
-    """A line's series, its fields as (type, value), and its timestamp: the meaning, not the text."""
+def _line_values(line: str) -> tuple[str, dict[str, tuple[str, float | int, float]], int]:
+    """A line's series, its fields as (type, value, sign), and its timestamp: the meaning, not the text."""
     series, fields, ts = line.split(" ")
-    parsed: dict[str, tuple[str, float | int]] = {}
+    parsed: dict[str, tuple[str, float | int, float]] = {}
     for item in fields.split(","):
         name, text = item.split("=")
         assert re.fullmatch(r"-?\d+i|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text), item  # line protocol's numbers
-        parsed[name] = ("int", int(text[:-1])) if text.endswith("i") else ("float", float(text))
+        value = int(text[:-1]) if text.endswith("i") else float(text)
+        parsed[name] = ("int" if text.endswith("i") else "float", value, math.copysign(1.0, value))  # -0.0 too
     return series, parsed, int(ts)
 
 
