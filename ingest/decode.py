@@ -80,9 +80,9 @@ def _add_whole_batch(
     except TypeError:  # UNSET: a reading leaves a field out
         return False
     count = len(readings)
-    text = ("\n" + encoder.record_line) * count % tuple(texts[1:-1].decode().split(","))
-    head = device.series + " "
-    out.add_records(key, device.index, records, count, text.replace("\n", "\n" + head)[1:])
+    line = "\n" + device.series.replace("%", "%%") + " " + encoder.record_line  # the series' % kept as is
+    text = line * count % tuple(texts[1:-1].decode().split(","))
+    out.add_records(key, device.index, records, count, text[1:])
     return True
 
 
@@ -180,7 +180,7 @@ class Decoder:
             return msgspec.json.encode(r) if is_batch else payload
 
         for r in readings:
-            values = msgspec.structs.astuple(r)
+            values = astuple(r)
             seq, ts = values[-2], values[-1]
             if ts > limit:
                 detail = f"ts {ts} is more than 5 minutes ahead of the ingest clock ({now_ms})"
@@ -235,7 +235,7 @@ class Decoder:
             reason, detail = classify(exc)
             out.reject(Rejection(topic, reason, detail, payload))
             return
-        values = msgspec.structs.astuple(status)
+        values = astuple(status)
         state, seq, ts = values[0], values[-2], values[-1]
         if (ts is UNSET) != (seq is UNSET):
             out.reject(Rejection(topic, Reason.MISSING_FIELD, "a status carries both ts and seq, or neither", payload))
