@@ -10,8 +10,10 @@ For each format, on a fresh broker and database (:meth:`bench.harness.Bench.stag
    publisher waits for every PUBACK;
 3. ingest starts again and drains the backlog. **End to end** is N ÷ the time from its first
    received message to ``ioc_ingest_readings_stored_total`` reaching N (its Prometheus metrics,
-   polled every 20 ms): a sustained rate that does not depend on the publisher's speed. ``ioc_v1``
-   is drained first and again last; its rate is the mean of both (the ratios' reference).
+   polled every 20 ms): a sustained rate that does not depend on the publisher's speed.
+   ``ioc_v1``, the reference, is drained before and after every other format's drain; the other
+   formats go in order, then in reverse (two drains each), and each drain's ratio is taken against
+   the ``ioc_v1`` drains beside it (:func:`schedule`, :func:`run`).
 
 **Decode only** is the same messages through :class:`~ingest.sources.router.Router` into a
 :class:`~ingest.batch.BatchBuilder` in this process (sealed every 10,000 readings, as ingest does),
@@ -328,69 +330,115 @@ def decode_rate(work: Workset, fleet: Fleet, sources: Path, repeats: int = DECOD
     return round(readings / best, 1)
 
 
+def schedule(formats: Sequence[str]) -> list[str]:
+    """The drains in order: ``ioc_v1`` before and after every other format's drain, the other formats
+    in order and then in reverse (two drains each). Without ``ioc_v1`` or without others, each once."""
+    others = [f for f in formats if f != NATIVE]
+    if NATIVE not in formats or not others:
+        return list(formats)
+    order = [NATIVE]
+    for name in [*others, *reversed(others)]:
+        order += [name, NATIVE]
+    return order
+
+
 def run(bench: Bench, readings: int, formats: Sequence[str] = ORDER) -> dict[str, Any]:
-    """Every format in turn (ours first, the reference): the rows of the section in ``bench.run``'s results."""
+    """Every format's drains as :func:`schedule` orders them. A format's ratio is the mean, over its
+    drains, of its rate ÷ the mean of the two ``ioc_v1`` drains beside it (seconds apart), so that a
+    shared host growing slower or faster during the section tilts no format against another.
+    Returns the section of ``bench.run``'s results: per format, the means of its drains (``runs``:
+    each drain's rate), decode only (measured after its first drain) and the ratio."""
     fleet = load_fleet(bench.fleet)
     sources = bench.workdir / "sources.sim.yaml"
     write_sources(sources)
     now_ms = int(time.time() * 1000)
     taken = sample(fleet, readings, now_ms)
-    rows: list[dict[str, Any]] = []
-    for name in formats:
+    rows: dict[str, dict[str, Any]] = {}
+    order = schedule(formats)
+    drained: list[dict[str, Any] | None] = []  # each drain of ``order``, None where it failed or was skipped
+    for name in order:
+        row = rows.get(name)
+        if row is not None and "error" in row:
+            drained.append(None)
+            continue
         started = time.monotonic()
         work = build(name, fleet, taken, int(time.time() * 1000))
-        built = time.monotonic() - started
-        row: dict[str, Any] = {
-            "format": name, "messages": len(work.messages), "readings": work.readings,
-            "readings_per_message": round(work.readings_per_message, 2), "mean_payload_bytes": round(work.mean_bytes),
-            "births": len(work.births), "build_s": round(built, 2),
-        }  # fmt: skip
+        if row is None:
+            row = rows[name] = {
+                "format": name, "messages": len(work.messages), "readings": work.readings,
+                "readings_per_message": round(work.readings_per_message, 2),
+                "mean_payload_bytes": round(work.mean_bytes), "births": len(work.births),
+                "build_s": round(time.monotonic() - started, 2),
+            }  # fmt: skip
+        first = "decode_rate" not in row
         try:
-            row |= drain(bench, work, sources)
-            row["decode_rate"] = decode_rate(work, fleet, sources)
+            d = drain(bench, work, sources)
+            if first:
+                row["decode_rate"] = decode_rate(work, fleet, sources)
         except ContenderError as exc:  # recorded and shown; the other formats go on
             log(f"  formats: {name} failed: {exc}")
             row["error"] = str(exc)[:2000]
-        rows.append(row)
+            drained.append(None)
+            continue
+        drained.append(d)
+        decode = f", decode only {row['decode_rate']:>9,.0f}/s" if first else ""
         log(
-            f"  formats: {name:14s} {row.get('end_to_end_rate') or 0:>9,.0f} readings/s end to end, "
-            f"decode only {row.get('decode_rate') or 0:>9,.0f}/s ({row.get('drain_s', '–')} s drain, "
-            f"{row.get('cpu_s_per_100k', '–')} CPU s/100k)"
+            f"  formats: {name:14s} {d['end_to_end_rate'] or 0:>9,.0f} readings/s end to end{decode} "
+            f"({d['drain_s']} s drain, {d['cpu_s_per_100k']} CPU s/100k)"
         )
-    _native_again(bench, fleet, taken, sources, rows)
-    native = next((r.get("end_to_end_rate") for r in rows if r["format"] == NATIVE), None)
-    for r in rows:
-        rate = r.get("end_to_end_rate")
-        r["ratio"] = round(rate / native, 3) if rate and native else None
+    ordered = [
+        rows[name] | _mean_of([d for n, d in zip(order, drained, strict=True) if n == name and d is not None])
+        for name in formats
+        if name in rows
+    ]
+    paired = _paired_ratios(order, drained)
+    for r in ordered:
+        ratios = paired.get(r["format"], [])
+        r["ratio"] = round(statistics.fmean(ratios), 4) if ratios and "error" not in r else None
         r["met"] = None if r["ratio"] is None else r["ratio"] >= TARGET
     return {
         "readings": readings, "decode_messages": min(readings, DECODE_CAP), "target": TARGET,
-        "kinds": sorted(k.value for k in KINDS), "cores": os.cpu_count(), "rows": rows,
+        "paired": True, "kinds": sorted(k.value for k in KINDS), "cores": os.cpu_count(), "rows": ordered,
     }  # fmt: skip
 
 
-def _native_again(
-    bench: Bench, fleet: Fleet, taken: Sequence[tuple[Device, Reading]], sources: Path, rows: list[dict[str, Any]]
-) -> None:
-    """The native contract drained once more after the other formats: its row's rate becomes the mean of
-    both drains (``runs``), so that a machine slower or faster at the start than at the end (other
-    load on a shared host) does not tilt every ratio the same way."""
-    row = next((r for r in rows if r["format"] == NATIVE and "error" not in r), None)
-    if row is None or len(rows) < 2:
-        return
-    try:
-        again = drain(bench, build(NATIVE, fleet, taken, int(time.time() * 1000)), sources)
-    except ContenderError as exc:
-        log(f"  formats: {NATIVE} (again) failed: {exc}")
-        return
-    runs = [row["end_to_end_rate"], again["end_to_end_rate"]]
-    if None in runs:
-        return
-    cpu = [row["cpu_s_per_100k"], again["cpu_s_per_100k"]]
-    log(f"  formats: {NATIVE} again   {runs[1]:>9,.0f} readings/s end to end ({cpu[1]} CPU s/100k)")
-    row["runs"] = runs
-    row["end_to_end_rate"] = round(statistics.fmean(runs), 1)
-    row["cpu_s_per_100k"] = round(statistics.fmean(cpu), 3)
+def _paired_ratios(order: Sequence[str], drained: Sequence[dict[str, Any] | None]) -> dict[str, list[float]]:
+    """Per format, each drain's rate ÷ the mean rate of the ``ioc_v1`` drains right before and after it
+    (those that succeeded); ``ioc_v1`` itself is 1.0."""
+    out: dict[str, list[float]] = {}
+    for i, (name, d) in enumerate(zip(order, drained, strict=True)):
+        if d is None or not d.get("end_to_end_rate"):
+            continue
+        if name == NATIVE:
+            out[NATIVE] = [1.0]
+            continue
+        beside = [
+            n["end_to_end_rate"]
+            for j in (i - 1, i + 1)
+            if 0 <= j < len(order) and order[j] == NATIVE and (n := drained[j]) is not None and n.get("end_to_end_rate")
+        ]
+        if beside:
+            out.setdefault(name, []).append(d["end_to_end_rate"] / statistics.fmean(beside))
+    return out
+
+
+def _mean_of(drains: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One row's figures from its drains: rates, seconds and CPU are the means (``runs``: each drain's
+    rate); ``stored`` and ``in_db`` the fewest any drain stored, ``rejected`` the most it refused."""
+    if not drains:
+        return {}
+
+    def mean(key: str, digits: int) -> float | None:
+        values = [d[key] for d in drains if d.get(key) is not None]
+        return round(statistics.fmean(values), digits) if len(values) == len(drains) else None
+
+    return {
+        "publish_s": mean("publish_s", 2), "drain_s": mean("drain_s", 3),
+        "end_to_end_rate": mean("end_to_end_rate", 1), "after_first_batch_rate": mean("after_first_batch_rate", 1),
+        "cpu_s_per_100k": mean("cpu_s_per_100k", 3), "runs": [d["end_to_end_rate"] for d in drains],
+        "stored": min(d["stored"] for d in drains), "rejected": max(d["rejected"] for d in drains),
+        "in_db": min(d["in_db"] for d in drains),
+    }  # fmt: skip
 
 
 def table(section: dict[str, Any]) -> str:

@@ -64,13 +64,22 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 
 def _format_ratios(results: dict[str, Any]) -> dict[str, float | None]:
     """Each payload format's end-to-end readings/s ÷ the native contract's, in the same run."""
-    rows = results.get("formats", {}).get("rows", [])
+    section = results.get("formats", {})
+    rows = section.get("rows", [])
     native = next((r.get("end_to_end_rate") for r in rows if r["format"] == NATIVE_FORMAT), None)
     return {
-        f"{r['format']}/{NATIVE_FORMAT}": _ratio(r.get("end_to_end_rate"), native)
+        f"{r['format']}/{NATIVE_FORMAT}": _format_ratio(section, r, native)
         for r in rows
         if r["format"] != NATIVE_FORMAT
     }
+
+
+def _format_ratio(section: dict[str, Any], row: dict[str, Any], native: float | None) -> float | None:
+    """The row's ratio: paired with the native drains beside its own (``paired`` sections), else its
+    rate ÷ the native contract's (results from before the pairing)."""
+    if section.get("paired"):
+        return row.get("ratio")
+    return _ratio(row.get("end_to_end_rate"), native)
 
 
 def _round(v: Any) -> float | None:
@@ -232,11 +241,16 @@ def table(results: dict[str, Any]) -> str:
 def _formats_table(section: dict[str, Any]) -> list[str]:
     when = f", measured {section['date']} at {section['commit']}" if "date" in section else ""
     goal = section.get("target", FORMAT_TARGET)
+    paired = (
+        " (÷ ioc_v1: each drain against the ioc_v1 drains right before and after it; two drains per format, "
+        "in order and then in reverse; rates and CPU are the means of a format's drains)"
+        if section.get("paired") else ""
+    )  # fmt: skip
     lines = [
         f"### Payload formats (ioc ingest --sources; {_fmt(section['readings'])} readings per format{when})", "",
         f"Each format's readings of the same {', '.join(section.get('kinds', []))} devices, queued on the broker "
         "for ingest's persistent session and drained: end to end is readings ÷ the time from the first message "
-        "received to the last reading stored; decode only is the same messages through the router in one "
+        f"received to the last reading stored{paired}; decode only is the same messages through the router in one "
         f"process (best of 3, {_fmt(section.get('decode_messages'))} messages). Target: ≥ {goal:g} × `ioc_v1`.", "",
         "| format | readings/message | end to end readings/s | ÷ ioc_v1 | decode only readings/s "
         f"| CPU s / 100k | payload bytes | ≥ {goal:g} × ioc_v1 |",
@@ -244,7 +258,7 @@ def _formats_table(section: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
     native = next((r.get("end_to_end_rate") for r in section["rows"] if r["format"] == NATIVE_FORMAT), None)
     for r in section["rows"]:
-        ratio = _ratio(r.get("end_to_end_rate"), native)
+        ratio = _format_ratio(section, r, native)
         met = "–" if ratio is None or r["format"] == NATIVE_FORMAT else ("yes" if ratio >= goal else "**no**")
         rate = _fmt(r.get("end_to_end_rate")) if "error" not in r else "failed"
         lines.append(
@@ -487,7 +501,7 @@ def _formats_panel(ax: Any, results: dict[str, Any]) -> None:
     goal = section.get("target", FORMAT_TARGET)
     native = next((r.get("end_to_end_rate") for r in section["rows"] if r["format"] == NATIVE_FORMAT), None)
     names = [r["format"] for r in section["rows"]]
-    values = [_ratio(r.get("end_to_end_rate"), native) or 0.0 for r in section["rows"]]
+    values = [_format_ratio(section, r, native) or 0.0 for r in section["rows"]]
     colors = ["#7f8c8d" if n == NATIVE_FORMAT else ("#27ae60" if v >= goal else "#c0392b")
               for n, v in zip(names, values, strict=True)]  # fmt: skip
     ax.barh(names, values, color=colors)

@@ -23,6 +23,7 @@ def test_every_format_drains_exactly_its_backlog(influxd: InfluxServer, tmp_path
     section = formats_bench.run(bench, N)
 
     rows = {r["format"]: r for r in section["rows"]}
+    assert section["paired"] is True
     assert tuple(rows) == formats_bench.ORDER
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
@@ -32,6 +33,9 @@ def test_every_format_drains_exactly_its_backlog(influxd: InfluxServer, tmp_path
         assert r["rejected"] == 0, name
         assert r["drain_s"] > 0, name
         assert r["end_to_end_rate"] > 0, name
+        drains = 2 * (len(formats_bench.ORDER) - 1) + 1 if name == "ioc_v1" else 2  # ioc_v1 beside every drain
+        assert len(r["runs"]) == drains, name
+        assert r["end_to_end_rate"] == round(sum(r["runs"]) / drains, 1), name
         assert r["decode_rate"] > 0, name
         assert r["cpu_s_per_100k"] > 0, name
         assert isinstance(r["met"], bool), name

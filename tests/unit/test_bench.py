@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from bench import harness
+from bench.formats_bench import _paired_ratios, schedule
 from bench.harness import Bench, RampResult
 from bench.latency import LatencyProbe
 from bench.publish import PublishResult, _remaining_length
@@ -285,3 +286,22 @@ def test_readings_still_arriving_when_the_drain_gives_up_are_not_written_off(mon
     got = _ramp(_LossyContender(lost=7, fails_above=3_000), final_drain_s=0.1)
     assert all(not s.drained for s in got.steps)
     assert got.loss_free_rate == 0
+
+
+def test_the_native_contract_is_drained_beside_every_other_formats_drain() -> None:
+    assert schedule(("ioc_v1", "a", "b")) == ["ioc_v1", "a", "ioc_v1", "b", "ioc_v1", "b", "ioc_v1", "a", "ioc_v1"]
+    assert schedule(("a", "b")) == ["a", "b"]  # no reference to pair with: each once
+    assert schedule(("ioc_v1",)) == ["ioc_v1"]
+
+
+def test_a_formats_ratio_is_taken_against_the_native_drains_beside_each_of_its_drains() -> None:
+    order = schedule(("ioc_v1", "a", "b"))
+    rates = [100.0, 80.0, 60.0, 45.0, 50.0, 40.0, 60.0, 72.0, 100.0]  # the host slows, then recovers
+    drained: list[dict[str, Any] | None] = [{"end_to_end_rate": r} for r in rates]
+    paired = _paired_ratios(order, drained)
+    assert paired["ioc_v1"] == [1.0]
+    assert paired["a"] == [pytest.approx(1.0), pytest.approx(0.9)]  # 80 / mean(100, 60); 72 / mean(60, 100)
+    assert paired["b"] == [pytest.approx(45 / 55), pytest.approx(40 / 55)]
+    drained[2] = None  # a failed native drain: the one beside it on the other side still counts
+    assert _paired_ratios(order, drained)["a"][0] == pytest.approx(0.8)
+    assert _paired_ratios(order, drained)["b"][0] == pytest.approx(0.9)
