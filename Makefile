@@ -44,7 +44,7 @@ integration: $(STAMP) servers browser
 test: $(STAMP) servers browser lint typecheck
 	$(BIN)/pytest
 
-# Benchmarks against the peers (docs/benchmarks.md): about 40 minutes, or 2 for the quick version.
+# Benchmarks against the peers (docs/benchmarks.md): about 70 minutes, or about 3½ for the quick version.
 bench: $(STAMP) servers
 	$(BIN)/python -m bench.run $(ARGS)
 

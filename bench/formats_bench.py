@@ -344,7 +344,7 @@ def schedule(formats: Sequence[str]) -> list[str]:
 
 def run(bench: Bench, readings: int, formats: Sequence[str] = ORDER) -> dict[str, Any]:
     """Every format's drains as :func:`schedule` orders them. A format's ratio is the mean, over its
-    drains, of its rate ÷ the mean of the two ``ioc_v1`` drains beside it (seconds apart), so that a
+    drains, of its rate ÷ the mean of the two ``ioc_v1`` drains beside it (10–20 s apart), so that a
     shared host growing slower or faster during the section tilts no format against another.
     Returns the section of ``bench.run``'s results: per format, the means of its drains (``runs``:
     each drain's rate), decode only (measured after its first drain) and the ratio."""
@@ -358,7 +358,7 @@ def run(bench: Bench, readings: int, formats: Sequence[str] = ORDER) -> dict[str
     drained: list[dict[str, Any] | None] = []  # each drain of ``order``, None where it failed or was skipped
     for name in order:
         row = rows.get(name)
-        if row is not None and "error" in row:
+        if row is not None and name != NATIVE and row.get("errors"):  # its next drain would fail alike
             drained.append(None)
             continue
         started = time.monotonic()
@@ -370,27 +370,34 @@ def run(bench: Bench, readings: int, formats: Sequence[str] = ORDER) -> dict[str
                 "mean_payload_bytes": round(work.mean_bytes), "births": len(work.births),
                 "build_s": round(time.monotonic() - started, 2),
             }  # fmt: skip
-        first = "decode_rate" not in row
+        first = "decode_rate" not in row and "decode_error" not in row
         try:
             d = drain(bench, work, sources)
-            if first:
-                row["decode_rate"] = decode_rate(work, fleet, sources)
-        except ContenderError as exc:  # recorded and shown; the other formats go on
+        except ContenderError as exc:  # recorded and shown; the reference's other drains and the other formats go on
             log(f"  formats: {name} failed: {exc}")
-            row["error"] = str(exc)[:2000]
+            row.setdefault("errors", []).append(str(exc)[:2000])
             drained.append(None)
             continue
         drained.append(d)
-        decode = f", decode only {row['decode_rate']:>9,.0f}/s" if first else ""
+        if first:
+            try:
+                row["decode_rate"] = decode_rate(work, fleet, sources)
+            except ContenderError as exc:  # the drain above stands
+                log(f"  formats: {name} decode only failed: {exc}")
+                row["decode_error"] = str(exc)[:2000]
+        decode = f", decode only {row.get('decode_rate') or 0:>9,.0f}/s" if first else ""
         log(
             f"  formats: {name:14s} {d['end_to_end_rate'] or 0:>9,.0f} readings/s end to end{decode} "
             f"({d['drain_s']} s drain, {d['cpu_s_per_100k']} CPU s/100k)"
         )
-    ordered = [
-        rows[name] | _mean_of([d for n, d in zip(order, drained, strict=True) if n == name and d is not None])
-        for name in formats
-        if name in rows
-    ]
+    ordered = []
+    for name in formats:
+        if name not in rows:
+            continue
+        row = rows[name] | _mean_of([d for n, d in zip(order, drained, strict=True) if n == name and d is not None])
+        if row.get("errors") and "end_to_end_rate" not in row:  # no drain of it succeeded
+            row["error"] = row["errors"][0]
+        ordered.append(row)
     paired = _paired_ratios(order, drained)
     for r in ordered:
         ratios = paired.get(r["format"], [])
@@ -423,19 +430,21 @@ def _paired_ratios(order: Sequence[str], drained: Sequence[dict[str, Any] | None
 
 
 def _mean_of(drains: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One row's figures from its drains: rates, seconds and CPU are the means (``runs``: each drain's
-    rate); ``stored`` and ``in_db`` the fewest any drain stored, ``rejected`` the most it refused."""
+    """One row's figures from the drains that succeeded: rates, seconds and CPU are the means of those
+    that have them (``runs``: each drain's rate); ``stored`` and ``in_db`` the fewest any drain stored,
+    ``rejected`` the most it refused."""
     if not drains:
         return {}
 
     def mean(key: str, digits: int) -> float | None:
         values = [d[key] for d in drains if d.get(key) is not None]
-        return round(statistics.fmean(values), digits) if len(values) == len(drains) else None
+        return round(statistics.fmean(values), digits) if values else None
 
     return {
         "publish_s": mean("publish_s", 2), "drain_s": mean("drain_s", 3),
         "end_to_end_rate": mean("end_to_end_rate", 1), "after_first_batch_rate": mean("after_first_batch_rate", 1),
-        "cpu_s_per_100k": mean("cpu_s_per_100k", 3), "runs": [d["end_to_end_rate"] for d in drains],
+        "cpu_s_per_100k": mean("cpu_s_per_100k", 3),
+        "runs": [d["end_to_end_rate"] for d in drains if d.get("end_to_end_rate")],
         "stored": min(d["stored"] for d in drains), "rejected": max(d["rejected"] for d in drains),
         "in_db": min(d["in_db"] for d in drains),
     }  # fmt: skip
@@ -446,7 +455,7 @@ def table(section: dict[str, Any]) -> str:
     lines = [f"{'format':14s} {'rdg/msg':>7} {'end to end /s':>14} {'÷ ioc_v1':>9} {'decode only /s':>15} {'met':>4}"]
     for r in section["rows"]:
         met = {True: "yes", False: "NO", None: "–"}[r.get("met")]
-        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "–"
+        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "–"
         lines.append(
             f"{r['format']:14s} {r['readings_per_message']:>7} {r.get('end_to_end_rate') or 0:>14,.0f} "
             f"{ratio:>9} {r.get('decode_rate') or 0:>15,.0f} {met:>4}"

@@ -63,7 +63,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _format_ratios(results: dict[str, Any]) -> dict[str, float | None]:
-    """Each payload format's end-to-end readings/s ÷ the native contract's, in the same run."""
+    """Each payload format's end-to-end readings/s ÷ the native contract's, in the same run (paired
+    drains: :func:`_format_ratio`)."""
     section = results.get("formats", {})
     rows = section.get("rows", [])
     native = next((r.get("end_to_end_rate") for r in rows if r["format"] == NATIVE_FORMAT), None)

@@ -23,10 +23,11 @@ def test_every_format_drains_exactly_its_backlog(influxd: InfluxServer, tmp_path
     section = formats_bench.run(bench, N)
 
     rows = {r["format"]: r for r in section["rows"]}
-    assert section["paired"] is True
     assert tuple(rows) == formats_bench.ORDER
     for name, r in rows.items():
         assert "error" not in r, (name, r.get("error"))
+        assert not r.get("errors"), (name, r.get("errors"))  # no drain failed
+        assert "decode_error" not in r, (name, r.get("decode_error"))
         assert r["messages"] == r["readings"] == N, name
         assert r["readings_per_message"] == 1.0, name
         assert r["stored"] == r["in_db"] == N, name  # every reading once, none refused
@@ -35,7 +36,6 @@ def test_every_format_drains_exactly_its_backlog(influxd: InfluxServer, tmp_path
         assert r["end_to_end_rate"] > 0, name
         drains = 2 * (len(formats_bench.ORDER) - 1) + 1 if name == "ioc_v1" else 2  # ioc_v1 beside every drain
         assert len(r["runs"]) == drains, name
-        assert r["end_to_end_rate"] == round(sum(r["runs"]) / drains, 1), name
         assert r["decode_rate"] > 0, name
         assert r["cpu_s_per_100k"] > 0, name
         assert isinstance(r["met"], bool), name

@@ -305,3 +305,68 @@ def test_a_formats_ratio_is_taken_against_the_native_drains_beside_each_of_its_d
     drained[2] = None  # a failed native drain: the one beside it on the other side still counts
     assert _paired_ratios(order, drained)["a"][0] == pytest.approx(0.8)
     assert _paired_ratios(order, drained)["b"][0] == pytest.approx(0.9)
+
+
+def _formats_section(paired: bool) -> dict[str, Any]:
+    rows = [
+        {"format": "ioc_v1", "readings_per_message": 1.0, "end_to_end_rate": 40_000.0, "ratio": 1.0},
+        {"format": "senml", "readings_per_message": 1.0, "end_to_end_rate": 34_000.0, "ratio": 0.7996},
+    ]
+    return {"formats": {"target": 0.8, "readings": 1000, "rows": rows} | ({"paired": True} if paired else {})}
+
+
+def _format_targets(results: dict[str, Any]) -> list[tuple[Any, Any]]:
+    return [(t["value"], t["met"]) for t in targets(results) if t["target"].startswith("formats:")]
+
+
+def test_paired_formats_are_judged_on_their_own_ratio_and_older_results_on_the_rates() -> None:
+    paired = _formats_section(paired=True)  # drains paired with the reference beside them: 0.7996, not 34k / 40k
+    assert ratios(paired)["formats"] == {"senml/ioc_v1": 0.7996}
+    assert _format_targets(paired) == [(0.7996, False)]
+    assert "| `senml` | 1 | 34,000 | 0.800 |" in table(paired | {"targets": targets(paired)})  # shown to 3, judged on 4
+    assert "**no**" in table(paired | {"targets": targets(paired)})
+    older = _formats_section(paired=False)  # before the pairing: rate ÷ the reference's rate
+    assert ratios(older)["formats"] == {"senml/ioc_v1": 0.85}
+    assert _format_targets(older) == [(0.85, True)]
+
+
+def test_a_failed_drain_costs_only_its_own_ratio(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The section's bookkeeping (servers stood in for: their drains are the integration test's)."""
+    from bench import formats_bench
+    from bench.contenders import ContenderError
+
+    rates = iter([100.0, 80.0, 0.0, 45.0, 50.0, 40.0, 60.0, 72.0, 100.0])  # 0.0: the 2nd ioc_v1 drain fails
+    decoded: list[str] = []
+
+    def drain(bench: object, work: formats_bench.Workset, sources: Path) -> dict[str, Any]:
+        rate = next(rates)
+        if not rate:
+            raise ContenderError("ioc_v1: 3 of 5 readings stored in time")
+        return {"publish_s": 1.0, "drain_s": 5.0, "end_to_end_rate": rate, "after_first_batch_rate": rate,
+                "cpu_s_per_100k": 2.0, "stored": 5, "rejected": 0, "in_db": 5}  # fmt: skip
+
+    def decode_rate(work: formats_bench.Workset, fleet: object, sources: Path) -> float:
+        decoded.append(work.format)
+        if work.format == "b":
+            raise ContenderError("b: decode-only refused a reading")
+        return 1000.0
+
+    monkeypatch.setattr(formats_bench, "load_fleet", lambda path: None)
+    monkeypatch.setattr(formats_bench, "write_sources", lambda path: None)
+    monkeypatch.setattr(formats_bench, "sample", lambda fleet, n, now_ms: [])
+    monkeypatch.setattr(formats_bench, "build", lambda name, *_: formats_bench.Workset(name, readings=5))
+    monkeypatch.setattr(formats_bench, "drain", drain)
+    monkeypatch.setattr(formats_bench, "decode_rate", decode_rate)
+    bench = cast(Bench, type("B", (), {"fleet": tmp_path / "fleet.yaml", "workdir": tmp_path})())
+    rows = {r["format"]: r for r in formats_bench.run(bench, 5, ("ioc_v1", "a", "b"))["rows"]}
+
+    assert decoded == ["ioc_v1", "a", "b"]  # decode only once each, after its first drain
+    native = rows["ioc_v1"]
+    assert "error" not in native  # four of its five drains stand
+    assert native["errors"] == ["ioc_v1: 3 of 5 readings stored in time"]
+    assert native["runs"] == [100.0, 50.0, 60.0, 100.0]
+    assert rows["a"]["ratio"] == pytest.approx((80 / 100 + 72 / 80) / 2, abs=1e-4)  # the failed neighbour left out
+    assert rows["b"]["ratio"] == pytest.approx((45 / 50 + 40 / 55) / 2, abs=1e-4)
+    assert rows["b"]["decode_error"] == "b: decode-only refused a reading"
+    assert rows["b"]["end_to_end_rate"] == 42.5  # its drains stand without decode only
+    assert all(r["met"] is not None for r in rows.values())
