@@ -448,16 +448,3 @@ def _mean_of(drains: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "stored": min(d["stored"] for d in drains), "rejected": max(d["rejected"] for d in drains),
         "in_db": min(d["in_db"] for d in drains),
     }  # fmt: skip
-
-
-def table(section: dict[str, Any]) -> str:
-    """A plain-text table of the section (the markdown one is :func:`bench.report.table`'s)."""
-    lines = [f"{'format':14s} {'rdg/msg':>7} {'end to end /s':>14} {'÷ ioc_v1':>9} {'decode only /s':>15} {'met':>4}"]
-    for r in section["rows"]:
-        met = {True: "yes", False: "NO", None: "–"}[r.get("met")]
-        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "–"
-        lines.append(
-            f"{r['format']:14s} {r['readings_per_message']:>7} {r.get('end_to_end_rate') or 0:>14,.0f} "
-            f"{ratio:>9} {r.get('decode_rate') or 0:>15,.0f} {met:>4}"
-        )
-    return "\n".join(lines)
