@@ -34,7 +34,7 @@ from bench.contenders import ROOT, Contender, ContenderError, Stage
 from bench.latency import LatencyProbe
 from bench.publish import PublishResult
 from bench.workload import Workload
-from ioc.servers import InfluxServer, ServerProcess, start_mosquitto
+from ioc.servers import InfluxServer, ServerProcess, start_influxd, start_mosquitto
 from storage.influxql import query
 
 BATCH_ALLOWANCE_S = 1.0
@@ -195,6 +195,19 @@ class Bench:
         self.fleet = fleet
         self.streams = streams
         self._stages = 0
+
+    @contextlib.contextmanager
+    def own_influx(self, section: str) -> Iterator[Bench]:
+        """This bench with a fresh InfluxDB of its own, in its own folder, for one ``section``: its figures
+        do not depend on what the sections before it wrote to the shared one (an hour of ramps)."""
+        folder = self.workdir / section
+        folder.mkdir()
+        influx = start_influxd(folder / "influxdb")
+        try:
+            yield Bench(self.plan, folder, influx, self.fleet, self.streams, self.n_streams)
+        finally:
+            influx.stop()
+            shutil.rmtree(folder, ignore_errors=True)
 
     @contextlib.contextmanager
     def stage(self, label: str) -> Iterator[Stage]:

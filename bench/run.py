@@ -185,12 +185,14 @@ def run(plan: Plan, *, quick: bool, extras: bool = True, partial: Path | None = 
             log("publish → webhook …")
             results["webhook"] = webhook.run(bench, plan.webhook_probes)
             keep()
-            log("payload formats …")
-            results["formats"] = formats_bench.run(bench, _format_readings(quick))
+            log("payload formats (an InfluxDB of their own) …")
+            with bench.own_influx("formats") as own:
+                results["formats"] = formats_bench.run(own, _format_readings(quick))
             keep()
             # issue 15: throughput, latency and RSS against the registry's size (bench/scaling.py)
-            log("scaling: registry size …")
-            results["scaling"] = {"registry": scaling.run(bench, plan.registry_sizes, quick=quick)}
+            log("scaling: registry size (an InfluxDB of its own) …")
+            with bench.own_influx("scaling") as own:
+                results["scaling"] = {"registry": scaling.run(own, plan.registry_sizes, quick=quick)}
             keep()
     finally:
         influx.stop()

@@ -56,3 +56,20 @@ def test_publish_to_webhook_delivers_every_probe(influxd: InfluxServer, tmp_path
     got = webhook.run(bench, probes=2)
     assert got["delivered"] == 2
     assert got["p50_ms"] > 0
+
+
+def test_a_section_gets_an_influxdb_of_its_own(influxd: InfluxServer, tmp_path: Path) -> None:
+    bench = _bench(influxd, tmp_path)
+    with bench.own_influx("formats") as own:
+        assert own.influx.url != influxd.url
+        assert own.influx.ready()
+        assert own.workdir == tmp_path / "formats"
+        assert (own.plan, own.fleet, own.streams, own.n_streams) == (
+            bench.plan, bench.fleet, bench.streams, bench.n_streams,
+        )  # fmt: skip
+        with own.stage("probe") as stage:
+            assert stage.influx_url == own.influx.url
+        server = own.influx
+    assert not server.ready()  # stopped, its folder gone
+    assert not (tmp_path / "formats").exists()
+    assert influxd.ready()  # the shared one runs on
