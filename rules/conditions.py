@@ -276,35 +276,39 @@ class BucketStats:
         starts_run[0] = True
         np.not_equal(b[1:], b[:-1], out=starts_run[1:])
         starts_run[1:] |= dev[1:] != dev[:-1]
-        start = np.flatnonzero(starts_run)
-        size = np.diff(start, append=n)
-        if len(start) < n:  # else every row is a run of its own: no gathers
+        single = bool(starts_run.all())  # every row a run of its own: no gathers
+        if not single:
+            start = np.flatnonzero(starts_run)
+            size = np.diff(start, append=n)
             dev, bucket, b = dev[start], bucket[start], b[start]
-        cell = dev * self.slots + bucket % self.slots  # flat index into the (device, slot) arrays
+        cell = bucket  # made in place (each large temporary costs): the flat index into the (device, slot) arrays
+        cell %= self.slots
+        cell += dev * self.slots
         ids = self.ids.reshape(-1)  # views: every array here is C-contiguous
         current = ids[cell]
         np.maximum.at(ids, cell, b)  # a cell moves on to its newest bucket, never back
         target = ids[cell]
-        renewed = cell[target != current]
         keep = b == target  # runs of a bucket the cell has left behind are too old
         every = bool(keep.all())
-        at, kept = (cell, size) if every else (cell[keep], size[keep])  # cells distinct: one run each
+        at = cell if every else cell[keep]  # cells distinct: one run each
+        rows = 1 if single else (size if every else size[keep]).astype(np.int32)  # each kept run's
+        # A cell that moved on starts over; it has a kept run (its newest bucket's), so only those are reset.
+        renewed = (target != current) if every else (target[keep] != current[keep])
         count = self.count.reshape(-1)
-        count[renewed] = 0
-        count[at] += kept.astype(np.int32)
+        count[at] = np.where(renewed, 0, count[at]) + rows
         if self.sum is not None:
             total = self.sum.reshape(-1)
-            total[renewed] = 0.0
-            if len(start) == n:  # a row per run, so one per cell: one add each
-                total[at] += v if every else v[keep]
+            before = np.where(renewed, 0.0, total[at])
+            if single:  # a row per run, so one per cell: one add each
+                total[at] = before + (v if every else v[keep])
             else:  # row by row, in order, as a float sum must be
-                np.add.at(total, np.repeat(at, kept), v if every else v[np.repeat(keep, size)])
+                total[at] = before
+                np.add.at(total, np.repeat(at, rows), v if every else v[np.repeat(keep, size)])
         if self.min is not None and self.max is not None:
             lo, hi = self.min.reshape(-1), self.max.reshape(-1)
-            lo[renewed], hi[renewed] = np.inf, -np.inf
-            low, high = np.minimum.reduceat(v, start), np.maximum.reduceat(v, start)
-            lo[at] = np.minimum(lo[at], low if every else low[keep])
-            hi[at] = np.maximum(hi[at], high if every else high[keep])
+            low, high = (v, v) if single else (np.minimum.reduceat(v, start), np.maximum.reduceat(v, start))
+            lo[at] = np.minimum(np.where(renewed, np.inf, lo[at]), low if every else low[keep])
+            hi[at] = np.maximum(np.where(renewed, -np.inf, hi[at]), high if every else high[keep])
 
     def stat(self, dev: Ints, at_ts: Ints, stat: str) -> Floats:
         """The statistic over the window ending at ``at_ts`` for each device (NaN if empty)."""
@@ -343,8 +347,8 @@ class WindowEval:
         if not len(rows):
             return Changes.empty()
         self.stats.add(rows.device, rows.ts, rows.value)
-        last = group_lasts(rows.device)
-        dev, ts = rows.device[last], rows.ts[last]
+        g = rows.groups()
+        dev, ts = g.head, g.tail_ts  # each device's newest row
         c = self.cond
         s = self.stats.stat(dev, ts, c.stat)
         bad = compare(s, c.op, c.value)
@@ -401,7 +405,8 @@ class ChangeEval:
             return Changes.empty()
         n = len(self.on)
         stat_name = self.cond.stat
-        day = (rows.ts + LOCAL_OFFSET_MS) // DAY_MS
+        day = rows.ts + LOCAL_OFFSET_MS  # in place from here (each large temporary costs)
+        day //= DAY_MS
         g = rows.groups()
         lasts, dev, ts = g.lasts, g.head, g.tail_ts
         newest = self.day[:, 0].copy()  # a device's newest day is its last row's (its rows are in time order)
@@ -418,9 +423,11 @@ class ChangeEval:
             c[idx, r] += self.count[ok, k]
             lo[idx, r] = np.minimum(lo[idx, r], self.min[ok, k])
             hi[idx, r] = np.maximum(hi[idx, r], self.max[ok, k])
-        rel = newest[rows.device] - day
-        kept = np.flatnonzero(rel <= 1)
-        cell, v = rows.device[kept] * 2 + rel[kept], rows.value[kept]  # flat (device, day) index
+        rel = newest[rows.device]
+        rel -= day
+        kept = rel <= 1
+        cell, v = rows.device[kept] * 2, rows.value[kept]
+        cell += rel[kept]  # flat (device, day) index
         c.reshape(-1)[:] += np.bincount(cell, minlength=2 * n)  # whole numbers: exact in any order
         if stat_name == "mean":  # only the statistic the rule reads is kept
             np.add.at(s.reshape(-1), cell, v)  # in row order, as ever (a float sum depends on it)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from operator import attrgetter
 
 import numpy as np
@@ -55,8 +54,8 @@ NEVER = np.iinfo(np.int64).min // 2
 class _Picked:
     """The rows of one kind's batch that a selection takes, with their devices' slots."""
 
-    idx: Ints | slice
-    """Their positions in the batch; a slice of all when the selection takes every row (views, no copies)."""
+    rows: Ints
+    """Their positions in the batch as given, where their fields are: each field is gathered once, right there."""
     slot: Ints
     ts: Ints
     groups: Groups
@@ -74,9 +73,8 @@ class _Picked:
 
 @dataclass(slots=True)
 class _Sorted:
-    """One kind's readings sorted by (device, ts); fields sorted, and derived ones computed, on demand."""
+    """One kind's readings sorted by (device, ts); fields gathered, and derived ones computed, on demand."""
 
-    device: Ints
     ts: Ints
     order: Ints
     raw: Mapping[str, Floats]
@@ -84,61 +82,67 @@ class _Sorted:
     """Where each device's run of rows starts; ``sizes`` its rows, ``devices`` its device."""
     sizes: Ints
     devices: Ints
-    fields: dict[str, Floats] = dataclasses.field(default_factory=dict)
+    shared: Collection[str]
+    """The derived fields several selections read: computed once on every row, not on each selection's."""
+    derived: dict[str, Floats] = dataclasses.field(default_factory=dict)
+    """The ``shared`` ones computed, in the batch's order."""
     picked: dict[_Selection, _Picked] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of(cls, cols: Readings, n_devices: int) -> _Sorted:
+    def of(cls, cols: Readings, n_devices: int, shared: Collection[str]) -> _Sorted:
         """``cols`` sorted; their device indexes are below ``n_devices``."""
         unsorted, ts = np.asarray(cols.device), np.asarray(cols.ts_ms, dtype=np.int64)
         order = _order(unsorted, ts, n_devices)
-        device: Ints = unsorted[order].astype(np.int64)
+        device = unsorted[order]
         ts = ts[order]
         starts = np.flatnonzero(group_firsts(device))
         sizes = np.diff(starts, append=len(device))
-        return cls(device, ts, order, cols.fields, starts, sizes, device[starts])
-
-    def field(self, name: str) -> Floats:
-        f = self.fields.get(name)
-        if f is None:
-            raw = self.raw.get(name)
-            if raw is not None:
-                f = np.asarray(raw)[self.order]
-            elif name in DERIVED:  # row by row: computed on the batch's order, then sorted
-                f = compute(name, self.raw)[self.order]
-            else:
-                return np.full(len(self.device), np.nan)
-            self.fields[name] = f
-        return f
+        return cls(ts, order, cols.fields, starts, sizes, device[starts].astype(np.int64), shared)
 
     def pick(self, sel: _Selection) -> _Picked:
         """The rows of devices ``sel`` selects now (computed once per batch and selection)."""
         p = self.picked.get(sel)
         if p is None:
             taken = sel.mask[self.devices]  # by device run: the rows follow
-            idx: Ints | slice
-            if taken.all():
-                idx, starts, sizes, devices, n = slice(None), self.starts, self.sizes, self.devices, len(self.device)
+            if taken.all():  # views, no copies
+                starts, sizes, devices, rows, ts = self.starts, self.sizes, self.devices, self.order, self.ts
             else:
                 runs = np.flatnonzero(taken)
                 sizes, devices = self.sizes[runs], self.devices[runs]
-                n = int(sizes.sum())
                 starts = np.cumsum(sizes) - sizes  # where the runs start among the rows taken
-                idx = np.repeat(self.starts[runs] - starts, sizes) + np.arange(n)
+                by_row = np.repeat(taken, self.sizes)
+                rows, ts = self.order[by_row], self.ts[by_row]
+            n = len(ts)
             head = sel.local[devices].astype(np.int64)
             lasts = starts + sizes - 1
             first, last = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
             first[starts], last[lasts] = True, True
-            ts = self.ts[idx]
             groups = Groups(first, last, starts, lasts, head, ts[starts], ts[lasts])
-            p = self.picked[sel] = _Picked(idx, np.repeat(head, sizes), ts, groups)
+            p = self.picked[sel] = _Picked(rows, np.repeat(head, sizes), ts, groups)
         return p
 
     def values(self, p: _Picked, name: str) -> Floats:
-        """Field ``name`` on the rows ``p`` picked (one gather per batch, selection and field)."""
+        """Field ``name`` on the rows ``p`` picked (one gather per batch, selection and field); NaN if none.
+
+        A derived field is computed on those rows alone (row by row, so the same values), unless it is
+        ``shared``.
+        """
         v = p.values.get(name)
         if v is None:
-            v = p.values[name] = self.field(name)[p.idx]
+            raw = self.raw.get(name)
+            if raw is not None:
+                v = np.asarray(raw)[p.rows]
+            elif name not in DERIVED:
+                v = np.full(len(p.ts), np.nan)
+            elif name in self.shared:
+                every = self.derived.get(name)
+                if every is None:
+                    every = self.derived[name] = compute(name, self.raw)
+                v = every[p.rows]
+            else:
+                inputs = {f: self.values(p, f) for f in DERIVED[name].inputs if f in self.raw}
+                v = compute(name, inputs) if inputs else np.full(len(p.ts), np.nan)
+            p.values[name] = v
         return v
 
 
@@ -251,6 +255,27 @@ def _names(rule: Rule) -> _Names:
     return rule.family or "", rule.rank, title_vi, title_en, getattr(rule.condition, "op", ">") in (">", ">=")
 
 
+def _transitions(
+    rule: Rule, names: _Names, events: Iterable[tuple[State, int, int, float]], devices: Sequence[DeviceInfo]
+) -> list[Transition]:
+    """``rule``'s transitions of (state, engine device, time, value) ``events``; their texts are rendered when
+    first read (:func:`~rules.messages.alert_texts`)."""
+    rule_id, usual, critical = rule.id, rule.severity, rule.critical_above
+    family, rank, title_vi, title_en, upward = names
+    deferred = Transition.deferred
+    out: list[Transition] = []
+    for state, g, ts, value in events:
+        beyond = (
+            critical is not None and state is State.FIRING and not math.isnan(value)
+            and (value >= critical if upward else value <= critical)
+        )  # fmt: skip
+        device = devices[g]
+        fields = (rule_id, g, device.id, state, ts, value, Severity.CRITICAL if beyond else usual,
+                  family, rank, title_vi, title_en)  # fmt: skip
+        out.append(deferred(fields, alert_texts, (rule, device, state, ts, value)))
+    return out
+
+
 class _CompiledRule:
     """A rule and its state: every per-device array has one slot per device of its selection."""
 
@@ -287,6 +312,13 @@ class _CompiledRule:
                 raise RulesError(f"rule {rule.id}: unknown camera event {c.event!r}")
             self.evaluator = EventEval(c, n, list(event_classes).index(c.event))
         sel.rules.append(self)
+
+    def reads(self) -> Iterator[tuple[str, str]]:
+        """The (kind, field) of each reading field the rule reads."""
+        if self.no_data is None:
+            yield self.key, self.field
+        for gate in self.gates:
+            yield self.rule.kind, gate.gate.field
 
     @property
     def members(self) -> Ints:
@@ -352,7 +384,7 @@ class _CompiledRule:
             status = batch.get(STATUS_MEASUREMENT)
             if status is not None:
                 p = status.pick(self.sel)
-                self.no_data.status(p.slot, status.field(STATUS_ONLINE)[p.idx])
+                self.no_data.status(p.slot, status.values(p, STATUS_ONLINE))
         rows = self.rows(batch)
         for gate in self.gates:
             data = batch.get(self.rule.kind)
@@ -400,6 +432,16 @@ class Engine:
                 sel = selections[key] = _Selection(r.kind, r.select, self._tags.select(r.kind, r.select, self.devices))
             self._rules.append(_CompiledRule(r, sel, event_classes, start_ms))
         self._selections = list(selections.values())
+        # A derived field several selections read is computed once per batch on every row (_Sorted.values).
+        readers: dict[tuple[str, str], set[_Selection]] = {}
+        for c in self._rules:
+            for kind, name in c.reads():
+                if name in DERIVED:
+                    readers.setdefault((kind, name), set()).add(c.sel)
+        self._shared: dict[str, set[str]] = {}
+        for (kind, name), sels in readers.items():
+            if len(sels) > 1:
+                self._shared.setdefault(kind, set()).add(name)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -412,7 +454,8 @@ class Engine:
         :data:`EVENTS_KEY` and status reports (field ``online``) under their measurement's name,
         :data:`~storage.layout.STATUS_MEASUREMENT`.
         """
-        batch = {k: _Sorted.of(v, len(self.devices)) for k, v in columns.items() if len(v.device)}
+        n = len(self.devices)
+        batch = {k: _Sorted.of(v, n, self._shared.get(k, ())) for k, v in columns.items() if len(v.device)}
         out: list[Transition] = []
         for compiled in self._rules:
             out.extend(self._alerts(compiled, compiled.evaluate(batch, now_ms)))
@@ -475,10 +518,9 @@ class Engine:
         """Alert transitions from one rule's condition changes (``d``: a slot; ``g``: its engine device)."""
         if not len(ch.device) and not len(ch.on_device):
             return []
-        rule = c.rule
-        gap = rule.min_gap_ms
+        gap = c.rule.min_gap_ms
         members = c.members
-        out: list[Transition] = []
+        events: list[tuple[State, int, int, float]] = []
         gates_ok: dict[int, bool] = {}
         if c.gates and len(ch.device):
             devs = np.unique(ch.device)
@@ -488,7 +530,7 @@ class Engine:
             gates_ok = dict(zip(devs.tolist(), ok.tolist(), strict=True))
         if len(ch.device):  # few, as a rule: their state read and written in place
             alert_on, pending, last_resolve = c.alert_on, c.pending, c.last_resolve
-            names, add = c.names, out.append
+            add = events.append
             changes = zip(
                 ch.device.tolist(), members[ch.device].tolist(), ch.ts.tolist(), ch.value.tolist(), ch.on.tolist(),
                 strict=True,
@@ -501,13 +543,13 @@ class Engine:
                         pending[d] = True
                         continue
                     alert_on[d], pending[d] = True, False
-                    add(self._transition(rule, g, State.FIRING, t, v, names))
+                    add((State.FIRING, g, t, v))
                 else:
                     pending[d] = False
                     if alert_on[d]:
                         alert_on[d] = False
                         last_resolve[d] = t
-                        add(self._transition(rule, g, State.RESOLVED, t, v, names))
+                        add((State.RESOLVED, g, t, v))
         # Fires held back by min_gap or a gate: due once the gap has passed and the gate opens.
         if c.pending.any() and len(ch.on_device):
             due = c.pending[ch.on_device] & (ch.on_ts - c.last_resolve[ch.on_device] >= gap)
@@ -515,23 +557,13 @@ class Engine:
                 for g in c.gates:
                     due &= g.passes(ch.on_device, ch.on_ts)
             slots = ch.on_device[due]
-            for d, g, t, v in zip(
-                slots.tolist(), members[slots].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True
-            ):
-                c.alert_on[d], c.pending[d] = True, False
-                out.append(self._transition(rule, g, State.FIRING, t, v, c.names))
-        return out
+            c.alert_on[slots], c.pending[slots] = True, False
+            fired = zip(members[slots].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True)
+            events.extend((State.FIRING, g, t, v) for g, t, v in fired)
+        return _transitions(c.rule, c.names, events, self.devices)
 
     def _transition(
         self, rule: Rule, d: int, state: State, ts: int, value: float, names: _Names | None = None
     ) -> Transition:
-        """A transition whose texts are rendered when first read (:func:`~rules.messages.alert_texts`)."""
-        device = self.devices[d]
-        family, rank, title_vi, title_en, upward = _names(rule) if names is None else names
-        severity = rule.severity
-        if state is State.FIRING and rule.critical_above is not None and not math.isnan(value):
-            beyond = value >= rule.critical_above if upward else value <= rule.critical_above
-            if beyond:
-                severity = Severity.CRITICAL
-        fields = (rule.id, d, device.id, state, ts, value, severity, family, rank, title_vi, title_en)
-        return Transition.deferred(fields, partial(alert_texts, rule, device, state, ts, value))
+        """One transition of ``rule`` for engine device ``d``; see :func:`_transitions`."""
+        return _transitions(rule, _names(rule) if names is None else names, [(state, d, ts, value)], self.devices)[0]

@@ -102,10 +102,11 @@ def run_starts(cond: Bools, firsts: Ints, carried: Bools, carry_start: Ints, ts:
     first row if ``cond`` holds there). :func:`run_lengths` without the lengths.
     """
     n = len(cond)
-    idx = np.arange(n)
     brk = ~cond
     brk[firsts] = True
-    seg = np.maximum.accumulate(np.where(brk, idx, 0))  # the row that began each row's segment
+    seg = np.arange(n)  # the row that began each row's segment, made in place (each large temporary costs)
+    seg[~brk] = 0
+    np.maximum.accumulate(seg, out=seg)
     start_row = seg + ~cond[seg]  # a false row ends a run: the next one begins it
     np.minimum(start_row, n - 1, out=start_row)
     start: Ints = ts[start_row]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +74,10 @@ class Texts:
     ``unit``, ``action``, ``time`` — Vietnamese, as the texts show them."""
 
 
+_Render = tuple[Callable[..., Texts], tuple[Any, ...]]
+"""How to render texts: a function and its arguments (cheaper to make than a ``functools.partial``)."""
+
+
 class Transition:
     """An alert changing state for one (rule, device); immutable.
 
@@ -84,8 +88,8 @@ class Transition:
 
     __slots__ = ("_f", "_t")
     _f: tuple[str, int, str, State, int, float, Severity, str, int, str, str]
-    _t: list[Texts | Callable[[], Texts]]
-    """[the texts] once known, else [how to render them]."""
+    _t: list[Texts | _Render]
+    """[the texts] once known, else [(function, arguments) that render them]."""
 
     def __init__(
         self,
@@ -114,19 +118,23 @@ class Transition:
             given = Texts(message_vi, message_en, message_sms, message_short, dict(params or {}))
             object.__setattr__(self, "_t", [given])
         else:
-            object.__setattr__(self, "_t", [texts])
+            object.__setattr__(self, "_t", [(texts, ())])
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Transition is immutable: cannot set {name!r}")
 
     @classmethod
     def deferred(
-        cls, fields: tuple[str, int, str, State, int, float, Severity, str, int, str, str], texts: Callable[[], Texts]
+        cls,
+        fields: tuple[str, int, str, State, int, float, Severity, str, int, str, str],
+        render: Callable[..., Texts],
+        args: tuple[Any, ...] = (),
     ) -> Transition:
-        """``Transition(*fields[:7], family=, rank=, title_vi=, title_en=, texts=texts)``, faster: an engine's."""
+        """``Transition(*fields[:7], family=, rank=, title_vi=, title_en=, texts=partial(render, *args))``,
+        faster: an engine's."""
         t = object.__new__(cls)
         object.__setattr__(t, "_f", fields)
-        object.__setattr__(t, "_t", [texts])
+        object.__setattr__(t, "_t", [(render, args)])
         return t
 
     def order(self) -> tuple[int, str, int]:
@@ -189,7 +197,8 @@ class Transition:
         """Its texts, rendered on first read."""
         t = self._t[0]
         if not isinstance(t, Texts):
-            t = self._t[0] = t()
+            render, args = t
+            t = self._t[0] = render(*args)
         return t
 
     @property

@@ -337,3 +337,30 @@ def test_message_numbers_missing_values_and_counts() -> None:
         == "? con, ?, maintenBa Tri, Ben Tre"
     )
     assert render("{time}", device=d, value=1, unit="", ts_ms=T0 + 5 * H + 30 * M, vietnamese=True).startswith("05:30 ")
+
+
+def test_a_derived_field_gives_the_same_values_read_by_one_selection_or_several() -> None:
+    """Computed on the rows of the one selection that reads it, or once on every row: the same alerts."""
+    rng = np.random.default_rng(7)
+    devices = [device(i, "water_quality", site=("pond", "river")[i % 2]) for i in range(6)]
+
+    def rule(rule_id: str, site: str) -> dict[str, Any]:
+        return {"id": rule_id, "kind": "water_quality", "select": {"site": [site]}, "severity": "warning",
+                "condition": {"type": "threshold", "field": "nh3_mg_l", "op": ">", "value": 0.05, "clear": 0.04},
+                "min_gap": "0s", "unit": "mg/L", "source": "test",
+                "message": {"vi": "NH3 {value:.3f}{unit}", "en": "NH3 {value:.3f}{unit}"}}  # fmt: skip
+
+    alone, shared = (
+        Engine(parse_pack({"name": "t", "rules": rules}, "t.yaml"), devices, event_classes=EVENTS, start_ms=T0)
+        for rules in ([rule("POND", "pond")], [rule("POND", "pond"), rule("RIVER", "river")])
+    )
+    n = 600
+    batch = cols(
+        rng.integers(0, 6, n).tolist(), (T0 + np.sort(rng.integers(0, D, n))).tolist(),
+        nh4_mg_l=rng.uniform(0.1, 1.0, n).tolist(), ph=rng.uniform(7.0, 8.6, n).tolist(),
+        temp_c=rng.uniform(25, 33, n).tolist(),
+    )  # fmt: skip
+    got = alone.evaluate({"water_quality": batch}, now_ms=T0 + D)
+    want = [t for t in shared.evaluate({"water_quality": batch}, now_ms=T0 + D) if t.rule_id == "POND"]
+    assert len(got) > 10
+    assert [(t.device, t.state, t.ts_ms, t.value) for t in got] == [(t.device, t.state, t.ts_ms, t.value) for t in want]

@@ -102,3 +102,25 @@ def test_a_transition_renders_its_texts_once_when_first_read() -> None:
     assert given == t
     with pytest.raises(AttributeError):
         t.value = math.nan  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("stat", [None, "mean", "range"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bucket_stats_with_a_row_to_each_bucket_in_one_call_are_row_by_row(stat: str | None, seed: int) -> None:
+    """Every row a bucket of its own (the usual window of readings every few minutes), many buckets left behind."""
+    rng = np.random.default_rng(seed)
+    window, n_devices = 3_600_000, 5
+    stats = BucketStats(window, n_devices, stat=stat)
+    device = np.sort(rng.integers(0, n_devices, 400)).astype(np.int64)
+    ts = np.empty(len(device), dtype=np.int64)
+    for d in range(n_devices):  # a device's rows in time order, each in a later bucket than the one before
+        rows = device == d
+        ts[rows] = np.cumsum(rng.integers(1, 4, rows.sum())) * stats.bucket_ms + rng.integers(0, 1000)
+    v = np.round(rng.normal(100, 30, len(device)), 3)
+    at_once, one_by_one = BucketStats(window, n_devices, stat=stat), BucketStats(window, n_devices, stat=stat)
+    at_once.add(device, ts, v)
+    for i in range(len(device)):
+        one_by_one.add(device[i : i + 1], ts[i : i + 1], v[i : i + 1])
+    for name in ("ids", "count", "sum", "min", "max"):
+        a, b = getattr(at_once, name), getattr(one_by_one, name)
+        assert (a is None and b is None) or np.array_equal(a, b), name
