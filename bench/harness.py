@@ -202,12 +202,12 @@ class Bench:
         do not depend on what the sections before it wrote to the shared one (an hour of ramps)."""
         folder = self.workdir / section
         folder.mkdir()
-        influx = start_influxd(folder / "influxdb")
+        influx = start_influxd(folder / "influxdb")  # one that does not come up is stopped (ServerProcess.start)
         try:
             yield Bench(self.plan, folder, influx, self.fleet, self.streams, self.n_streams)
         finally:
             influx.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder / "influxdb", ignore_errors=True)  # the contenders' logs stay, as the run's do
 
     @contextlib.contextmanager
     def stage(self, label: str) -> Iterator[Stage]:

@@ -185,6 +185,7 @@ def run(plan: Plan, *, quick: bool, extras: bool = True, partial: Path | None = 
             log("publish → webhook …")
             results["webhook"] = webhook.run(bench, plan.webhook_probes)
             keep()
+            influx.stop()  # nothing after this uses the shared one: its memory and work leave the two cores
             log("payload formats (an InfluxDB of their own) …")
             with bench.own_influx("formats") as own:
                 results["formats"] = formats_bench.run(own, _format_readings(quick))

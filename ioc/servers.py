@@ -126,7 +126,11 @@ class ServerProcess:
             start_new_session=True,
             **_as_user(self.run_as),
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except ServerError:  # not left running: it was started in a session of its own
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self) -> None:

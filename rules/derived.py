@@ -1,6 +1,8 @@
 """Derived fields: values rules read that no device sends, computed from the fields it does send.
 
-Every function is pure and vectorised: float arrays in, float64 arrays out, NaN in → NaN out.
+Every function is pure, vectorised and row by row (a row's value depends on that row's inputs alone: the
+engine computes one on the rows of the selection that reads it, or once on every row): float arrays in,
+float64 arrays out, NaN in → NaN out.
 :data:`DERIVED` names them for the engine, which evaluates one on a dict of reading columns with
 :func:`compute`; a column the batch lacks counts as all-NaN.
 """

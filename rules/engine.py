@@ -132,16 +132,15 @@ class _Sorted:
             raw = self.raw.get(name)
             if raw is not None:
                 v = np.asarray(raw)[p.rows]
-            elif name not in DERIVED:
-                v = np.full(len(p.ts), np.nan)
+            elif name not in DERIVED or not any(f in self.raw for f in DERIVED[name].inputs):
+                v = np.full(len(p.ts), np.nan)  # a batch without its inputs has no rows to compute it on
             elif name in self.shared:
                 every = self.derived.get(name)
                 if every is None:
                     every = self.derived[name] = compute(name, self.raw)
                 v = every[p.rows]
             else:
-                inputs = {f: self.values(p, f) for f in DERIVED[name].inputs if f in self.raw}
-                v = compute(name, inputs) if inputs else np.full(len(p.ts), np.nan)
+                v = compute(name, {f: self.values(p, f) for f in DERIVED[name].inputs if f in self.raw})
             p.values[name] = v
         return v
 

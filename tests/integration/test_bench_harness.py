@@ -1,11 +1,14 @@
 """The benchmark harness against real servers, small enough for every test run: the raw publisher,
-the ramp's bookkeeping, a receive-only limit, the latency probe and the publish → webhook run.
+the ramp's bookkeeping, a receive-only limit, the latency probe, the publish → webhook run and a
+section's own InfluxDB.
 It checks counts only (what was published is what was stored); speed lives in ``make bench``."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
+import pytest
 
 from bench import webhook
 from bench.contenders import BY_NAME
@@ -70,6 +73,18 @@ def test_a_section_gets_an_influxdb_of_its_own(influxd: InfluxServer, tmp_path: 
         with own.stage("probe") as stage:
             assert stage.influx_url == own.influx.url
         server = own.influx
-    assert not server.ready()  # stopped, its folder gone
-    assert not (tmp_path / "formats").exists()
+    assert not server.ready()  # stopped, its data gone
+    assert not (tmp_path / "formats" / "influxdb").exists()
     assert influxd.ready()  # the shared one runs on
+    started: list[InfluxServer] = []
+
+    def failing_section() -> None:
+        with bench.own_influx("scaling") as own:
+            started.append(own.influx)
+            raise RuntimeError("the section failed")
+
+    with pytest.raises(RuntimeError, match="the section failed"):  # a section that fails stops it too
+        failing_section()
+    [server] = started
+    assert not server.ready()
+    assert not (tmp_path / "scaling" / "influxdb").exists()

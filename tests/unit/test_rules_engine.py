@@ -354,13 +354,16 @@ def test_a_derived_field_gives_the_same_values_read_by_one_selection_or_several(
         Engine(parse_pack({"name": "t", "rules": rules}, "t.yaml"), devices, event_classes=EVENTS, start_ms=T0)
         for rules in ([rule("POND", "pond")], [rule("POND", "pond"), rule("RIVER", "river")])
     )
+    assert (alone._shared, shared._shared) == ({}, {"water_quality": {"nh3_mg_l"}})  # the two ways, both taken
     n = 600
-    batch = cols(
-        rng.integers(0, 6, n).tolist(), (T0 + np.sort(rng.integers(0, D, n))).tolist(),
-        nh4_mg_l=rng.uniform(0.1, 1.0, n).tolist(), ph=rng.uniform(7.0, 8.6, n).tolist(),
-        temp_c=rng.uniform(25, 33, n).tolist(),
-    )  # fmt: skip
+    inputs = {"nh4_mg_l": rng.uniform(0.1, 1.0, n), "ph": rng.uniform(7.0, 8.6, n), "temp_c": rng.uniform(25, 33, n)}
+    rows = rng.integers(0, 6, n).tolist(), (T0 + np.sort(rng.integers(0, D, n))).tolist()
+    batch = cols(*rows, **{k: v.tolist() for k, v in inputs.items()})
     got = alone.evaluate({"water_quality": batch}, now_ms=T0 + D)
     want = [t for t in shared.evaluate({"water_quality": batch}, now_ms=T0 + D) if t.rule_id == "POND"]
     assert len(got) > 10
     assert [(t.device, t.state, t.ts_ms, t.value) for t in got] == [(t.device, t.state, t.ts_ms, t.value) for t in want]
+    for name in ("all", *inputs):  # an input missing from the batch: NaN on both ways, so no transition on either
+        lacking = cols(*rows, **{k: v.tolist() for k, v in inputs.items() if name not in ("all", k)})
+        assert alone.evaluate({"water_quality": lacking}, now_ms=T0 + 2 * D) == [], name
+        assert shared.evaluate({"water_quality": lacking}, now_ms=T0 + 2 * D) == [], name

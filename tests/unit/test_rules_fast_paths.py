@@ -121,6 +121,14 @@ def test_bucket_stats_with_a_row_to_each_bucket_in_one_call_are_row_by_row(stat:
     at_once.add(device, ts, v)
     for i in range(len(device)):
         one_by_one.add(device[i : i + 1], ts[i : i + 1], v[i : i + 1])
+    # Then a row to each device's newest bucket, in one call: cells that keep what they hold and add to it.
+    more_device = np.unique(device)
+    more_ts = np.array([ts[device == d].max() + 1 for d in more_device], dtype=np.int64)
+    more_v = np.round(rng.normal(100, 30, len(more_device)), 3)
+    at_once.add(more_device, more_ts, more_v)
+    for i in range(len(more_device)):
+        one_by_one.add(more_device[i : i + 1], more_ts[i : i + 1], more_v[i : i + 1])
     for name in ("ids", "count", "sum", "min", "max"):
         a, b = getattr(at_once, name), getattr(one_by_one, name)
         assert (a is None and b is None) or np.array_equal(a, b), name
+    assert int(at_once.count.max()) >= 2  # the newest cells hold two rows now
