@@ -35,6 +35,8 @@ class Stage:
     db: str
     fleet: Path
     workdir: Path
+    broker_pid: int
+    """The broker's process (for where the machine's cores went)."""
 
 
 def stored_in_influx(url: str, db: str) -> int:

@@ -8,7 +8,9 @@ For each (round, workload) every contender gets, in turn (A B C … A B C …):
   that write once a second: lag is not growing) and had stored everything within ``grace_s``
   after the step (no loss, no backlog: a consumer with capacity C passes a step at rate R only if
   (R - C) × step_s ≤ C × grace_s). The last passing step's rate
-  is the contender's loss-free rate. CPU seconds and peak RSS are read from ``/proc``.
+  is the contender's loss-free rate. CPU seconds and peak RSS are read from ``/proc``; so is, for
+  each step's second half, where the machine's cores went (:class:`StepRecord`'s ``cores``: the
+  contender, the broker, the database and the publisher).
 * a **latency** run (consumers that store): a fresh broker and database with a UDP subscription
   (:mod:`bench.latency`), ``latency_s`` seconds at a fixed moderate rate, publish → stored p50/p99.
 """
@@ -32,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.contenders import ROOT, Contender, ContenderError, Stage
 from bench.latency import LatencyProbe
+from bench.procstat import cpu_seconds
 from bench.publish import PublishResult
 from bench.workload import Workload
 from ioc.servers import InfluxServer, ServerProcess, start_influxd, start_mosquitto
@@ -81,6 +84,9 @@ class StepRecord:
     kept_up: bool
     drained: bool
     lag_after_s: float
+    cores: dict[str, float] = field(default_factory=dict)
+    """Cores each part of the machine used in the step's second half (CPU seconds ÷ seconds):
+    ``contender``, ``broker``, ``database``, ``publisher`` (the parts the ramp was given)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +95,7 @@ class StepRecord:
             "kept_up": self.kept_up,
             "drained": self.drained,
             "lag_after_s": round(self.lag_after_s, 2),
+            "cores": {part: round(c, 2) for part, c in self.cores.items()},
         }
 
 
@@ -102,6 +109,12 @@ class RampResult:
     cpu_s_per_100k: float | None
     peak_rss_mib: float
     steps: list[StepRecord] = field(default_factory=list)
+
+
+def _pid(server: ServerProcess) -> int:
+    if server.proc is None:
+        raise ContenderError(f"{server.name} is not running")
+    return server.proc.pid
 
 
 def log(msg: str) -> None:
@@ -219,7 +232,7 @@ class Bench:
         self.influx.create_database(db)
         broker: ServerProcess = start_mosquitto(folder / "broker", extra_config=BROKER_EXTRA)
         try:
-            yield Stage(broker.port, self.influx.url, db, self.fleet, folder)
+            yield Stage(broker.port, self.influx.url, db, self.fleet, folder, _pid(broker))
         finally:
             broker.stop()
             query(self.influx.url, f'DROP DATABASE "{db}"', method="POST")
@@ -241,15 +254,29 @@ class Bench:
         contender.readings_per_message = workload.readings_per_message
         with self.stage(f"{workload.value}-{contender.name}-ramp") as stage, self.running(contender, stage):
             publisher = Publisher(stage, workload, self.streams)
+            parts = {"broker": [stage.broker_pid], "database": [_pid(self.influx)], "publisher": [publisher.proc.pid]}
             try:
-                return self._ramp_steps(contender, publisher, workload, start_rate, factor)
+                return self._ramp_steps(contender, publisher, workload, start_rate, factor, parts)
             finally:
                 publisher.close()
 
     def _ramp_steps(
-        self, contender: Contender, publisher: Publisher, workload: Workload, start_rate: float, factor: float
+        self,
+        contender: Contender,
+        publisher: Publisher,
+        workload: Workload,
+        start_rate: float,
+        factor: float,
+        parts: dict[str, list[int]] | None = None,
     ) -> RampResult:
+        """The ramp's steps; ``parts``: the processes of the machine's other parts (broker, database,
+        publisher), whose cores each step records beside the contender's."""
         p = self.plan
+        others = parts or {}
+
+        def cpu_now() -> dict[str, float]:
+            return {"contender": contender.cpu_seconds()} | {part: cpu_seconds(pids) for part, pids in others.items()}
+
         cpu0 = contender.cpu_seconds()
         published = 0
         written_off = 0  # readings a failed first guess lost for good: not owed by the steps after it
@@ -263,9 +290,10 @@ class Bench:
             publisher.send(rate, p.step_s, first_seq)
             t0 = time.monotonic()
             time.sleep(max(0.0, t0 + p.step_s / 2 - time.monotonic()))
-            mid = contender.stored()
+            mid, cpu_mid, t_mid = contender.stored(), cpu_now(), time.monotonic()
             time.sleep(max(0.0, t0 + p.step_s - time.monotonic()))
-            end = contender.stored()
+            end, cpu_end, t_end = contender.stored(), cpu_now(), time.monotonic()
+            cores = {part: (cpu_end[part] - cpu_mid[part]) / max(t_end - t_mid, 1e-3) for part in cpu_end}
             res = publisher.result()
             published += res.readings
             per_device = math.ceil(res.messages / self.n_streams) + 1
@@ -281,7 +309,7 @@ class Bench:
             lag_after = time.monotonic() - ended
             achieved = res.achieved_readings_per_s
             kept_up = (end - mid) >= achieved * (0.9 * p.step_s / 2 - BATCH_ALLOWANCE_S)
-            steps.append(StepRecord(rate, res.achieved_readings_per_s, kept_up, drained, lag_after))
+            steps.append(StepRecord(rate, res.achieved_readings_per_s, kept_up, drained, lag_after, cores))
             log(
                 f"  {contender.name:13s} {workload.value} offered {rate:>9,.0f}/s achieved "
                 f"{res.achieved_readings_per_s:>9,.0f}/s kept_up={kept_up} drained={drained} ({lag_after:.1f} s)"

@@ -20,6 +20,8 @@ LATENCY_P99_MS = 100.0
 RSS_GOAL_MIB = round(120e6 / 2**20, 1)
 """Issue 15: ingest's peak RSS in (a) ≤ 120 MB; the bench records MiB (120 MB = 114.4 MiB)."""
 PEERS_A = ("paho_batched", "node_red", "paho_naive", "paho_count", "mosquitto_sub")
+PARTS = ("contender", "broker", "database", "publisher")
+"""The machine's parts whose cores a ramp step records (``bench.harness.StepRecord.cores``)."""
 
 
 def _median(results: dict[str, Any], workload: str, name: str, key: str = "loss_free_rate") -> float | None:
@@ -230,6 +232,7 @@ def table(results: dict[str, Any]) -> str:
     formats = results.get("formats")
     if formats:
         lines += _formats_table(formats)
+    lines += _cores_table(results)
     lines += ["### Targets", "", "| target | measured | goal | met |", "|---|---:|---:|:---:|"]
     for t in results.get("targets", []):
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
@@ -237,6 +240,45 @@ def table(results: dict[str, Any]) -> str:
         goal = f"{t['op']} {_fmt(t['goal'], digits)}"
         lines.append(f"| {t['target']} | {_fmt(t['value'], digits)} {t['unit']} | {goal} | {met} |")
     return "\n".join(lines)
+
+
+def limit_steps(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps at a contender's limit, of its median round (the lower one of an even count): its
+    last passing step and the step after it (the one that failed; none when the publisher was the
+    limit). Empty when the round recorded no cores (results older than the cores' split)."""
+    ranked = sorted((r for r in rounds if r.get("steps")), key=lambda r: r["loss_free_rate"])
+    if not ranked:
+        return []
+    steps = ranked[(len(ranked) - 1) // 2]["steps"]
+    passed = [i for i, step in enumerate(steps) if step["kept_up"] and step["drained"]]
+    if not passed:
+        return []
+    return [step for step in steps[passed[-1] : passed[-1] + 2] if step.get("cores")]
+
+
+def _cores_table(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for wl, data in results.get("workloads", {}).items():
+        contenders = list(data["contenders"].values())
+        for row, name in zip(contenders, _shorts([row["label"] for row in contenders]), strict=True):
+            for step in limit_steps(row.get("rounds", [])):
+                cores = step["cores"]
+                passed = "passed" if step["kept_up"] and step["drained"] else "failed"
+                rows.append(
+                    f"| ({wl}) | {name} | {passed} | {_fmt(step['achieved'])} | "
+                    + " | ".join(_fmt(cores.get(part), 2) for part in PARTS)
+                    + f" | {_fmt(sum(cores.values()), 2)} |"
+                )
+    if not rows:
+        return []
+    n = results.get("machine", {}).get("cores")
+    return [
+        "### Where the cores went at each contender's limit", "",
+        f"Cores each part of the machine used ({n} in all; CPU seconds from `/proc` ÷ seconds) in the second half of "
+        "the median round's last passing ramp step and of the step after it, which failed.", "",
+        "| workload | contender | step | readings/s | contender | broker | database | publisher | total |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows, "",
+    ]  # fmt: skip
 
 
 def _formats_table(section: dict[str, Any]) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -18,7 +20,7 @@ from bench.formats_bench import _paired_ratios, schedule
 from bench.harness import Bench, RampResult
 from bench.latency import LatencyProbe
 from bench.publish import PublishResult, _remaining_length
-from bench.report import ratios, table, targets
+from bench.report import limit_steps, ratios, table, targets
 from bench.run import QUICK, _summarise, summary
 from bench.storeonly import lines_for
 from bench.workload import GATEWAY_READINGS, Workload, bench_fleet, device_streams, gateway_payload, single_payload
@@ -190,6 +192,76 @@ def test_table_shows_min_median_max_and_the_unmet_targets() -> None:
     assert "**no**" in text
     assert "| yes |" in text
     assert "SAL_1PPT" in text
+
+
+def _step(achieved: float, passed: bool, contender: float = 0.9) -> dict[str, Any]:
+    cores = {"contender": contender, "broker": 0.4, "database": 0.5, "publisher": 0.1}
+    return {"offered": achieved, "achieved": achieved, "kept_up": passed, "drained": passed, "lag_after_s": 0.1,
+            "cores": cores}  # fmt: skip
+
+
+def test_the_cores_at_the_limit_are_of_the_median_rounds_last_passing_step_and_the_one_after_it() -> None:
+    rounds = [
+        {"loss_free_rate": 30_000.0, "steps": [_step(20_000, True), _step(30_000, True), _step(40_000, False)]},
+        {"loss_free_rate": 20_000.0, "steps": [_step(20_000, True), _step(30_000, False)]},
+        {"loss_free_rate": 45_000.0, "steps": [_step(30_000, True), _step(45_000, True), _step(52_000, False)]},
+    ]
+    assert [s["achieved"] for s in limit_steps(rounds)] == [30_000, 40_000]  # the median round: 30k
+    assert [s["achieved"] for s in limit_steps(rounds[:2])] == [20_000, 30_000]  # the lower of two
+    # a ramp that failed its first guess, then passed lower steps: the last passing one counts
+    retried = [{"loss_free_rate": 15_000.0, "steps": [_step(40_000, False), _step(10_000, True), _step(15_000, True),
+                                                      _step(17_000, False)]}]  # fmt: skip
+    assert [s["achieved"] for s in limit_steps(retried)] == [15_000, 17_000]
+    publisher_bound = [{"loss_free_rate": 9_000.0, "steps": [_step(5_000, True), _step(9_000, True)]}]
+    assert [s["achieved"] for s in limit_steps(publisher_bound)] == [9_000]  # nothing failed
+    assert limit_steps([{"loss_free_rate": 0.0, "steps": [_step(5_000, False)]}]) == []
+    old = [{"loss_free_rate": 9_000.0, "steps": [{k: v for k, v in _step(9_000, True).items() if k != "cores"}]}]
+    assert limit_steps(old) == []  # results from before the split: no table row
+
+
+def test_the_table_says_where_the_cores_went_at_each_contenders_limit() -> None:
+    results = _results(ours_a=30_000, batched=25_000, node_red=3_000, naive=1_000, paho=40_000)
+    assert "Where the cores went" not in table(results)  # no steps recorded cores: no section
+    ours = results["workloads"]["a"]["contenders"]["ours"]
+    ours["label"] = "ioc ingest (ours, defaults)"
+    for r in ours["rounds"]:
+        r["steps"] = [_step(r["loss_free_rate"], True, 0.8), _step(r["loss_free_rate"] * 1.15, False, 1.0)]
+    results["machine"] = {"cores": 2}
+    text = table(results)
+    assert "(2 in all;" in text
+    assert "| (a) | ioc ingest | passed | 30,000 | 0.80 | 0.40 | 0.50 | 0.10 | 1.80 |" in text
+    assert "| (a) | ioc ingest | failed | 34,500 | 1.00 | 0.40 | 0.50 | 0.10 | 2.00 |" in text
+    public = results["workloads"]["a"]["contenders"]["ours_public"] = dict(ours)
+    public["label"] = "ioc ingest (ours, public MQTT path: IOC_MQTT_FAST_PATH=off)"
+    text = table(results)  # two labels that shorten alike stay apart
+    assert "| (a) | ioc ingest (ours, defaults) | passed | 30,000 |" in text
+    assert "| (a) | ioc ingest (ours, public MQTT path) | passed | 30,000 |" in text
+
+
+def test_a_ramp_records_the_cores_of_every_part_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "SETTLED_S", 0.1)
+    plan = dataclasses.replace(QUICK, step_s=0.2, grace_s=0.5, final_drain_s=1.0, max_steps=3)
+    bench = Bench(plan, Path("."), cast(Any, None), Path("."), Path("."), 10)
+    contender = _LossyContender(lost=0, fails_above=5_000)
+    spin = {"publisher": [os.getpid()]}  # this process, kept busy during the steps below
+
+    class _BusyPublisher(_ScriptedPublisher):
+        def send(self, rate: float, seconds: float, first_seq: int) -> None:
+            super().send(rate, seconds, first_seq)
+            threading.Thread(target=_busy, args=(seconds,)).start()
+
+    publisher = cast(Any, _BusyPublisher(contender))
+    got = bench._ramp_steps(cast(Any, contender), publisher, Workload.SINGLE, 4_000, 1.5, spin)
+    assert [set(s.cores) for s in got.steps] == [{"contender", "publisher"}] * len(got.steps)
+    assert all(s.cores["contender"] == 0.0 for s in got.steps)  # the double reports no CPU
+    assert all(s.cores["publisher"] > 0.3 for s in got.steps)  # a thread spinning through each step's second half
+    assert got.steps[0].as_dict()["cores"]["publisher"] == round(got.steps[0].cores["publisher"], 2)
+
+
+def _busy(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
 
 def test_summary_of_nothing_is_empty() -> None:
