@@ -105,7 +105,7 @@ class Contender:
         raise NotImplementedError
 
     def pids(self) -> list[int]:
-        """The contender's processes (remembered, so that CPU is read even after children exit)."""
+        """The contender's processes (remembered; one gone by the time CPU is read counts 0)."""
         if self.proc is not None and self.proc.poll() is None:
             self._pids = sorted(set(self._pids) | set(tree(self.proc.pid)))
         return self._pids

@@ -34,10 +34,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.contenders import ROOT, Contender, ContenderError, Stage
 from bench.latency import LatencyProbe
-from bench.procstat import cpu_seconds
+from bench.procstat import PARTS, cpu_seconds
 from bench.publish import PublishResult
 from bench.workload import Workload
-from ioc.servers import InfluxServer, ServerProcess, start_influxd, start_mosquitto
+from ioc.servers import InfluxServer, ServerError, ServerProcess, start_influxd, start_mosquitto
 from storage.influxql import query
 
 BATCH_ALLOWANCE_S = 1.0
@@ -111,9 +111,9 @@ class RampResult:
     steps: list[StepRecord] = field(default_factory=list)
 
 
-def _pid(server: ServerProcess) -> int:
+def _server_pid(server: ServerProcess) -> int:
     if server.proc is None:
-        raise ContenderError(f"{server.name} is not running")
+        raise ServerError(f"{server.name} is not running")
     return server.proc.pid
 
 
@@ -232,7 +232,7 @@ class Bench:
         self.influx.create_database(db)
         broker: ServerProcess = start_mosquitto(folder / "broker", extra_config=BROKER_EXTRA)
         try:
-            yield Stage(broker.port, self.influx.url, db, self.fleet, folder, _pid(broker))
+            yield Stage(broker.port, self.influx.url, db, self.fleet, folder, _server_pid(broker))
         finally:
             broker.stop()
             query(self.influx.url, f'DROP DATABASE "{db}"', method="POST")
@@ -254,7 +254,8 @@ class Bench:
         contender.readings_per_message = workload.readings_per_message
         with self.stage(f"{workload.value}-{contender.name}-ramp") as stage, self.running(contender, stage):
             publisher = Publisher(stage, workload, self.streams)
-            parts = {"broker": [stage.broker_pid], "database": [_pid(self.influx)], "publisher": [publisher.proc.pid]}
+            pids = ([stage.broker_pid], [_server_pid(self.influx)], [publisher.proc.pid])
+            parts = dict(zip(PARTS[1:], pids, strict=True))  # broker, database, publisher
             try:
                 return self._ramp_steps(contender, publisher, workload, start_rate, factor, parts)
             finally:
@@ -275,7 +276,7 @@ class Bench:
         others = parts or {}
 
         def cpu_now() -> dict[str, float]:
-            return {"contender": contender.cpu_seconds()} | {part: cpu_seconds(pids) for part, pids in others.items()}
+            return {PARTS[0]: contender.cpu_seconds()} | {part: cpu_seconds(pids) for part, pids in others.items()}
 
         cpu0 = contender.cpu_seconds()
         published = 0
@@ -290,10 +291,13 @@ class Bench:
             publisher.send(rate, p.step_s, first_seq)
             t0 = time.monotonic()
             time.sleep(max(0.0, t0 + p.step_s / 2 - time.monotonic()))
-            mid, cpu_mid, t_mid = contender.stored(), cpu_now(), time.monotonic()
+            mid = contender.stored()
+            cpu_mid, t_mid = cpu_now(), time.monotonic()  # cores: from after the count to the step's end
             time.sleep(max(0.0, t0 + p.step_s - time.monotonic()))
-            end, cpu_end, t_end = contender.stored(), cpu_now(), time.monotonic()
-            cores = {part: (cpu_end[part] - cpu_mid[part]) / max(t_end - t_mid, 1e-3) for part in cpu_end}
+            cpu_end, t_end = cpu_now(), time.monotonic()
+            end = contender.stored()
+            # a process gone meanwhile reads 0 (no contender's process exits mid-ramp): never below 0
+            cores = {part: max(0.0, cpu_end[part] - cpu_mid[part]) / max(t_end - t_mid, 1e-3) for part in cpu_end}
             res = publisher.result()
             published += res.readings
             per_device = math.ceil(res.messages / self.n_streams) + 1

@@ -7,6 +7,9 @@ from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
+PARTS = ("contender", "broker", "database", "publisher")
+"""The parts of the bench machine whose cores each ramp step records (``bench.harness.StepRecord.cores``)."""
+
 
 def _children(pid: int) -> list[int]:
     found: list[int] = []

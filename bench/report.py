@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.procstat import PARTS
+
 NATIVE_FORMAT = "ioc_v1"
 FORMAT_TARGET = 0.8
 """Issue 13: every payload format's end-to-end readings/s ≥ this × the native contract's (same run)."""
@@ -20,8 +22,6 @@ LATENCY_P99_MS = 100.0
 RSS_GOAL_MIB = round(120e6 / 2**20, 1)
 """Issue 15: ingest's peak RSS in (a) ≤ 120 MB; the bench records MiB (120 MB = 114.4 MiB)."""
 PEERS_A = ("paho_batched", "node_red", "paho_naive", "paho_count", "mosquitto_sub")
-PARTS = ("contender", "broker", "database", "publisher")
-"""The machine's parts whose cores a ramp step records (``bench.harness.StepRecord.cores``)."""
 
 
 def _median(results: dict[str, Any], workload: str, name: str, key: str = "loss_free_rate") -> float | None:
@@ -272,11 +272,13 @@ def _cores_table(results: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     n = results.get("machine", {}).get("cores")
+    of = f"{n} in all; " if n else ""
     return [
         "### Where the cores went at each contender's limit", "",
-        f"Cores each part of the machine used ({n} in all; CPU seconds from `/proc` ÷ seconds) in the second half of "
-        "the median round's last passing ramp step and of the step after it, which failed.", "",
-        "| workload | contender | step | readings/s | contender | broker | database | publisher | total |",
+        f"Cores each part of the machine used ({of}CPU seconds from `/proc` ÷ seconds) in the second half of the "
+        "median round's last passing ramp step and, when there is one, of the step after it, which failed. "
+        "Readings/s: what the publisher offered and the broker acknowledged in that step.", "",
+        "| workload | contender | step | published readings/s | contender | broker | database | publisher | total |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows, "",
     ]  # fmt: skip
 

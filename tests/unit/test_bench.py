@@ -252,7 +252,8 @@ def test_a_ramp_records_the_cores_of_every_part_it_is_given(monkeypatch: pytest.
 
     publisher = cast(Any, _BusyPublisher(contender))
     got = bench._ramp_steps(cast(Any, contender), publisher, Workload.SINGLE, 4_000, 1.5, spin)
-    assert [set(s.cores) for s in got.steps] == [{"contender", "publisher"}] * len(got.steps)
+    assert [s.offered for s in got.steps] == [4_000, 6_000]  # a pass, then a fail
+    assert [set(s.cores) for s in got.steps] == [{"contender", "publisher"}] * 2
     assert all(s.cores["contender"] == 0.0 for s in got.steps)  # the double reports no CPU
     assert all(s.cores["publisher"] > 0.3 for s in got.steps)  # a thread spinning through each step's second half
     assert got.steps[0].as_dict()["cores"]["publisher"] == round(got.steps[0].cores["publisher"], 2)
