@@ -560,9 +560,3 @@ class Engine:
             fired = zip(members[slots].tolist(), ch.on_ts[due].tolist(), ch.on_value[due].tolist(), strict=True)
             events.extend((State.FIRING, g, t, v) for g, t, v in fired)
         return _transitions(c.rule, c.names, events, self.devices)
-
-    def _transition(
-        self, rule: Rule, d: int, state: State, ts: int, value: float, names: _Names | None = None
-    ) -> Transition:
-        """One transition of ``rule`` for engine device ``d``; see :func:`_transitions`."""
-        return _transitions(rule, _names(rule) if names is None else names, [(state, d, ts, value)], self.devices)[0]

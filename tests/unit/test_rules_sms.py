@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from contract.fields import CAMERA_EVENTS, Kind, field_specs
 from ingest.devices import PROVINCE_BY_SLUG, place_name
-from rules.engine import Engine
+from rules.engine import Engine, _names, _transitions
 from rules.messages import render
-from rules.model import DeviceInfo, State
+from rules.model import DeviceInfo, State, Transition
 from rules.pack import DEFAULT_PACK, Rule, load_pack
 from rules.sms import (
     GSM7_BASIC,
@@ -52,13 +52,18 @@ def device(rule: Rule) -> DeviceInfo:
     return DeviceInfo("bt-trap-market1", rule.kind, "tien_giang", "go_cong_dong", "pond", "shrimp", LONGEST, LONGEST)
 
 
+def transition(engine: Engine, rule: Rule, d: int, state: State, ts: int, value: float) -> Transition:
+    """The transition ``engine`` records for ``rule`` and its device ``d``, its texts as the engine renders them."""
+    return _transitions(rule, _names(rule), [(state, d, ts, value)], engine.devices)[0]
+
+
 @pytest.mark.parametrize("rule", PACK.rules, ids=lambda r: r.id)
 def test_every_rule_fits_one_segment_and_keeps_value_place_and_action(rule: Rule) -> None:
     assert rule.short is not None, "the default pack gives every rule its short text"
     value = largest(rule)
     engine = Engine(PACK, [device(rule)], event_classes=CAMERA_EVENTS, start_ms=T0)
     for state in (State.FIRING, State.RESOLVED):
-        t = engine._transition(rule, 0, state, T0, value)
+        t = transition(engine, rule, 0, state, T0, value)
         assert ucs2_length(t.message_short) <= SHORT_UCS2_MAX, t.message_short
         assert gsm7_length(t.message_sms) is not None, t.message_sms
         assert gsm7_length(t.message_sms) <= SMS_GSM7_MAX, t.message_sms  # type: ignore[operator]
@@ -133,7 +138,7 @@ def test_a_webhook_carries_both_sms_texts(tmp_path: object) -> None:
 
     rule = next(r for r in PACK.rules if r.id == "SAL_4PPT")
     info = device(rule)
-    t = Engine(PACK, [info], event_classes=CAMERA_EVENTS, start_ms=T0)._transition(rule, 0, State.FIRING, T0, 4.1)
+    t = transition(Engine(PACK, [info], event_classes=CAMERA_EVENTS, start_ms=T0), rule, 0, State.FIRING, T0, 4.1)
     with AlertStore(Path(str(tmp_path)) / "alerts.db") as store:
         sub = store.add_subscription("https://93.184.215.14/hook", language="vi", pacing=AT_ONCE)
         [event] = store.apply([t], [info])
@@ -159,13 +164,13 @@ def test_template_params_and_a_template_webhook(tmp_path: object) -> None:
     rule = next(r for r in PACK.rules if r.id == "SAL_4PPT")
     info = device(rule)
     engine = Engine(PACK, [info], event_classes=CAMERA_EVENTS, start_ms=T0)
-    fired = engine._transition(rule, 0, State.FIRING, T0, 4.1)
+    fired = transition(engine, rule, 0, State.FIRING, T0, 4.1)
     assert fired.params == {"place": LONGEST, "value": "4,1", "unit": "‰", "action": "không lấy nước vào ruộng",
                             "time": local_time(T0)}  # fmt: skip
-    over = engine._transition(rule, 0, State.RESOLVED, T0 + 3_600_000, 0.42)
+    over = transition(engine, rule, 0, State.RESOLVED, T0 + 3_600_000, 0.42)
     assert (over.params["value"], over.params["action"]) == ("0,4", "hết cảnh báo")
     silent = next(r for r in PACK.rules if r.id == "SAL_SILENT")
-    quiet = engine._transition(silent, 0, State.FIRING, T0, float("nan"))
+    quiet = transition(engine, silent, 0, State.FIRING, T0, float("nan"))
     assert (quiet.params["value"], quiet.params["unit"]) == ("", "")
     with AlertStore(Path(str(tmp_path)) / "alerts.db") as store:
         zns = store.add_subscription("https://93.184.215.14/zns", template="ioc_alert_v1", pacing=AT_ONCE)
